@@ -1,0 +1,1 @@
+"""blindmatch benchmarks: each writes JSON and a markdown table under benchmarks/results/."""

@@ -1,0 +1,153 @@
+"""The one exception tree of blindmatch.
+
+Every error the library raises on purpose is a :class:`BlindmatchError`. Where a builtin
+says the same thing, the class subclasses it too, so ``except ValueError`` keeps working
+for callers who do not know blindmatch.
+
+Local misuse (the caller did something wrong) is split from peer misbehaviour (the other
+party sent something wrong), as h11 does: a server turns a :class:`RemoteProtocolError`
+into a 4xx answer and keeps serving; a :class:`LocalProtocolError` is a bug to fix.
+
+Messages never carry secret bytes or bytes a peer controls: they name the field and the
+expected shape, not the value. Verification failures say only that verification failed.
+
+::
+
+    BlindmatchError
+    ├── InvalidEncoding (ValueError)          bytes/hex of a typed value are malformed
+    │   ├── InvalidElement                    not a canonical, non-identity ristretto255 point
+    │   └── InvalidScalar                     not a canonical, non-zero scalar
+    ├── FingerprintError                      a file could not be fingerprinted
+    │   ├── UnsupportedMedia                  not an image or video we decode
+    │   ├── CorruptMedia                      truncated, empty or undecodable
+    │   └── MediaTooLarge                     over the pixel/frame bounds (decompression bomb)
+    ├── RegistryError                         signal-type registry misuse (duplicate, unknown)
+    ├── CryptoError                           the cryptographic layer
+    │   ├── BackendUnavailable (ImportError)  libsodium missing or too old
+    │   ├── DeriveKeyPairError                RFC 9497 DeriveKeyPair found no key
+    │   ├── InverseError                      RFC 9497: a scalar had no inverse
+    │   ├── VerifyError                       a DLEQ proof did not verify (no detail)
+    │   └── KeyFormatError                    a serialised key is malformed
+    ├── IndexFormatError                      an index file is malformed or of another version
+    └── ProtocolError                         the matching protocol
+        ├── LocalProtocolError                this side misused a session (wrong state, ...)
+        └── RemoteProtocolError               the peer sent something wrong
+            ├── MessageDecodeError            malformed, truncated or trailing bytes
+            ├── UnsupportedVersion            a wire version we do not speak
+            └── LimitExceeded                 over a batch size or a quota
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailable",
+    "BlindmatchError",
+    "CorruptMedia",
+    "CryptoError",
+    "DeriveKeyPairError",
+    "FingerprintError",
+    "IndexFormatError",
+    "InvalidElement",
+    "InvalidEncoding",
+    "InvalidScalar",
+    "InverseError",
+    "KeyFormatError",
+    "LimitExceeded",
+    "LocalProtocolError",
+    "MediaTooLarge",
+    "MessageDecodeError",
+    "ProtocolError",
+    "RegistryError",
+    "RemoteProtocolError",
+    "UnsupportedMedia",
+    "UnsupportedVersion",
+    "VerifyError",
+]
+
+
+class BlindmatchError(Exception):
+    """Root of every error blindmatch raises on purpose."""
+
+
+class InvalidEncoding(BlindmatchError, ValueError):
+    """Bytes or text that should encode a typed value do not (length, alphabet, range)."""
+
+
+class InvalidElement(InvalidEncoding):
+    """Not the canonical encoding of a non-identity ristretto255 element (RFC 9496 4.3.1)."""
+
+
+class InvalidScalar(InvalidEncoding):
+    """Not the canonical encoding of a scalar in [1, order) (or [0, order) where zero is legal)."""
+
+
+class FingerprintError(BlindmatchError):
+    """A file could not be fingerprinted. Carries no file content."""
+
+
+class UnsupportedMedia(FingerprintError):
+    """The bytes are not an image or video format blindmatch decodes."""
+
+
+class CorruptMedia(FingerprintError):
+    """The file is empty, truncated or otherwise undecodable."""
+
+
+class MediaTooLarge(FingerprintError):
+    """The media exceeds the configured pixel or frame bounds (decompression-bomb guard)."""
+
+
+class RegistryError(BlindmatchError, LookupError):
+    """A signal type is registered twice, or looked up under a name nobody registered."""
+
+
+class CryptoError(BlindmatchError):
+    """Errors of the cryptographic layer."""
+
+
+class BackendUnavailable(CryptoError, ImportError):
+    """libsodium (>= 1.0.18 with ristretto255) cannot be loaded; the message says how to fix."""
+
+
+class DeriveKeyPairError(CryptoError, ValueError):
+    """RFC 9497 DeriveKeyPair: 256 counters gave a zero scalar (practically unreachable)."""
+
+
+class InverseError(CryptoError, ValueError):
+    """RFC 9497: a scalar that must be inverted is zero."""
+
+
+class VerifyError(CryptoError):
+    """A proof did not verify. Deliberately carries no detail."""
+
+
+class KeyFormatError(CryptoError, ValueError):
+    """A serialised key is malformed, of an unknown version, or of another suite."""
+
+
+class IndexFormatError(BlindmatchError, ValueError):
+    """An index file is malformed, truncated, corrupt or of an unsupported version."""
+
+
+class ProtocolError(BlindmatchError):
+    """Errors of the private matching protocol."""
+
+
+class LocalProtocolError(ProtocolError):
+    """This side used a session wrongly (wrong state, wrong argument). A bug to fix."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something wrong. A server answers it with 4xx and keeps serving."""
+
+
+class MessageDecodeError(RemoteProtocolError, InvalidEncoding):
+    """A wire message is malformed, truncated, or has trailing bytes."""
+
+
+class UnsupportedVersion(RemoteProtocolError):
+    """A wire message or file carries a version this build does not speak."""
+
+
+class LimitExceeded(RemoteProtocolError):
+    """A batch is over the size limit, or a session is over its element quota."""

@@ -1,0 +1,160 @@
+"""Typed fingerprint values: hashes are small frozen classes, never loose ``str`` or ``bytes``.
+
+A hash is validated when it is made (length, hex alphabet) and converts both ways:
+``bytes(h)`` / ``Cls.from_bytes(b)`` and ``h.hex()`` / ``Cls.from_hex(s)``. The text form of
+a PDQ hash is the one the reference implementation prints: 64 lowercase hex digits of the
+256-bit integer ``sum(bit_k << k)``, so the first digit holds bits 255..252. The byte form
+is that integer big-endian, so ``bytes(h).hex() == h.hex()``.
+
+Low quality is a field (:attr:`PdqFingerprint.quality`), not an empty hash.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import ClassVar, Self
+
+from blindmatch.errors import InvalidEncoding
+
+__all__ = [
+    "Md5Digest",
+    "PdqFingerprint",
+    "PdqHash",
+    "Sha256Digest",
+    "VideoFingerprint",
+    "VideoFrame",
+]
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _FixedBytes:
+    """A fixed-length byte string with hex and bytes round trips."""
+
+    value: bytes
+    SIZE: ClassVar[int] = 0
+    NAME: ClassVar[str] = "value"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, bytes):
+            raise InvalidEncoding(f"{self.NAME} must be bytes")
+        if len(self.value) != self.SIZE:
+            raise InvalidEncoding(f"{self.NAME} must be {self.SIZE} bytes")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Build from exactly ``SIZE`` bytes; raises :class:`InvalidEncoding` otherwise."""
+        return cls(bytes(data))
+
+    @classmethod
+    def from_hex(cls, text: str) -> Self:
+        """Build from ``2*SIZE`` hex digits (either case); raises :class:`InvalidEncoding`."""
+        if not isinstance(text, str) or len(text) != 2 * cls.SIZE or not _HEX.issuperset(text):
+            raise InvalidEncoding(f"{cls.NAME} must be {2 * cls.SIZE} hex digits")
+        return cls(bytes.fromhex(text))
+
+    def hex(self) -> str:
+        """Lowercase hex, as the reference tools print it."""
+        return self.value.hex()
+
+    def __bytes__(self) -> bytes:
+        return self.value
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _FixedBytes)
+        return hmac.compare_digest(self.value, other.value)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.value))
+
+    def __str__(self) -> str:
+        return self.hex()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.hex()!r})"
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class PdqHash(_FixedBytes):
+    """A 256-bit PDQ hash. Distance is the Hamming distance; <= 31 is a match."""
+
+    SIZE: ClassVar[int] = 32
+    NAME: ClassVar[str] = "PDQ hash"
+
+    @classmethod
+    def from_int(cls, number: int) -> PdqHash:
+        """Build from the 256-bit integer ``sum(bit_k << k)``."""
+        if not 0 <= number < 1 << 256:
+            raise InvalidEncoding("PDQ hash integer must be in [0, 2**256)")
+        return cls(number.to_bytes(32, "big"))
+
+    def to_int(self) -> int:
+        """The 256-bit integer ``sum(bit_k << k)``."""
+        return int.from_bytes(self.value, "big")
+
+    def bit(self, k: int) -> int:
+        """Bit ``k`` (0..255) in the reference numbering (bit k = row k // 16, column k % 16)."""
+        if not 0 <= k < 256:
+            raise IndexError("PDQ bit index must be in [0, 256)")
+        return (self.value[31 - k // 8] >> (k % 8)) & 1
+
+    def distance(self, other: PdqHash) -> int:
+        """Hamming distance to ``other``."""
+        return (self.to_int() ^ other.to_int()).bit_count()
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Md5Digest(_FixedBytes):
+    """MD5 of a file's bytes: the exact hash NCMEC's hash sharing accepts."""
+
+    SIZE: ClassVar[int] = 16
+    NAME: ClassVar[str] = "MD5 digest"
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Sha256Digest(_FixedBytes):
+    """SHA-256 of a file's bytes."""
+
+    SIZE: ClassVar[int] = 32
+    NAME: ClassVar[str] = "SHA-256 digest"
+
+
+@dataclass(frozen=True, slots=True)
+class PdqFingerprint:
+    """A PDQ hash with its quality (0..100); quality < 50 is not trusted for matching."""
+
+    hash: PdqHash
+    quality: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.quality, int) or not 0 <= self.quality <= 100:
+            raise InvalidEncoding("PDQ quality must be an integer in [0, 100]")
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFrame:
+    """One hashed frame of a video, as vPDQ reports it."""
+
+    frame_number: int
+    timestamp: float
+    pdq: PdqHash
+    quality: int
+
+    def __post_init__(self) -> None:
+        if self.frame_number < 0:
+            raise InvalidEncoding("frame number must be >= 0")
+        if not 0 <= self.quality <= 100:
+            raise InvalidEncoding("PDQ quality must be an integer in [0, 100]")
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFingerprint:
+    """The vPDQ fingerprint of a video: its sampled frames in decoding order."""
+
+    frames: tuple[VideoFrame, ...]
+    fps: float
+    seconds_per_hash: float

@@ -1,0 +1,73 @@
+"""The package's shape: imports run one way, every public module re-exports a sorted __all__."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import blindmatch
+
+SRC = Path(blindmatch.__file__).parent
+
+# Which top-level parts of blindmatch each part may import. Imports run downward only:
+# cli -> simulate -> protocols -> {psi, fingerprint} -> errors.
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "fingerprint": {"errors", "fingerprint"},
+    "psi": {"errors", "psi"},
+    "protocols": {"errors", "psi", "fingerprint", "protocols"},
+}
+
+
+def _part(module_path: Path) -> str:
+    rel = module_path.relative_to(SRC)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _blindmatch_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "blindmatch" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+SOURCES = sorted(p for p in SRC.rglob("*.py") if _part(p) in ALLOWED)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_run_downward(path: Path) -> None:
+    part = _part(path)
+    illegal = _blindmatch_imports(path) - ALLOWED[part]
+    assert not illegal, f"{part} must not import {sorted(illegal)}"
+
+
+def _public_modules() -> list[str]:
+    names = ["blindmatch"]
+    for info in pkgutil.walk_packages([str(SRC)], prefix="blindmatch."):
+        leaf = info.name.rsplit(".", 1)[-1]
+        if not leaf.startswith("_") and leaf != "__main__":
+            names.append(info.name)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("name", _public_modules())
+def test_all_is_sorted_and_exists(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = getattr(module, "__all__", None)
+    assert exported is not None, f"{name} has no __all__"
+    assert list(exported) == sorted(exported), f"{name}.__all__ is not sorted"
+    for symbol in exported:
+        assert hasattr(module, symbol), f"{name}.__all__ names missing {symbol}"
