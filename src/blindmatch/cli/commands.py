@@ -1,0 +1,12 @@
+"""The list of subcommand modules, in the order ``--help`` shows them.
+
+Each module has ``register(subparsers)``; add a new subcommand by adding its module here.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+__all__ = ["MODULES"]
+
+MODULES: list[ModuleType] = []
