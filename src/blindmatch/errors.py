@@ -20,7 +20,8 @@ expected shape, not the value. Verification failures say only that verification 
     ├── FingerprintError                      a file could not be fingerprinted
     │   ├── UnsupportedMedia                  not an image or video we decode
     │   ├── CorruptMedia                      truncated, empty or undecodable
-    │   └── MediaTooLarge                     over the pixel/frame bounds (decompression bomb)
+    │   ├── MediaTooLarge                     over the pixel/frame bounds (decompression bomb)
+    │   └── UnreadableMedia                   the file cannot be opened or read (missing, denied)
     ├── RegistryError                         signal-type registry misuse (duplicate, unknown)
     ├── CryptoError                           the cryptographic layer
     │   ├── BackendUnavailable (ImportError)  libsodium missing or too old
@@ -59,6 +60,7 @@ __all__ = [
     "ProtocolError",
     "RegistryError",
     "RemoteProtocolError",
+    "UnreadableMedia",
     "UnsupportedMedia",
     "UnsupportedVersion",
     "VerifyError",
@@ -95,6 +97,10 @@ class CorruptMedia(FingerprintError):
 
 class MediaTooLarge(FingerprintError):
     """The media exceeds the configured pixel or frame bounds (decompression-bomb guard)."""
+
+
+class UnreadableMedia(FingerprintError):
+    """The file cannot be opened or read (missing, a directory, permission denied)."""
 
 
 class RegistryError(BlindmatchError, LookupError):
