@@ -27,6 +27,7 @@ expected shape, not the value. Verification failures say only that verification 
     │   ├── BackendUnavailable (ImportError)  libsodium missing or too old
     │   ├── DeriveKeyPairError                RFC 9497 DeriveKeyPair found no key
     │   ├── InverseError                      RFC 9497: a scalar had no inverse
+    │   ├── InvalidInput                      RFC 9497 InvalidInputError / input too long
     │   ├── VerifyError                       a DLEQ proof did not verify (no detail)
     │   └── KeyFormatError                    a serialised key is malformed
     ├── IndexFormatError                      an index file is malformed or of another version
@@ -50,6 +51,7 @@ __all__ = [
     "IndexFormatError",
     "InvalidElement",
     "InvalidEncoding",
+    "InvalidInput",
     "InvalidScalar",
     "InverseError",
     "KeyFormatError",
@@ -121,6 +123,11 @@ class DeriveKeyPairError(CryptoError, ValueError):
 
 class InverseError(CryptoError, ValueError):
     """RFC 9497: a scalar that must be inverted is zero."""
+
+
+class InvalidInput(CryptoError, ValueError):
+    """RFC 9497 InvalidInputError: an input hashes to the identity, or an OPRF input or
+    info string is 2^16 bytes or longer (the RFC frames their lengths in two bytes)."""
 
 
 class VerifyError(CryptoError):
