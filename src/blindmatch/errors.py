@@ -33,10 +33,15 @@ expected shape, not the value. Verification failures say only that verification 
     ├── IndexFormatError                      an index file is malformed or of another version
     └── ProtocolError                         the matching protocol
         ├── LocalProtocolError                this side misused a session (wrong state, ...)
+        ├── RequestRejected                   the clearinghouse answered with an error code
         └── RemoteProtocolError               the peer sent something wrong
             ├── MessageDecodeError            malformed, truncated or trailing bytes
+            │   └── InvalidPeerElement (InvalidElement)  the peer sent an invalid element
             ├── UnsupportedVersion            a wire version we do not speak
-            └── LimitExceeded                 over a batch size or a quota
+            ├── LimitExceeded                 over a batch size or a quota
+            ├── UnexpectedMessage             a message not valid in the session's state
+            └── KeyMismatch                   the peer's key is not the published key
+                └── CanaryMismatch            a canary did not match: index and key disagree
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailable",
     "BlindmatchError",
+    "CanaryMismatch",
     "CorruptMedia",
     "CryptoError",
     "DeriveKeyPairError",
@@ -52,9 +58,11 @@ __all__ = [
     "InvalidElement",
     "InvalidEncoding",
     "InvalidInput",
+    "InvalidPeerElement",
     "InvalidScalar",
     "InverseError",
     "KeyFormatError",
+    "KeyMismatch",
     "LimitExceeded",
     "LocalProtocolError",
     "MediaTooLarge",
@@ -62,6 +70,8 @@ __all__ = [
     "ProtocolError",
     "RegistryError",
     "RemoteProtocolError",
+    "RequestRejected",
+    "UnexpectedMessage",
     "UnreadableMedia",
     "UnsupportedMedia",
     "UnsupportedVersion",
@@ -164,3 +174,31 @@ class UnsupportedVersion(RemoteProtocolError):
 
 class LimitExceeded(RemoteProtocolError):
     """A batch is over the size limit, or a session is over its element quota."""
+
+
+class InvalidPeerElement(MessageDecodeError, InvalidElement):
+    """A message from the peer holds an element that is not canonical or is the identity."""
+
+
+class UnexpectedMessage(RemoteProtocolError):
+    """The peer sent a message the session's state does not allow (or an unknown/reused id)."""
+
+
+class KeyMismatch(RemoteProtocolError):
+    """The peer evaluates with, or names, a key other than the published one."""
+
+
+class CanaryMismatch(KeyMismatch):
+    """A canary reference did not match: the index and the online key disagree. No detail."""
+
+
+class RequestRejected(ProtocolError):
+    """The clearinghouse refused a request with an error message; ``code`` says why.
+
+    The peer's text is kept in ``peer_text`` for logs; it is not part of ``str(error)``.
+    """
+
+    def __init__(self, code: int, code_name: str, peer_text: str) -> None:
+        super().__init__(f"the clearinghouse refused the request: {code_name}")
+        self.code = code
+        self.peer_text = peer_text
