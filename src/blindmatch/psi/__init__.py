@@ -3,12 +3,28 @@ band encodings and the index. Knows nothing of HTTP, storage or fingerprinting.
 
 The submodules hold the details: ``group`` (``Element``, ``Scalar``), ``hash_to_curve``
 (RFC 9380), ``oprf`` (RFC 9497, hazmat: every random value is an argument), ``keys`` (key
-material, epochs, serialisation). ``_sodium`` is the only binding of libsodium.
+material, epochs, serialisation), ``bands`` (bandings, band inputs), ``shares``
+(GF(2**61-1) Shamir lines), ``kdf`` (tags, pads, report handles), ``index`` (the index
+file: build, lookup; docs/index-format.md). ``_sodium`` is the only binding of libsodium.
 """
 
 from __future__ import annotations
 
+from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
 from blindmatch.psi.group import GENERATOR, ORDER, Element, Scalar
+from blindmatch.psi.index import (
+    BuiltIndex,
+    Canary,
+    Index,
+    IndexSet,
+    MatchResult,
+    Reference,
+    add_references,
+    build_index,
+    default_canaries,
+    merge_indexes,
+)
+from blindmatch.psi.kdf import ReportHandle
 from blindmatch.psi.oprf import (
     SUITE_ID,
     Mode,
@@ -32,13 +48,22 @@ from blindmatch.psi.oprf import (
 )
 
 __all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py checks
+    "Banding",
+    "BuiltIndex",
+    "Canary",
     "Element",
     "GENERATOR",
+    "Index",
+    "IndexSet",
+    "MatchResult",
     "Mode",
     "ORDER",
     "Proof",
+    "Reference",
+    "ReportHandle",
     "SUITE_ID",
     "Scalar",
+    "add_references",
     "blind",
     "blind_batch",
     "blind_batch_shared",
@@ -46,13 +71,18 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py c
     "blind_evaluate_batch",
     "blind_evaluate_encoded",
     "blind_evaluate_verifiable",
+    "build_index",
+    "default_canaries",
     "derive_key_pair",
     "evaluate",
     "evaluate_batch",
+    "exact_banding",
     "finalize",
     "finalize_batch",
     "finalize_batch_shared",
     "finalize_verifiable",
     "generate_proof",
+    "merge_indexes",
+    "pdq_banding",
     "verify_proof",
 ]

@@ -1,0 +1,348 @@
+"""The byte layout of an index file: header encoding, decoding and section offsets.
+
+docs/index-format.md is the normative description; this module is its implementation and
+must change only together with it (and the golden files in tests/vectors/index/).
+
+Layout (all integers little-endian; offsets in bytes)::
+
+    fixed header (128 bytes)
+      0   8  magic 89 42 4D 49 44 58 0D 0A ("\\x89BMIDX\\r\\n")
+      8   2  format version (1)
+     10   1  kind: 0 full index, 1 delta
+     11   1  RFC 9497 mode of the OPRF (1 = VOPRF)
+     12   4  header length H (a multiple of 64, >= 128)
+     16   8  entry count n (entries per band)
+     24   8  handle count m
+     32   4  band count L
+     36   2  hash bits
+     38   2  k (bits per band)
+     40   1  threshold t
+     41   1  tag bytes (4 or 8)
+     42   1  share bytes (8: one 61-bit lane)
+     43   1  handle bytes stored per handle (8..16)
+     44   4  key epoch
+     48   2  canary count c
+     50   6  reserved, zero
+     56  32  base digest (delta: the digest of its base; full: zero)
+     88  32  digest: SHA-256 of the whole file without these 32 bytes
+    120   8  reserved, zero
+    variable header (from offset 128)
+      lp8(suite id) lp8(signal) lp8(seed) lp8(key id)
+      c canaries, each: hash (hash bits / 8 bytes) || full handle (16 bytes)
+      zero padding up to H
+    body (from offset H)
+      tags     L*n*tag_bytes, band-major; each band ascending by (tag, share)
+      zeros    up to a multiple of 64
+      shares   L*n*8, same order as the tags
+      zeros    up to a multiple of 64
+      handles  m*handle_bytes, ascending, distinct
+    end of file
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import struct
+from dataclasses import dataclass
+
+from blindmatch.errors import IndexFormatError
+from blindmatch.psi.bands import Banding
+from blindmatch.psi.kdf import HANDLE_SIZE, TAG_SIZES, ReportHandle
+
+__all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py checks
+    "Canary",
+    "DIGEST_OFFSET",
+    "FIXED_SIZE",
+    "FORMAT_VERSION",
+    "IndexHeader",
+    "IndexKind",
+    "Layout",
+    "MAGIC",
+    "SHARE_BYTES",
+    "SUITE_ID",
+    "VOPRF_MODE",
+    "align",
+    "compute_digest",
+    "decode_header",
+]
+
+MAGIC = b"\x89BMIDX\r\n"
+FORMAT_VERSION = 1
+SUITE_ID = "ristretto255-SHA512"
+VOPRF_MODE = 1
+SHARE_BYTES = 8
+FIXED_SIZE = 128
+DIGEST_OFFSET = 88
+_DIGEST_SIZE = 32
+_ALIGN = 64
+_FIXED = struct.Struct("<8sHBBIQQIHHBBBBIH6s32s32s8s")
+_MIN_HANDLE_BYTES = 8
+_MAX_KEY_ID = 64
+_MAX_CANARIES = 1024
+
+assert _FIXED.size == FIXED_SIZE
+
+
+def align(offset: int) -> int:
+    """``offset`` rounded up to a multiple of 64 (section alignment)."""
+    return -(-offset // _ALIGN) * _ALIGN
+
+
+class IndexKind(enum.IntEnum):
+    """Whether a file is a full index or a delta to merge into its base."""
+
+    FULL = 0
+    DELTA = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Canary:
+    """A public canary reference: its hash and the handle a platform must match."""
+
+    hash: bytes
+    handle: ReportHandle
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Byte offsets of the body sections of one index file."""
+
+    header_length: int
+    tags_offset: int
+    shares_offset: int
+    handles_offset: int
+    total_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class IndexHeader:
+    """Everything the header of an index file says (see the module docstring).
+
+    ``digest`` and ``base_digest`` are SHA-256 values (32 bytes); a full index has an
+    all-zero ``base_digest``.
+    """
+
+    kind: IndexKind
+    banding: Banding
+    key_epoch: int
+    key_id: bytes
+    entry_count: int
+    handle_count: int
+    tag_bytes: int
+    handle_bytes: int
+    canaries: tuple[Canary, ...]
+    base_digest: bytes
+    digest: bytes
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.key_epoch < 1 << 32:
+            raise IndexFormatError("key epoch must fit 32 bits")
+        if len(self.key_id) > _MAX_KEY_ID:
+            raise IndexFormatError(f"key id must be at most {_MAX_KEY_ID} bytes")
+        if not 0 <= self.entry_count < 1 << 48 or not 0 <= self.handle_count < 1 << 48:
+            raise IndexFormatError("entry and handle counts must be below 2**48")
+        if self.tag_bytes not in TAG_SIZES:
+            raise IndexFormatError("tag width must be 4 or 8 bytes")
+        if not _MIN_HANDLE_BYTES <= self.handle_bytes <= HANDLE_SIZE:
+            raise IndexFormatError("stored handle width must be 8..16 bytes")
+        if len(self.canaries) > _MAX_CANARIES:
+            raise IndexFormatError(f"at most {_MAX_CANARIES} canaries")
+        for canary in self.canaries:
+            if len(canary.hash) != self.banding.hash_bytes:
+                raise IndexFormatError("canary hash length does not match the signal")
+        if len(self.base_digest) != _DIGEST_SIZE or len(self.digest) != _DIGEST_SIZE:
+            raise IndexFormatError("digests must be 32 bytes")
+        if (self.kind is IndexKind.FULL) != (self.base_digest == bytes(_DIGEST_SIZE)):
+            raise IndexFormatError("a delta names its base digest; a full index names none")
+
+    def layout(self) -> Layout:
+        """Section offsets implied by this header."""
+        header_length = align(len(self.variable_part()) + FIXED_SIZE)
+        per_band = self.entry_count * self.banding.count
+        tags_offset = header_length
+        shares_offset = align(tags_offset + per_band * self.tag_bytes)
+        handles_offset = align(shares_offset + per_band * SHARE_BYTES)
+        total = handles_offset + self.handle_count * self.handle_bytes
+        return Layout(header_length, tags_offset, shares_offset, handles_offset, total)
+
+    def variable_part(self) -> bytes:
+        """The variable header fields, unpadded."""
+        parts = [
+            _lp8(SUITE_ID.encode("ascii")),
+            _lp8(self.banding.signal.encode("ascii")),
+            _lp8(self.banding.seed),
+            _lp8(self.key_id),
+        ]
+        parts.extend(canary.hash + bytes(canary.handle) for canary in self.canaries)
+        return b"".join(parts)
+
+    def encode(self, digest: bytes | None = None) -> bytes:
+        """The padded header bytes, with ``digest`` (or this header's) in its field."""
+        banding = self.banding
+        variable = self.variable_part()
+        header_length = align(FIXED_SIZE + len(variable))
+        fixed = _FIXED.pack(
+            MAGIC,
+            FORMAT_VERSION,
+            int(self.kind),
+            VOPRF_MODE,
+            header_length,
+            self.entry_count,
+            self.handle_count,
+            banding.count,
+            banding.hash_bits,
+            banding.k,
+            banding.threshold,
+            self.tag_bytes,
+            SHARE_BYTES,
+            self.handle_bytes,
+            self.key_epoch,
+            len(self.canaries),
+            bytes(6),
+            self.base_digest,
+            self.digest if digest is None else digest,
+            bytes(8),
+        )
+        return (fixed + variable).ljust(header_length, b"\x00")
+
+
+def _lp8(data: bytes) -> bytes:
+    if len(data) > 255:
+        raise IndexFormatError("a length-prefixed header field is over 255 bytes")
+    return bytes([len(data)]) + data
+
+
+def compute_digest(data: bytes | memoryview) -> bytes:
+    """SHA-256 of an index file's bytes without its digest field."""
+    view = memoryview(data)
+    hasher = hashlib.sha256(view[:DIGEST_OFFSET])
+    hasher.update(view[DIGEST_OFFSET + _DIGEST_SIZE :])
+    return hasher.digest()
+
+
+class _Reader:
+    def __init__(self, data: memoryview, offset: int, end: int) -> None:
+        self.data = data
+        self.offset = offset
+        self.end = end
+
+    def take(self, count: int) -> bytes:
+        if self.offset + count > self.end:
+            raise IndexFormatError("index header is truncated")
+        chunk = bytes(self.data[self.offset : self.offset + count])
+        self.offset += count
+        return chunk
+
+    def lp8(self) -> bytes:
+        return self.take(self.take(1)[0])
+
+
+def _ascii(data: bytes, what: str) -> str:
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        raise IndexFormatError(f"index {what} is not ASCII") from None
+
+
+def decode_header(data: bytes | memoryview) -> tuple[IndexHeader, Layout]:
+    """Parse and check the header of an index file; does not check the digest.
+
+    Args:
+        data: the whole file (its length is checked against the header's counts).
+
+    Returns:
+        The header and the section layout.
+
+    Raises:
+        IndexFormatError: wrong magic or version, truncated or inconsistent fields,
+            nonzero reserved or padding bytes, or a file length that does not match.
+    """
+    view = memoryview(data).cast("B")
+    if len(view) < FIXED_SIZE:
+        raise IndexFormatError("index file is shorter than its fixed header")
+    (
+        magic,
+        version,
+        kind,
+        mode,
+        header_length,
+        entry_count,
+        handle_count,
+        band_count,
+        hash_bits,
+        k,
+        threshold,
+        tag_bytes,
+        share_bytes,
+        handle_bytes,
+        key_epoch,
+        canary_count,
+        reserved1,
+        base_digest,
+        digest,
+        reserved2,
+    ) = _FIXED.unpack_from(view, 0)
+    if magic != MAGIC:
+        raise IndexFormatError("not a blindmatch index (bad magic)")
+    if version != FORMAT_VERSION:
+        raise IndexFormatError("unsupported index format version")
+    if kind not in (IndexKind.FULL, IndexKind.DELTA):
+        raise IndexFormatError("unknown index kind")
+    if mode != VOPRF_MODE:
+        raise IndexFormatError("index OPRF mode must be VOPRF")
+    if share_bytes != SHARE_BYTES:
+        raise IndexFormatError("unsupported share width")
+    if reserved1 != bytes(6) or reserved2 != bytes(8):
+        raise IndexFormatError("reserved header bytes must be zero")
+    if header_length < FIXED_SIZE or header_length % _ALIGN or header_length > len(view):
+        raise IndexFormatError("bad or truncated header length")
+    reader = _Reader(view, FIXED_SIZE, header_length)
+    suite = _ascii(reader.lp8(), "suite id")
+    if suite != SUITE_ID:
+        raise IndexFormatError("unsupported OPRF suite")
+    signal = _ascii(reader.lp8(), "signal")
+    seed = reader.lp8()
+    key_id = reader.lp8()
+    try:
+        banding = Banding(
+            signal=signal,
+            hash_bits=hash_bits,
+            k=k,
+            count=band_count,
+            threshold=threshold,
+            seed=seed,
+        )
+    except ValueError:
+        raise IndexFormatError("invalid banding parameters") from None
+    canaries: list[Canary] = []
+    for _ in range(canary_count):
+        canary_hash = reader.take(banding.hash_bytes)
+        canaries.append(Canary(canary_hash, ReportHandle(reader.take(HANDLE_SIZE))))
+    if any(view[reader.offset : header_length]):
+        raise IndexFormatError("header padding must be zero")
+    header = IndexHeader(
+        kind=IndexKind(kind),
+        banding=banding,
+        key_epoch=key_epoch,
+        key_id=key_id,
+        entry_count=entry_count,
+        handle_count=handle_count,
+        tag_bytes=tag_bytes,
+        handle_bytes=handle_bytes,
+        canaries=tuple(canaries),
+        base_digest=base_digest,
+        digest=digest,
+    )
+    layout = header.layout()
+    if layout.header_length != header_length:
+        raise IndexFormatError("header length does not match its fields")
+    if layout.total_length != len(view):
+        raise IndexFormatError("index file length does not match its header (truncated?)")
+    for start, end in (
+        (layout.tags_offset + entry_count * band_count * tag_bytes, layout.shares_offset),
+        (layout.shares_offset + entry_count * band_count * SHARE_BYTES, layout.handles_offset),
+    ):
+        if any(view[start:end]):
+            raise IndexFormatError("section padding must be zero")
+    return header, layout

@@ -1,0 +1,813 @@
+"""The matching index: build it (clearinghouse), open it and look uploads up (platform).
+
+Theory of operation
+-------------------
+Build (MATCHING.md "Build"). For every reference ``i`` and band ``j`` the clearinghouse
+evaluates its direct PRF ``F_ij = Evaluate(sk, band_input(j, y_i))`` (RFC 9497, VOPRF
+mode), derives ``(tag_ij, pad_ij)`` from ``F_ij`` (:mod:`blindmatch.psi.kdf`) and stores
+``(tag_ij, f_i(j + 1) XOR pad_ij)`` in band ``j``, where ``f_i`` is a fresh random line
+whose secret ``s_i`` gives the report handle (:mod:`blindmatch.psi.shares`). Each band is
+sorted by (tag, masked share), so the position of an entry says nothing about which
+reference it came from, and nothing links one reference's entries across bands. The file
+holds no hash and no hash bit: only PRF-derived tags, masked shares and handles.
+
+Lookup (MATCHING.md "Query"). The platform finalizes one upload's ``L`` OPRF outputs
+(band order), derives each band's tag and pad, binary-searches each band's tag array
+(a memory-mapped ``uint32`` array: ``np.searchsorted``), unmasks the shares of the hits
+and
+- t = 1: each unmasked share is a candidate secret ``s``;
+- t = 2: each pair of hits in different bands gives a candidate ``s`` by Lagrange
+  interpolation at zero (at most ``L*(L-1)/2`` pairs per upload: bounded work);
+and reports ``handle(s)`` for every candidate found in the handle set.
+
+Incremental additions. :func:`add_references` builds a *delta*: a file of the same format
+(kind ``DELTA``) for new references only, with the same banding, key and widths, naming
+the digest of its base. A platform either looks up base and deltas side by side
+(:class:`IndexSet`) or merges them into one full index (:func:`merge_indexes`), which
+needs no key: entries are only re-sorted. A delta tells the platform which entries are
+newer than the base (only that they exist, not what they are).
+
+Builds run the PRF on all cores: the flat list of band inputs is cut into chunks that
+spawned worker processes evaluate (``oprf.evaluate_batch``) and turn into tags and pads
+there, so only 12 bytes per entry travel back.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import multiprocessing
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import numpy.typing as npt
+
+from blindmatch.errors import IndexFormatError
+from blindmatch.psi import oprf
+from blindmatch.psi._index_format import (
+    Canary,
+    IndexHeader,
+    IndexKind,
+    Layout,
+    compute_digest,
+    decode_header,
+)
+from blindmatch.psi.bands import Banding
+from blindmatch.psi.group import Scalar
+from blindmatch.psi.kdf import (
+    HANDLE_SIZE,
+    ReportHandle,
+    derive_entries,
+    derive_handles,
+)
+from blindmatch.psi.shares import (
+    FIELD_MODULUS,
+    RandomBytes,
+    evaluate_shares,
+    interpolate_at_zero_many,
+    random_field_elements,
+)
+
+__all__ = [
+    "BuiltIndex",
+    "Canary",
+    "Index",
+    "IndexHeader",
+    "IndexKind",
+    "IndexSet",
+    "MatchResult",
+    "Reference",
+    "add_references",
+    "build_index",
+    "default_canaries",
+    "merge_indexes",
+]
+
+U64Array = npt.NDArray[np.uint64]
+_P = np.uint64(FIELD_MODULUS)
+_CANARY_DOMAIN = b"blindmatch/v1/canary"
+_MAX_REPORT_ID = 1024
+_MIN_CHUNK = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """One reported hash: the report it belongs to, its signal type and its bytes.
+
+    Raises:
+        ValueError: empty or over-long report id, or a hash that is not bytes.
+    """
+
+    report_id: str
+    signal: str
+    hash: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.report_id, str) or not 0 < len(self.report_id) <= _MAX_REPORT_ID:
+            raise ValueError(f"report id must be a non-empty string of at most {_MAX_REPORT_ID}")
+        if not isinstance(self.signal, str):
+            raise ValueError("signal must be a string")
+        if not isinstance(self.hash, bytes):
+            raise ValueError("reference hash must be bytes")
+
+    def __repr__(self) -> str:
+        # The hash is what the clearinghouse protects: keep it out of logs.
+        return f"Reference(report_id={self.report_id!r}, signal={self.signal!r}, hash=<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    """The lookup of one upload: matched handles and what else the platform saw.
+
+    Attributes:
+        handles: distinct matched report handles, sorted.
+        tag_hits: single-band tag hits (entries whose tag equals the upload's in that band);
+            MATCHING.md "What each party learns": about ``N*L/2**32`` for a non-match.
+        bands_hit: number of bands with at least one tag hit.
+    """
+
+    handles: tuple[ReportHandle, ...]
+    tag_hits: int
+    bands_hit: int
+
+    @property
+    def matched(self) -> bool:
+        """Whether any handle matched."""
+        return bool(self.handles)
+
+
+def default_canaries(banding: Banding, count: int = 4) -> list[bytes]:
+    """Public canary hashes: ``SHAKE-256(lp8(domain) || lp8(signal) || u16(i))``.
+
+    Anyone can recompute them, which is the point: a platform queries them and must match.
+
+    Raises:
+        ValueError: ``count`` outside 0..1024.
+    """
+    if not 0 <= count <= 1024:
+        raise ValueError("canary count must be in [0, 1024]")
+    signal = banding.signal.encode("ascii")
+    prefix = bytes([len(_CANARY_DOMAIN)]) + _CANARY_DOMAIN + bytes([len(signal)]) + signal
+    return [
+        hashlib.shake_256(prefix + i.to_bytes(2, "big")).digest(banding.hash_bytes)
+        for i in range(count)
+    ]
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _entries_worker(
+    key: bytes, inputs: list[bytes], tag_bytes: int
+) -> tuple[bytes, bytes]:
+    """Spawned worker: evaluate a chunk and return its tags and pads as raw arrays."""
+    outputs = oprf.evaluate_batch(Scalar.from_bytes(key), inputs, oprf.Mode.VOPRF)
+    tags, pads = derive_entries(outputs, tag_bytes)
+    return tags.tobytes(), pads.tobytes()
+
+
+def _evaluate_entries(
+    secret_key: Scalar, inputs: list[bytes], tag_bytes: int, processes: int
+) -> tuple[U64Array, U64Array]:
+    if processes <= 1 or len(inputs) < 2 * _MIN_CHUNK:
+        outputs = oprf.evaluate_batch(secret_key, inputs, oprf.Mode.VOPRF)
+        return derive_entries(outputs, tag_bytes)
+    chunk = max(_MIN_CHUNK, -(-len(inputs) // (4 * processes)))
+    pieces = [inputs[i : i + chunk] for i in range(0, len(inputs), chunk)]
+    key = bytes(secret_key)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        results = list(
+            pool.map(_entries_worker, [key] * len(pieces), pieces, [tag_bytes] * len(pieces))
+        )
+    tags = np.frombuffer(b"".join(r[0] for r in results), dtype=np.uint64)
+    pads = np.frombuffer(b"".join(r[1] for r in results), dtype=np.uint64)
+    return tags, pads
+
+
+def _unique_secrets(count: int, random_bytes: RandomBytes) -> U64Array:
+    """Secrets drawn as in :func:`random_field_elements`, a repeated value redrawn."""
+    secrets = random_field_elements(count, random_bytes)
+    while True:
+        _, first = np.unique(secrets, return_index=True)
+        if len(first) == count:
+            return secrets
+        repeated = np.setdiff1d(np.arange(count), first)
+        secrets[repeated] = random_field_elements(len(repeated), random_bytes)
+
+
+def _sorted_bands(tags: U64Array, masked: U64Array, tag_bytes: int) -> tuple[bytes, bytes]:
+    """Sort each band (column) by (tag, masked share); return band-major raw arrays."""
+    order = np.lexsort((masked, tags), axis=0)
+    tags_sorted = np.take_along_axis(tags, order, axis=0).T
+    masked_sorted = np.take_along_axis(masked, order, axis=0).T
+    tag_dtype = "<u4" if tag_bytes == 4 else "<u8"
+    return (
+        np.ascontiguousarray(tags_sorted).astype(tag_dtype).tobytes(),
+        np.ascontiguousarray(masked_sorted).astype("<u8").tobytes(),
+    )
+
+
+def _assemble(header: IndexHeader, tags: bytes, shares: bytes, handles: bytes) -> bytes:
+    layout = header.layout()
+    body = bytearray(layout.total_length - layout.header_length)
+    base = layout.header_length
+    body[layout.tags_offset - base : layout.tags_offset - base + len(tags)] = tags
+    body[layout.shares_offset - base : layout.shares_offset - base + len(shares)] = shares
+    body[layout.handles_offset - base :] = handles
+    unsigned = header.encode(digest=bytes(32)) + bytes(body)
+    digest = compute_digest(unsigned)
+    return header.encode(digest=digest) + bytes(body)
+
+
+def _handle_set(handles: Iterable[bytes], width: int) -> bytes:
+    return b"".join(sorted({h[:width] for h in handles}))
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltIndex:
+    """A freshly built index (or delta) and the clearinghouse-private handle map.
+
+    Attributes:
+        header: the decoded header of :attr:`data`.
+        data: the index file's bytes (what platforms download).
+        handles: report handle -> report id. NOT in the file: only the clearinghouse holds
+            it, to tell a platform which report a matched handle stands for.
+    """
+
+    header: IndexHeader
+    data: bytes
+    handles: dict[ReportHandle, str]
+
+    def to_bytes(self) -> bytes:
+        """The index file's bytes."""
+        return self.data
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        """Write the index file (to a temporary name, then an atomic rename)."""
+        target = Path(path)
+        temporary = target.with_name(target.name + ".tmp")
+        temporary.write_bytes(self.data)
+        temporary.replace(target)
+
+    @property
+    def canaries(self) -> tuple[Canary, ...]:
+        """The public canaries built into this index."""
+        return self.header.canaries
+
+    @property
+    def digest(self) -> bytes:
+        """SHA-256 digest of the file (as in its header)."""
+        return self.header.digest
+
+
+def _check_references(banding: Banding, references: Sequence[Reference]) -> None:
+    for reference in references:
+        if not isinstance(reference, Reference):
+            raise TypeError("references must be Reference values")
+        if reference.signal != banding.signal:
+            raise ValueError("a reference's signal differs from the banding's")
+        if len(reference.hash) != banding.hash_bytes:
+            raise ValueError(f"a {banding.signal} hash must be {banding.hash_bytes} bytes")
+
+
+def _build(
+    secret_key: Scalar,
+    banding: Banding,
+    references: Sequence[Reference],
+    canary_hashes: Sequence[bytes],
+    *,
+    kind: IndexKind,
+    key_epoch: int,
+    key_id: bytes,
+    base_digest: bytes,
+    tag_bytes: int,
+    handle_bytes: int,
+    processes: int | None,
+    random_bytes: RandomBytes,
+) -> BuiltIndex:
+    if not isinstance(secret_key, Scalar):
+        raise TypeError("secret_key must be a Scalar")
+    _check_references(banding, references)
+    for canary in canary_hashes:
+        if not isinstance(canary, bytes) or len(canary) != banding.hash_bytes:
+            raise ValueError(f"a {banding.signal} canary must be {banding.hash_bytes} bytes")
+    hashes = [r.hash for r in references] + list(canary_hashes)
+    count = len(hashes)
+    workers = os.cpu_count() or 1 if processes is None else processes
+    if workers < 1:
+        raise ValueError("processes must be >= 1")
+    inputs = [item for row in banding.band_inputs_many(hashes) for item in row]
+    tags, pads = _evaluate_entries(secret_key, inputs, tag_bytes, workers)
+    secrets = _unique_secrets(count, random_bytes)
+    if banding.threshold == 1:
+        slopes = np.zeros(count, dtype=np.uint64)
+    else:
+        slopes = random_field_elements(count, random_bytes)
+    shares = evaluate_shares(secrets, slopes, banding.count)
+    masked = shares ^ pads.reshape(count, banding.count)
+    tag_raw, share_raw = _sorted_bands(tags.reshape(count, banding.count), masked, tag_bytes)
+    raw_handles = derive_handles(secrets)
+    handle_map = {
+        ReportHandle(raw_handles[i]): references[i].report_id for i in range(len(references))
+    }
+    canaries = tuple(
+        Canary(canary_hashes[i], ReportHandle(raw_handles[len(references) + i]))
+        for i in range(len(canary_hashes))
+    )
+    handle_set = _handle_set(raw_handles, handle_bytes)
+    header = IndexHeader(
+        kind=kind,
+        banding=banding,
+        key_epoch=key_epoch,
+        key_id=key_id,
+        entry_count=count,
+        handle_count=len(handle_set) // handle_bytes,
+        tag_bytes=tag_bytes,
+        handle_bytes=handle_bytes,
+        canaries=canaries,
+        base_digest=base_digest,
+        digest=bytes(32),
+    )
+    data = _assemble(header, tag_raw, share_raw, handle_set)
+    final_header, _ = decode_header(data)
+    return BuiltIndex(final_header, data, handle_map)
+
+
+def build_index(
+    secret_key: Scalar,
+    banding: Banding,
+    references: Sequence[Reference],
+    *,
+    key_epoch: int,
+    key_id: bytes,
+    canaries: Sequence[bytes] | None = None,
+    tag_bytes: int = 4,
+    handle_bytes: int = HANDLE_SIZE,
+    processes: int | None = None,
+    random_bytes: RandomBytes = os.urandom,
+) -> BuiltIndex:
+    """Build a full index of ``references`` under the OPRF key ``secret_key``.
+
+    Args:
+        secret_key: the clearinghouse's OPRF secret key (VOPRF mode).
+        banding: the public banding of the references' signal type.
+        references: the reported hashes, all of ``banding.signal``.
+        key_epoch: the key's epoch number (written to the header).
+        key_id: the key's public identifier (at most 64 bytes, written to the header).
+        canaries: public canary hashes built in like references; ``None`` means
+            :func:`default_canaries`.
+        tag_bytes: tag width, 4 (default) or 8.
+        handle_bytes: stored handle prefix, 8..16 bytes (docs/index-format.md, false
+            positives).
+        processes: worker processes for the PRF; ``None`` uses every core, 1 runs inline.
+        random_bytes: source of the line coefficients (``os.urandom``; injectable so
+            golden files can be rebuilt byte for byte).
+
+    Returns:
+        The index bytes with their header and the private handle -> report id map.
+
+    Raises:
+        TypeError: ``secret_key`` or a reference has the wrong type.
+        ValueError: a reference or canary does not fit the banding, or bad widths.
+        IndexFormatError: a header field is out of range (key id, epoch).
+    """
+    chosen = default_canaries(banding) if canaries is None else list(canaries)
+    return _build(
+        secret_key,
+        banding,
+        references,
+        chosen,
+        kind=IndexKind.FULL,
+        key_epoch=key_epoch,
+        key_id=key_id,
+        base_digest=bytes(32),
+        tag_bytes=tag_bytes,
+        handle_bytes=handle_bytes,
+        processes=processes,
+        random_bytes=random_bytes,
+    )
+
+
+def add_references(
+    secret_key: Scalar,
+    base: IndexHeader,
+    references: Sequence[Reference],
+    *,
+    processes: int | None = None,
+    random_bytes: RandomBytes = os.urandom,
+) -> BuiltIndex:
+    """Build a delta of new references against ``base`` (same banding, key and widths).
+
+    Args:
+        secret_key: the key ``base`` was built with (its epoch and id are copied).
+        base: the header of the index the delta extends (``Index.header`` or
+            ``BuiltIndex.header``); a delta of a delta is refused.
+        references: the new references.
+        processes: as for :func:`build_index`.
+        random_bytes: as for :func:`build_index`.
+
+    Returns:
+        A delta index (kind ``DELTA``, no canaries) and its handle map.
+
+    Raises:
+        ValueError: ``base`` is not a full index, or references do not fit its banding.
+    """
+    if base.kind is not IndexKind.FULL:
+        raise ValueError("a delta extends a full index")
+    return _build(
+        secret_key,
+        base.banding,
+        references,
+        [],
+        kind=IndexKind.DELTA,
+        key_epoch=base.key_epoch,
+        key_id=base.key_id,
+        base_digest=base.digest,
+        tag_bytes=base.tag_bytes,
+        handle_bytes=base.handle_bytes,
+        processes=processes,
+        random_bytes=random_bytes,
+    )
+
+
+# --------------------------------------------------------------------------- lookup
+
+
+class Index:
+    """A read-only index, memory-mapped from a file or viewed over bytes.
+
+    Build one with :meth:`open` or :meth:`from_bytes`; both check the header and, unless
+    ``verify=False``, the digest and the body invariants (sorted tags, shares below
+    ``2**61``, handles ascending and distinct).
+    """
+
+    __slots__ = ("_handle_prefix", "_handles", "_shares", "_tags", "header", "layout")
+
+    header: IndexHeader
+    layout: Layout
+
+    def __init__(self, data: bytes | memoryview | npt.NDArray[np.uint8], *, verify: bool) -> None:
+        buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+        view = buffer.data
+        header, layout = decode_header(view)
+        if verify and compute_digest(view) != header.digest:
+            raise IndexFormatError("index digest does not match its contents")
+        per_band = header.entry_count
+        bands = header.banding.count
+        tag_dtype = np.dtype("<u4" if header.tag_bytes == 4 else "<u8")
+        self.header = header
+        self.layout = layout
+        self._tags = np.ndarray(
+            (bands, per_band), dtype=tag_dtype, buffer=buffer, offset=layout.tags_offset
+        )
+        self._shares = np.ndarray(
+            (bands, per_band), dtype="<u8", buffer=buffer, offset=layout.shares_offset
+        )
+        self._handles = np.ndarray(
+            (header.handle_count, header.handle_bytes),
+            dtype=np.uint8,
+            buffer=buffer,
+            offset=layout.handles_offset,
+        )
+        self._handle_prefix: U64Array | None = None
+        if verify:
+            self._verify_body()
+
+    def _verify_body(self) -> None:
+        if _per_band_unsorted(self._tags, self._shares):
+            raise IndexFormatError("index band entries are not sorted")
+        if self._shares.size and int(self._shares.max()) >> 61:
+            raise IndexFormatError("index shares must be below 2**61")
+        prefix = self._prefix()
+        if len(prefix) > 1:
+            rows = self._handles
+            same = prefix[1:] == prefix[:-1]
+            if np.any(prefix[1:] < prefix[:-1]) or any(
+                rows[i].tobytes() >= rows[i + 1].tobytes() for i in np.flatnonzero(same)
+            ):
+                raise IndexFormatError("index handles are not ascending and distinct")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, verify: bool = True) -> Self:
+        """Memory-map an index file.
+
+        Raises:
+            IndexFormatError: the file is not a valid index of this version.
+            OSError: the file cannot be read.
+        """
+        size = os.path.getsize(path)
+        if size == 0:
+            raise IndexFormatError("index file is empty")
+        mapped = np.memmap(path, dtype=np.uint8, mode="r")
+        return cls(mapped, verify=verify)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, verify: bool = True) -> Self:
+        """View an index held in memory.
+
+        Raises:
+            IndexFormatError: the bytes are not a valid index of this version.
+        """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError("index data must be bytes")
+        return cls(bytes(data), verify=verify)
+
+    @property
+    def digest(self) -> bytes:
+        """The file's SHA-256 digest (from its header)."""
+        return self.header.digest
+
+    @property
+    def canaries(self) -> tuple[Canary, ...]:
+        """The public canaries a platform should query and must match."""
+        return self.header.canaries
+
+    @property
+    def entry_count(self) -> int:
+        """Entries per band (references plus canaries): the global ``N`` a platform learns."""
+        return self.header.entry_count
+
+    def _prefix(self) -> U64Array:
+        """First 8 bytes of every stored handle as native integers (cached)."""
+        if self._handle_prefix is None:
+            rows = np.ascontiguousarray(self._handles[:, :8])
+            self._handle_prefix = rows.view(">u8").ravel().astype(np.uint64)
+        return self._handle_prefix
+
+    def contains_handles(self, candidates: Sequence[bytes]) -> list[bool]:
+        """Whether each 16-byte candidate handle is in the handle set (prefix compare)."""
+        width = self.header.handle_bytes
+        if not candidates:
+            return []
+        if len(candidates) < 16:
+            rows = self._handles
+            found = []
+            for candidate in candidates:
+                key = candidate[:width]
+                low = bisect.bisect_left(range(len(rows)), key, key=lambda i: rows[i].tobytes())
+                found.append(low < len(rows) and rows[low].tobytes() == key)
+            return found
+        prefix = self._prefix()
+        keys = np.frombuffer(b"".join(c[:8] for c in candidates), dtype=">u8").astype(np.uint64)
+        left = np.searchsorted(prefix, keys, side="left")
+        right = np.searchsorted(prefix, keys, side="right")
+        result = []
+        for i, candidate in enumerate(candidates):
+            key = candidate[:width]
+            result.append(
+                any(self._handles[e].tobytes() == key for e in range(left[i], right[i]))
+            )
+        return result
+
+    def match(self, outputs: Sequence[bytes]) -> list[ReportHandle]:
+        """The handles one upload matches.
+
+        Args:
+            outputs: the upload's ``L`` finalized OPRF outputs (64 bytes each), band order.
+
+        Returns:
+            Distinct matched handles, sorted.
+
+        Raises:
+            ValueError: not ``L`` outputs.
+            InvalidEncoding: an output is not 64 bytes.
+        """
+        return list(self.lookup_many([outputs])[0].handles)
+
+    def lookup(self, outputs: Sequence[bytes]) -> MatchResult:
+        """:meth:`match` with the diagnostics of :class:`MatchResult`."""
+        return self.lookup_many([outputs])[0]
+
+    def match_many(self, outputs_per_upload: Sequence[Sequence[bytes]]) -> list[list[ReportHandle]]:
+        """:meth:`match` of many uploads in one vectorised pass."""
+        return [list(r.handles) for r in self.lookup_many(outputs_per_upload)]
+
+    def lookup_many(self, outputs_per_upload: Sequence[Sequence[bytes]]) -> list[MatchResult]:
+        """:meth:`lookup` of many uploads: one KDF batch and one search per band.
+
+        Raises:
+            ValueError: an upload does not have ``L`` outputs.
+            InvalidEncoding: an output is not 64 bytes.
+        """
+        bands = self.header.banding.count
+        uploads = len(outputs_per_upload)
+        if any(len(outputs) != bands for outputs in outputs_per_upload):
+            raise ValueError(f"each upload needs exactly {bands} outputs (one per band)")
+        if uploads == 0:
+            return []
+        flat = [out for outputs in outputs_per_upload for out in outputs]
+        tags, pads = derive_entries(flat, self.header.tag_bytes)
+        tags = tags.reshape(uploads, bands)
+        pads = pads.reshape(uploads, bands)
+        hit_upload, hit_band, hit_share = self._hits(tags, pads)
+        tag_hits = np.bincount(hit_upload, minlength=uploads)
+        bands_hit = np.zeros(uploads, dtype=np.int64)
+        if hit_upload.size:
+            pairs = np.unique(hit_upload * bands + hit_band)
+            bands_hit = np.bincount(pairs // bands, minlength=uploads)
+        candidates = self._candidates(hit_upload, hit_band, hit_share)
+        return self._resolve(candidates, tag_hits, bands_hit, uploads)
+
+    def _hits(
+        self, tags: U64Array, pads: U64Array
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], U64Array]:
+        uploads_parts: list[npt.NDArray[np.int64]] = []
+        band_parts: list[npt.NDArray[np.int64]] = []
+        share_parts: list[U64Array] = []
+        for j in range(self.header.banding.count):
+            column = self._tags[j]
+            keys = tags[:, j].astype(column.dtype)
+            left = np.searchsorted(column, keys, side="left")
+            right = np.searchsorted(column, keys, side="right")
+            counts = right - left
+            hit = np.flatnonzero(counts)
+            if hit.size == 0:
+                continue
+            repeats = counts[hit]
+            upload = np.repeat(hit, repeats)
+            starts = np.repeat(left[hit], repeats)
+            offsets = np.arange(upload.size) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+            entries = starts + offsets
+            shares = self._shares[j][entries].astype(np.uint64) ^ pads[upload, j]
+            uploads_parts.append(upload.astype(np.int64))
+            band_parts.append(np.full(upload.size, j, dtype=np.int64))
+            share_parts.append(shares)
+        if not uploads_parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0, dtype=np.uint64)
+        return (
+            np.concatenate(uploads_parts),
+            np.concatenate(band_parts),
+            np.concatenate(share_parts),
+        )
+
+    def _candidates(
+        self,
+        hit_upload: npt.NDArray[np.int64],
+        hit_band: npt.NDArray[np.int64],
+        hit_share: U64Array,
+    ) -> tuple[npt.NDArray[np.int64], U64Array]:
+        """Candidate secrets per upload: the shares (t = 1) or pair interpolations (t = 2)."""
+        if self.header.banding.threshold == 1:
+            valid = hit_share < _P
+            return hit_upload[valid], hit_share[valid]
+        order = np.lexsort((hit_band, hit_upload))
+        hit_upload, hit_band, hit_share = hit_upload[order], hit_band[order], hit_share[order]
+        boundaries = np.flatnonzero(np.diff(hit_upload)) + 1
+        upload_parts: list[npt.NDArray[np.int64]] = []
+        secret_parts: list[U64Array] = []
+        for start, end in zip(
+            np.concatenate(([0], boundaries)),
+            np.concatenate((boundaries, [hit_upload.size])),
+            strict=True,
+        ):
+            if end - start < 2:
+                continue
+            bands = hit_band[start:end]
+            values = hit_share[start:end]
+            first, second = np.triu_indices(end - start, k=1)
+            keep = bands[first] != bands[second]
+            keep &= (values[first] < _P) & (values[second] < _P)
+            first, second = first[keep], second[keep]
+            if first.size == 0:
+                continue
+            secrets = np.unique(
+                interpolate_at_zero_many(
+                    (bands[first] + 1).astype(np.uint64),
+                    values[first],
+                    (bands[second] + 1).astype(np.uint64),
+                    values[second],
+                )
+            )
+            upload_parts.append(np.full(secrets.size, hit_upload[start], dtype=np.int64))
+            secret_parts.append(secrets)
+        if not upload_parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+        return np.concatenate(upload_parts), np.concatenate(secret_parts)
+
+    def _resolve(
+        self,
+        candidates: tuple[npt.NDArray[np.int64], U64Array],
+        tag_hits: npt.NDArray[np.int64],
+        bands_hit: npt.NDArray[np.int64],
+        uploads: int,
+    ) -> list[MatchResult]:
+        candidate_upload, candidate_secret = candidates
+        found: list[set[bytes]] = [set() for _ in range(uploads)]
+        if candidate_secret.size:
+            raw = derive_handles(candidate_secret)
+            present = self.contains_handles(raw)
+            for upload, handle, hit in zip(candidate_upload, raw, present, strict=True):
+                if hit:
+                    found[int(upload)].add(handle)
+        return [
+            MatchResult(
+                handles=tuple(sorted(ReportHandle(h) for h in found[u])),
+                tag_hits=int(tag_hits[u]),
+                bands_hit=int(bands_hit[u]),
+            )
+            for u in range(uploads)
+        ]
+
+
+def _per_band_unsorted(tags: npt.NDArray[np.unsignedinteger], shares: U64Array) -> bool:
+    """Whether some band is not ascending by (tag, share)."""
+    if tags.shape[1] < 2:
+        return False
+    down = tags[:, 1:] < tags[:, :-1]
+    tie = tags[:, 1:] == tags[:, :-1]
+    return bool(np.any(down) or np.any(tie & (shares[:, 1:] < shares[:, :-1])))
+
+
+class IndexSet:
+    """A full index and its deltas, looked up side by side (no merge needed).
+
+    Raises:
+        IndexFormatError: a delta names another base, or its parameters differ.
+    """
+
+    __slots__ = ("base", "deltas")
+
+    def __init__(self, base: Index, deltas: Sequence[Index] = ()) -> None:
+        if base.header.kind is not IndexKind.FULL:
+            raise IndexFormatError("the base of an index set must be a full index")
+        for delta in deltas:
+            _check_delta(base.header, delta.header)
+        self.base = base
+        self.deltas = tuple(deltas)
+
+    def lookup_many(self, outputs_per_upload: Sequence[Sequence[bytes]]) -> list[MatchResult]:
+        """:meth:`Index.lookup_many` over the base and every delta, results combined."""
+        results = self.base.lookup_many(outputs_per_upload)
+        for delta in self.deltas:
+            more = delta.lookup_many(outputs_per_upload)
+            results = [
+                MatchResult(
+                    handles=tuple(sorted(set(a.handles) | set(b.handles))),
+                    tag_hits=a.tag_hits + b.tag_hits,
+                    bands_hit=max(a.bands_hit, b.bands_hit),
+                )
+                for a, b in zip(results, more, strict=True)
+            ]
+        return results
+
+    def match(self, outputs: Sequence[bytes]) -> list[ReportHandle]:
+        """:meth:`Index.match` over the base and every delta."""
+        return list(self.lookup_many([outputs])[0].handles)
+
+
+def _check_delta(base: IndexHeader, delta: IndexHeader) -> None:
+    if delta.kind is not IndexKind.DELTA or delta.base_digest != base.digest:
+        raise IndexFormatError("a delta does not name this base index")
+    same = (
+        delta.banding == base.banding
+        and delta.key_epoch == base.key_epoch
+        and delta.key_id == base.key_id
+        and delta.tag_bytes == base.tag_bytes
+        and delta.handle_bytes == base.handle_bytes
+    )
+    if not same:
+        raise IndexFormatError("a delta's parameters differ from its base")
+
+
+def merge_indexes(base: Index, deltas: Sequence[Index]) -> bytes:
+    """Merge deltas into their base: a new full index file (no key needed).
+
+    The result has the base's header fields and canaries, every entry of base and deltas
+    re-sorted per band, the union of the handle sets, and a new digest.
+
+    Raises:
+        IndexFormatError: a delta names another base, or its parameters differ.
+    """
+    header = base.header
+    if header.kind is not IndexKind.FULL:
+        raise IndexFormatError("merge needs a full base index")
+    for delta in deltas:
+        _check_delta(header, delta.header)
+    parts = [base, *deltas]
+    tags = np.concatenate([p._tags.astype(np.uint64) for p in parts], axis=1).T
+    shares = np.concatenate([p._shares.astype(np.uint64) for p in parts], axis=1).T
+    tag_raw, share_raw = _sorted_bands(tags, shares, header.tag_bytes)
+    handle_set = _handle_set(
+        (row.tobytes() for p in parts for row in p._handles), header.handle_bytes
+    )
+    merged = IndexHeader(
+        kind=IndexKind.FULL,
+        banding=header.banding,
+        key_epoch=header.key_epoch,
+        key_id=header.key_id,
+        entry_count=tags.shape[0],
+        handle_count=len(handle_set) // header.handle_bytes,
+        tag_bytes=header.tag_bytes,
+        handle_bytes=header.handle_bytes,
+        canaries=header.canaries,
+        base_digest=bytes(32),
+        digest=bytes(32),
+    )
+    return _assemble(merged, tag_raw, share_raw, handle_set)

@@ -1,0 +1,281 @@
+"""Key derivation of the index: entry tags, share pads and report handles.
+
+Theory of operation
+-------------------
+Every value the index stores or the platform compares comes from one primitive,
+HKDF-Expand with SHA-512 (RFC 5869 section 2.3), keyed by either
+
+- a finalized OPRF output ``F`` (64 bytes, RFC 9497 ``Finalize``/``Evaluate``): one
+  expansion ``E = HKDF-Expand(F, "blindmatch/v1/entry", tag_bytes + 8)`` gives the entry
+  **tag** (``E[:tag_bytes]``, a big-endian integer) and the share **pad**
+  (``E[tag_bytes:]``, big-endian, reduced to its low 61 bits: one lane of the share
+  field), or
+- a secret ``s`` of the share field, encoded as 8 bytes big-endian: the **report handle**
+  (16 bytes).
+
+The ``info`` strings are distinct and versioned (``blindmatch/v1/entry``,
+``blindmatch/v1/handle``), so no derived value can stand in for another. Tag and pad come
+from one expansion (disjoint bytes of one PRF output, so as independent as two
+expansions) because this KDF is on the hot path of both build and lookup: one HMAC per
+entry instead of two. Each output is at most one SHA-512 block, so HKDF-Expand is one HMAC
+call, ``T(1) = HMAC-SHA512(PRK, info || 0x01)``.
+
+Speed. HMAC is written out here (RFC 2104: ``H((K ^ opad) || H((K ^ ipad) || m))``) over
+CPython's built-in SHA-512 object when it is present: OpenSSL 3's per-call algorithm
+fetch makes ``hmac.digest`` cost about 10 us per call on the reference machine, the
+written-out form about 4 us (benchmarks/bench_psi.py measures both). The tests check
+every function here against ``cryptography``'s ``HKDFExpand``.
+
+RFC 5869 asks for a PRK of at least HashLen bytes. ``F`` is 64 bytes, as asked. The handle
+key ``s`` has 61 bits on purpose: the handle is the only value derived from ``s`` and a
+brute force of ``s`` against the public handle set yields ``s`` alone (see
+:mod:`blindmatch.psi.shares`); HMAC stays a PRF with a short key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from blindmatch.errors import InvalidEncoding
+
+__all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py checks
+    "ENTRY_INFO",
+    "HANDLE_INFO",
+    "HANDLE_SIZE",
+    "OUTPUT_SIZE",
+    "PAD_MASK",
+    "ReportHandle",
+    "TAG_SIZES",
+    "derive_entries",
+    "derive_entry",
+    "derive_handle",
+    "derive_handles",
+    "hkdf_expand_sha512",
+    "hmac_sha512",
+]
+
+ENTRY_INFO = b"blindmatch/v1/entry"
+"""HKDF ``info`` of an entry's tag and pad."""
+HANDLE_INFO = b"blindmatch/v1/handle"
+"""HKDF ``info`` of a report handle."""
+OUTPUT_SIZE = 64
+"""Bytes of a finalized RFC 9497 ristretto255-SHA512 output (``Nh``)."""
+HANDLE_SIZE = 16
+"""Bytes of a report handle."""
+PAD_MASK = (1 << 61) - 1
+"""A pad is one 61-bit lane: the low 61 bits of 8 big-endian bytes."""
+
+TAG_SIZES = (4, 8)
+"""Supported tag widths in bytes (an index header parameter)."""
+
+_HASH_LEN = 64
+_BLOCK_LEN = 128
+_HEX = frozenset("0123456789abcdefABCDEF")
+_ENTRY_BLOCK = ENTRY_INFO + b"\x01"
+_HANDLE_BLOCK = HANDLE_INFO + b"\x01"
+_TAG_DTYPES: dict[int, np.dtype[Any]] = {4: np.dtype(">u4"), 8: np.dtype(">u8")}
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+_ZEROS = bytes(_BLOCK_LEN)
+
+
+def _builtin_sha512() -> Any:
+    # CPython's own SHA-512 (module _sha2 from 3.12, _sha512 before); OpenSSL's otherwise.
+    for name in ("_sha2", "_sha512"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        constructor = getattr(module, "sha512", None)
+        if constructor is not None:
+            return constructor
+    return hashlib.sha512
+
+
+_SHA512 = _builtin_sha512()
+
+
+def hmac_sha512(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA512 (RFC 2104), 64 bytes; equal to ``hmac.digest(key, message, "sha512")``."""
+    if len(key) > _BLOCK_LEN:
+        key = hashlib.sha512(key).digest()
+    padded = key + _ZEROS[len(key) :]
+    inner = _SHA512(padded.translate(_IPAD) + message).digest()
+    return bytes(_SHA512(padded.translate(_OPAD) + inner).digest())
+
+
+def hkdf_expand_sha512(prk: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-Expand with HMAC-SHA512 (RFC 5869 section 2.3).
+
+    Args:
+        prk: the pseudorandom key.
+        info: context and application specific information.
+        length: output bytes, 1 to 255 * 64.
+
+    Returns:
+        ``length`` bytes of output keying material.
+
+    Raises:
+        ValueError: ``length`` is out of range.
+    """
+    if not 1 <= length <= 255 * _HASH_LEN:
+        raise ValueError("HKDF-Expand length must be in [1, 255 * 64]")
+    blocks: list[bytes] = []
+    previous = b""
+    for counter in range(1, -(-length // _HASH_LEN) + 1):
+        previous = hmac_sha512(prk, previous + info + bytes([counter]))
+        blocks.append(previous)
+    return b"".join(blocks)[:length]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ReportHandle:
+    """An opaque 16-byte handle of one reference, derived from its share secret.
+
+    The clearinghouse maps handles to report ids; the index holds only the handles (or a
+    documented prefix of them). Compared in constant time.
+    """
+
+    value: bytes
+    SIZE: ClassVar[int] = HANDLE_SIZE
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, bytes):
+            raise InvalidEncoding("report handle must be bytes")
+        if len(self.value) != HANDLE_SIZE:
+            raise InvalidEncoding(f"report handle must be {HANDLE_SIZE} bytes")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Build from exactly 16 bytes; raises :class:`InvalidEncoding` otherwise."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidEncoding("report handle must be bytes")
+        return cls(bytes(data))
+
+    @classmethod
+    def from_hex(cls, text: str) -> Self:
+        """Build from 32 hex digits (either case); raises :class:`InvalidEncoding`."""
+        if not isinstance(text, str) or len(text) != 2 * HANDLE_SIZE or not _HEX.issuperset(text):
+            raise InvalidEncoding(f"report handle must be {2 * HANDLE_SIZE} hex digits")
+        return cls(bytes.fromhex(text))
+
+    def hex(self) -> str:
+        """Lowercase hex."""
+        return self.value.hex()
+
+    def __bytes__(self) -> bytes:
+        return self.value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ReportHandle):
+            return NotImplemented
+        return hmac.compare_digest(self.value, other.value)
+
+    def __hash__(self) -> int:
+        return hash((ReportHandle, self.value))
+
+    def __lt__(self, other: ReportHandle) -> bool:
+        return self.value < other.value
+
+    def __str__(self) -> str:
+        return self.hex()
+
+    def __repr__(self) -> str:
+        return f"ReportHandle({self.hex()!r})"
+
+
+def _check_tag_bytes(tag_bytes: int) -> np.dtype[Any]:
+    dtype = _TAG_DTYPES.get(tag_bytes)
+    if dtype is None:
+        raise ValueError("tag width must be 4 or 8 bytes")
+    return dtype
+
+
+def _check_outputs(outputs: Sequence[bytes]) -> None:
+    if not all(type(out) is bytes and len(out) == OUTPUT_SIZE for out in outputs):
+        raise InvalidEncoding(f"OPRF outputs must be {OUTPUT_SIZE} bytes each")
+
+
+def derive_entry(output: bytes, tag_bytes: int = 4) -> tuple[int, int]:
+    """The tag and the 61-bit pad of one finalized OPRF output.
+
+    Args:
+        output: a 64-byte finalized OPRF output ``F``.
+        tag_bytes: tag width, 4 or 8 (an index header parameter).
+
+    Returns:
+        ``(tag, pad)``: the tag below ``2**(8*tag_bytes)``, the pad below ``2**61``.
+
+    Raises:
+        InvalidEncoding: ``output`` is not 64 bytes.
+        ValueError: unsupported ``tag_bytes``.
+    """
+    _check_tag_bytes(tag_bytes)
+    _check_outputs([output])
+    block = hmac_sha512(output, _ENTRY_BLOCK)
+    tag = int.from_bytes(block[:tag_bytes], "big")
+    pad = int.from_bytes(block[tag_bytes : tag_bytes + 8], "big") & PAD_MASK
+    return tag, pad
+
+
+def derive_entries(
+    outputs: Sequence[bytes], tag_bytes: int = 4
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """Tags and pads of many outputs at once: one HMAC each, one array conversion.
+
+    Returns:
+        ``(tags, pads)``, two ``uint64`` arrays in the order of ``outputs``.
+
+    Raises:
+        InvalidEncoding: an output is not 64 bytes.
+        ValueError: unsupported ``tag_bytes``.
+    """
+    _check_tag_bytes(tag_bytes)
+    _check_outputs(outputs)
+    width = tag_bytes + 8
+    sha, ipad, opad, zeros, block = _SHA512, _IPAD, _OPAD, _ZEROS[OUTPUT_SIZE:], _ENTRY_BLOCK
+    joined = b"".join(
+        [
+            sha((out + zeros).translate(opad) + sha((out + zeros).translate(ipad) + block).digest())
+            .digest()[:width]
+            for out in outputs
+        ]
+    )
+    table = np.frombuffer(joined, dtype=np.uint8).reshape(-1, width)
+    tags = table[:, :tag_bytes].copy().view(_TAG_DTYPES[tag_bytes]).astype(np.uint64).ravel()
+    pads = table[:, tag_bytes:].copy().view(">u8").astype(np.uint64).ravel() & np.uint64(PAD_MASK)
+    return tags, pads
+
+
+def derive_handle(secret: int) -> ReportHandle:
+    """The report handle of a share secret ``s`` (0 <= s < 2**61 - 1).
+
+    ``handle = HKDF-Expand(s as 8 bytes big-endian, "blindmatch/v1/handle", 16)``.
+
+    Raises:
+        ValueError: ``secret`` is not a field element.
+    """
+    if not isinstance(secret, int) or isinstance(secret, bool) or not 0 <= secret < PAD_MASK:
+        raise ValueError("share secret must be an element of GF(2**61 - 1)")
+    return ReportHandle(hmac_sha512(secret.to_bytes(8, "big"), _HANDLE_BLOCK)[:HANDLE_SIZE])
+
+
+def derive_handles(secrets: npt.NDArray[np.uint64]) -> list[bytes]:
+    """Raw 16-byte handles of many secrets (the build's hot path: no object per handle).
+
+    Raises:
+        ValueError: a value is not a field element.
+    """
+    values = np.asarray(secrets, dtype=np.uint64)
+    if values.size and int(values.max()) >= PAD_MASK:
+        raise ValueError("share secrets must be elements of GF(2**61 - 1)")
+    keys = values.astype(">u8").tobytes()
+    mac = hmac_sha512
+    return [mac(keys[i : i + 8], _HANDLE_BLOCK)[:HANDLE_SIZE] for i in range(0, len(keys), 8)]
