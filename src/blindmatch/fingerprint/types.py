@@ -18,6 +18,7 @@ from typing import ClassVar, Self
 from blindmatch.errors import InvalidEncoding
 
 __all__ = [
+    "ImageHash64",
     "Md5Digest",
     "PdqFingerprint",
     "PdqHash",
@@ -105,6 +106,23 @@ class PdqHash(_FixedBytes):
     def distance(self, other: PdqHash) -> int:
         """Hamming distance to ``other``."""
         return (self.to_int() ^ other.to_int()).bit_count()
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class ImageHash64(_FixedBytes):
+    """A 64-bit hash of the imagehash family (phash, dhash, ahash, whash at hash size 8).
+
+    The text form is what ``str(imagehash.ImageHash)`` prints: 16 hex digits of the 8x8 bit
+    array read row by row, the first bit most significant. Distance is the Hamming distance.
+    """
+
+    SIZE: ClassVar[int] = 8
+    NAME: ClassVar[str] = "imagehash hash"
+
+    def distance(self, other: ImageHash64) -> int:
+        """Hamming distance to ``other``."""
+        a, b = int.from_bytes(self.value, "big"), int.from_bytes(other.value, "big")
+        return (a ^ b).bit_count()
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
