@@ -25,6 +25,7 @@ from blindmatch.psi.index import (
     merge_indexes,
 )
 from blindmatch.psi.kdf import ReportHandle
+from blindmatch.psi.keys import PublicKey, SecretKey
 from blindmatch.psi.oprf import (
     SUITE_ID,
     Mode,
@@ -59,10 +60,12 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py c
     "Mode",
     "ORDER",
     "Proof",
+    "PublicKey",
     "Reference",
     "ReportHandle",
     "SUITE_ID",
     "Scalar",
+    "SecretKey",
     "add_references",
     "blind",
     "blind_batch",

@@ -105,6 +105,18 @@ def _parse_version(text: str) -> tuple[int, int, int]:
         ) from None
 
 
+def _require_version(version: tuple[int, int, int]) -> None:
+    if version < MINIMUM_VERSION:
+        found = ".".join(map(str, version))
+        raise errors.BackendUnavailable(f"libsodium {found} is too old. {_INSTALL_HINT}")
+
+
+def _require_symbols(lib: object) -> None:
+    for name in _REQUIRED_SYMBOLS:
+        if not hasattr(lib, name):
+            raise errors.BackendUnavailable(f"libsodium lacks {name}. {_INSTALL_HINT}")
+
+
 def _load() -> Any:
     """Load libsodium through pysodium and check version and symbols.
 
@@ -120,13 +132,8 @@ def _load() -> Any:
         ) from exc
     lib = pysodium.sodium
     lib.sodium_version_string.restype = ctypes.c_char_p
-    version = _parse_version(lib.sodium_version_string().decode("ascii", "replace"))
-    if version < MINIMUM_VERSION:
-        found = ".".join(map(str, version))
-        raise errors.BackendUnavailable(f"libsodium {found} is too old. {_INSTALL_HINT}")
-    for name in _REQUIRED_SYMBOLS:
-        if not hasattr(lib, name):
-            raise errors.BackendUnavailable(f"libsodium lacks {name}. {_INSTALL_HINT}")
+    _require_version(_parse_version(lib.sodium_version_string().decode("ascii", "replace")))
+    _require_symbols(lib)
     if lib.sodium_init() < 0:
         raise errors.BackendUnavailable(f"sodium_init failed. {_INSTALL_HINT}")
     return lib

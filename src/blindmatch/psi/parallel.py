@@ -1,0 +1,194 @@
+"""Spread large OPRF batches over processes (index builds, big server batches).
+
+A ristretto255 scalar multiplication holds the GIL for its whole duration inside libsodium
+(ctypes releases it, but the surrounding Python does not scale past one core), so cores are
+used through processes. :class:`OprfPool` keeps ``spawn``-started workers alive across calls
+(start-up costs an interpreter and an import of blindmatch, about a second); the functions
+:func:`evaluate_batch_parallel` and :func:`blind_evaluate_encoded_parallel` make a pool for
+one call.
+
+Secrets: each task carries the 32-byte secret scalar to the worker through the pool's pipe
+(in memory, never a file). Scalars themselves refuse to be pickled; the pool sends the raw
+bytes on purpose and rebuilds the ``Scalar`` in the worker.
+
+Results are identical to the serial functions and in input order: the work is deterministic
+and the chunks are reassembled in order (``tests/test_oprf.py`` checks it).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from types import TracebackType
+from typing import Final, final
+
+from blindmatch import errors
+from blindmatch.psi.group import ELEMENT_BYTES, Scalar
+from blindmatch.psi.oprf import Mode, blind_evaluate_encoded, evaluate_batch
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "OprfPool",
+    "blind_evaluate_encoded_parallel",
+    "evaluate_batch_parallel",
+]
+
+#: Elements per task: large enough that pickling and scheduling (~tens of microseconds per
+#: task) vanish against ~100 microseconds of group work per element.
+DEFAULT_CHUNK: Final = 2048
+
+
+def _evaluate_chunk(sk: bytes, mode: int, info: bytes, inputs: list[bytes]) -> list[bytes]:
+    return evaluate_batch(Scalar.from_bytes(sk), inputs, Mode(mode), info=info)
+
+
+def _blind_evaluate_chunk(sk: bytes, mode: int, info: bytes, blinded: bytes) -> bytes:
+    return blind_evaluate_encoded(Scalar.from_bytes(sk), blinded, Mode(mode), info=info)
+
+
+def _processes(processes: int | None) -> int:
+    if processes is None:
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    if type(processes) is not int or processes < 1:
+        raise ValueError("processes must be a positive int")
+    return processes
+
+
+@final
+class OprfPool:
+    """A pool of worker processes for OPRF batches. Use as a context manager.
+
+    Args:
+        processes: worker count; all available cores when omitted.
+        chunk: elements per task.
+    """
+
+    def __init__(self, processes: int | None = None, *, chunk: int = DEFAULT_CHUNK) -> None:
+        if type(chunk) is not int or chunk < 1:
+            raise ValueError("chunk must be a positive int")
+        self._processes = _processes(processes)
+        self._chunk = chunk
+        self._executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
+            max_workers=self._processes, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    @property
+    def processes(self) -> int:
+        """The number of worker processes."""
+        return self._processes
+
+    def _live(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            raise errors.LocalProtocolError("the pool is closed")
+        return self._executor
+
+    def evaluate_batch(
+        self, sk: Scalar, inputs: Sequence[bytes], mode: Mode = Mode.OPRF, *, info: bytes = b""
+    ) -> list[bytes]:
+        """:func:`blindmatch.psi.oprf.evaluate_batch`, spread over the workers.
+
+        Raises:
+            as :func:`blindmatch.psi.oprf.evaluate_batch` (re-raised from the worker).
+        """
+        if not isinstance(sk, Scalar):
+            raise TypeError("sk must be a Scalar")
+        executor = self._live()
+        step = self._chunk
+        chunks = [list(inputs[i : i + step]) for i in range(0, len(inputs), step)]
+        n = len(chunks)
+        key = bytes(sk)
+        results = executor.map(
+            _evaluate_chunk, [key] * n, [int(Mode(mode))] * n, [info] * n, chunks
+        )
+        out: list[bytes] = []
+        for part in results:
+            out.extend(part)
+        return out
+
+    def blind_evaluate_encoded(
+        self, sk: Scalar, blinded: bytes, mode: Mode = Mode.OPRF, *, info: bytes = b""
+    ) -> bytes:
+        """:func:`blindmatch.psi.oprf.blind_evaluate_encoded`, spread over the workers.
+
+        Raises:
+            as :func:`blindmatch.psi.oprf.blind_evaluate_encoded`; an invalid element's
+            index is relative to its chunk.
+        """
+        if not isinstance(sk, Scalar):
+            raise TypeError("sk must be a Scalar")
+        if type(blinded) is not bytes:
+            raise TypeError("blinded must be bytes")
+        if len(blinded) % ELEMENT_BYTES:
+            raise errors.InvalidEncoding("element batch length is not a multiple of 32")
+        executor = self._live()
+        step = self._chunk * ELEMENT_BYTES
+        chunks = [blinded[i : i + step] for i in range(0, len(blinded), step)]
+        n = len(chunks)
+        key = bytes(sk)
+        results = executor.map(
+            _blind_evaluate_chunk, [key] * n, [int(Mode(mode))] * n, [info] * n, chunks
+        )
+        return b"".join(results)
+
+    def close(self) -> None:
+        """Stop the workers (idempotent)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> OprfPool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def evaluate_batch_parallel(
+    sk: Scalar,
+    inputs: Sequence[bytes],
+    mode: Mode = Mode.OPRF,
+    *,
+    info: bytes = b"",
+    processes: int | None = None,
+    chunk: int = DEFAULT_CHUNK,
+) -> list[bytes]:
+    """:func:`blindmatch.psi.oprf.evaluate_batch` over ``processes`` worker processes.
+
+    Runs in this process when one process is asked for or the batch fits in one chunk.
+
+    Raises:
+        as :func:`blindmatch.psi.oprf.evaluate_batch`.
+    """
+    count = _processes(processes)
+    if count == 1 or len(inputs) <= chunk:
+        return evaluate_batch(sk, inputs, mode, info=info)
+    with OprfPool(count, chunk=chunk) as pool:
+        return pool.evaluate_batch(sk, inputs, mode, info=info)
+
+
+def blind_evaluate_encoded_parallel(
+    sk: Scalar,
+    blinded: bytes,
+    mode: Mode = Mode.OPRF,
+    *,
+    info: bytes = b"",
+    processes: int | None = None,
+    chunk: int = DEFAULT_CHUNK,
+) -> bytes:
+    """:func:`blindmatch.psi.oprf.blind_evaluate_encoded` over worker processes.
+
+    Raises:
+        as :func:`blindmatch.psi.oprf.blind_evaluate_encoded`.
+    """
+    count = _processes(processes)
+    if count == 1 or len(blinded) <= chunk * ELEMENT_BYTES:
+        return blind_evaluate_encoded(sk, blinded, mode, info=info)
+    with OprfPool(count, chunk=chunk) as pool:
+        return pool.blind_evaluate_encoded(sk, blinded, mode, info=info)
