@@ -1,6 +1,37 @@
 """Wire messages and sans-IO sessions of the private matching protocol: bytes in, bytes
-out; sockets, files and clocks live in thin adapters around them."""
+out; sockets, files and clocks live in thin adapters around them.
+
+- :mod:`blindmatch.protocols.messages`: the versioned wire encodings (docs/protocol.md).
+- :class:`ClearinghouseSession`: the server side (validate, evaluate, count, prove).
+- :class:`PlatformSession`: the client side (blind, pad, finalize, look up, audit).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from blindmatch.protocols.clearinghouse import (
+    ClearinghouseSession,
+    ClearinghouseState,
+    ClearinghouseStats,
+)
+from blindmatch.protocols.messages import decode
+from blindmatch.protocols.platform import (
+    MIN_PDQ_QUALITY,
+    Match,
+    PlatformSession,
+    PlatformState,
+    PlatformStats,
+    Upload,
+)
+
+__all__ = [  # noqa: RUF022  (plain sorted() order, which tests/test_layout.py checks)
+    "ClearinghouseSession",
+    "ClearinghouseState",
+    "ClearinghouseStats",
+    "MIN_PDQ_QUALITY",
+    "Match",
+    "PlatformSession",
+    "PlatformState",
+    "PlatformStats",
+    "Upload",
+    "decode",
+]

@@ -1,0 +1,611 @@
+"""The platform's side of the matching protocol: a sans-IO session (bytes in, bytes out).
+
+Theory of operation
+-------------------
+A :class:`PlatformSession` turns upload fingerprints into padded batches of blinded
+elements, finalizes the clearinghouse's answers, looks them up in the downloaded index and
+yields :class:`Match` values. It owns no socket and reads no clock; the caller moves bytes.
+
+States::
+
+    START --hello()--> AWAIT_INFO --ServerInfo--> READY --close()--> CLOSING --Close--> CLOSED
+                            \\                        \\
+                             +------ FAILED <---------+  (ErrorMessage, key or canary
+                                                          mismatch, failed proof)
+
+In ``READY`` the caller adds uploads (:meth:`~PlatformSession.add_uploads`), sends
+:meth:`~PlatformSession.next_request` while :attr:`~PlatformSession.wants_to_send`, passes
+every reply to :meth:`~PlatformSession.receive` (which returns the matches it completes),
+and may audit answered batches (:meth:`~PlatformSession.audit_request`). Requests may be
+pipelined: replies are matched to requests by their batch or audit id.
+
+Blinding. Each upload gets ONE random blind ``r``; its ``L`` band inputs are blinded as
+``B_j = r * HashToGroup(x_j)`` and unblinded with one ``r^-1`` (RFC 9497 outputs, unchanged;
+the DDH argument is in docs/protocol.md). Elements of all uploads are packed into batches of
+exactly ``batch_size`` elements; the last batch is filled with pads ``rho * G`` for fresh
+random ``rho`` (uniform group elements, like every blinded element), and each batch is
+shuffled, so neither the batch length nor the position says how many uploads it carries or
+where an upload starts. Pads' answers are discarded (but kept for audits).
+
+Canaries. Every index carries public canary hashes whose handles it lists. The session
+mixes canaries into the uploads as ordinary queries, one per ``canary_interval`` uploads of
+a signal (at least one per :meth:`add_uploads` call and signal), at random positions. A
+canary that does not match its handle means the index and the online key disagree: the
+session fails with :class:`~blindmatch.errors.CanaryMismatch` before returning any match of
+that reply.
+
+Audits. Every answered batch ``(B, Z)`` is kept until audited. :meth:`audit_request` names
+some of them; the clearinghouse answers with one batched DLEQ proof that each ``Z_j =
+sk * B_j`` for the ``sk`` behind the published key, which :meth:`receive` verifies
+(:class:`~blindmatch.errors.VerifyError` fails the session).
+
+Errors. Bytes that do not decode, a reply to no pending request, or a reply of the wrong
+shape raise a :class:`~blindmatch.errors.RemoteProtocolError` and change nothing: the
+session stays usable (a correct reply may still arrive). A refusal
+(:class:`~blindmatch.errors.RequestRejected`), a key mismatch, a canary mismatch or a failed
+proof moves the session to ``FAILED``: the matches it returned before stay true (a wrong key
+loses matches, it cannot invent them), nothing more is sent, :meth:`unfinished` lists the
+uploads without an answer. Calling a method in the wrong state raises
+:class:`~blindmatch.errors.LocalProtocolError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from blindmatch import errors
+from blindmatch.protocols.messages import (
+    MAX_ELEMENTS,
+    Close,
+    ErrorCode,
+    ErrorMessage,
+    EvaluateRequest,
+    EvaluateResponse,
+    Hello,
+    Message,
+    ProofRequest,
+    ProofResponse,
+    ServerInfo,
+    Suite,
+    decode,
+)
+from blindmatch.psi import oprf
+from blindmatch.psi.group import GENERATOR, Element, Scalar
+from blindmatch.psi.index import Index
+from blindmatch.psi.kdf import ReportHandle
+from blindmatch.psi.keys import PublicKey
+
+__all__ = [
+    "MIN_PDQ_QUALITY",
+    "Match",
+    "PlatformSession",
+    "PlatformState",
+    "PlatformStats",
+    "Upload",
+]
+
+MIN_PDQ_QUALITY = 50
+"""PDQ hashes of lower quality are not trusted for matching (PDQ reference guidance)."""
+_MAX_REF = 4096
+_MODE = oprf.Mode.VOPRF
+
+
+class PlatformState(enum.Enum):
+    """Where a :class:`PlatformSession` is (see the module docstring)."""
+
+    START = "start"
+    AWAIT_INFO = "await_info"
+    READY = "ready"
+    CLOSING = "closing"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One fingerprint of one upload to look up.
+
+    Attributes:
+        ref: the platform's own reference of the upload (a path, an id); never sent.
+        signal: the signal type, the name of an index's banding (``"md5"``, ``"sha256"``,
+            ``"pdq"``).
+        hash: the hash bytes (``bytes(digest)`` of a typed digest).
+        quality: the PDQ quality (0..100) for PDQ signals, ``None`` for exact signals.
+
+    Raises:
+        errors.LocalProtocolError: a field has the wrong type or range.
+    """
+
+    ref: str
+    signal: str
+    hash: bytes
+    quality: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ref, str) or not 0 < len(self.ref) <= _MAX_REF:
+            raise errors.LocalProtocolError(f"upload ref must be a string of 1..{_MAX_REF}")
+        if not isinstance(self.signal, str) or not isinstance(self.hash, bytes):
+            raise errors.LocalProtocolError("signal must be a str and hash bytes")
+        if self.quality is not None and (
+            not isinstance(self.quality, int) or not 0 <= self.quality <= 100
+        ):
+            raise errors.LocalProtocolError("quality must be an integer in [0, 100]")
+
+    def __repr__(self) -> str:
+        return f"Upload(ref={self.ref!r}, signal={self.signal!r}, hash=<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """An upload matched a reported hash: the platform learns the report's opaque handle."""
+
+    upload_ref: str
+    signal: str
+    handle: ReportHandle
+
+
+@dataclass(slots=True)
+class PlatformStats:
+    """What the platform saw and sent in one session (counts only)."""
+
+    requests: int = 0
+    """Evaluation requests sent."""
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    elements_sent: int = 0
+    """Elements sent, pads and canaries included (what the clearinghouse counts)."""
+    pad_elements: int = 0
+    canary_queries: int = 0
+    canaries_matched: int = 0
+    uploads_done: int = 0
+    """Uploads (not canaries) looked up."""
+    uploads_matched: int = 0
+    matches: int = 0
+    tag_hits: int = 0
+    """Single-band tag hits over all uploads (not canaries)."""
+    tag_hits_per_upload: dict[str, int] = field(default_factory=dict)
+    """Upload ref -> single-band tag hits, for uploads with at least one."""
+    audits_sent: int = 0
+    audits_verified: int = 0
+    elements_audited: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Slot:
+    """An upload (or canary) whose elements are on their way."""
+
+    upload: Upload
+    inputs: list[bytes]
+    blind: Scalar
+    evaluated: list[Element | None]
+    missing: int
+    canary: ReportHandle | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A sent batch: its elements and, per position, (slot, band) or ``None`` for a pad."""
+
+    elements: tuple[Element, ...]
+    positions: tuple[tuple[_Slot, int] | None, ...]
+
+
+def _as_upload(item: Upload | tuple[str, str, bytes]) -> Upload:
+    if isinstance(item, Upload):
+        return item
+    if isinstance(item, tuple) and len(item) == 3:
+        return Upload(item[0], item[1], item[2])
+    raise errors.LocalProtocolError("an upload is an Upload or a (ref, signal, hash) tuple")
+
+
+class PlatformSession:
+    """The client side of one session with the clearinghouse.
+
+    Args:
+        indexes: the downloaded index of every signal type to match, one per signal (its
+            header names the signal, banding, key epoch, key id and canaries).
+        public_key: the clearinghouse's published key; every index must be built under it.
+        batch_size: elements per evaluation request (fewer if the clearinghouse's
+            ``max_batch`` is lower); every request carries exactly this many.
+        canary_interval: one canary query per this many uploads of a signal (>= 1).
+
+    Raises:
+        errors.LocalProtocolError: bad arguments, no index, two indexes of one signal, or a
+            key that is not a VOPRF key.
+        errors.KeyMismatch: an index was built under another key epoch or key id.
+    """
+
+    def __init__(
+        self,
+        indexes: Index | Sequence[Index],
+        public_key: PublicKey,
+        *,
+        batch_size: int = 256,
+        canary_interval: int = 64,
+    ) -> None:
+        chosen = [indexes] if isinstance(indexes, Index) else list(indexes)
+        if not chosen or not all(isinstance(i, Index) for i in chosen):
+            raise errors.LocalProtocolError("give at least one Index")
+        if not isinstance(public_key, PublicKey) or public_key.mode is not _MODE:
+            raise errors.LocalProtocolError("public_key must be a VOPRF PublicKey")
+        if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_ELEMENTS:
+            raise errors.LocalProtocolError(f"batch_size must be in [1, {MAX_ELEMENTS}]")
+        if not isinstance(canary_interval, int) or canary_interval < 1:
+            raise errors.LocalProtocolError("canary_interval must be at least 1")
+        self._indexes: dict[str, Index] = {}
+        for index in chosen:
+            header = index.header
+            if header.banding.signal in self._indexes:
+                raise errors.LocalProtocolError("two indexes of one signal type")
+            if header.key_epoch != public_key.epoch or header.key_id != public_key.key_id:
+                raise errors.KeyMismatch("an index was built under another key")
+            self._indexes[header.banding.signal] = index
+        self._public_key = public_key
+        self._key_id = public_key.key_id
+        self._batch_size = batch_size
+        self._canary_interval = canary_interval
+        self._state = PlatformState.START
+        self._element_limit = 0
+        self._queue: deque[tuple[Upload, ReportHandle | None]] = deque()
+        self._carry: deque[tuple[_Slot, int, Element]] = deque()
+        self._in_flight: dict[int, _Slot] = {}
+        self._next_batch_id = 0
+        self._next_audit_id = 0
+        self._outstanding: dict[int, _Batch] = {}
+        self._answered: dict[int, _Batch] = {}
+        self._answers: dict[int, tuple[Element, ...]] = {}
+        self._audits: dict[int, tuple[list[Element], list[Element]]] = {}
+        self._closing_sent = False
+        self.stats = PlatformStats()
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def state(self) -> PlatformState:
+        """The current state."""
+        return self._state
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        """The signal types this session can match (one index each), sorted."""
+        return tuple(sorted(self._indexes))
+
+    @property
+    def batch_size(self) -> int:
+        """Elements per request (after the clearinghouse's ``max_batch`` is known)."""
+        return self._batch_size
+
+    @property
+    def wants_to_send(self) -> bool:
+        """True while queued uploads or their elements wait for :meth:`next_request`."""
+        return self._state is PlatformState.READY and bool(self._queue or self._carry)
+
+    @property
+    def outstanding(self) -> int:
+        """Requests (evaluations and audits) sent and not answered yet."""
+        return len(self._outstanding) + len(self._audits)
+
+    @property
+    def auditable_batches(self) -> tuple[int, ...]:
+        """Ids of answered batches not audited yet, ascending."""
+        return tuple(sorted(self._answered))
+
+    def unfinished(self) -> tuple[str, ...]:
+        """Refs of uploads added but not looked up yet (queued or in flight), in order."""
+        refs = [upload.ref for upload, canary in self._queue if canary is None]
+        seen = {id(slot): slot for slot, _, _ in self._carry}
+        seen.update({id(slot): slot for slot in self._in_flight.values()})
+        refs.extend(s.upload.ref for s in seen.values() if s.canary is None)
+        return tuple(refs)
+
+    def _require(self, *states: PlatformState) -> None:
+        if self._state not in states:
+            raise errors.LocalProtocolError(
+                f"not allowed in state {self._state.value}"
+            )
+
+    # ------------------------------------------------------------------ sending
+
+    def hello(self) -> bytes:
+        """The opening :class:`~blindmatch.protocols.messages.Hello`; ``START`` only.
+
+        Raises:
+            errors.LocalProtocolError: not in ``START``.
+        """
+        self._require(PlatformState.START)
+        self._state = PlatformState.AWAIT_INFO
+        return self._sent(Hello(Suite.RISTRETTO255_SHA512, _MODE).encode())
+
+    def add_uploads(self, uploads: Iterable[Upload | tuple[str, str, bytes]]) -> None:
+        """Queue uploads for matching, with canaries mixed in.
+
+        Allowed before and after the handshake (not once closing, closed or failed).
+
+        Args:
+            uploads: :class:`Upload` values or ``(ref, signal, hash_bytes)`` tuples.
+
+        Raises:
+            errors.LocalProtocolError: an unknown signal, a hash of the wrong length, a PDQ
+                upload without quality or below :data:`MIN_PDQ_QUALITY`, or the wrong state.
+        """
+        self._require(PlatformState.START, PlatformState.AWAIT_INFO, PlatformState.READY)
+        checked = [_as_upload(item) for item in uploads]
+        per_signal: dict[str, int] = {}
+        for upload in checked:
+            index = self._indexes.get(upload.signal)
+            if index is None:
+                raise errors.LocalProtocolError("no index for the upload's signal type")
+            banding = index.header.banding
+            if len(upload.hash) != banding.hash_bytes:
+                raise errors.LocalProtocolError("hash length does not fit the signal type")
+            if banding.count > 1 and (upload.quality is None or upload.quality < MIN_PDQ_QUALITY):
+                raise errors.LocalProtocolError(
+                    f"fuzzy signals need a quality of at least {MIN_PDQ_QUALITY}"
+                )
+            per_signal[upload.signal] = per_signal.get(upload.signal, 0) + 1
+        items: list[tuple[Upload, ReportHandle | None]] = [(u, None) for u in checked]
+        for signal, count in per_signal.items():
+            canaries = self._indexes[signal].canaries
+            if not canaries:
+                continue
+            for _ in range(-(-count // self._canary_interval)):
+                canary = canaries[secrets.randbelow(len(canaries))]
+                upload = Upload("<canary>", signal, canary.hash, 100)
+                items.insert(secrets.randbelow(len(items) + 1), (upload, canary.handle))
+        self._queue.extend(items)
+
+    def next_request(self) -> bytes:
+        """The next evaluation request: exactly :attr:`batch_size` elements, padded.
+
+        Raises:
+            errors.LocalProtocolError: not ``READY``, nothing to send, or the clearinghouse's
+                element quota would be exceeded.
+        """
+        self._require(PlatformState.READY)
+        if not (self._queue or self._carry):
+            raise errors.LocalProtocolError("nothing to send")
+        size = self._batch_size
+        if self.stats.elements_sent + size > self._element_limit:
+            raise errors.LocalProtocolError("the clearinghouse's element quota would be exceeded")
+        while len(self._carry) < size and self._queue:
+            self._blind_next()
+        positions: list[tuple[_Slot, int] | None] = []
+        elements: list[Element] = []
+        while self._carry and len(elements) < size:
+            slot, band, element = self._carry.popleft()
+            positions.append((slot, band))
+            elements.append(element)
+        pads = size - len(elements)
+        for _ in range(pads):
+            positions.append(None)
+            elements.append(Scalar.random().multiply_base())
+        order = list(range(size))
+        for i in range(size - 1, 0, -1):  # Fisher-Yates with the CSPRNG
+            j = secrets.randbelow(i + 1)
+            order[i], order[j] = order[j], order[i]
+        batch = _Batch(tuple(elements[i] for i in order), tuple(positions[i] for i in order))
+        batch_id = self._next_batch_id
+        self._next_batch_id += 1
+        self._outstanding[batch_id] = batch
+        for position in batch.positions:
+            if position is not None:
+                self._in_flight[id(position[0])] = position[0]
+        self.stats.requests += 1
+        self.stats.elements_sent += size
+        self.stats.pad_elements += pads
+        request = EvaluateRequest(
+            Suite.RISTRETTO255_SHA512,
+            _MODE,
+            self._public_key.epoch,
+            self._key_id,
+            batch_id,
+            batch.elements,
+        )
+        return self._sent(request.encode())
+
+    def _blind_next(self) -> None:
+        upload, canary = self._queue.popleft()
+        banding = self._indexes[upload.signal].header.banding
+        inputs = banding.band_inputs(upload.hash)
+        blind, blinded = oprf.blind_batch_shared(inputs, _MODE)
+        slot = _Slot(upload, inputs, blind, [None] * len(inputs), len(inputs), canary)
+        if canary is not None:
+            self.stats.canary_queries += 1
+        self._carry.extend((slot, j, b) for j, b in enumerate(blinded))
+
+    def audit_request(self, batch_ids: Sequence[int]) -> bytes:
+        """Ask for one DLEQ proof over the named answered batches (MATCHING.md "Audit").
+
+        Args:
+            batch_ids: distinct ids from :attr:`auditable_batches`, e.g. a random sample.
+
+        Returns:
+            The :class:`~blindmatch.protocols.messages.ProofRequest` bytes.
+
+        Raises:
+            errors.LocalProtocolError: not ``READY``, an id not answered or audited already,
+                duplicates, or more than 2**16 elements in total.
+        """
+        self._require(PlatformState.READY)
+        ids = tuple(batch_ids)
+        if not ids or len(set(ids)) != len(ids) or any(b not in self._answered for b in ids):
+            raise errors.LocalProtocolError("audit distinct answered batches not audited yet")
+        blinded = [e for b in ids for e in self._answered[b].elements]
+        evaluated = [e for b in ids for e in self._answers[b]]
+        if len(blinded) > oprf.MAX_PROOF_BATCH:
+            raise errors.LocalProtocolError("an audit covers at most 2**16 elements")
+        audit_id = self._next_audit_id
+        self._next_audit_id += 1
+        for b in ids:
+            del self._answered[b]
+            del self._answers[b]
+        self._audits[audit_id] = (blinded, evaluated)
+        self.stats.audits_sent += 1
+        return self._sent(ProofRequest(audit_id, ids).encode())
+
+    def sample_for_audit(self, count: int) -> tuple[int, ...]:
+        """A uniformly random sample (CSPRNG) of ``count`` auditable batch ids.
+
+        Raises:
+            errors.LocalProtocolError: fewer auditable batches than ``count``, or count < 1.
+        """
+        pool = list(self.auditable_batches)
+        if not isinstance(count, int) or not 1 <= count <= len(pool):
+            raise errors.LocalProtocolError("cannot sample that many auditable batches")
+        chosen = []
+        for _ in range(count):
+            chosen.append(pool.pop(secrets.randbelow(len(pool))))
+        return tuple(sorted(chosen))
+
+    def close(self) -> bytes:
+        """End the session: the :class:`~blindmatch.protocols.messages.Close` to send.
+
+        Raises:
+            errors.LocalProtocolError: not ``READY``.
+        """
+        self._require(PlatformState.READY)
+        self._state = PlatformState.CLOSING
+        return self._sent(Close().encode())
+
+    def _sent(self, data: bytes) -> bytes:
+        self.stats.bytes_sent += len(data)
+        return data
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive(self, data: bytes) -> list[Match]:
+        """Handle one reply; return the matches it completes.
+
+        Args:
+            data: the reply's bytes, exactly one message.
+
+        Returns:
+            Matches of the uploads this reply completed (often none).
+
+        Raises:
+            TypeError: ``data`` is not bytes-like.
+            errors.LocalProtocolError: no reply is expected in this state.
+            errors.RemoteProtocolError: the reply is malformed, unexpected or of the wrong
+                shape (the session is unchanged), or :class:`~blindmatch.errors.KeyMismatch`
+                / :class:`~blindmatch.errors.CanaryMismatch` (the session failed).
+            errors.RequestRejected: the clearinghouse refused a request (session failed).
+            errors.VerifyError: an audit proof did not verify (session failed).
+        """
+        self._require(PlatformState.AWAIT_INFO, PlatformState.READY, PlatformState.CLOSING)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError("a reply must be bytes")
+        message = decode(data, max_elements=self._batch_size)
+        try:
+            matches = self._dispatch(message)
+        except (errors.UnexpectedMessage, errors.MessageDecodeError):
+            raise  # refused before anything changed: the reply is not counted
+        except errors.BlindmatchError:
+            self.stats.bytes_received += len(data)
+            raise
+        self.stats.bytes_received += len(data)
+        return matches
+
+    def _dispatch(self, message: Message) -> list[Match]:
+        if isinstance(message, ErrorMessage):
+            self._state = PlatformState.FAILED
+            raise errors.RequestRejected(message.code, ErrorCode(message.code).name, message.text)
+        if isinstance(message, ServerInfo) and self._state is PlatformState.AWAIT_INFO:
+            self._server_info(message)
+            return []
+        if isinstance(message, EvaluateResponse) and message.batch_id in self._outstanding:
+            return self._evaluated(message)
+        if isinstance(message, ProofResponse) and message.audit_id in self._audits:
+            self._verify(message)
+            return []
+        if isinstance(message, Close) and self._state is PlatformState.CLOSING:
+            if self._outstanding or self._audits:
+                raise errors.UnexpectedMessage("Close acknowledged before all replies")
+            self._state = PlatformState.CLOSED
+            return []
+        raise errors.UnexpectedMessage("a reply to no pending request")
+
+    def _server_info(self, info: ServerInfo) -> None:
+        if info.suite is not Suite.RISTRETTO255_SHA512 or info.mode is not _MODE:
+            self._state = PlatformState.FAILED
+            raise errors.UnsupportedVersion("the clearinghouse offers another suite or mode")
+        if (
+            info.public_key != self._public_key.element
+            or info.key_epoch != self._public_key.epoch
+            or info.key_id != self._key_id
+        ):
+            self._state = PlatformState.FAILED
+            raise errors.KeyMismatch("the clearinghouse's key is not the published key")
+        self._batch_size = min(self._batch_size, info.max_batch)
+        self._element_limit = info.element_limit
+        self._state = PlatformState.READY
+
+    def _evaluated(self, response: EvaluateResponse) -> list[Match]:
+        batch = self._outstanding[response.batch_id]
+        if len(response.elements) != len(batch.elements):
+            raise errors.MessageDecodeError("reply holds another number of elements")
+        del self._outstanding[response.batch_id]
+        self._answered[response.batch_id] = batch
+        self._answers[response.batch_id] = response.elements
+        completed: list[_Slot] = []
+        for position, element in zip(batch.positions, response.elements, strict=True):
+            if position is None:
+                continue
+            slot, band = position
+            slot.evaluated[band] = element
+            slot.missing -= 1
+            if slot.missing == 0:
+                completed.append(slot)
+                del self._in_flight[id(slot)]
+        return self._look_up(completed)
+
+    def _look_up(self, completed: list[_Slot]) -> list[Match]:
+        by_signal: dict[str, list[_Slot]] = {}
+        for slot in completed:
+            by_signal.setdefault(slot.upload.signal, []).append(slot)
+        matches: list[Match] = []
+        canary_failed = False
+        for signal, slots in sorted(by_signal.items()):
+            outputs = [
+                oprf.finalize_batch_shared(
+                    slot.inputs, slot.blind, [e for e in slot.evaluated if e is not None], _MODE
+                )
+                for slot in slots
+            ]
+            results = self._indexes[signal].lookup_many(outputs)
+            for slot, result in zip(slots, results, strict=True):
+                if slot.canary is not None:
+                    if slot.canary in result.handles:
+                        self.stats.canaries_matched += 1
+                    else:
+                        canary_failed = True
+                    continue
+                self.stats.uploads_done += 1
+                self.stats.tag_hits += result.tag_hits
+                if result.tag_hits:
+                    ref = slot.upload.ref
+                    hits = self.stats.tag_hits_per_upload
+                    hits[ref] = hits.get(ref, 0) + result.tag_hits
+                if result.handles:
+                    self.stats.uploads_matched += 1
+                matches.extend(Match(slot.upload.ref, signal, h) for h in result.handles)
+        if canary_failed:
+            self._state = PlatformState.FAILED
+            raise errors.CanaryMismatch("a canary did not match: index and key disagree")
+        self.stats.matches += len(matches)
+        return matches
+
+    def _verify(self, response: ProofResponse) -> None:
+        blinded, evaluated = self._audits.pop(response.audit_id)
+        try:
+            oprf.verify_proof(
+                GENERATOR, self._public_key.element, blinded, evaluated, response.proof, _MODE
+            )
+        except errors.VerifyError:
+            self._state = PlatformState.FAILED
+            raise
+        self.stats.audits_verified += 1
+        self.stats.elements_audited += len(blinded)

@@ -1,0 +1,609 @@
+"""Sans-IO sessions: states, limits, typed errors, and that every error leaves the session
+usable or cleanly failed, never wrong. The peer is always a real session or real encoded
+messages (a malicious peer is a real encoder with the wrong key)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blindmatch import errors
+from blindmatch.protocols import (
+    ClearinghouseSession,
+    ClearinghouseState,
+    Match,
+    PlatformSession,
+    PlatformState,
+    Upload,
+)
+from blindmatch.protocols import messages as m
+from blindmatch.psi import oprf
+from blindmatch.psi.bands import exact_banding, pdq_banding
+from blindmatch.psi.group import GENERATOR, Element, Scalar
+from blindmatch.psi.index import BuiltIndex, Index, Reference, build_index
+from blindmatch.psi.keys import SecretKey
+
+KEY = SecretKey.derive(bytes(range(32)), b"test-sessions", mode=oprf.Mode.VOPRF, epoch=3)
+OTHER_KEY = SecretKey.derive(bytes(32), b"test-sessions", mode=oprf.Mode.VOPRF, epoch=3)
+MD5 = exact_banding("md5", 128)
+SUITE = m.Suite.RISTRETTO255_SHA512
+
+
+def md5(i: int) -> bytes:
+    return hashlib.md5(f"reference-{i}".encode(), usedforsecurity=False).digest()
+
+
+def _build(key: SecretKey, references: list[Reference]) -> BuiltIndex:
+    return build_index(key, MD5, references, processes=1)
+
+
+@pytest.fixture(scope="module")
+def built() -> BuiltIndex:
+    return _build(KEY, [Reference(f"report-{i}", "md5", md5(i)) for i in range(40)])
+
+
+@pytest.fixture(scope="module")
+def index(built: BuiltIndex) -> Index:
+    return Index.from_bytes(built.to_bytes())
+
+
+def _request(batch_id: int, elements: tuple[Element, ...], key: SecretKey = KEY) -> bytes:
+    return m.EvaluateRequest(
+        SUITE, oprf.Mode.VOPRF, key.epoch, key.key_id, batch_id, elements
+    ).encode()
+
+
+def _elements(n: int) -> tuple[Element, ...]:
+    return tuple(Scalar.random().multiply_base() for _ in range(n))
+
+
+def _active(limit: int = 1000, max_batch: int = 64) -> ClearinghouseSession:
+    session = ClearinghouseSession(KEY, element_limit=limit, max_batch=max_batch)
+    reply = m.decode(session.receive(m.Hello().encode()))
+    assert isinstance(reply, m.ServerInfo)
+    return session
+
+
+def _error(reply: bytes) -> m.ErrorMessage:
+    message = m.decode(reply)
+    assert isinstance(message, m.ErrorMessage)
+    return message
+
+
+# ====================================================================== clearinghouse
+
+
+def test_hello_answers_server_info() -> None:
+    session = ClearinghouseSession(KEY, element_limit=77, max_batch=9)
+    states = [session.state]
+    info = m.decode(session.receive(m.Hello().encode()))
+    states.append(session.state)
+    assert states == [ClearinghouseState.IDLE, ClearinghouseState.ACTIVE]
+    assert info == m.ServerInfo(
+        SUITE, oprf.Mode.VOPRF, 3, KEY.key_id, KEY.public_key.element, 77, 9
+    )
+
+
+def test_evaluation_is_sk_times_b() -> None:
+    session = _active()
+    elements = _elements(5)
+    reply = m.decode(session.receive(_request(11, elements)))
+    assert isinstance(reply, m.EvaluateResponse)
+    assert reply.batch_id == 11
+    assert reply.elements == tuple(KEY.scalar * b for b in elements)
+    assert session.stats.elements_evaluated == 5
+    assert session.stats.batches_evaluated == 1
+
+
+@pytest.mark.parametrize(
+    ("before", "request_bytes", "code"),
+    [
+        pytest.param(False, lambda: _request(1, _elements(1)), m.ErrorCode.UNEXPECTED_MESSAGE,
+                     id="evaluate-before-hello"),
+        pytest.param(False, lambda: m.ProofRequest(1, (1,)).encode(),
+                     m.ErrorCode.UNEXPECTED_MESSAGE, id="proof-before-hello"),
+        pytest.param(True, lambda: m.Hello().encode(), m.ErrorCode.UNEXPECTED_MESSAGE,
+                     id="second-hello"),
+        pytest.param(False, lambda: m.Hello(SUITE, oprf.Mode.OPRF).encode(),
+                     m.ErrorCode.UNSUPPORTED_VERSION, id="hello-oprf-mode"),
+        pytest.param(True, lambda: _request(1, _elements(1), OTHER_KEY),
+                     m.ErrorCode.KEY_MISMATCH, id="other-key-id"),
+        pytest.param(True, lambda: m.EvaluateRequest(
+            SUITE, oprf.Mode.VOPRF, 4, KEY.key_id, 1, _elements(1)).encode(),
+                     m.ErrorCode.KEY_MISMATCH, id="other-epoch"),
+        pytest.param(True, lambda: m.EvaluateRequest(
+            SUITE, oprf.Mode.POPRF, 3, KEY.key_id, 1, _elements(1)).encode(),
+                     m.ErrorCode.UNSUPPORTED_VERSION, id="request-poprf-mode"),
+        pytest.param(True, lambda: _request(1, _elements(65)), m.ErrorCode.LIMIT_EXCEEDED,
+                     id="over-max-batch"),
+        pytest.param(True, lambda: _request(1, _elements(1))[:-5], m.ErrorCode.MALFORMED,
+                     id="truncated"),
+        pytest.param(True, lambda: b"", m.ErrorCode.MALFORMED, id="empty"),
+        pytest.param(True, lambda: b"\x02\x01\x00\x01\x01", m.ErrorCode.UNSUPPORTED_VERSION,
+                     id="version-2"),
+        pytest.param(True, lambda: _request(1, _elements(1))[:-32] + bytes(32),
+                     m.ErrorCode.INVALID_ELEMENT, id="identity-element"),
+        pytest.param(True, lambda: m.EvaluateResponse(1, _elements(1)).encode(),
+                     m.ErrorCode.UNEXPECTED_MESSAGE, id="response-sent-to-server"),
+        pytest.param(True, lambda: m.ErrorMessage(m.ErrorCode.MALFORMED, None, "x").encode(),
+                     m.ErrorCode.UNEXPECTED_MESSAGE, id="error-sent-to-server"),
+        pytest.param(True, lambda: m.ProofRequest(7, (99,)).encode(),
+                     m.ErrorCode.UNEXPECTED_MESSAGE, id="proof-of-unknown-batch"),
+    ],
+)
+def test_peer_errors_are_answered_and_leave_the_session_usable(
+    before: bool, request_bytes: Callable[[], bytes], code: m.ErrorCode
+) -> None:
+    session = _active(max_batch=64) if before else ClearinghouseSession(
+        KEY, element_limit=1000, max_batch=64
+    )
+    state = session.state
+    error = _error(session.receive(request_bytes()))
+    assert error.code is code
+    assert session.state is state
+    assert session.stats.elements_evaluated == 0
+    assert session.stats.rejected == {code: 1}
+    if state is ClearinghouseState.IDLE:
+        session.receive(m.Hello().encode())
+    elements = _elements(2)
+    reply = m.decode(session.receive(_request(1, elements)))
+    assert isinstance(reply, m.EvaluateResponse)
+    assert reply.elements == tuple(KEY.scalar * b for b in elements)
+
+
+def test_error_names_the_request_it_refuses() -> None:
+    session = _active()
+    assert _error(session.receive(_request(42, _elements(1), OTHER_KEY))).request_id == 42
+    assert _error(session.receive(b"\x01\x03")).request_id is None
+
+
+def test_reused_batch_id_is_refused() -> None:
+    session = _active()
+    session.receive(_request(5, _elements(2)))
+    error = _error(session.receive(_request(5, _elements(2))))
+    assert error.code is m.ErrorCode.UNEXPECTED_MESSAGE
+    assert session.stats.elements_evaluated == 2
+
+
+def test_quota_counts_elements_and_refuses_whole_batches() -> None:
+    session = _active(limit=10, max_batch=8)
+    assert isinstance(m.decode(session.receive(_request(1, _elements(8)))), m.EvaluateResponse)
+    error = _error(session.receive(_request(2, _elements(3))))
+    assert error.code is m.ErrorCode.LIMIT_EXCEEDED
+    assert isinstance(m.decode(session.receive(_request(3, _elements(2)))), m.EvaluateResponse)
+    assert session.stats.elements_evaluated == 10
+    assert _error(session.receive(_request(4, _elements(1)))).code is m.ErrorCode.LIMIT_EXCEEDED
+
+
+def test_deferred_proof_verifies_and_each_batch_is_proved_once() -> None:
+    session = _active()
+    first, second = _elements(3), _elements(4)
+    z1 = m.decode(session.receive(_request(1, first)))
+    z2 = m.decode(session.receive(_request(2, second)))
+    assert isinstance(z1, m.EvaluateResponse)
+    assert isinstance(z2, m.EvaluateResponse)
+    reply = m.decode(session.receive(m.ProofRequest(8, (2, 1)).encode()))
+    assert isinstance(reply, m.ProofResponse)
+    assert reply.audit_id == 8
+    oprf.verify_proof(
+        GENERATOR,
+        KEY.public_key.element,
+        [*second, *first],
+        [*z2.elements, *z1.elements],
+        reply.proof,
+        oprf.Mode.VOPRF,
+    )
+    with pytest.raises(errors.VerifyError):  # order matters: the proof binds the sequence
+        oprf.verify_proof(
+            GENERATOR,
+            KEY.public_key.element,
+            [*first, *second],
+            [*z1.elements, *z2.elements],
+            reply.proof,
+            oprf.Mode.VOPRF,
+        )
+    assert session.remembered_batches == 0
+    again = _error(session.receive(m.ProofRequest(9, (1,)).encode()))
+    assert again.code is m.ErrorCode.UNEXPECTED_MESSAGE
+    assert session.stats.proofs == 1
+    assert session.stats.elements_proved == 7
+
+
+def test_close_frees_and_further_use_is_local_misuse() -> None:
+    session = _active()
+    session.receive(_request(1, _elements(1)))
+    assert m.decode(session.receive(m.Close().encode())) == m.Close()
+    assert session.state is ClearinghouseState.CLOSED
+    assert session.remembered_batches == 0
+    with pytest.raises(errors.LocalProtocolError):
+        session.receive(m.Hello().encode())
+
+
+def test_close_from_idle() -> None:
+    session = ClearinghouseSession(KEY, element_limit=1)
+    assert m.decode(session.receive(m.Close().encode())) == m.Close()
+    assert session.state is ClearinghouseState.CLOSED
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"element_limit": -1},
+        {"element_limit": 1 << 64},
+        {"element_limit": 10, "max_batch": 0},
+        {"element_limit": 10, "max_batch": m.MAX_ELEMENTS + 1},
+    ],
+    ids=["limit-negative", "limit-huge", "batch-0", "batch-huge"],
+)
+def test_clearinghouse_bad_arguments(kwargs: dict[str, int]) -> None:
+    with pytest.raises(errors.LocalProtocolError):
+        ClearinghouseSession(KEY, **kwargs)
+
+
+def test_clearinghouse_needs_a_voprf_secret_key() -> None:
+    oprf_key = SecretKey.derive(bytes(32), b"x", mode=oprf.Mode.OPRF)
+    with pytest.raises(errors.LocalProtocolError):
+        ClearinghouseSession(oprf_key, element_limit=1)
+    with pytest.raises(errors.LocalProtocolError):
+        ClearinghouseSession(KEY.public_key, element_limit=1)  # type: ignore[arg-type]
+
+
+def test_clearinghouse_refuses_non_bytes() -> None:
+    with pytest.raises(TypeError):
+        _active().receive("hello")  # type: ignore[arg-type]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=80))
+def test_any_bytes_get_a_well_formed_answer(data: bytes) -> None:
+    session = ClearinghouseSession(KEY, element_limit=100, max_batch=4)
+    reply = m.decode(session.receive(data))
+    assert isinstance(reply, m.ErrorMessage | m.ServerInfo | m.Close)
+
+
+# ====================================================================== platform
+
+
+class Wire:
+    """A platform wired to a clearinghouse over real encoded messages."""
+
+    def __init__(self, platform: PlatformSession, clearinghouse: ClearinghouseSession) -> None:
+        self.platform = platform
+        self.clearinghouse = clearinghouse
+
+    def run(self) -> list[Match]:
+        if self.platform.state is PlatformState.START:
+            self.platform.receive(self.clearinghouse.receive(self.platform.hello()))
+        found: list[Match] = []
+        while self.platform.wants_to_send:
+            found += self.platform.receive(self.clearinghouse.receive(self.platform.next_request()))
+        return found
+
+
+def _platform(index: Index, batch_size: int = 8, **kwargs: int) -> PlatformSession:
+    return PlatformSession(index, KEY.public_key, batch_size=batch_size, **kwargs)
+
+
+def _uploads(ids: range) -> list[tuple[str, str, bytes]]:
+    return [(f"upload-{i}", "md5", md5(i)) for i in ids]
+
+
+def test_matches_are_exact(built: BuiltIndex, index: Index) -> None:
+    platform = _platform(index, batch_size=8, canary_interval=4)
+    platform.add_uploads(_uploads(range(30, 50)))
+    wire = Wire(platform, ClearinghouseSession(KEY, element_limit=10_000))
+    found = wire.run()
+    assert sorted((f.upload_ref, built.handles[f.handle]) for f in found) == sorted(
+        (f"upload-{i}", f"report-{i}") for i in range(30, 40)
+    )
+    assert all(f.signal == "md5" for f in found)
+    stats = platform.stats
+    assert stats.canary_queries == 5
+    assert stats.canaries_matched == 5
+    assert stats.uploads_done == 20
+    assert stats.uploads_matched == 10
+    assert stats.elements_sent == stats.requests * 8
+    assert stats.elements_sent == 25 + stats.pad_elements
+    assert wire.clearinghouse.stats.elements_evaluated == stats.elements_sent
+    assert platform.unfinished() == ()
+
+
+def test_every_request_has_batch_size_elements(index: Index) -> None:
+    platform = _platform(index, batch_size=16)
+    platform.add_uploads(_uploads(range(3)))
+    clearinghouse = ClearinghouseSession(KEY, element_limit=1000)
+    platform.receive(clearinghouse.receive(platform.hello()))
+    request = m.decode(platform.next_request())
+    assert isinstance(request, m.EvaluateRequest)
+    assert len(request.elements) == 16
+    assert len(set(request.elements)) == 16
+    assert not platform.wants_to_send
+
+
+def test_batch_size_shrinks_to_the_servers_max_batch(index: Index) -> None:
+    platform = _platform(index, batch_size=64)
+    platform.receive(ClearinghouseSession(KEY, element_limit=10, max_batch=5).receive(
+        platform.hello()))
+    assert platform.batch_size == 5
+
+
+def test_platform_checks_the_quota_before_sending(index: Index) -> None:
+    platform = _platform(index, batch_size=8)
+    platform.add_uploads(_uploads(range(12)))
+    wire = Wire(platform, ClearinghouseSession(KEY, element_limit=10))
+    with pytest.raises(errors.LocalProtocolError):
+        wire.run()
+    assert platform.state is PlatformState.READY
+    assert len(platform.unfinished()) > 0
+
+
+def test_wrong_server_key_fails_cleanly(index: Index) -> None:
+    platform = _platform(index)
+    platform.add_uploads(_uploads(range(3)))
+    with pytest.raises(errors.KeyMismatch):
+        platform.receive(ClearinghouseSession(OTHER_KEY, element_limit=100).receive(
+            platform.hello()))
+    assert platform.state is PlatformState.FAILED
+    with pytest.raises(errors.LocalProtocolError):
+        platform.next_request()
+    assert platform.unfinished() == ("upload-0", "upload-1", "upload-2")
+
+
+def _ready(index: Index, batch_size: int = 8) -> tuple[PlatformSession, ClearinghouseSession]:
+    platform = _platform(index, batch_size=batch_size)
+    clearinghouse = ClearinghouseSession(KEY, element_limit=10_000)
+    platform.receive(clearinghouse.receive(platform.hello()))
+    return platform, clearinghouse
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "error"),
+    [
+        pytest.param(lambda r: r[:-1], errors.MessageDecodeError, id="truncated"),
+        pytest.param(lambda r: r + b"\x00", errors.MessageDecodeError, id="trailing"),
+        pytest.param(lambda r: b"\x02" + r[1:], errors.UnsupportedVersion, id="version"),
+        pytest.param(lambda r: r[:-32] + bytes(32), errors.InvalidPeerElement, id="identity"),
+        pytest.param(
+            lambda r: r[:2] + (99).to_bytes(4, "big") + r[6:], errors.UnexpectedMessage,
+            id="unknown-batch-id",
+        ),
+        pytest.param(
+            lambda r: r[:6] + (7).to_bytes(4, "big") + r[10:-32], errors.MessageDecodeError,
+            id="fewer-elements",
+        ),
+        pytest.param(lambda r: m.Close().encode(), errors.UnexpectedMessage, id="close-unasked"),
+        pytest.param(
+            lambda r: m.ServerInfo(SUITE, oprf.Mode.VOPRF, 3, KEY.key_id,
+                                   KEY.public_key.element, 1, 1).encode(),
+            errors.UnexpectedMessage, id="server-info-again",
+        ),
+        pytest.param(
+            lambda r: m.ProofResponse(0, oprf.Proof(Scalar.from_int(1), Scalar.from_int(1)))
+            .encode(), errors.UnexpectedMessage, id="proof-unasked",
+        ),
+    ],
+)
+def test_bad_replies_leave_the_platform_usable(
+    built: BuiltIndex,
+    index: Index,
+    corrupt: Callable[[bytes], bytes],
+    error: type[Exception],
+) -> None:
+    platform, clearinghouse = _ready(index)
+    platform.add_uploads(_uploads(range(35, 41)))
+    reply = clearinghouse.receive(platform.next_request())
+    before = platform.stats.bytes_received
+    with pytest.raises(error):
+        platform.receive(corrupt(reply))
+    assert platform.state is PlatformState.READY
+    assert platform.stats.bytes_received == before
+    found = platform.receive(reply)
+    while platform.wants_to_send:
+        found += platform.receive(clearinghouse.receive(platform.next_request()))
+    assert sorted(built.handles[f.handle] for f in found) == [f"report-{i}" for i in range(35, 40)]
+
+
+def test_refusal_fails_the_session(index: Index) -> None:
+    platform, _ = _ready(index)
+    platform.add_uploads(_uploads(range(2)))
+    platform.next_request()
+    refusal = m.ErrorMessage(m.ErrorCode.LIMIT_EXCEEDED, 0, "quota")
+    with pytest.raises(errors.RequestRejected) as caught:
+        platform.receive(refusal.encode())
+    assert caught.value.code == m.ErrorCode.LIMIT_EXCEEDED
+    assert "quota" not in str(caught.value)
+    assert platform.state is PlatformState.FAILED
+    assert set(platform.unfinished()) == {"upload-0", "upload-1"}
+    with pytest.raises(errors.LocalProtocolError):
+        platform.receive(refusal.encode())
+
+
+def _evil_reply(request: bytes, key: SecretKey) -> bytes:
+    """A clearinghouse that evaluates with another key than the one it published."""
+    message = m.decode(request)
+    assert isinstance(message, m.EvaluateRequest)
+    evaluated = oprf.blind_evaluate_batch(key.scalar, message.elements, oprf.Mode.VOPRF)
+    return m.EvaluateResponse(message.batch_id, tuple(evaluated)).encode()
+
+
+def test_canary_catches_a_wrong_key(index: Index) -> None:
+    platform, _ = _ready(index, batch_size=64)
+    platform.add_uploads(_uploads(range(30, 50)))
+    with pytest.raises(errors.CanaryMismatch):
+        platform.receive(_evil_reply(platform.next_request(), OTHER_KEY))
+    assert platform.state is PlatformState.FAILED
+    assert platform.stats.matches == 0
+
+
+def test_audit_verifies_and_catches_a_wrong_proof(index: Index) -> None:
+    platform, clearinghouse = _ready(index, batch_size=4)
+    platform.add_uploads(_uploads(range(10)))
+    Wire(platform, clearinghouse).run()
+    batches = platform.auditable_batches
+    assert len(batches) >= 3
+    sample = platform.sample_for_audit(2)
+    assert set(sample) <= set(batches)
+    platform.receive(clearinghouse.receive(platform.audit_request(sample)))
+    assert platform.stats.audits_verified == 1
+    assert platform.stats.elements_audited == 8
+    assert set(platform.auditable_batches) == set(batches) - set(sample)
+    with pytest.raises(errors.LocalProtocolError):
+        platform.audit_request(sample)
+    rest = platform.auditable_batches
+    request = m.decode(platform.audit_request(rest))
+    assert isinstance(request, m.ProofRequest)
+    forged = oprf.Proof(Scalar.from_int(3), Scalar.from_int(4))
+    with pytest.raises(errors.VerifyError):
+        platform.receive(m.ProofResponse(request.audit_id, forged).encode())
+    assert platform.state is PlatformState.FAILED
+
+
+def test_audit_catches_evaluations_under_another_key() -> None:
+    """Without canaries a wrong key only loses matches; the DLEQ audit still catches it."""
+    no_canary = Index.from_bytes(
+        build_index(
+            KEY, MD5, [Reference("r", "md5", md5(1))], canaries=[], processes=1
+        ).to_bytes()
+    )
+    platform = PlatformSession(no_canary, KEY.public_key, batch_size=4)
+    platform.receive(ClearinghouseSession(KEY, element_limit=100).receive(platform.hello()))
+    platform.add_uploads(_uploads(range(1, 3)))
+    evil = ClearinghouseSession(OTHER_KEY, element_limit=100)
+    evil.receive(m.Hello().encode())
+    request = m.decode(platform.next_request())
+    assert isinstance(request, m.EvaluateRequest)
+    rekeyed = m.EvaluateRequest(
+        SUITE, oprf.Mode.VOPRF, 3, OTHER_KEY.key_id, request.batch_id, request.elements
+    )
+    assert platform.receive(evil.receive(rekeyed.encode())) == []  # upload-1 lost silently
+    proof_reply = evil.receive(platform.audit_request(platform.auditable_batches))
+    with pytest.raises(errors.VerifyError):
+        platform.receive(proof_reply)
+    assert platform.state is PlatformState.FAILED
+
+
+@pytest.mark.parametrize(
+    "ids", [(), (0, 0), (5,)], ids=["empty", "duplicate", "unanswered"]
+)
+def test_audit_misuse(index: Index, ids: tuple[int, ...]) -> None:
+    platform, clearinghouse = _ready(index, batch_size=4)
+    platform.add_uploads(_uploads(range(3)))
+    Wire(platform, clearinghouse).run()
+    with pytest.raises(errors.LocalProtocolError):
+        platform.audit_request(ids)
+    with pytest.raises(errors.LocalProtocolError):
+        platform.sample_for_audit(5)
+
+
+def test_close_handshake(index: Index) -> None:
+    platform, clearinghouse = _ready(index)
+    platform.receive(clearinghouse.receive(platform.close()))
+    assert platform.state is PlatformState.CLOSED
+    assert clearinghouse.state is ClearinghouseState.CLOSED
+    with pytest.raises(errors.LocalProtocolError):
+        platform.add_uploads(_uploads(range(1)))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda p: p.next_request(), id="next-request-before-hello"),
+        pytest.param(lambda p: p.receive(m.Close().encode()), id="receive-before-hello"),
+        pytest.param(lambda p: p.audit_request((0,)), id="audit-before-hello"),
+        pytest.param(lambda p: p.close(), id="close-before-hello"),
+    ],
+)
+def test_platform_wrong_state(index: Index, call: Callable[[PlatformSession], object]) -> None:
+    platform = _platform(index)
+    with pytest.raises(errors.LocalProtocolError):
+        call(platform)
+    assert platform.state is PlatformState.START
+
+
+def test_hello_twice_and_nothing_to_send(index: Index) -> None:
+    platform, _ = _ready(index)
+    with pytest.raises(errors.LocalProtocolError):
+        platform.hello()
+    with pytest.raises(errors.LocalProtocolError):
+        platform.next_request()
+
+
+@pytest.mark.parametrize(
+    "upload",
+    [
+        pytest.param(("u", "sha256", bytes(32)), id="unknown-signal"),
+        pytest.param(("u", "md5", bytes(15)), id="short-hash"),
+        pytest.param(("u", "md5"), id="short-tuple"),
+        pytest.param(("", "md5", bytes(16)), id="empty-ref"),
+        pytest.param(("u", "md5", "00" * 16), id="hex-hash"),
+    ],
+)
+def test_add_uploads_rejects_bad_uploads(index: Index, upload: tuple[object, ...]) -> None:
+    platform = _platform(index)
+    with pytest.raises(errors.LocalProtocolError):
+        platform.add_uploads([upload])  # type: ignore[list-item]
+    assert platform.unfinished() == ()
+
+
+def test_upload_repr_hides_the_hash() -> None:
+    upload = Upload("photo.jpg", "md5", bytes.fromhex("aa" * 16))
+    assert "aa" * 4 not in repr(upload)
+    with pytest.raises(errors.LocalProtocolError):
+        Upload("photo.jpg", "pdq", bytes(32), quality=101)
+
+
+def test_platform_constructor_checks(built: BuiltIndex, index: Index) -> None:
+    other = Index.from_bytes(_build(OTHER_KEY, [Reference("r", "md5", md5(1))]).to_bytes())
+    with pytest.raises(errors.KeyMismatch):
+        PlatformSession(other, KEY.public_key)
+    with pytest.raises(errors.LocalProtocolError):
+        PlatformSession([index, index], KEY.public_key)
+    with pytest.raises(errors.LocalProtocolError):
+        PlatformSession([], KEY.public_key)
+    with pytest.raises(errors.LocalProtocolError):
+        PlatformSession(index, KEY.public_key, batch_size=0)
+    with pytest.raises(errors.LocalProtocolError):
+        PlatformSession(index, KEY.public_key, canary_interval=0)
+    with pytest.raises(errors.LocalProtocolError):
+        PlatformSession(index, KEY)  # type: ignore[arg-type]
+
+
+# ====================================================================== pdq bands, t = 2
+
+
+def _flip(hash_bytes: bytes, bits: list[int]) -> bytes:
+    value = int.from_bytes(hash_bytes, "big")
+    for bit in bits:
+        value ^= 1 << bit
+    return value.to_bytes(32, "big")
+
+
+def test_pdq_bands_match_near_duplicates_only() -> None:
+    rng = random.Random(7)
+    banding = pdq_banding(256)
+    references = [Reference(f"pdq-{i}", "pdq", rng.randbytes(32)) for i in range(4)]
+    built_pdq = build_index(
+        KEY, banding, references, canaries=[], processes=1
+    )
+    pdq_index = Index.from_bytes(built_pdq.to_bytes())
+    platform = PlatformSession(pdq_index, KEY.public_key, batch_size=512)
+    near = _flip(references[0].hash, rng.sample(range(256), 12))
+    far = rng.randbytes(32)
+    platform.add_uploads(
+        [Upload("near", "pdq", near, 90), Upload("far", "pdq", far, 90),
+         Upload("same", "pdq", references[2].hash, 60)]
+    )
+    with pytest.raises(errors.LocalProtocolError):
+        platform.add_uploads([Upload("blurry", "pdq", far, 49)])
+    with pytest.raises(errors.LocalProtocolError):
+        platform.add_uploads([("no-quality", "pdq", far)])
+    found = Wire(platform, ClearinghouseSession(KEY, element_limit=10_000, max_batch=512)).run()
+    assert sorted((f.upload_ref, built_pdq.handles[f.handle]) for f in found) == [
+        ("near", "pdq-0"), ("same", "pdq-2")
+    ]
+    assert platform.stats.elements_sent == 3 * 256 + platform.stats.pad_elements
