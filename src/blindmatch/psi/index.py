@@ -65,6 +65,7 @@ from blindmatch.psi.kdf import (
     derive_entries,
     derive_handles,
 )
+from blindmatch.psi.keys import SecretKey
 from blindmatch.psi.shares import (
     FIELD_MODULUS,
     RandomBytes,
@@ -162,9 +163,7 @@ def default_canaries(banding: Banding, count: int = 4) -> list[bytes]:
 # --------------------------------------------------------------------------- build
 
 
-def _entries_worker(
-    key: bytes, inputs: list[bytes], tag_bytes: int
-) -> tuple[bytes, bytes]:
+def _entries_worker(key: bytes, inputs: list[bytes], tag_bytes: int) -> tuple[bytes, bytes]:
     """Spawned worker: evaluate a chunk and return its tags and pads as raw arrays."""
     outputs = oprf.evaluate_batch(Scalar.from_bytes(key), inputs, oprf.Mode.VOPRF)
     tags, pads = derive_entries(outputs, tag_bytes)
@@ -277,33 +276,33 @@ def _check_references(banding: Banding, references: Sequence[Reference]) -> None
 
 
 def _build(
-    secret_key: Scalar,
+    secret_key: SecretKey,
     banding: Banding,
     references: Sequence[Reference],
     canary_hashes: Sequence[bytes],
     *,
     kind: IndexKind,
-    key_epoch: int,
-    key_id: bytes,
     base_digest: bytes,
     tag_bytes: int,
     handle_bytes: int,
     processes: int | None,
     random_bytes: RandomBytes,
 ) -> BuiltIndex:
-    if not isinstance(secret_key, Scalar):
-        raise TypeError("secret_key must be a Scalar")
+    if not isinstance(secret_key, SecretKey):
+        raise TypeError("secret_key must be a SecretKey")
+    if secret_key.mode is not oprf.Mode.VOPRF:
+        raise ValueError("index keys are VOPRF keys (MATCHING.md)")
     _check_references(banding, references)
     for canary in canary_hashes:
         if not isinstance(canary, bytes) or len(canary) != banding.hash_bytes:
             raise ValueError(f"a {banding.signal} canary must be {banding.hash_bytes} bytes")
     hashes = [r.hash for r in references] + list(canary_hashes)
     count = len(hashes)
-    workers = os.cpu_count() or 1 if processes is None else processes
+    workers = (os.cpu_count() or 1) if processes is None else processes
     if workers < 1:
         raise ValueError("processes must be >= 1")
     inputs = [item for row in banding.band_inputs_many(hashes) for item in row]
-    tags, pads = _evaluate_entries(secret_key, inputs, tag_bytes, workers)
+    tags, pads = _evaluate_entries(secret_key.scalar, inputs, tag_bytes, workers)
     secrets = _unique_secrets(count, random_bytes)
     if banding.threshold == 1:
         slopes = np.zeros(count, dtype=np.uint64)
@@ -324,8 +323,8 @@ def _build(
     header = IndexHeader(
         kind=kind,
         banding=banding,
-        key_epoch=key_epoch,
-        key_id=key_id,
+        key_epoch=secret_key.epoch,
+        key_id=secret_key.key_id,
         entry_count=count,
         handle_count=len(handle_set) // handle_bytes,
         tag_bytes=tag_bytes,
@@ -340,12 +339,10 @@ def _build(
 
 
 def build_index(
-    secret_key: Scalar,
+    secret_key: SecretKey,
     banding: Banding,
     references: Sequence[Reference],
     *,
-    key_epoch: int,
-    key_id: bytes,
     canaries: Sequence[bytes] | None = None,
     tag_bytes: int = 4,
     handle_bytes: int = HANDLE_SIZE,
@@ -355,11 +352,10 @@ def build_index(
     """Build a full index of ``references`` under the OPRF key ``secret_key``.
 
     Args:
-        secret_key: the clearinghouse's OPRF secret key (VOPRF mode).
+        secret_key: the clearinghouse's OPRF key (VOPRF mode); its epoch and key id go
+            into the header, so a platform can check them against the published key.
         banding: the public banding of the references' signal type.
         references: the reported hashes, all of ``banding.signal``.
-        key_epoch: the key's epoch number (written to the header).
-        key_id: the key's public identifier (at most 64 bytes, written to the header).
         canaries: public canary hashes built in like references; ``None`` means
             :func:`default_canaries`.
         tag_bytes: tag width, 4 (default) or 8.
@@ -374,8 +370,8 @@ def build_index(
 
     Raises:
         TypeError: ``secret_key`` or a reference has the wrong type.
-        ValueError: a reference or canary does not fit the banding, or bad widths.
-        IndexFormatError: a header field is out of range (key id, epoch).
+        ValueError: not a VOPRF key, a reference or canary does not fit the banding, or
+            bad widths.
     """
     chosen = default_canaries(banding) if canaries is None else list(canaries)
     return _build(
@@ -384,8 +380,6 @@ def build_index(
         references,
         chosen,
         kind=IndexKind.FULL,
-        key_epoch=key_epoch,
-        key_id=key_id,
         base_digest=bytes(32),
         tag_bytes=tag_bytes,
         handle_bytes=handle_bytes,
@@ -395,7 +389,7 @@ def build_index(
 
 
 def add_references(
-    secret_key: Scalar,
+    secret_key: SecretKey,
     base: IndexHeader,
     references: Sequence[Reference],
     *,
@@ -405,7 +399,7 @@ def add_references(
     """Build a delta of new references against ``base`` (same banding, key and widths).
 
     Args:
-        secret_key: the key ``base`` was built with (its epoch and id are copied).
+        secret_key: the key ``base`` was built with (same key id).
         base: the header of the index the delta extends (``Index.header`` or
             ``BuiltIndex.header``); a delta of a delta is refused.
         references: the new references.
@@ -416,18 +410,21 @@ def add_references(
         A delta index (kind ``DELTA``, no canaries) and its handle map.
 
     Raises:
-        ValueError: ``base`` is not a full index, or references do not fit its banding.
+        ValueError: ``base`` is not a full index or has another key, or references do
+            not fit its banding.
     """
     if base.kind is not IndexKind.FULL:
         raise ValueError("a delta extends a full index")
+    if not isinstance(secret_key, SecretKey):
+        raise TypeError("secret_key must be a SecretKey")
+    if secret_key.key_id != base.key_id or secret_key.epoch != base.key_epoch:
+        raise ValueError("the delta's key differs from its base's")
     return _build(
         secret_key,
         base.banding,
         references,
         [],
         kind=IndexKind.DELTA,
-        key_epoch=base.key_epoch,
-        key_id=base.key_id,
         base_digest=base.digest,
         tag_bytes=base.tag_bytes,
         handle_bytes=base.handle_bytes,
@@ -560,9 +557,7 @@ class Index:
         result = []
         for i, candidate in enumerate(candidates):
             key = candidate[:width]
-            result.append(
-                any(self._handles[e].tobytes() == key for e in range(left[i], right[i]))
-            )
+            result.append(any(self._handles[e].tobytes() == key for e in range(left[i], right[i])))
         return result
 
     def match(self, outputs: Sequence[bytes]) -> list[ReportHandle]:

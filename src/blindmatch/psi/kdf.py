@@ -243,8 +243,9 @@ def derive_entries(
     sha, ipad, opad, zeros, block = _SHA512, _IPAD, _OPAD, _ZEROS[OUTPUT_SIZE:], _ENTRY_BLOCK
     joined = b"".join(
         [
-            sha((out + zeros).translate(opad) + sha((out + zeros).translate(ipad) + block).digest())
-            .digest()[:width]
+            sha(
+                (out + zeros).translate(opad) + sha((out + zeros).translate(ipad) + block).digest()
+            ).digest()[:width]
             for out in outputs
         ]
     )

@@ -211,9 +211,7 @@ def evaluate_shares(secrets: U64Array, slopes: U64Array, band_count: int) -> U64
     return np.where(total >= _P, total - _P, total)
 
 
-def interpolate_at_zero_many(
-    z1: U64Array, y1: U64Array, z2: U64Array, y2: U64Array
-) -> U64Array:
+def interpolate_at_zero_many(z1: U64Array, y1: U64Array, z2: U64Array, y2: U64Array) -> U64Array:
     """Vectorised :func:`interpolate_at_zero` for trial recovery over pairs of hits.
 
     ``s = (y1*z2 - y2*z1) / (z2 - z1)``. The share points are small (``z <= L``), so the

@@ -1,0 +1,716 @@
+"""The index: KDF, header round trips, corruption, matching with the real OPRF, goldens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib.util
+import json
+import random
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blindmatch.errors import IndexFormatError, InvalidEncoding
+from blindmatch.psi import oprf
+from blindmatch.psi._index_format import (
+    DIGEST_OFFSET,
+    FIXED_SIZE,
+    IndexHeader,
+    IndexKind,
+    compute_digest,
+    decode_header,
+)
+from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
+from blindmatch.psi.index import (
+    BuiltIndex,
+    Canary,
+    Index,
+    IndexSet,
+    MatchResult,
+    Reference,
+    add_references,
+    build_index,
+    default_canaries,
+    merge_indexes,
+)
+from blindmatch.psi.kdf import (
+    ENTRY_INFO,
+    HANDLE_INFO,
+    PAD_MASK,
+    ReportHandle,
+    derive_entries,
+    derive_entry,
+    derive_handle,
+    derive_handles,
+    hkdf_expand_sha512,
+    hmac_sha512,
+)
+from blindmatch.psi.keys import SecretKey
+from blindmatch.psi.shares import FIELD_MODULUS
+
+VECTORS = Path(__file__).parent / "vectors" / "index"
+KEY = SecretKey.derive(bytes(range(32)), b"test_index", mode=oprf.Mode.VOPRF, epoch=3)
+SHA = exact_banding("sha256", 256)
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("index_vectors", VECTORS / "generate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GENERATE = _generator()
+CASES: list[dict[str, object]] = json.loads((VECTORS / "cases.json").read_text())["cases"]
+
+
+def _outputs(key: SecretKey, banding: Banding, hashes_: list[bytes]) -> list[list[bytes]]:
+    """The L finalized outputs of each hash (server-side Evaluate = client's finalize)."""
+    flat = oprf.evaluate_batch(
+        key.scalar, [i for h in hashes_ for i in banding.band_inputs(h)], oprf.Mode.VOPRF
+    )
+    n = banding.count
+    return [flat[i * n : (i + 1) * n] for i in range(len(hashes_))]
+
+
+def _sha_refs(count: int, prefix: str = "ref") -> list[Reference]:
+    return [
+        Reference(f"report-{i // 2}", "sha256", hashlib.sha256(f"{prefix} {i}".encode()).digest())
+        for i in range(count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def sha_index() -> tuple[BuiltIndex, list[Reference]]:
+    refs = _sha_refs(300)
+    return build_index(KEY, SHA, refs, processes=1), refs
+
+
+# --------------------------------------------------------------------------- kdf
+
+
+@settings(max_examples=60)
+@given(st.binary(min_size=1, max_size=200), st.binary(max_size=80), st.integers(1, 300))
+def test_hkdf_expand_equals_cryptography(prk: bytes, info: bytes, length: int) -> None:
+    oracle = HKDFExpand(hashes.SHA512(), length, info).derive(prk)
+    assert hkdf_expand_sha512(prk, info, length) == oracle
+
+
+@given(st.binary(max_size=300), st.binary(max_size=300))
+def test_hmac_equals_stdlib(key: bytes, message: bytes) -> None:
+    assert hmac_sha512(key, message) == hmac.digest(key, message, "sha512")
+
+
+@settings(max_examples=30)
+@given(
+    st.lists(st.binary(min_size=64, max_size=64), min_size=1, max_size=10), st.sampled_from([4, 8])
+)
+def test_entry_derivation(outputs: list[bytes], tag_bytes: int) -> None:
+    """Tag = E[:w], pad = E[w:w+8] & (2^61-1), E = HKDF-Expand(F, entry info, w + 8)."""
+    tags, pads = derive_entries(outputs, tag_bytes)
+    for i, out in enumerate(outputs):
+        expanded = HKDFExpand(hashes.SHA512(), tag_bytes + 8, ENTRY_INFO).derive(out)
+        tag = int.from_bytes(expanded[:tag_bytes], "big")
+        pad = int.from_bytes(expanded[tag_bytes:], "big") & PAD_MASK
+        assert (int(tags[i]), int(pads[i])) == (tag, pad) == derive_entry(out, tag_bytes)
+
+
+@given(st.integers(0, FIELD_MODULUS - 1))
+def test_handle_derivation(secret: int) -> None:
+    expected = HKDFExpand(hashes.SHA512(), 16, HANDLE_INFO).derive(secret.to_bytes(8, "big"))
+    assert bytes(derive_handle(secret)) == expected
+    assert derive_handles(np.array([secret], dtype=np.uint64)) == [expected]
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_report_handle_round_trips(raw: bytes) -> None:
+    handle = ReportHandle.from_bytes(raw)
+    assert bytes(handle) == raw
+    assert ReportHandle.from_hex(handle.hex()) == handle
+    assert ReportHandle.from_hex(handle.hex().upper()) == handle
+    assert str(handle) == raw.hex()
+    assert raw.hex() in repr(handle)
+    assert hash(handle) == hash(ReportHandle(raw))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: ReportHandle(b"\x00" * 15),
+        lambda: ReportHandle(b"\x00" * 17),
+        lambda: ReportHandle("00" * 16),  # type: ignore[arg-type]
+        lambda: ReportHandle.from_hex("00" * 15),
+        lambda: ReportHandle.from_hex("zz" * 16),
+        lambda: ReportHandle.from_bytes(7),  # type: ignore[arg-type]
+        lambda: derive_entry(b"\x00" * 63),
+        lambda: derive_entries([b"\x00" * 64, b"\x00" * 65]),
+        lambda: derive_entries([bytearray(64)]),  # type: ignore[list-item]
+    ],
+    ids=[
+        "handle-15",
+        "handle-17",
+        "handle-str",
+        "hex-short",
+        "hex-alphabet",
+        "from-bytes-int",
+        "output-63",
+        "output-65",
+        "output-bytearray",
+    ],
+)
+def test_kdf_encoding_errors(call: Callable[[], object]) -> None:
+    with pytest.raises(InvalidEncoding):
+        call()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: hkdf_expand_sha512(b"k", b"", 0),
+        lambda: hkdf_expand_sha512(b"k", b"", 255 * 64 + 1),
+        lambda: derive_entry(bytes(64), 5),
+        lambda: derive_handle(FIELD_MODULUS),
+        lambda: derive_handle(-1),
+        lambda: derive_handles(np.array([FIELD_MODULUS], dtype=np.uint64)),
+    ],
+    ids=["hkdf-0", "hkdf-too-long", "tag-width-5", "handle-p", "handle-negative", "handles-p"],
+)
+def test_kdf_value_errors(call: Callable[[], object]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - all are ValueError by contract
+        call()
+
+
+# --------------------------------------------------------------------------- header
+
+
+@st.composite
+def headers(draw: st.DrawFn) -> IndexHeader:
+    exact = draw(st.booleans())
+    if exact:
+        banding = exact_banding(
+            draw(st.sampled_from(["md5", "sha256", "x"])), 8 * draw(st.integers(1, 64))
+        )
+    else:
+        banding = Banding(
+            signal=draw(st.sampled_from(["pdq", "tmk", "a.b-c_d"])),
+            hash_bits=256,
+            k=draw(st.integers(1, 255)),
+            count=draw(st.integers(2, 40)),
+            threshold=2,
+            seed=draw(st.binary(max_size=64)),
+        )
+    kind = draw(st.sampled_from(list(IndexKind)))
+    canaries = tuple(
+        Canary(
+            draw(st.binary(min_size=banding.hash_bytes, max_size=banding.hash_bytes)),
+            ReportHandle(draw(st.binary(min_size=16, max_size=16))),
+        )
+        for _ in range(draw(st.integers(0, 3)))
+    )
+    base = (
+        bytes(32)
+        if kind is IndexKind.FULL
+        else draw(st.binary(min_size=32, max_size=32).filter(lambda b: b != bytes(32)))
+    )
+    return IndexHeader(
+        kind=kind,
+        banding=banding,
+        key_epoch=draw(st.integers(0, 2**32 - 1)),
+        key_id=draw(st.binary(max_size=64)),
+        entry_count=draw(st.integers(0, 5)),
+        handle_count=draw(st.integers(0, 5)),
+        tag_bytes=draw(st.sampled_from([4, 8])),
+        handle_bytes=draw(st.integers(8, 16)),
+        canaries=canaries,
+        base_digest=base,
+        digest=draw(st.binary(min_size=32, max_size=32)),
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(headers())
+def test_header_round_trip(header: IndexHeader) -> None:
+    layout = header.layout()
+    data = header.encode() + bytes(layout.total_length - layout.header_length)
+    decoded, decoded_layout = decode_header(data)
+    assert decoded == header
+    assert decoded_layout == layout
+    assert layout.header_length % 64 == 0
+    assert layout.shares_offset % 64 == 0
+    assert layout.handles_offset % 64 == 0
+
+
+# --------------------------------------------------------------------------- corruption
+
+
+def _golden(case_id: str) -> bytes:
+    return (VECTORS / f"{case_id}.bmidx").read_bytes()
+
+
+def _reseal(data: bytearray) -> bytes:
+    """Recompute the digest so a structural check (not the digest) must catch a change."""
+    data[DIGEST_OFFSET : DIGEST_OFFSET + 32] = compute_digest(bytes(data))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("case_id", ["sha256-exact", "md5-exact-tag8-handle8"])
+def test_flip_any_byte_is_caught(case_id: str) -> None:
+    data = _golden(case_id)
+    Index.from_bytes(data)
+    for position in range(len(data)):
+        corrupt = bytearray(data)
+        corrupt[position] ^= 0x01
+        with pytest.raises(IndexFormatError):
+            Index.from_bytes(bytes(corrupt))
+
+
+def test_flip_in_pdq_body_is_caught() -> None:
+    data = _golden("pdq-256")
+    rng = random.Random(3)
+    for position in rng.sample(range(len(data)), 200):
+        corrupt = bytearray(data)
+        corrupt[position] ^= 1 << rng.randrange(8)
+        with pytest.raises(IndexFormatError):
+            Index.from_bytes(bytes(corrupt))
+
+
+@pytest.mark.parametrize("case_id", ["sha256-exact", "pdq-256"])
+def test_truncation_at_every_boundary(case_id: str) -> None:
+    data = _golden(case_id)
+    layout = Index.from_bytes(data).layout
+    cuts = {
+        0,
+        1,
+        8,
+        FIXED_SIZE - 1,
+        FIXED_SIZE,
+        layout.header_length - 1,
+        layout.header_length,
+        layout.shares_offset - 1,
+        layout.shares_offset,
+        layout.handles_offset - 1,
+        layout.handles_offset,
+        layout.total_length - 1,
+    }
+    for cut in sorted(cuts):
+        with pytest.raises(IndexFormatError):
+            Index.from_bytes(data[:cut])
+        with pytest.raises(IndexFormatError):
+            Index.from_bytes(data[:cut], verify=False)
+    with pytest.raises(IndexFormatError):
+        Index.from_bytes(data + b"\x00")
+
+
+def test_every_truncation_of_a_small_index() -> None:
+    data = _golden("sha256-exact")
+    for cut in range(len(data)):
+        with pytest.raises(IndexFormatError):
+            Index.from_bytes(data[:cut], verify=False)
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "message"),
+    [
+        (0, b"\x88", "magic"),
+        (8, struct.pack("<H", 2), "version"),
+        (8, struct.pack("<H", 0), "version"),
+        (10, b"\x02", "kind"),
+        (11, b"\x00", "VOPRF"),
+        (11, b"\x02", "VOPRF"),
+        (42, b"\x10", "share width"),
+        (41, b"\x05", "tag width"),
+        (43, b"\x07", "handle width"),
+        (43, b"\x11", "handle width"),
+        (50, b"\x01", "reserved"),
+        (120, b"\x01", "reserved"),
+        (12, struct.pack("<I", 100), "header length"),
+        (12, struct.pack("<I", 1 << 30), "header length"),
+        (40, b"\x03", "banding"),
+        (56, b"\x01", "base digest"),
+        (FIXED_SIZE, b"\x12", "suite"),
+        (FIXED_SIZE + 1, b"R", "suite"),
+        (16, struct.pack("<Q", 7), "length|sorted|padding"),
+        (24, struct.pack("<Q", 5), "length|handles"),
+    ],
+    ids=lambda v: v.hex() if isinstance(v, bytes) else str(v),
+)
+def test_structural_errors_with_a_valid_digest(offset: int, value: bytes, message: str) -> None:
+    data = bytearray(_golden("sha256-exact"))
+    data[offset : offset + len(value)] = value
+    with pytest.raises(IndexFormatError, match=message):
+        Index.from_bytes(_reseal(data))
+
+
+def test_body_invariants_with_a_valid_digest() -> None:
+    data = _golden("pdq-256")
+    index = Index.from_bytes(data)
+    layout = index.layout
+    # Swap two tags of band 0: unsorted.
+    swapped = bytearray(data)
+    first = swapped[layout.tags_offset : layout.tags_offset + 4]
+    swapped[layout.tags_offset : layout.tags_offset + 4] = swapped[
+        layout.tags_offset + 4 : layout.tags_offset + 8
+    ]
+    swapped[layout.tags_offset + 4 : layout.tags_offset + 8] = first
+    with pytest.raises(IndexFormatError, match="sorted"):
+        Index.from_bytes(_reseal(swapped))
+    # A share with a bit above 2^61.
+    wide = bytearray(data)
+    wide[layout.shares_offset + 7] |= 0x80
+    with pytest.raises(IndexFormatError, match="2\\*\\*61"):
+        Index.from_bytes(_reseal(wide))
+    # Two equal handles.
+    doubled = bytearray(data)
+    doubled[layout.handles_offset + 16 : layout.handles_offset + 32] = doubled[
+        layout.handles_offset : layout.handles_offset + 16
+    ]
+    with pytest.raises(IndexFormatError, match="handles"):
+        Index.from_bytes(_reseal(doubled))
+    # Nonzero section padding (between tags and shares).
+    padded = bytearray(data)
+    padded[layout.shares_offset - 1] = 1
+    if layout.shares_offset > layout.tags_offset + 4 * index.entry_count * 256:
+        with pytest.raises(IndexFormatError, match="padding"):
+            Index.from_bytes(_reseal(padded))
+    # Nonzero header padding.
+    header_pad = bytearray(data)
+    header_pad[layout.header_length - 1] = 1
+    with pytest.raises(IndexFormatError, match="padding"):
+        Index.from_bytes(_reseal(header_pad))
+
+
+def test_unverified_open_skips_the_digest_only() -> None:
+    data = bytearray(_golden("sha256-exact"))
+    data[DIGEST_OFFSET] ^= 0xFF
+    with pytest.raises(IndexFormatError, match="digest"):
+        Index.from_bytes(bytes(data))
+    assert Index.from_bytes(bytes(data), verify=False).entry_count == 6
+
+
+def test_open_memory_maps_files(tmp_path: Path) -> None:
+    path = tmp_path / "sha.bmidx"
+    path.write_bytes(_golden("sha256-exact"))
+    index = Index.open(path)
+    assert isinstance(index._tags.base, np.memmap) or isinstance(index._tags, np.ndarray)
+    assert index.digest == hashlib.sha256(b"").digest() or len(index.digest) == 32
+    empty = tmp_path / "empty.bmidx"
+    empty.write_bytes(b"")
+    with pytest.raises(IndexFormatError):
+        Index.open(empty)
+    short = tmp_path / "short.bmidx"
+    short.write_bytes(_golden("sha256-exact")[:100])
+    with pytest.raises(IndexFormatError):
+        Index.open(short)
+    with pytest.raises(TypeError):
+        Index.from_bytes("not bytes")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- goldens
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: str(c["id"]))
+def test_golden_rebuilds_byte_for_byte(case: dict[str, object]) -> None:
+    data, handles = GENERATE.build_case(case)
+    golden = (VECTORS / str(case["file"])).read_bytes()
+    assert hashlib.sha256(golden).hexdigest() == case["file_sha256"]
+    assert data == golden
+    assert handles == case["handles"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: str(c["id"]))
+def test_golden_lookups(case: dict[str, object]) -> None:
+    """Each golden reference, evaluated with the real OPRF, matches its recorded handle."""
+    index = Index.from_bytes((VECTORS / str(case["file"])).read_bytes())
+    banding = GENERATE.banding_of(case)
+    key = SecretKey.derive(
+        bytes.fromhex(str(case["key_seed"])),
+        str(case["key_info"]).encode(),
+        mode=oprf.Mode.VOPRF,
+        epoch=int(str(case["epoch"])),
+    )
+    assert index.header.key_id == key.key_id
+    assert index.header.key_epoch == key.epoch
+    references = case["references"]
+    handles = case["handles"]
+    assert isinstance(references, list)
+    assert isinstance(handles, dict)
+    hashes_ = [bytes.fromhex(str(r["hash"])) for r in references]
+    results = index.match_many(_outputs(key, banding, hashes_))
+    for reference, matched in zip(references, results, strict=True):
+        assert len(matched) == 1
+        stored = handles[matched[0].hex()] if index.header.handle_bytes == 16 else None
+        assert stored in (reference["report_id"], None)
+        assert matched[0].hex() in handles
+    canary_results = index.match_many(_outputs(key, banding, [c.hash for c in index.canaries]))
+    assert canary_results == [[c.handle] for c in index.canaries]
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def test_exact_matches_exactly_its_own_handle(
+    sha_index: tuple[BuiltIndex, list[Reference]],
+) -> None:
+    built, refs = sha_index
+    index = Index.from_bytes(built.to_bytes())
+    by_position = list(built.handles.items())
+    assert len(by_position) == len(refs)
+    results = index.lookup_many(_outputs(KEY, SHA, [r.hash for r in refs]))
+    matched_ids = [[built.handles[h] for h in r.handles] for r in results]
+    assert matched_ids == [[r.report_id] for r in refs]
+    assert len({r.handles for r in results}) == len(refs)
+    assert all(r.tag_hits >= 1 and r.bands_hit == 1 for r in results)
+    rng = random.Random(11)
+    strangers = [rng.randbytes(32) for _ in range(200)]
+    misses = index.lookup_many(_outputs(KEY, SHA, strangers))
+    assert all(not r.matched for r in misses)
+    assert all(r.tag_hits == 0 for r in misses)
+
+
+def test_blinded_client_path_matches(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
+    """Differential: blind -> blind_evaluate -> finalize gives the outputs the index expects."""
+    built, refs = sha_index
+    index = Index.from_bytes(built.to_bytes())
+    chosen = refs[:5]
+    inputs = [SHA.band_inputs(r.hash)[0] for r in chosen]
+    blind, blinded = oprf.blind_batch_shared(inputs, oprf.Mode.VOPRF)
+    evaluated = oprf.blind_evaluate_batch(KEY.scalar, blinded, oprf.Mode.VOPRF)
+    outputs = oprf.finalize_batch_shared(inputs, blind, evaluated, oprf.Mode.VOPRF)
+    matched = index.match_many([[o] for o in outputs])
+    assert [[built.handles[h] for h in m] for m in matched] == [[r.report_id] for r in chosen]
+
+
+def test_wrong_key_matches_nothing(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
+    built, refs = sha_index
+    other = SecretKey.derive(bytes(32), b"other", mode=oprf.Mode.VOPRF, epoch=3)
+    index = Index.from_bytes(built.to_bytes())
+    results = index.lookup_many(_outputs(other, SHA, [r.hash for r in refs[:50]]))
+    assert not any(r.matched for r in results)
+
+
+def test_canaries_match(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
+    built, _ = sha_index
+    index = Index.from_bytes(built.to_bytes())
+    assert [c.hash for c in index.canaries] == default_canaries(SHA)
+    assert index.canaries == built.canaries
+    for canary in index.canaries:
+        assert index.match(_outputs(KEY, SHA, [canary.hash])[0]) == [canary.handle]
+        assert canary.handle not in built.handles
+
+
+def _substrings(data: bytes, width: int = 4) -> set[bytes]:
+    return {data[i : i + width] for i in range(len(data) - width + 1)}
+
+
+def test_no_hash_bytes_in_the_index(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
+    """No reference hash, and no 4-byte piece of one, appears anywhere in the file."""
+    built, refs = sha_index
+    data = built.to_bytes()
+    pieces = set().union(*(_substrings(r.hash) for r in refs))
+    found = [p for p in pieces if p in data]
+    # A random 4-byte string occurs in a file of n bytes with probability about n / 2^32.
+    assert len(found) <= 1, f"{len(found)} hash substrings found in the index"
+    assert not any(r.hash[:8] in data for r in refs)
+
+
+def _flip(rng: random.Random, digest: bytes, distance: int) -> bytes:
+    number = int.from_bytes(digest, "big")
+    for bit in rng.sample(range(256), distance):
+        number ^= 1 << bit
+    return number.to_bytes(32, "big")
+
+
+@pytest.fixture(scope="module")
+def pdq_index() -> tuple[BuiltIndex, list[Reference]]:
+    rng = random.Random(21)
+    refs = [Reference(f"pdq-report-{i}", "pdq", rng.randbytes(32)) for i in range(8)]
+    return build_index(KEY, pdq_banding(384), refs, processes=1), refs
+
+
+def test_pdq_near_hashes_match(pdq_index: tuple[BuiltIndex, list[Reference]]) -> None:
+    """Distance <= 10 from a reference matches it with t = 2, L = 384; far hashes do not."""
+    built, refs = pdq_index
+    banding = pdq_banding(384)
+    index = Index.from_bytes(built.to_bytes())
+    rng = random.Random(22)
+    near = [_flip(rng, r.hash, d) for r, d in zip(refs, [0, 1, 4, 7, 10, 10, 3, 9], strict=True)]
+    far = [_flip(rng, refs[0].hash, 100), rng.randbytes(32)]
+    results = index.lookup_many(_outputs(KEY, banding, near + far))
+    for reference, result in zip(refs, results[:8], strict=True):
+        assert [built.handles[h] for h in result.handles] == [reference.report_id]
+        assert result.bands_hit >= 2
+    assert not results[8].matched
+    assert not results[9].matched
+    assert results[9].tag_hits == 0
+    data = built.to_bytes()
+    pieces = set().union(*(_substrings(r.hash) for r in refs))
+    assert sum(p in data for p in pieces) <= 2
+
+
+def test_pdq_single_band_is_not_a_match(pdq_index: tuple[BuiltIndex, list[Reference]]) -> None:
+    """A hash that agrees with a reference on one band only has a tag hit and no match."""
+    built, refs = pdq_index
+    banding = pdq_banding(384)
+    index = Index.from_bytes(built.to_bytes())
+    target = refs[0].hash
+    band = banding.positions()[0]
+    rng = random.Random(23)
+    other = bytearray(rng.randbytes(32))
+    number = int.from_bytes(other, "big")
+    source = int.from_bytes(target, "big")
+    for p in band:
+        number = (number & ~(1 << p)) | (source & (1 << p))
+    probe = number.to_bytes(32, "big")
+    result = index.lookup(_outputs(KEY, banding, [probe])[0])
+    assert result.tag_hits >= 1
+    assert not result.matched
+
+
+def test_parallel_build_equals_inline_build() -> None:
+    rng = random.Random(31)
+    refs = [Reference(f"p{i}", "pdq", rng.randbytes(32)) for i in range(18)]
+    banding = pdq_banding(256)
+    inline = build_index(
+        KEY, banding, refs, processes=1, random_bytes=GENERATE.ShakeStream("parallel")
+    )
+    spread = build_index(
+        KEY, banding, refs, processes=2, random_bytes=GENERATE.ShakeStream("parallel")
+    )
+    assert inline.to_bytes() == spread.to_bytes()
+    assert inline.handles == spread.handles
+
+
+# --------------------------------------------------------------------------- deltas
+
+
+def test_delta_and_merge(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
+    built, refs = sha_index
+    base = Index.from_bytes(built.to_bytes())
+    new_refs = _sha_refs(20, prefix="new")
+    delta_built = add_references(KEY, base.header, new_refs, processes=1)
+    delta = Index.from_bytes(delta_built.to_bytes())
+    assert delta.header.kind is IndexKind.DELTA
+    assert delta.header.base_digest == base.digest
+    assert not delta.canaries
+    queries = [r.hash for r in refs[:10]] + [r.hash for r in new_refs]
+    outputs = _outputs(KEY, SHA, queries)
+    handles = {**built.handles, **delta_built.handles}
+    expected = [[r.report_id] for r in refs[:10] + new_refs]
+    side_by_side = IndexSet(base, [delta]).lookup_many(outputs)
+    assert [[handles[h] for h in r.handles] for r in side_by_side] == expected
+    merged = Index.from_bytes(merge_indexes(base, [delta]))
+    assert merged.header.kind is IndexKind.FULL
+    assert merged.entry_count == base.entry_count + delta.entry_count
+    assert merged.canaries == base.canaries
+    assert [[handles[h] for h in m] for m in merged.match_many(outputs)] == expected
+    assert base.match_many(outputs)[10:] == [[]] * 20
+
+
+def test_delta_misuse(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
+    built, _ = sha_index
+    base = Index.from_bytes(built.to_bytes())
+    delta = Index.from_bytes(add_references(KEY, base.header, _sha_refs(2, "d"), processes=1).data)
+    other_base = Index.from_bytes(build_index(KEY, SHA, _sha_refs(3, "o"), processes=1).data)
+    with pytest.raises(IndexFormatError, match="base"):
+        IndexSet(other_base, [delta])
+    with pytest.raises(IndexFormatError, match="base"):
+        merge_indexes(other_base, [delta])
+    with pytest.raises(IndexFormatError, match="full"):
+        IndexSet(delta)
+    with pytest.raises(ValueError, match="full index"):
+        add_references(KEY, delta.header, _sha_refs(1))
+    other_key = SecretKey.derive(bytes(32), b"x", mode=oprf.Mode.VOPRF, epoch=3)
+    with pytest.raises(ValueError, match="key"):
+        add_references(other_key, base.header, _sha_refs(1))
+
+
+# --------------------------------------------------------------------------- misuse
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: build_index(KEY, SHA, [Reference("r", "md5", bytes(32))]), ValueError),
+        (lambda: build_index(KEY, SHA, [Reference("r", "sha256", bytes(16))]), ValueError),
+        (lambda: build_index(KEY, SHA, [("r", "sha256", bytes(32))]), TypeError),  # type: ignore[list-item]
+        (lambda: build_index(KEY.scalar, SHA, []), TypeError),  # type: ignore[arg-type]
+        (
+            lambda: build_index(SecretKey.derive(bytes(32), b"", mode=oprf.Mode.OPRF), SHA, []),
+            ValueError,
+        ),
+        (lambda: build_index(KEY, SHA, [], canaries=[bytes(31)]), ValueError),
+        (lambda: build_index(KEY, SHA, [], tag_bytes=2), ValueError),
+        (lambda: build_index(KEY, SHA, [], handle_bytes=7), ValueError),
+        (lambda: build_index(KEY, SHA, [], handle_bytes=17), ValueError),
+        (lambda: build_index(KEY, SHA, [], processes=0), ValueError),
+        (lambda: Reference("", "sha256", bytes(32)), ValueError),
+        (lambda: Reference("r", "sha256", "00" * 32), ValueError),  # type: ignore[arg-type]
+        (lambda: default_canaries(SHA, 2000), ValueError),
+    ],
+    ids=[
+        "wrong-signal",
+        "wrong-length",
+        "not-a-reference",
+        "scalar-not-key",
+        "oprf-mode-key",
+        "bad-canary",
+        "tag-width",
+        "handle-width-7",
+        "handle-width-17",
+        "no-processes",
+        "empty-report-id",
+        "hex-hash",
+        "too-many-canaries",
+    ],
+)
+def test_build_misuse(call: Callable[[], object], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        call()
+
+
+def test_lookup_misuse(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
+    index = Index.from_bytes(sha_index[0].to_bytes())
+    with pytest.raises(ValueError, match="exactly 1 outputs"):
+        index.match([bytes(64), bytes(64)])
+    with pytest.raises(ValueError, match="exactly 1 outputs"):
+        index.match([])
+    with pytest.raises(InvalidEncoding):
+        index.match([bytes(63)])
+    assert index.lookup_many([]) == []
+    assert index.lookup([bytes(64)]) == MatchResult(handles=(), tag_hits=0, bands_hit=0)
+
+
+def test_reference_repr_hides_the_hash() -> None:
+    digest = hashlib.sha256(b"secret").digest()
+    text = repr(Reference("r1", "sha256", digest))
+    assert digest.hex() not in text
+    assert "redacted" in text
+
+
+def test_empty_index_is_valid() -> None:
+    built = build_index(KEY, SHA, [], canaries=[], processes=1)
+    index = Index.from_bytes(built.to_bytes())
+    assert index.entry_count == 0
+    assert index.header.handle_count == 0
+    assert index.match([bytes(64)]) == []
+
+
+def test_write_round_trip(tmp_path: Path, sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
+    built, refs = sha_index
+    path = tmp_path / "index.bmidx"
+    built.write(path)
+    index = Index.open(path)
+    assert index.digest == built.digest
+    result = index.match(_outputs(KEY, SHA, [refs[7].hash])[0])
+    assert [built.handles[h] for h in result] == [refs[7].report_id]
