@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from blindmatch.cli import simulate
+
 __all__ = ["MODULES"]
 
-MODULES: list[ModuleType] = []
+MODULES: list[ModuleType] = [simulate]

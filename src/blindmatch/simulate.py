@@ -1,0 +1,307 @@
+"""Both parties of the matching protocol in one process, over the real messages, on real files.
+
+For researchers and tests: the clearinghouse fingerprints a directory of reference files,
+generates a key, builds one index per signal type and serialises it; the platform opens
+the serialised index (as if downloaded), fingerprints a directory of upload files and runs a
+:class:`~blindmatch.protocols.PlatformSession` against a
+:class:`~blindmatch.protocols.ClearinghouseSession`. Every message crosses between them
+as encoded bytes and is recorded in a transcript. Nothing here is a shortcut the real
+deployment would not take, except one: a match's report id is looked up in the
+clearinghouse's private handle map, which in a deployment only the clearinghouse holds
+(the platform reports the handle to it).
+
+Signals: ``md5`` and ``sha256`` of the file bytes (every file); ``pdq`` of images whose
+PDQ quality is at least 50 (other files are skipped for ``pdq`` and counted).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from blindmatch.errors import FingerprintError, LocalProtocolError
+from blindmatch.fingerprint.exact import file_digests
+from blindmatch.protocols import (
+    MIN_PDQ_QUALITY,
+    ClearinghouseSession,
+    ClearinghouseStats,
+    PlatformSession,
+    PlatformStats,
+    Upload,
+)
+from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
+from blindmatch.psi.index import BuiltIndex, Index, Reference, build_index
+from blindmatch.psi.kdf import ReportHandle
+from blindmatch.psi.keys import SecretKey
+
+__all__ = [
+    "DEFAULT_SIGNALS",
+    "SIGNALS",
+    "SimulationMatch",
+    "SimulationResult",
+    "TranscriptEntry",
+    "list_files",
+    "simulate",
+]
+
+SIGNALS: Final = ("md5", "sha256", "pdq")
+"""Signal types the simulation can run."""
+DEFAULT_SIGNALS: Final = ("md5", "sha256")
+"""The exact signals, run when none are named."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationMatch:
+    """One match: an upload file matched a reference file of a report."""
+
+    upload: str
+    report: str
+    signal: str
+    handle: ReportHandle
+
+    def to_json(self) -> dict[str, str]:
+        """The JSON Lines record the CLI prints."""
+        return {
+            "upload": self.upload,
+            "report": self.report,
+            "handle": self.handle.hex(),
+            "signal": self.signal,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEntry:
+    """One message on the wire: ``"platform"`` sent it to the clearinghouse, or back."""
+
+    sender: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class SimulationResult:
+    """Everything a simulation produced: matches, both parties' views, the raw bytes."""
+
+    matches: list[SimulationMatch]
+    clearinghouse: ClearinghouseStats
+    platform: PlatformStats
+    index_bytes: dict[str, int]
+    index_entries: dict[str, int]
+    references: dict[str, int]
+    uploads: dict[str, int]
+    skipped: dict[str, int]
+    audits: int
+    transcript: list[TranscriptEntry] = field(repr=False)
+    indexes: dict[str, bytes] = field(repr=False)
+
+    def summary(self) -> dict[str, object]:
+        """What each party saw, as a JSON-ready object (counts only, never a hash)."""
+        ch = self.clearinghouse
+        pf = self.platform
+        matched_refs = {m.upload for m in self.matches}
+        unmatched_hits = {
+            ref: hits for ref, hits in sorted(pf.tag_hits_per_upload.items())
+            if ref not in matched_refs
+        }
+        return {
+            "clearinghouse": {
+                "requests": ch.requests,
+                "elements_evaluated": ch.elements_evaluated,
+                "batches_evaluated": ch.batches_evaluated,
+                "proofs": ch.proofs,
+                "elements_proved": ch.elements_proved,
+                "bytes_received": ch.bytes_received,
+                "bytes_sent": ch.bytes_sent,
+                "rejected": sum(ch.rejected.values()),
+            },
+            "platform": {
+                "requests": pf.requests,
+                "elements_sent": pf.elements_sent,
+                "pad_elements": pf.pad_elements,
+                "canary_queries": pf.canary_queries,
+                "canaries_matched": pf.canaries_matched,
+                "uploads_looked_up": pf.uploads_done,
+                "uploads_matched": pf.uploads_matched,
+                "matches": pf.matches,
+                "tag_hits": pf.tag_hits,
+                "unmatched_uploads_with_tag_hits": unmatched_hits,
+                "audits_verified": pf.audits_verified,
+                "elements_audited": pf.elements_audited,
+                "bytes_sent": pf.bytes_sent,
+                "bytes_received": pf.bytes_received,
+                "index_bytes": dict(sorted(self.index_bytes.items())),
+                "index_entries": dict(sorted(self.index_entries.items())),
+            },
+            "references": dict(sorted(self.references.items())),
+            "uploads": dict(sorted(self.uploads.items())),
+            "skipped": dict(sorted(self.skipped.items())),
+            "messages": len(self.transcript),
+        }
+
+
+def list_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Regular files under ``directory`` (recursively, hidden names skipped), sorted.
+
+    Raises:
+        LocalProtocolError: ``directory`` is not a directory.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise LocalProtocolError("not a directory: give a directory of files")
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def _banding(signal: str) -> Banding:
+    if signal == "md5":
+        return exact_banding("md5", 128)
+    if signal == "sha256":
+        return exact_banding("sha256", 256)
+    return pdq_banding()
+
+
+def _fingerprints(
+    path: Path, signals: Sequence[str], skipped: dict[str, int]
+) -> list[tuple[str, bytes, int | None]]:
+    """``(signal, hash bytes, quality)`` of one file for every signal it has."""
+    found: list[tuple[str, bytes, int | None]] = []
+    if "md5" in signals or "sha256" in signals:
+        md5, sha256 = file_digests(path)
+        if "md5" in signals:
+            found.append(("md5", bytes(md5), None))
+        if "sha256" in signals:
+            found.append(("sha256", bytes(sha256), None))
+    if "pdq" in signals:
+        # Imported here: the PDQ path pulls in the image decoder, exact-only runs do not.
+        from blindmatch.fingerprint.frontend import load_rgb
+        from blindmatch.fingerprint.pdq import pdq_from_rgb
+
+        try:
+            fingerprint = pdq_from_rgb(load_rgb(path))
+        except FingerprintError:
+            skipped["pdq"] = skipped.get("pdq", 0) + 1
+        else:
+            if fingerprint.quality >= MIN_PDQ_QUALITY:
+                found.append(("pdq", bytes(fingerprint.hash), fingerprint.quality))
+            else:
+                skipped["pdq"] = skipped.get("pdq", 0) + 1
+    return found
+
+
+def _check_signals(signals: Iterable[str]) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(signals))
+    if not chosen or any(s not in SIGNALS for s in chosen):
+        raise LocalProtocolError(f"signals must be a non-empty subset of {', '.join(SIGNALS)}")
+    return chosen
+
+
+def simulate(
+    references: str | os.PathLike[str],
+    uploads: str | os.PathLike[str],
+    *,
+    signals: Iterable[str] = DEFAULT_SIGNALS,
+    processes: int | None = None,
+    batch_size: int = 256,
+    audit_batches: int = 2,
+    key: SecretKey | None = None,
+) -> SimulationResult:
+    """Run the whole protocol between a clearinghouse and a platform in memory.
+
+    Args:
+        references: directory of reference files (report id = path relative to it).
+        uploads: directory of upload files (upload ref = the path as given plus relative).
+        signals: signal types to match (:data:`SIGNALS`).
+        processes: worker processes of the index build (``None``: every core).
+        batch_size: elements per evaluation request.
+        audit_batches: how many answered batches the platform audits at the end (a random
+            sample; all if fewer were sent).
+        key: the clearinghouse key (fresh VOPRF key of epoch 0 when omitted).
+
+    Returns:
+        The matches, both parties' counters, index sizes and the message transcript.
+
+    Raises:
+        LocalProtocolError: bad signals or directories.
+        FingerprintError: a file could not be read.
+        ProtocolError, CryptoError: the protocol failed (a bug or a corrupted run).
+    """
+    chosen = _check_signals(signals)
+    secret = SecretKey.generate() if key is None else key
+    skipped: dict[str, int] = {}
+
+    # Clearinghouse: fingerprint the references, build and serialise one index per signal.
+    reference_root = Path(references)
+    per_signal: dict[str, list[Reference]] = {s: [] for s in chosen}
+    for path in list_files(reference_root):
+        report_id = path.relative_to(reference_root).as_posix()
+        for signal, hash_bytes, _ in _fingerprints(path, chosen, skipped):
+            per_signal[signal].append(Reference(report_id, signal, hash_bytes))
+    built: dict[str, BuiltIndex] = {
+        signal: build_index(secret, _banding(signal), refs, processes=processes)
+        for signal, refs in per_signal.items()
+    }
+    index_files = {signal: b.to_bytes() for signal, b in built.items()}
+
+    # Platform: open the downloaded indexes, fingerprint the uploads.
+    indexes = [Index.from_bytes(data) for data in index_files.values()]
+    platform = PlatformSession(indexes, secret.public_key, batch_size=batch_size)
+    upload_counts = dict.fromkeys(chosen, 0)
+    batch: list[Upload] = []
+    for path in list_files(uploads):
+        for signal, hash_bytes, quality in _fingerprints(path, chosen, skipped):
+            batch.append(Upload(str(path), signal, hash_bytes, quality))
+            upload_counts[signal] += 1
+    platform.add_uploads(batch)
+
+    elements_needed = sum(_banding(u.signal).count for u in batch)
+    clearinghouse = ClearinghouseSession(
+        secret,
+        element_limit=4 * (elements_needed + batch_size) + (1 << 20),
+        max_batch=max(batch_size, 1),
+    )
+
+    transcript: list[TranscriptEntry] = []
+
+    def exchange(request: bytes) -> bytes:
+        transcript.append(TranscriptEntry("platform", request))
+        reply = clearinghouse.receive(request)
+        transcript.append(TranscriptEntry("clearinghouse", reply))
+        return reply
+
+    platform.receive(exchange(platform.hello()))
+    found = []
+    while platform.wants_to_send:
+        found.extend(platform.receive(exchange(platform.next_request())))
+    audits = 0
+    available = len(platform.auditable_batches)
+    if audit_batches > 0 and available:
+        sample = platform.sample_for_audit(min(audit_batches, available))
+        platform.receive(exchange(platform.audit_request(sample)))
+        audits = 1
+    platform.receive(exchange(platform.close()))
+
+    matches = sorted(
+        (
+            SimulationMatch(m.upload_ref, built[m.signal].handles[m.handle], m.signal, m.handle)
+            for m in found
+        ),
+        key=lambda m: (m.upload, m.signal, m.report),
+    )
+    return SimulationResult(
+        matches=matches,
+        clearinghouse=clearinghouse.stats,
+        platform=platform.stats,
+        index_bytes={s: len(d) for s, d in index_files.items()},
+        index_entries={i.header.banding.signal: i.entry_count for i in indexes},
+        references={s: len(r) for s, r in per_signal.items()},
+        uploads=upload_counts,
+        skipped=skipped,
+        audits=audits,
+        transcript=transcript,
+        indexes=index_files,
+    )
