@@ -282,6 +282,7 @@ def test_parallel_results_equal_serial() -> None:
     serial_wire = oprf.blind_evaluate_encoded(sk, wire, Mode.POPRF, info=b"epoch")
     with OprfPool(2, chunk=16) as pool:
         assert pool.processes == 2
+        pool.warm_up()
         assert pool.evaluate_batch(sk, inputs, Mode.POPRF, info=b"epoch") == serial
         assert pool.blind_evaluate_encoded(sk, wire, Mode.POPRF, info=b"epoch") == serial_wire
         with pytest.raises(errors.InvalidElement):

@@ -48,6 +48,10 @@ def _blind_evaluate_chunk(sk: bytes, mode: int, info: bytes, blinded: bytes) -> 
     return blind_evaluate_encoded(Scalar.from_bytes(sk), blinded, Mode(mode), info=info)
 
 
+def _ready(_: int) -> bool:
+    return True
+
+
 def _processes(processes: int | None) -> int:
     if processes is None:
         return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
@@ -83,6 +87,14 @@ class OprfPool:
         if self._executor is None:
             raise errors.LocalProtocolError("the pool is closed")
         return self._executor
+
+    def warm_up(self) -> None:
+        """Start every worker now rather than at the first batch (each costs ~1 s to spawn).
+
+        One task per worker is submitted at once, so the executor spawns them all.
+        """
+        executor = self._live()
+        list(executor.map(_ready, range(self._processes)))
 
     def evaluate_batch(
         self, sk: Scalar, inputs: Sequence[bytes], mode: Mode = Mode.OPRF, *, info: bytes = b""
