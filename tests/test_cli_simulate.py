@@ -1,0 +1,187 @@
+"""``blindmatch simulate``: in process (the library call and ``cli.main``) and as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from blindmatch import errors
+from blindmatch.cli import main
+from blindmatch.protocols import messages as m
+from blindmatch.psi import oprf
+from blindmatch.psi.keys import SecretKey
+from blindmatch.simulate import list_files, simulate
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    rng = random.Random(5)
+    root = tmp_path_factory.mktemp("simulate")
+    refs, ups = root / "refs", root / "ups"
+    (refs / "case-7").mkdir(parents=True)
+    ups.mkdir()
+    for i in range(6):
+        (refs / "case-7" / f"item-{i}.bin").write_bytes(rng.randbytes(64 + i))
+    (refs / ".hidden").write_bytes(b"not a reference")
+    (ups / "same-as-item-3.bin").write_bytes((refs / "case-7" / "item-3.bin").read_bytes())
+    (ups / "fresh.bin").write_bytes(rng.randbytes(70))
+    (ups / "hidden-copy.bin").write_bytes(b"not a reference")
+    return refs, ups
+
+
+def _records(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_library_call_matches_and_summarises(dirs: tuple[Path, Path]) -> None:
+    refs, ups = dirs
+    result = simulate(refs, ups, processes=1, batch_size=8)
+    assert [(x.upload, x.report, x.signal) for x in result.matches] == [
+        (str(ups / "same-as-item-3.bin"), "case-7/item-3.bin", "md5"),
+        (str(ups / "same-as-item-3.bin"), "case-7/item-3.bin", "sha256"),
+    ]
+    summary = result.summary()
+    clearinghouse = summary["clearinghouse"]
+    platform = summary["platform"]
+    assert isinstance(clearinghouse, dict)
+    assert isinstance(platform, dict)
+    assert clearinghouse["elements_evaluated"] == platform["elements_sent"]
+    assert platform["bytes_sent"] == clearinghouse["bytes_received"]
+    assert platform["bytes_received"] == clearinghouse["bytes_sent"]
+    assert platform["audits_verified"] == 1
+    assert platform["uploads_matched"] == 2
+    assert summary["references"] == {"md5": 6, "sha256": 6}
+    assert summary["uploads"] == {"md5": 3, "sha256": 3}
+    assert summary["messages"] == len(result.transcript)
+    assert all(type(m.decode(e.data)).__name__ != "ErrorMessage" for e in result.transcript)
+
+
+def test_simulation_with_a_given_key_and_no_audit(dirs: tuple[Path, Path]) -> None:
+    refs, ups = dirs
+    key = SecretKey.derive(bytes(32), b"cli", mode=oprf.Mode.VOPRF, epoch=9)
+    result = simulate(refs, ups, signals=["sha256"], processes=1, audit_batches=0, key=key)
+    assert [x.signal for x in result.matches] == ["sha256"]
+    assert result.audits == 0
+    info = m.decode(result.transcript[1].data)
+    assert isinstance(info, m.ServerInfo)
+    assert info.key_epoch == 9
+
+
+def test_pdq_signal_matches_a_re_encoded_image(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    refs, ups = tmp_path / "refs", tmp_path / "ups"
+    refs.mkdir()
+    ups.mkdir()
+    base = Image.linear_gradient("L").resize((64, 64)).convert("RGB")
+    noise = Image.frombytes("RGB", (64, 64), rng.randbytes(64 * 64 * 3))
+    picture = Image.blend(base, noise, 0.3)
+    picture.save(refs / "reported.png")
+    picture.save(ups / "reencoded.jpg", quality=85)
+    Image.frombytes("RGB", (64, 64), rng.randbytes(64 * 64 * 3)).save(ups / "other.png")
+    (ups / "notes.txt").write_bytes(b"not an image")
+    result = simulate(refs, ups, signals=["pdq"], processes=1, batch_size=512)
+    assert [(Path(x.upload).name, x.report) for x in result.matches] == [
+        ("reencoded.jpg", "reported.png")
+    ]
+    assert result.skipped == {"pdq": 1}
+
+
+def test_cli_json_lines_in_process(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    refs, ups = dirs
+    code = main(["simulate", "--references", str(refs), "--uploads", str(ups),
+                 "--signals", "md5", "--processes", "1", "--json"])
+    assert code == 0
+    records = _records(capsys.readouterr().out)
+    assert records[:-1] == [
+        {
+            "upload": str(ups / "same-as-item-3.bin"),
+            "report": "case-7/item-3.bin",
+            "handle": records[0]["handle"],
+            "signal": "md5",
+        }
+    ]
+    handle = records[0]["handle"]
+    assert isinstance(handle, str)
+    assert len(bytes.fromhex(handle)) == 16
+    assert set(records[-1]) == {"summary"}
+
+
+def test_cli_text_output(dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    refs, ups = dirs
+    assert main(["simulate", "--references", str(refs), "--uploads", str(ups),
+                 "--processes", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("match  ") == 2
+    assert "clearinghouse saw:" in out
+    assert "elements_evaluated" in out
+
+
+def test_cli_subprocess(dirs: tuple[Path, Path]) -> None:
+    refs, ups = dirs
+    done = subprocess.run(
+        [sys.executable, "-m", "blindmatch", "simulate", "--references", str(refs),
+         "--uploads", str(ups), "--signals", "md5,sha256", "--processes", "1", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    records = _records(done.stdout)
+    assert [r["signal"] for r in records[:-1]] == ["md5", "sha256"]
+    summary = records[-1]["summary"]
+    assert isinstance(summary, dict)
+    assert summary["platform"]["matches"] == 2
+
+
+def test_cli_missing_directory_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["simulate", "--references", str(tmp_path / "nope"),
+                 "--uploads", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("blindmatch: error:")
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--signals", "md5,crc32"], ["--signals", ""], ["--processes", "0"],
+     ["--batch-size", "x"]],
+    ids=["unknown-signal", "empty-signals", "zero-processes", "batch-not-int"],
+)
+def test_cli_bad_arguments_exit_2(
+    dirs: tuple[Path, Path], extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    refs, ups = dirs
+    with pytest.raises(SystemExit) as caught:
+        main(["simulate", "--references", str(refs), "--uploads", str(ups), *extra])
+    assert caught.value.code == 2
+    capsys.readouterr()
+
+
+def test_library_rejects_bad_signals_and_directories(tmp_path: Path) -> None:
+    with pytest.raises(errors.LocalProtocolError):
+        simulate(tmp_path, tmp_path, signals=["crc32"])
+    with pytest.raises(errors.LocalProtocolError):
+        simulate(tmp_path, tmp_path, signals=[])
+    with pytest.raises(errors.LocalProtocolError):
+        list_files(tmp_path / "missing")
+
+
+def test_empty_directories_run_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    result = simulate(tmp_path / "a", tmp_path / "b", processes=1)
+    assert result.matches == []
+    assert result.platform.requests == 0
+    assert result.clearinghouse.elements_evaluated == 0
