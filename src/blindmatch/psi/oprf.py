@@ -47,11 +47,8 @@ from typing import Final, NoReturn, final
 from blindmatch import errors
 from blindmatch.psi import _sodium
 from blindmatch.psi.group import ELEMENT_BYTES, GENERATOR, SCALAR_BYTES, Element, Scalar
-from blindmatch.psi.hash_to_curve import (
-    hash_to_ristretto255_many,
-    hash_to_scalar,
-    hash_to_scalar_many,
-)
+from blindmatch.psi.hash_to_curve import hash_to_ristretto255_many, hash_to_scalar_many
+from blindmatch.psi.hash_to_curve import hash_to_scalar as _hash_to_scalar_dst
 
 __all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py checks
     "MAX_INPUT_BYTES",
@@ -80,7 +77,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py c
     "finalize_verifiable",
     "generate_proof",
     "hash_to_group",
-    "hash_to_scalar_oprf",
+    "hash_to_scalar",
     "poprf_tweak",
     "tweaked_key",
     "verify_proof",
@@ -240,7 +237,7 @@ def hash_to_group(input: bytes, mode: Mode = Mode.OPRF) -> Element:
     return hash_to_ristretto255_many([input], _LABELS[_mode(mode)].hash_to_group)[0]
 
 
-def hash_to_scalar_oprf(data: bytes, mode: Mode = Mode.OPRF, *, dst: bytes | None = None) -> Scalar:
+def hash_to_scalar(data: bytes, mode: Mode = Mode.OPRF, *, dst: bytes | None = None) -> Scalar:
     """RFC 9497 HashToScalar, with the default DST ``"HashToScalar-" || contextString``.
 
     Returns:
@@ -249,7 +246,7 @@ def hash_to_scalar_oprf(data: bytes, mode: Mode = Mode.OPRF, *, dst: bytes | Non
     Raises:
         TypeError: ``data`` or ``dst`` is not bytes.
     """
-    return hash_to_scalar(data, _LABELS[_mode(mode)].hash_to_scalar if dst is None else dst)
+    return _hash_to_scalar_dst(data, _LABELS[_mode(mode)].hash_to_scalar if dst is None else dst)
 
 
 def derive_key_pair(seed: bytes, info: bytes, mode: Mode) -> tuple[Scalar, Element]:
@@ -277,7 +274,7 @@ def derive_key_pair(seed: bytes, info: bytes, mode: Mode) -> tuple[Scalar, Eleme
     dst = _LABELS[_mode(mode)].derive_key_pair
     derive_input = seed + len(info).to_bytes(2, "big") + info
     for counter in range(256):
-        sk = hash_to_scalar(derive_input + bytes((counter,)), dst)
+        sk = _hash_to_scalar_dst(derive_input + bytes((counter,)), dst)
         if not sk.is_zero():
             return sk, sk.multiply_base()
     raise errors.DeriveKeyPairError("no non-zero scalar in 256 attempts")
@@ -292,7 +289,7 @@ def poprf_tweak(info: bytes) -> Scalar:
     """
     _check_input(info, "info")
     framed = b"Info" + len(info).to_bytes(2, "big") + info
-    return hash_to_scalar(framed, _LABELS[Mode.POPRF].hash_to_scalar)
+    return _hash_to_scalar_dst(framed, _LABELS[Mode.POPRF].hash_to_scalar)
 
 
 def tweaked_key(pk: Element, info: bytes) -> Element:
@@ -786,7 +783,7 @@ def compute_composites_fast(
 def _challenge(b: Element, m: Element, z: Element, t2: Element, t3: Element, mode: Mode) -> Scalar:
     frame = _NE_FRAME
     transcript = b"".join(frame + e._encoding for e in (b, m, z, t2, t3)) + b"Challenge"
-    return hash_to_scalar(transcript, _LABELS[mode].hash_to_scalar)
+    return _hash_to_scalar_dst(transcript, _LABELS[mode].hash_to_scalar)
 
 
 def generate_proof(
