@@ -76,14 +76,15 @@ from blindmatch.errors import (
 )
 from blindmatch.fingerprint._files import open_binary, unreadable
 
-__all__ = [
+# Plain sorted() order, as tests/test_layout.py checks (not ruff's constants-first order).
+__all__ = [  # noqa: RUF022
     "DEFAULT_MAX_PIXELS",
     "FAST_MAX_SIDE",
     "FAST_RESAMPLE",
     "IMAGE_FORMATS",
-    "SNIFF_BYTES",
     "MediaKind",
     "Policy",
+    "SNIFF_BYTES",
     "load_rgb",
     "load_rgb_image",
     "sniff_file",
