@@ -19,9 +19,11 @@ from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 from blindmatch.errors import InvalidEncoding
+from blindmatch.fingerprint import _pdq_numpy, pdq
 from blindmatch.fingerprint.pdq import (
     DIHEDRAL_NAMES,
     MIN_HASHABLE_SIDE,
+    pdq_backend,
     pdq_dihedral_from_rgb,
     pdq_from_luma,
     pdq_from_rgb,
@@ -251,6 +253,65 @@ def test_sides_below_5_give_zero_hash(shape: tuple[int, int], channels: int) -> 
         single, dihedral = _reference(np.ascontiguousarray(rgb[:, :, :3]))
         assert single == PdqFingerprint(ZERO_HASH, 0)
         assert dihedral == (single,) * 8
+
+
+# ---------------------------------------------------------------- both backends
+
+
+def _available_backends() -> list[Any]:
+    """The pure-numpy backend, and the compiled one where numba is installed."""
+    backends: list[Any] = [_pdq_numpy]
+    try:
+        from blindmatch.fingerprint import _pdq_numba
+    except ImportError:
+        return backends
+    return [*backends, _pdq_numba]
+
+
+BACKENDS = _available_backends()
+
+
+def test_backend_in_use_is_the_fastest_available() -> None:
+    assert pdq_backend() == BACKENDS[-1].NAME
+
+
+def _assert_backend_matches_reference(backend: Any, rgb: RGB) -> None:
+    single, dihedral = _reference(np.ascontiguousarray(rgb[:, :, :3]))
+    assert pdq._fingerprints(rgb, backend, dihedral=False) == (single,)
+    assert pdq._fingerprints(rgb, backend, dihedral=True) == dihedral
+    luma = _pdq_numpy.luma_from_rgb(rgb)
+    assert pdq._fingerprints(luma, backend, dihedral=False) == (single,)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.NAME)
+@pytest.mark.parametrize(
+    "shape", [(5, 5), (64, 64), (129, 127), (300, 7), (768, 1024)], ids=lambda s: f"{s[0]}x{s[1]}"
+)
+@pytest.mark.parametrize("kind", ["gradient", "few-values"])
+def test_each_backend_matches_reference(backend: Any, shape: tuple[int, int], kind: str) -> None:
+    rgb = KINDS[kind](*shape, np.random.default_rng(shape[0] + 31 * shape[1]))
+    _assert_backend_matches_reference(backend, rgb)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(MIN_HASHABLE_SIDE, 200),
+    cols=st.integers(MIN_HASHABLE_SIDE, 200),
+    kind=st.sampled_from(sorted(KINDS)),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_backends_give_identical_samples(rows: int, cols: int, kind: str, seed: int) -> None:
+    # Stronger than equal hashes: the 64x64 filtered samples are equal bit for bit.
+    rgb = KINDS[kind](rows, cols, np.random.default_rng(seed))
+    windows, indices = pdq._geometry(rgb.shape)
+    luma = _pdq_numpy.luma_from_rgb(rgb)
+    want = _pdq_numpy.samples_from_luma(luma, windows, indices, 2)
+    for backend in BACKENDS:
+        got = backend.samples_from_rgb(rgb, windows, indices, 2)
+        assert got.dtype == np.float32
+        assert got.shape == (64, 64)
+        assert got.tobytes() == want.tobytes(), backend.NAME
+        assert backend.samples_from_luma(luma, windows, indices, 2).tobytes() == want.tobytes()
 
 
 # ---------------------------------------------------------------- other entry points

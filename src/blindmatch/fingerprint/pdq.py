@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +40,7 @@ from blindmatch.fingerprint.types import PdqFingerprint, PdqHash
 __all__ = [
     "DIHEDRAL_NAMES",
     "MIN_HASHABLE_SIDE",
+    "pdq_backend",
     "pdq_dihedral_from_rgb",
     "pdq_from_luma",
     "pdq_from_rgb",
@@ -78,7 +80,6 @@ def _dct_matrix() -> F32:
 
 
 _DCT = _dct_matrix()
-_DCT_T = np.ascontiguousarray(_DCT.T)
 
 
 def _window(side: int) -> int:
@@ -86,70 +87,69 @@ def _window(side: int) -> int:
     return (side + 2 * _SAMPLES - 1) // (2 * _SAMPLES)
 
 
+@lru_cache(maxsize=1024)
 def _sample_indices(side: int) -> npt.NDArray[np.intp]:
     """The 64 positions the decimation reads: ``int((i + 0.5) * side / 64)`` in double."""
-    return np.array([int(((i + 0.5) * side) / _SAMPLES) for i in range(_SAMPLES)], dtype=np.intp)
+    indices = np.array([int(((i + 0.5) * side) / _SAMPLES) for i in range(_SAMPLES)], dtype=np.intp)
+    indices.flags.writeable = False
+    return indices
 
 
-@lru_cache(maxsize=256)
-def _box_plan(length: int, window: int) -> tuple[npt.NDArray[np.intp], F32]:
-    """Where the running sum is read, and by what it is divided, for one 1-D box filter.
+def _geometry(
+    shape: tuple[int, ...],
+) -> tuple[tuple[int, int], tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
+    """Box widths (along rows, along columns) and sampled (rows, columns) of an image."""
+    rows, cols = shape[0], shape[1]
+    return (_window(cols), _window(rows)), (_sample_indices(rows), _sample_indices(cols))
 
-    The reference's running sum is the prefix sum of the sequence
-    ``x[0..w-1], (+x[w], -x[0]), ..., (+x[L-1], -x[L-w-1]), -x[L-w], ..., -x[L-w+h-2]``
-    with ``h = (w + 2) // 2``. Output ``o`` is the prefix sum at ``positions[o]`` divided by
-    ``counts[o]``, the number of samples then inside the window.
+
+class _Backend(Protocol):
+    """A downsampling backend module (:mod:`._pdq_numba`, :mod:`._pdq_numpy`): both give the
+    same bits, the reference's."""
+
+    NAME: str
+
+    def samples_from_rgb(
+        self,
+        rgb: npt.NDArray[np.uint8],
+        windows: tuple[int, int],
+        indices: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]],
+        passes: int,
+    ) -> F32: ...
+
+    def samples_from_luma(
+        self,
+        luma: F32,
+        windows: tuple[int, int],
+        indices: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]],
+        passes: int,
+    ) -> F32: ...
+
+
+@lru_cache(maxsize=1)
+def _backend() -> _Backend:
+    """The compiled backend if numba is importable, else the pure-numpy one.
+
+    Loaded on first use, so importing this module does not pay numba's import time.
     """
-    half = (window + 2) // 2
-    full = length - window
-    head = np.arange(half - 1, window)
-    middle = window + 2 * np.arange(full) + 1
-    tail = window + 2 * full + np.arange(half - 1)
-    positions = np.concatenate([head, middle, tail]).astype(np.intp)
-    counts = np.concatenate(
-        [head + 1, np.full(full, window), window - 1 - np.arange(half - 1)]
-    ).astype(np.float32)
-    return positions, counts
+    try:
+        from blindmatch.fingerprint import _pdq_numba as compiled
+    except (ImportError, RuntimeError):
+        # ImportError: numba is not installed. RuntimeError: numba is installed but finds
+        # no writable directory for its on-disk cache. Either way, the numpy backend.
+        from blindmatch.fingerprint import _pdq_numpy as fallback
+
+        return fallback
+    return compiled
 
 
-def _box_sequence(x: F32, window: int) -> F32:
-    """The interleaved signed sequence whose prefix sums along axis 1 are the running sums."""
-    lanes, length = x.shape
-    half = (window + 2) // 2
-    full = length - window
-    seq = np.empty((lanes, window + 2 * full + half - 1), dtype=np.float32)
-    seq[:, :window] = x[:, :window]
-    seq[:, window : window + 2 * full : 2] = x[:, window:]
-    np.negative(x[:, :full], out=seq[:, window + 1 : window + 2 * full : 2])
-    np.negative(x[:, full : full + half - 1], out=seq[:, window + 2 * full :])
-    return seq
+def pdq_backend() -> str:
+    """Which downsampling backend this process uses: ``"numba"`` or ``"numpy"``.
 
-
-def _box_rows(x: F32, window: int, keep: npt.NDArray[np.intp] | None = None) -> F32:
-    """The reference box filter along axis 1 of ``x``; only columns ``keep`` if given."""
-    positions, counts = _box_plan(x.shape[1], window)
-    sums = np.add.accumulate(_box_sequence(x, window), axis=1)
-    if keep is not None:
-        positions, counts = positions[keep], counts[keep]
-    out: F32 = sums[:, positions]
-    out /= counts
-    return out
-
-
-def _downsample(luma: F32) -> F32:
-    """Jarosz filter (2 passes) and decimation to 64x64, computing only what is sampled."""
-    rows, cols = luma.shape
-    along_rows, along_cols = _window(cols), _window(rows)
-    row_idx, col_idx = _sample_indices(rows), _sample_indices(cols)
-    buf = luma
-    for _ in range(_NUM_PASSES - 1):
-        buf = _box_rows(buf, along_rows)
-        buf = np.ascontiguousarray(_box_rows(np.ascontiguousarray(buf.T), along_cols).T)
-    # Last pass: the row filter's sums run through every column, but only the 64 sampled
-    # columns are read; the column filter then runs on those 64 columns only.
-    sampled_cols = _box_rows(buf, along_rows, keep=col_idx)
-    sampled = _box_rows(np.ascontiguousarray(sampled_cols.T), along_cols, keep=row_idx)
-    return np.ascontiguousarray(sampled.T)
+    Both give the reference's bits. numba (an optional dependency) is several times faster
+    than the reference C++ core; the pure-numpy fallback is about as fast as it.
+    """
+    return _backend().NAME
 
 
 def _quality(a: F32) -> int:
@@ -163,13 +163,19 @@ def _quality(a: F32) -> int:
 
 
 def _dct16(a: F32) -> F32:
-    """``(D @ A) @ D.T`` with every dot product summed in order k = 0..63 in float32."""
+    """``(D @ A) @ D.T`` with every dot product summed in order k = 0..63 in float32.
+
+    All products first (each rounded to float32, as in the reference), then the sums over
+    k, one k at a time: a matmul (BLAS) would sum in another order.
+    """
+    products = _DCT[:, :, None] * a[None, :, :]  # [i, k, j] = D[i][k] * A[k][j]
     t = np.zeros((16, _SAMPLES), dtype=np.float32)
     for k in range(_SAMPLES):
-        t += _DCT[:, k : k + 1] * a[k : k + 1, :]
+        t += products[:, k, :]
+    products = t[:, None, :] * _DCT[None, :, :]  # [i, j, k] = T[i][k] * D[j][k]
     b = np.zeros((16, 16), dtype=np.float32)
     for k in range(_SAMPLES):
-        b += t[:, k : k + 1] * _DCT_T[k : k + 1, :]
+        b += products[:, :, k]
     return b
 
 
@@ -209,21 +215,19 @@ def _check_rgb(rgb: object) -> npt.NDArray[np.uint8]:
     return rgb
 
 
-def _luma(rgb: npt.NDArray[np.uint8]) -> F32:
-    """Luma as the ``pdqhash`` binding computes it: in double, rounded once to float32."""
-    red, green, blue = rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]
-    acc = np.multiply(red, 0.299, dtype=np.float64)
-    tmp = np.multiply(green, 0.587, dtype=np.float64)
-    acc += tmp
-    np.multiply(blue, 0.114, out=tmp, dtype=np.float64)
-    acc += tmp
-    return acc.astype(np.float32)
-
-
-def _dct_of_luma(luma: F32) -> tuple[F32, int]:
-    """The 16x16 DCT block and the quality of a luma plane with both sides >= 5."""
-    samples = _downsample(np.ascontiguousarray(luma, dtype=np.float32))
-    return _dct16(samples), _quality(samples)
+def _fingerprints(
+    image: npt.NDArray[np.uint8] | F32, backend: _Backend, *, dihedral: bool
+) -> tuple[PdqFingerprint, ...]:
+    """PDQ of an RGB(A) image or a luma plane with both sides >= 5: the original alone, or
+    all 8 dihedral variants."""
+    windows, indices = _geometry(image.shape)
+    if image.ndim == 3:
+        samples = backend.samples_from_rgb(image, windows, indices, _NUM_PASSES)  # type: ignore[arg-type]
+    else:
+        samples = backend.samples_from_luma(image, windows, indices, _NUM_PASSES)  # type: ignore[arg-type]
+    block, quality = _dct16(samples), _quality(samples)
+    blocks = _dihedral_blocks(block) if dihedral else (block,)
+    return tuple(PdqFingerprint(_hash_of(b), quality) for b in blocks)
 
 
 def _too_small(shape: tuple[int, ...]) -> bool:
@@ -246,8 +250,7 @@ def pdq_from_luma(luma: npt.NDArray[np.float32]) -> PdqFingerprint:
         raise InvalidEncoding("PDQ luma must be a 2-D float32 array")
     if _too_small(luma.shape):
         return _ZERO
-    block, quality = _dct_of_luma(luma)
-    return PdqFingerprint(_hash_of(block), quality)
+    return _fingerprints(luma, _backend(), dihedral=False)[0]
 
 
 def pdq_from_rgb(rgb: npt.NDArray[np.uint8]) -> PdqFingerprint:
@@ -266,8 +269,7 @@ def pdq_from_rgb(rgb: npt.NDArray[np.uint8]) -> PdqFingerprint:
     rgb = _check_rgb(rgb)
     if _too_small(rgb.shape):
         return _ZERO
-    block, quality = _dct_of_luma(_luma(rgb))
-    return PdqFingerprint(_hash_of(block), quality)
+    return _fingerprints(rgb, _backend(), dihedral=False)[0]
 
 
 def pdq_from_rgb_many(images: Iterable[npt.NDArray[np.uint8]]) -> list[PdqFingerprint]:
@@ -303,5 +305,4 @@ def pdq_dihedral_from_rgb(rgb: npt.NDArray[np.uint8]) -> tuple[PdqFingerprint, .
     rgb = _check_rgb(rgb)
     if _too_small(rgb.shape):
         return (_ZERO,) * len(DIHEDRAL_NAMES)
-    block, quality = _dct_of_luma(_luma(rgb))
-    return tuple(PdqFingerprint(_hash_of(b), quality) for b in _dihedral_blocks(block))
+    return _fingerprints(rgb, _backend(), dihedral=True)

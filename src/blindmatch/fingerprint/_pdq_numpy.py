@@ -1,0 +1,133 @@
+"""Pure-numpy PDQ downsampling: luma, the Jarosz filter and the 64x64 decimation, with the
+reference's float32 operations in the reference's order (see :mod:`.pdq`).
+
+The fallback when numba is not installed; bit-identical to :mod:`._pdq_numba`, and about as
+fast as the reference core. The reference's running sum along a row,
+``s += x[enter]; s -= x[leave]``, is the prefix sum of the interleaved sequence
+``x[0..w-1], +x[w], -x[0], +x[w+1], -x[1], ...`` (``a - b == a + (-b)`` in IEEE), and
+:func:`numpy.add.accumulate` along the last axis is strictly sequential, so row passes
+accumulate that sequence for all rows at once. Column passes step down the rows, adding
+whole rows (one vector op per step across every column), because numpy accumulates along
+a non-last axis column by column, which is many times slower.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["NAME", "luma_from_rgb", "samples_from_luma", "samples_from_rgb"]
+
+F32 = npt.NDArray[np.float32]
+
+NAME = "numpy"
+"""The backend's name, as :func:`blindmatch.fingerprint.pdq.pdq_backend` reports it."""
+Indices = npt.NDArray[np.intp]
+
+
+@lru_cache(maxsize=256)
+def _plan(length: int, window: int) -> tuple[Indices, F32]:
+    """Where the running sum is read, and by what it is divided, for one 1-D box filter.
+
+    With ``h = (w + 2) // 2``, output ``o`` is prefix sum number ``positions[o]`` of the
+    interleaved sequence divided by ``counts[o]``, the number of samples then inside the
+    window: outputs ``0..w-h`` follow the adds of ``x[h-1..w-1]``, the middle outputs
+    follow each subtraction, and the last ``h-1`` follow the trailing subtractions.
+    """
+    half = (window + 2) // 2
+    full = length - window
+    head = np.arange(half - 1, window)
+    middle = window + 2 * np.arange(full) + 1
+    tail = window + 2 * full + np.arange(half - 1)
+    positions = np.concatenate([head, middle, tail]).astype(np.intp)
+    counts = np.concatenate(
+        [head + 1, np.full(full, window), window - 1 - np.arange(half - 1)]
+    ).astype(np.float32)
+    return positions, counts
+
+
+def _box_rows(x: F32, window: int, keep: Indices | None = None) -> F32:
+    """The reference box filter along axis 1 of ``x``; only output columns ``keep`` if given."""
+    lanes, length = x.shape
+    half = (window + 2) // 2
+    full = length - window
+    seq = np.empty((lanes, window + 2 * full + half - 1), dtype=np.float32)
+    seq[:, :window] = x[:, :window]
+    seq[:, window : window + 2 * full : 2] = x[:, window:]
+    np.negative(x[:, :full], out=seq[:, window + 1 : window + 2 * full : 2])
+    np.negative(x[:, full : full + half - 1], out=seq[:, window + 2 * full :])
+    np.add.accumulate(seq, axis=1, out=seq)
+    positions, counts = _plan(length, window)
+    if keep is not None:
+        positions, counts = positions[keep], counts[keep]
+    out: F32 = seq[:, positions]
+    out /= counts
+    return out
+
+
+def _box_cols(x: F32, window: int) -> F32:
+    """The reference box filter along axis 0 of ``x``, stepping one row at a time."""
+    length = x.shape[0]
+    half = (window + 2) // 2
+    # sums[o] is the running sum at output o; divided by the counts once at the end.
+    sums = np.empty_like(x)
+    running = np.zeros(x.shape[1], dtype=np.float32)
+    for enter in range(half - 1):
+        running += x[enter]
+    for out, enter in enumerate(range(half - 1, window)):
+        np.add(running, x[enter], out=sums[out])
+        running = sums[out]
+    out = window - half + 1
+    for leave in range(length - window):
+        np.add(running, x[leave + window], out=sums[out])
+        np.subtract(sums[out], x[leave], out=sums[out])
+        running = sums[out]
+        out += 1
+    for leave in range(length - window, length - window + half - 1):
+        np.subtract(running, x[leave], out=sums[out])
+        running = sums[out]
+        out += 1
+    sums /= _plan(length, window)[1][:, None]
+    return sums
+
+
+def luma_from_rgb(rgb: npt.NDArray[np.uint8]) -> F32:
+    """Luma as the ``pdqhash`` binding computes it: in double, rounded once to float32."""
+    acc = np.multiply(rgb[:, :, 0], 0.299, dtype=np.float64)
+    tmp = np.multiply(rgb[:, :, 1], 0.587, dtype=np.float64)
+    acc += tmp
+    np.multiply(rgb[:, :, 2], 0.114, out=tmp, dtype=np.float64)
+    acc += tmp
+    return acc.astype(np.float32)
+
+
+def samples_from_luma(
+    luma: F32, windows: tuple[int, int], indices: tuple[Indices, Indices], passes: int
+) -> F32:
+    """``passes`` Jarosz passes and 64x64 decimation of an (H, W) float32 luma plane.
+
+    ``windows`` is (along rows, along columns); ``indices`` the sampled (rows, columns).
+    The last row pass keeps only the sampled columns, and the last column pass runs on
+    those alone.
+    """
+    row_window, col_window = windows
+    row_idx, col_idx = indices
+    buf = np.ascontiguousarray(luma, dtype=np.float32)
+    for _ in range(passes - 1):
+        buf = _box_cols(_box_rows(buf, row_window), col_window)
+    narrow = _box_rows(buf, row_window, keep=col_idx)
+    # The 64 sampled columns: filter them as rows of the transposed (64, H) array.
+    sampled = _box_rows(np.ascontiguousarray(narrow.T), col_window, keep=row_idx)
+    return np.ascontiguousarray(sampled.T)
+
+
+def samples_from_rgb(
+    rgb: npt.NDArray[np.uint8],
+    windows: tuple[int, int],
+    indices: tuple[Indices, Indices],
+    passes: int,
+) -> F32:
+    """Luma, Jarosz filter and 64x64 decimation of an (H, W, 3|4) uint8 image."""
+    return samples_from_luma(luma_from_rgb(rgb), windows, indices, passes)
