@@ -25,7 +25,14 @@ from blindmatch.protocols import messages as m
 from blindmatch.psi import oprf
 from blindmatch.psi.bands import exact_banding, pdq_banding
 from blindmatch.psi.group import GENERATOR, Element, Scalar
-from blindmatch.psi.index import BuiltIndex, Index, Reference, build_index
+from blindmatch.psi.index import (
+    BuiltIndex,
+    Index,
+    IndexSet,
+    Reference,
+    add_references,
+    build_index,
+)
 from blindmatch.psi.keys import SecretKey
 
 KEY = SecretKey.derive(bytes(range(32)), b"test-sessions", mode=oprf.Mode.VOPRF, epoch=3)
@@ -571,6 +578,22 @@ def test_platform_constructor_checks(built: BuiltIndex, index: Index) -> None:
         PlatformSession(index, KEY.public_key, canary_interval=0)
     with pytest.raises(errors.LocalProtocolError):
         PlatformSession(index, KEY)  # type: ignore[arg-type]
+
+
+def test_index_set_with_a_delta(built: BuiltIndex, index: Index) -> None:
+    delta_built = add_references(
+        KEY, index.header, [Reference("late-report", "md5", md5(1000))], processes=1
+    )
+    delta = Index.from_bytes(delta_built.to_bytes())
+    platform = PlatformSession(IndexSet(index, [delta]), KEY.public_key, batch_size=8)
+    platform.add_uploads([("old", "md5", md5(3)), ("new", "md5", md5(1000)),
+                          ("none", "md5", md5(2000))])
+    found = Wire(platform, ClearinghouseSession(KEY, element_limit=1000)).run()
+    handles = {**built.handles, **delta_built.handles}
+    assert sorted((f.upload_ref, handles[f.handle]) for f in found) == [
+        ("new", "late-report"), ("old", "report-3")
+    ]
+    assert platform.stats.canaries_matched == platform.stats.canary_queries == 1
 
 
 # ====================================================================== pdq bands, t = 2

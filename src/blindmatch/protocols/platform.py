@@ -75,7 +75,7 @@ from blindmatch.protocols.messages import (
 )
 from blindmatch.psi import oprf
 from blindmatch.psi.group import GENERATOR, Element, Scalar
-from blindmatch.psi.index import Index
+from blindmatch.psi.index import Index, IndexHeader, IndexSet, MatchResult
 from blindmatch.psi.kdf import ReportHandle
 from blindmatch.psi.keys import PublicKey
 
@@ -194,6 +194,21 @@ class _Batch:
     positions: tuple[tuple[_Slot, int] | None, ...]
 
 
+class _Lookup:
+    """One signal's index as the session uses it: a full index, or a base with deltas."""
+
+    __slots__ = ("canaries", "header", "source")
+
+    def __init__(self, source: Index | IndexSet) -> None:
+        self.source = source
+        base = source if isinstance(source, Index) else source.base
+        self.header: IndexHeader = base.header
+        self.canaries = base.canaries
+
+    def lookup_many(self, outputs: Sequence[Sequence[bytes]]) -> list[MatchResult]:
+        return self.source.lookup_many(outputs)
+
+
 def _as_upload(item: Upload | tuple[str, str, bytes]) -> Upload:
     if isinstance(item, Upload):
         return item
@@ -207,7 +222,8 @@ class PlatformSession:
 
     Args:
         indexes: the downloaded index of every signal type to match, one per signal (its
-            header names the signal, banding, key epoch, key id and canaries).
+            header names the signal, banding, key epoch, key id and canaries); an
+            :class:`~blindmatch.psi.index.IndexSet` stands for a base index with deltas.
         public_key: the clearinghouse's published key; every index must be built under it.
         batch_size: elements per evaluation request (fewer if the clearinghouse's
             ``max_batch`` is lower); every request carries exactly this many.
@@ -221,23 +237,24 @@ class PlatformSession:
 
     def __init__(
         self,
-        indexes: Index | Sequence[Index],
+        indexes: Index | IndexSet | Sequence[Index | IndexSet],
         public_key: PublicKey,
         *,
         batch_size: int = 256,
         canary_interval: int = 64,
     ) -> None:
-        chosen = [indexes] if isinstance(indexes, Index) else list(indexes)
-        if not chosen or not all(isinstance(i, Index) for i in chosen):
-            raise errors.LocalProtocolError("give at least one Index")
+        chosen = [indexes] if isinstance(indexes, Index | IndexSet) else list(indexes)
+        if not chosen or not all(isinstance(i, Index | IndexSet) for i in chosen):
+            raise errors.LocalProtocolError("give at least one Index or IndexSet")
         if not isinstance(public_key, PublicKey) or public_key.mode is not _MODE:
             raise errors.LocalProtocolError("public_key must be a VOPRF PublicKey")
         if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_ELEMENTS:
             raise errors.LocalProtocolError(f"batch_size must be in [1, {MAX_ELEMENTS}]")
         if not isinstance(canary_interval, int) or canary_interval < 1:
             raise errors.LocalProtocolError("canary_interval must be at least 1")
-        self._indexes: dict[str, Index] = {}
-        for index in chosen:
+        self._indexes: dict[str, _Lookup] = {}
+        for source in chosen:
+            index = _Lookup(source)
             header = index.header
             if header.banding.signal in self._indexes:
                 raise errors.LocalProtocolError("two indexes of one signal type")
