@@ -1,0 +1,355 @@
+"""Benchmark (b): exact private matching against OpenMined PSI, one run, ratios.
+
+What is measured
+----------------
+Exact PSI on SHA-256 digests (one band of all 256 bits, t = 1) against ``openmined-psi``
+(``private_set_intersection.python``, ECDH-PSI on P-256 with a GCS setup message, its C++
+core) at server sets of N = 10^4, 10^5, 10^6 (``--sizes``), in the same process, timed back
+to back:
+
+- **server setup, us per item**: ours is :func:`blindmatch.psi.index.build_index` end to
+  end (band inputs, RFC 9497 VOPRF ``Evaluate`` of every reference, tag/pad KDF, random
+  lines, per-band sort, handles, header, SHA-256 digest); theirs is
+  ``server.CreateSetupMessage(fpr, Q, items, GCS)``. One process: process CPU time
+  (``time.process_time``: descheduling by other load does not count; both run on this
+  thread). Two processes: wall clock of ``build_index(processes=2)`` against the wall
+  clock of OpenMined's single-threaded setup timed right before it (OpenMined has no
+  multi-process setup), so load from other programs hits both.
+- **client, us per queried item** on Q queried items (``--queries``, half members): client
+  only = ours ``blind_batch_shared`` + ``finalize_batch_shared`` (one shared blind per
+  batch) + ``Index.lookup_many`` (KDF, ``searchsorted``, unmask, handle check) / theirs
+  ``CreateRequest`` + ``GetIntersection``. Round trip adds the server's evaluation (ours
+  ``blind_evaluate_batch``, theirs ``ProcessRequest``). Process CPU time, one process.
+- **bytes per item the platform downloads**: ours the index file / N, theirs the serialized
+  setup message / N, at an equal (or lower, for ours) false-positive rate: OpenMined is
+  given ``fpr`` (``--fpr``) for a query of Q items; ours is chosen as the narrowest stored
+  handle (8..16 bytes) whose per-query false-positive bound ``Q * (N/2^32) * (N/2^(8h))``
+  is <= ``fpr`` (a non-member needs a tag hit, then its unmasked share must give a handle
+  whose stored prefix is in the set).
+
+Every query is checked: both sides must return exactly the members.
+
+Targets (issue 3): setup >= 1.3x OpenMined per core and >= 2.5x on both cores; client per
+item >= 1.3x. Ratios are theirs / ours (higher is better for us).
+
+Run: ``python -m benchmarks psi`` or ``python -m benchmarks.bench_psi --sizes 10000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from blindmatch.psi import oprf
+from blindmatch.psi.bands import exact_banding
+from blindmatch.psi.index import Index, Reference, build_index
+from blindmatch.psi.keys import SecretKey
+
+__all__ = ["main"]
+
+RESULTS = Path(__file__).parent / "results"
+SETUP_TARGET_ONE = 1.3
+SETUP_TARGET_TWO = 2.5
+CLIENT_TARGET = 1.3
+BANDING = exact_banding("sha256", 256)
+
+
+def _psi() -> Any:
+    import private_set_intersection.python as psi  # benchmark peer only
+
+    return psi
+
+
+def _cpu(call: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.process_time()
+    result = call()
+    return time.process_time() - start, result
+
+
+def handle_bytes_for(size: int, queries: int, fpr: float) -> int:
+    """The narrowest stored handle whose per-query false-positive bound is <= ``fpr``."""
+    for width in range(8, 17):
+        bound = queries * (size / 2**32) * (size / 2 ** (8 * width))
+        if bound <= fpr:
+            return width
+    return 16
+
+
+def _items(size: int, seed: int) -> list[bytes]:
+    prefix = seed.to_bytes(4, "big")
+    return [hashlib.sha256(prefix + i.to_bytes(8, "big")).digest() for i in range(size)]
+
+
+class _Case:
+    """One server-set size: items, queries, both parties' objects."""
+
+    def __init__(self, size: int, queries: int, fpr: float) -> None:
+        self.size = size
+        self.fpr = fpr
+        self.items = _items(size, 1)
+        members = self.items[: queries // 2]
+        strangers = _items(queries - len(members), 2)
+        self.queries = members + strangers
+        self.members = len(members)
+        self.key = SecretKey.generate()
+        self.references = [Reference(f"r{i}", "sha256", h) for i, h in enumerate(self.items)]
+        self.handle_bytes = handle_bytes_for(size, queries, fpr)
+
+    # -- ours
+    def build(self, processes: int) -> bytes:
+        built = build_index(
+            self.key,
+            BANDING,
+            self.references,
+            handle_bytes=self.handle_bytes,
+            processes=processes,
+        )
+        return built.to_bytes()
+
+    def client_ours(self, index: Index) -> dict[str, float]:
+        inputs = [BANDING.band_inputs(h)[0] for h in self.queries]
+        mode = oprf.Mode.VOPRF
+        blind_time, (blind, blinded) = _cpu(lambda: oprf.blind_batch_shared(inputs, mode))
+        server_time, evaluated = _cpu(
+            lambda: oprf.blind_evaluate_batch(self.key.scalar, blinded, mode)
+        )
+
+        def finish() -> list[list[Any]]:
+            outputs = oprf.finalize_batch_shared(inputs, blind, evaluated, mode)
+            return index.match_many([[o] for o in outputs])
+
+        finish_time, matches = _cpu(finish)
+        found = [i for i, m in enumerate(matches) if m]
+        if found != list(range(self.members)):
+            raise AssertionError("our lookup did not return exactly the members")
+        return {"client": blind_time + finish_time, "server": server_time}
+
+    # -- theirs
+    def setup_theirs(self, psi: Any, server: Any) -> Any:
+        return server.CreateSetupMessage(
+            self.fpr, len(self.queries), self.items, psi.DataStructure.GCS
+        )
+
+    def client_theirs(self, psi: Any, server: Any, setup: Any) -> dict[str, float]:
+        client = psi.client.CreateWithNewKey(True)
+        request_time, request = _cpu(lambda: client.CreateRequest(self.queries))
+        server_time, response = _cpu(lambda: server.ProcessRequest(request))
+        finish_time, found = _cpu(lambda: client.GetIntersection(setup, response))
+        if sorted(found) != list(range(self.members)):
+            raise AssertionError("OpenMined did not return exactly the members")
+        return {"client": request_time + finish_time, "server": server_time}
+
+
+def _both(call: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(process CPU seconds, wall seconds, result) of one call."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = call()
+    return time.process_time() - cpu, time.perf_counter() - wall, result
+
+
+def _run_size(
+    size: int, queries: int, fpr: float, repeats: int, client_rounds: int
+) -> dict[str, Any]:
+    psi = _psi()
+    case = _Case(size, queries, fpr)
+    server = psi.server.CreateWithNewKey(True)
+    rows: dict[str, list[float]] = {
+        name: []
+        for name in (
+            "setup_ours_1p_cpu",
+            "setup_theirs_cpu",
+            "setup_ours_2p_wall",
+            "setup_theirs_wall",
+            "client_ours",
+            "client_theirs",
+            "server_eval_ours",
+            "server_eval_theirs",
+        )
+    }
+    per_round: dict[str, list[float]] = {
+        "setup_1p": [],
+        "setup_2p": [],
+        "client_only": [],
+        "round_trip": [],
+    }
+    index_bytes = setup_bytes = 0
+    index: Index | None = None
+    setup: Any = None
+    for _ in range(repeats):
+        ours_cpu, _, data = _both(lambda: case.build(1))
+        del data
+        theirs_cpu, theirs_wall, setup = _both(lambda: case.setup_theirs(psi, server))
+        _, ours_wall, data = _both(lambda: case.build(2))
+        rows["setup_ours_1p_cpu"].append(ours_cpu / size)
+        rows["setup_theirs_cpu"].append(theirs_cpu / size)
+        rows["setup_theirs_wall"].append(theirs_wall / size)
+        rows["setup_ours_2p_wall"].append(ours_wall / size)
+        per_round["setup_1p"].append(theirs_cpu / ours_cpu)
+        per_round["setup_2p"].append(theirs_wall / ours_wall)
+        index_bytes = len(data)
+        setup_bytes = len(setup.SerializeToString())
+        index = Index.from_bytes(data)
+        del data
+    assert index is not None
+    for _ in range(client_rounds):
+        ours = case.client_ours(index)
+        theirs = case.client_theirs(psi, server, setup)
+        rows["client_ours"].append(ours["client"] / queries)
+        rows["client_theirs"].append(theirs["client"] / queries)
+        rows["server_eval_ours"].append(ours["server"] / queries)
+        rows["server_eval_theirs"].append(theirs["server"] / queries)
+        per_round["client_only"].append(theirs["client"] / ours["client"])
+        per_round["round_trip"].append(
+            (theirs["client"] + theirs["server"]) / (ours["client"] + ours["server"])
+        )
+    best = {name: min(values) * 1e6 for name, values in rows.items()}
+    median = {name: statistics.median(values) * 1e6 for name, values in rows.items()}
+    return {
+        "size": size,
+        "queries": queries,
+        "repeats": repeats,
+        "client_rounds": client_rounds,
+        "handle_bytes": case.handle_bytes,
+        "fp_bound_ours_per_query": queries
+        * (size / 2**32)
+        * (size / 2 ** (8 * case.handle_bytes)),
+        "us_per_item_best": best,
+        "us_per_item_median": median,
+        "bytes_per_item_ours": index_bytes / size,
+        "bytes_per_item_theirs": setup_bytes / size,
+        "ratios_per_round": per_round,
+        "ratios": {
+            **{name: statistics.median(values) for name, values in per_round.items()},
+            "bytes": index_bytes / setup_bytes,
+        },
+        "ratios_of_best": {
+            "setup_1p": best["setup_theirs_cpu"] / best["setup_ours_1p_cpu"],
+            "setup_2p": best["setup_theirs_wall"] / best["setup_ours_2p_wall"],
+            "client_only": best["client_theirs"] / best["client_ours"],
+            "round_trip": (best["client_theirs"] + best["server_eval_theirs"])
+            / (best["client_ours"] + best["server_eval_ours"]),
+        },
+    }
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Exact PSI vs OpenMined PSI (benchmark b)",
+        "",
+        f"{report['environment']}. SHA-256 items; one band, t = 1; {report['queries']} queried "
+        f"items per size (half members); OpenMined fpr {report['fpr']:g} for the whole query "
+        "(GCS); ours: 4-byte tags, handle prefix chosen for an equal or lower bound. Best of "
+        "the repeats for times; ratios are the median over repeats (setup) or rounds (client) of "
+        "OpenMined / ours timed back to back (higher is better for us).",
+        "",
+        "Setup 1 process and client: process CPU time. Setup 2 processes: wall clock of ours "
+        "with 2 worker processes vs OpenMined's (single-threaded) setup timed just before.",
+        "",
+        "| N | setup ours 1p us/item | setup OpenMined us/item | ratio 1p (>= 1.3) "
+        "| setup ours 2p wall us/item | OpenMined wall us/item | ratio 2p (>= 2.5) "
+        "| client ours us/item | client OpenMined us/item | ratio client (>= 1.3) "
+        "| round trip ratio | bytes/item ours | bytes/item OpenMined | handle bytes "
+        "| repeats / client rounds |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["sizes"]:
+        best = row["us_per_item_best"]
+        ratios = row["ratios"]
+        verdict = {
+            name: f"{ratios[name]:.2f} {'yes' if ratios[name] >= target else 'NO'}"
+            for name, target in (
+                ("setup_1p", SETUP_TARGET_ONE),
+                ("setup_2p", SETUP_TARGET_TWO),
+                ("client_only", CLIENT_TARGET),
+            )
+        }
+        lines.append(
+            f"| {row['size']:,} | {best['setup_ours_1p_cpu']:.1f} | {best['setup_theirs_cpu']:.1f}"
+            f" | {verdict['setup_1p']}"
+            f" | {best['setup_ours_2p_wall']:.1f} | {best['setup_theirs_wall']:.1f}"
+            f" | {verdict['setup_2p']}"
+            f" | {best['client_ours']:.1f} | {best['client_theirs']:.1f}"
+            f" | {verdict['client_only']}"
+            f" | {ratios['round_trip']:.2f}"
+            f" | {row['bytes_per_item_ours']:.2f} | {row['bytes_per_item_theirs']:.2f}"
+            f" | {row['handle_bytes']} | {row['repeats']} / {row['client_rounds']} |"
+        )
+    lines += [
+        "",
+        "Server evaluation per queried item (ours blind_evaluate_batch, theirs ProcessRequest), "
+        "us: "
+        + ", ".join(
+            f"N={row['size']:,}: {row['us_per_item_best']['server_eval_ours']:.1f} vs "
+            f"{row['us_per_item_best']['server_eval_theirs']:.1f}"
+            for row in report["sizes"]
+        ),
+        "",
+        "Bytes: our index stores per reference a 4-byte tag, an 8-byte masked share and a "
+        "handle prefix (the fuzzy PDQ bands need the shares; an exact-only format could drop "
+        "them); OpenMined's GCS stores about log2(Q/fpr) + 2 bits per item.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write benchmarks/results/psi.{json,md}."""
+    parser = argparse.ArgumentParser(prog="bench_psi", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--fpr", type=float, default=1e-9)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="repeats per size (1 for sizes >= 10^6)"
+    )
+    parser.add_argument("--client-rounds", type=int, default=7)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    environment = (
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"openmined-psi {_psi_version()}"
+    )
+    report: dict[str, Any] = {
+        "benchmark": "psi",
+        "environment": environment,
+        "queries": args.queries,
+        "fpr": args.fpr,
+        "targets": {
+            "setup_1p": SETUP_TARGET_ONE,
+            "setup_2p": SETUP_TARGET_TWO,
+            "client_only": CLIENT_TARGET,
+        },
+        "sizes": [],
+    }
+    for size in sizes:
+        repeats = 1 if size >= 1_000_000 else args.repeats
+        print(f"-- N = {size:,} ({repeats} repeats)", flush=True)
+        row = _run_size(size, args.queries, args.fpr, repeats, args.client_rounds)
+        print(json.dumps(row["ratios"]), flush=True)
+        report["sizes"].append(row)
+    text = _markdown(report)
+    print(text)
+    if not args.no_write:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "psi.json").write_text(json.dumps(report, indent=1) + "\n")
+        (RESULTS / "psi.md").write_text(text)
+    return 0
+
+
+def _psi_version() -> str:
+    from importlib.metadata import version
+
+    return version("openmined-psi")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
