@@ -607,8 +607,14 @@ def test_delta_and_merge(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
     outputs = _outputs(KEY, SHA, queries)
     handles = {**built.handles, **delta_built.handles}
     expected = [[r.report_id] for r in refs[:10] + new_refs]
-    side_by_side = IndexSet(base, [delta]).lookup_many(outputs)
+    both = IndexSet(base, [delta])
+    side_by_side = both.lookup_many(outputs)
     assert [[handles[h] for h in r.handles] for r in side_by_side] == expected
+    assert both.match_many(outputs) == [list(r.handles) for r in side_by_side]
+    assert both.match(outputs[-1]) == list(both.lookup(outputs[-1]).handles)
+    assert both.header == base.header
+    assert both.canaries == base.canaries
+    assert both.entry_count == base.entry_count + 20
     merged = Index.from_bytes(merge_indexes(base, [delta]))
     assert merged.header.kind is IndexKind.FULL
     assert merged.entry_count == base.entry_count + delta.entry_count

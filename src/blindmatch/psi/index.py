@@ -763,9 +763,32 @@ class IndexSet:
             ]
         return results
 
+    @property
+    def header(self) -> IndexHeader:
+        """The base index's header (banding, key, canaries are shared by the deltas)."""
+        return self.base.header
+
+    @property
+    def canaries(self) -> tuple[Canary, ...]:
+        """The base index's canaries (deltas carry none)."""
+        return self.base.canaries
+
+    @property
+    def entry_count(self) -> int:
+        """Entries per band over the base and every delta."""
+        return self.base.entry_count + sum(d.entry_count for d in self.deltas)
+
     def match(self, outputs: Sequence[bytes]) -> list[ReportHandle]:
         """:meth:`Index.match` over the base and every delta."""
         return list(self.lookup_many([outputs])[0].handles)
+
+    def lookup(self, outputs: Sequence[bytes]) -> MatchResult:
+        """:meth:`Index.lookup` over the base and every delta."""
+        return self.lookup_many([outputs])[0]
+
+    def match_many(self, outputs_per_upload: Sequence[Sequence[bytes]]) -> list[list[ReportHandle]]:
+        """:meth:`Index.match_many` over the base and every delta."""
+        return [list(r.handles) for r in self.lookup_many(outputs_per_upload)]
 
 
 def _check_delta(base: IndexHeader, delta: IndexHeader) -> None:
