@@ -25,6 +25,7 @@ from blindmatch.errors import (
 from blindmatch.fingerprint.frontend import (
     DEFAULT_MAX_PIXELS,
     FAST_MAX_SIDE,
+    IMAGE_FORMATS,
     SNIFF_BYTES,
     load_rgb,
     load_rgb_image,
@@ -205,6 +206,17 @@ def test_alpha_is_dropped_not_composited() -> None:
 def test_palette_is_looked_up() -> None:
     palette = BASE.convert("P")
     got = load_rgb(_encode(palette, "PNG"))
+    assert np.array_equal(got, np.asarray(palette.convert("RGB")))
+
+
+def test_palette_transparency_warning_does_not_escape() -> None:
+    # convert("RGB") of a palette image with byte transparency warns in Pillow; pytest runs
+    # with warnings as errors, so this passes only if the front end keeps the warning in.
+    palette = BASE.convert("P")
+    data = _encode(palette, "PNG", transparency=bytes([0, 128] + [255] * 254))
+    with Image.open(io.BytesIO(data)) as check:
+        assert isinstance(check.info["transparency"], bytes)
+    got = load_rgb(data)
     assert np.array_equal(got, np.asarray(palette.convert("RGB")))
 
 
@@ -467,6 +479,8 @@ ENCODERS: dict[str, Callable[[], bytes]] = {
     "ico": lambda: _encode(BASE, "ICO"),
     "jpeg2000": lambda: _encode(BASE, "JPEG2000"),
     "qoi": lambda: _encode(BASE, "QOI"),
+    # AVIF when this Pillow build has libavif (the manylinux wheels do).
+    **({"avif": lambda: _encode(BASE, "AVIF")} if "AVIF" in IMAGE_FORMATS else {}),
 }
 
 
