@@ -388,8 +388,7 @@ class PlatformSession:
         size = self._batch_size
         if self.stats.elements_sent + size > self._element_limit:
             raise errors.LocalProtocolError("the clearinghouse's element quota would be exceeded")
-        while len(self._carry) < size and self._queue:
-            self._blind_next()
+        self._blind_upto(size - len(self._carry))
         positions: list[tuple[_Slot, int] | None] = []
         elements: list[Element] = []
         while self._carry and len(elements) < size:
@@ -424,15 +423,40 @@ class PlatformSession:
         )
         return self._sent(request.encode())
 
-    def _blind_next(self) -> None:
-        upload, canary = self._queue.popleft()
-        banding = self._indexes[upload.signal].header.banding
-        inputs = banding.band_inputs(upload.hash)
-        blind, blinded = oprf.blind_batch_shared(inputs, _MODE)
-        slot = _Slot(upload, inputs, blind, [None] * len(inputs), len(inputs), canary)
-        if canary is not None:
-            self.stats.canary_queries += 1
-        self._carry.extend((slot, j, b) for j, b in enumerate(blinded))
+    def _blind_upto(self, wanted: int) -> None:
+        """Blind queued uploads until ``wanted`` more elements are ready (or the queue is empty).
+
+        Each upload gets its own random blind ``r``, shared by its bands; all uploads of one
+        call are blinded in one batch call (per-input blinds, ``r`` repeated per band), which
+        keeps the per-upload Python overhead out of the exact signals' one-band case.
+        """
+        inputs: list[bytes] = []
+        blinds: list[Scalar] = []
+        slots: list[_Slot] = []
+        while wanted > 0 and self._queue:
+            upload, canary = self._queue.popleft()
+            banding = self._indexes[upload.signal].header.banding
+            band_inputs = banding.band_inputs(upload.hash)
+            blind = Scalar.random()
+            slots.append(
+                _Slot(upload, band_inputs, blind, [None] * len(band_inputs), len(band_inputs),
+                      canary)
+            )
+            inputs.extend(band_inputs)
+            blinds.extend([blind] * len(band_inputs))
+            wanted -= len(band_inputs)
+            if canary is not None:
+                self.stats.canary_queries += 1
+        if not slots:
+            return
+        _, blinded = oprf.blind_batch(inputs, _MODE, blinds=blinds)
+        position = 0
+        for slot in slots:
+            count = len(slot.inputs)
+            self._carry.extend(
+                (slot, j, b) for j, b in enumerate(blinded[position : position + count])
+            )
+            position += count
 
     def audit_request(self, batch_ids: Sequence[int]) -> bytes:
         """Ask for one DLEQ proof over the named answered batches (MATCHING.md "Audit").
@@ -586,12 +610,17 @@ class PlatformSession:
         matches: list[Match] = []
         canary_failed = False
         for signal, slots in sorted(by_signal.items()):
-            outputs = [
-                oprf.finalize_batch_shared(
-                    slot.inputs, slot.blind, [e for e in slot.evaluated if e is not None], _MODE
-                )
-                for slot in slots
-            ]
+            # One call for every completed upload of the signal: blinds repeated per band, so
+            # the batch inversion covers all of them (outputs are RFC 9497 Finalize).
+            inputs = [x for slot in slots for x in slot.inputs]
+            blinds = [slot.blind for slot in slots for _ in slot.inputs]
+            evaluated = [e for slot in slots for e in slot.evaluated if e is not None]
+            flat = oprf.finalize_batch(inputs, blinds, evaluated, _MODE)
+            outputs: list[list[bytes]] = []
+            position = 0
+            for slot in slots:
+                outputs.append(flat[position : position + len(slot.inputs)])
+                position += len(slot.inputs)
             results = self._indexes[signal].lookup_many(outputs)
             for slot, result in zip(slots, results, strict=True):
                 if slot.canary is not None:
