@@ -20,12 +20,14 @@ and may audit answered batches (:meth:`~PlatformSession.audit_request`). Request
 pipelined: replies are matched to requests by their batch or audit id.
 
 Blinding. Each upload gets ONE random blind ``r``; its ``L`` band inputs are blinded as
-``B_j = r * HashToGroup(x_j)`` and unblinded with one ``r^-1`` (RFC 9497 outputs, unchanged;
-the DDH argument is in docs/protocol.md). Elements of all uploads are packed into batches of
-exactly ``batch_size`` elements; the last batch is filled with pads ``rho * G`` for fresh
-random ``rho`` (uniform group elements, like every blinded element), and each batch is
-shuffled, so neither the batch length nor the position says how many uploads it carries or
-where an upload starts. Pads' answers are discarded (but kept for audits).
+``B_j = r * HashToGroup(x_j)`` and unblinded with ``r^-1`` (RFC 9497 outputs, unchanged;
+the DDH argument is in docs/protocol.md). The uploads of a batch are blinded in one call and
+the uploads a reply completes are finalized in one call (one batch inversion). Elements of
+all uploads are packed into batches of exactly ``batch_size`` elements; the last batch is
+filled with pads ``rho * G`` for fresh random ``rho`` (uniform group elements, like every
+blinded element), and each batch is shuffled, so neither the batch length nor the position
+says how many uploads it carries or where an upload starts. Pads' answers are discarded (but
+kept for audits).
 
 Canaries. Every index carries public canary hashes whose handles it lists. The session
 mixes canaries into the uploads as ordinary queries, one per ``canary_interval`` uploads of
