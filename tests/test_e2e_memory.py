@@ -198,6 +198,30 @@ def test_every_message_decodes_and_requests_are_uniform(
     assert sizes == {16}
 
 
+def test_the_same_uploads_look_different_every_time(
+    corpus: Corpus, built: dict[str, BuiltIndex], honest_run: tuple[Transcript, list[Match]]
+) -> None:
+    """Fresh blinds: a second run over the same uploads shares no element with the first."""
+    first, _ = honest_run
+    indexes = [Index.from_bytes(b.to_bytes()) for b in built.values()]
+    platform = PlatformSession(indexes, KEY.public_key, batch_size=16, canary_interval=8)
+    platform.add_uploads(_uploads(corpus))
+    second = Transcript(platform, ClearinghouseSession(KEY, element_limit=100_000))
+    second.run()
+
+    def elements(wire: Transcript) -> set[bytes]:
+        seen: set[bytes] = set()
+        for who, data in wire.messages:
+            message = m.decode(data)
+            if who == "platform" and isinstance(message, m.EvaluateRequest):
+                seen.update(bytes(e) for e in message.elements)
+        return seen
+
+    one, two = elements(first), elements(second)
+    assert len(one) == first.platform.stats.elements_sent
+    assert one.isdisjoint(two)
+
+
 def _windows(corpus: Corpus) -> tuple[set[bytes], set[bytes]]:
     raw: set[bytes] = set()
     text: set[bytes] = set()

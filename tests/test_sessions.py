@@ -320,6 +320,24 @@ def test_matches_are_exact(built: BuiltIndex, index: Index) -> None:
     assert platform.unfinished() == ()
 
 
+def test_pipelined_requests_answered_out_of_order(built: BuiltIndex, index: Index) -> None:
+    platform, clearinghouse = _ready(index, batch_size=4)
+    platform.add_uploads(_uploads(range(36, 44)))
+    requests = []
+    while platform.wants_to_send:
+        requests.append(platform.next_request())
+    assert len(requests) == 3
+    assert platform.outstanding == 3
+    replies = [clearinghouse.receive(r) for r in requests]
+    found: list[Match] = []
+    for reply in reversed(replies):
+        found += platform.receive(reply)
+    assert platform.outstanding == 0
+    assert sorted(built.handles[f.handle] for f in found) == [f"report-{i}" for i in range(36, 40)]
+    with pytest.raises(errors.UnexpectedMessage):  # a replayed reply
+        platform.receive(replies[0])
+
+
 def test_every_request_has_batch_size_elements(index: Index) -> None:
     platform = _platform(index, batch_size=16)
     platform.add_uploads(_uploads(range(3)))
