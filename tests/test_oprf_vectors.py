@@ -159,10 +159,7 @@ def test_tampered_proof_rejected(
     evaluated = [Element.from_bytes(H(e)) for e in vector["EvaluationElement"]]
     raw = bytearray(H(vector["Proof"]))
     raw[position + (32 if half == "s" else 0)] ^= 0x01
-    try:
-        tampered = Proof.from_bytes(bytes(raw))
-    except errors.InvalidScalar:
-        return  # a flip that makes the scalar non-canonical is rejected even earlier
+    tampered = Proof.from_bytes(bytes(raw))  # low bit flips keep these scalars canonical
     with pytest.raises(errors.VerifyError) as excinfo:
         finalize_verifiable(inputs, blinds, blinded, evaluated, tampered, pk, m, info=info)
     assert str(excinfo.value) == "proof verification failed"

@@ -26,6 +26,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "expand_message_xmd",
     "hash_to_ristretto255",
+    "hash_to_ristretto255_encodings",
     "hash_to_ristretto255_many",
     "hash_to_scalar",
     "hash_to_scalar_many",
@@ -132,12 +133,22 @@ def hash_to_ristretto255_many(msgs: Sequence[bytes], dst: bytes) -> list[Element
         TypeError: a message or ``dst`` is not bytes.
         errors.InvalidInput: some message hashes to the identity.
     """
-    encodings = _sodium.from_hash_many(_uniform_64_many(msgs, dst))
-    identity = _sodium.IDENTITY
-    if identity in encodings:
-        raise errors.InvalidInput("an input hashes to the identity element")
     trusted = Element._trusted
-    return [trusted(e) for e in encodings]
+    return [trusted(e) for e in hash_to_ristretto255_encodings(msgs, dst)]
+
+
+def hash_to_ristretto255_encodings(msgs: Sequence[bytes], dst: bytes) -> list[bytes]:
+    """:func:`hash_to_ristretto255_many` as raw encodings, for pipelines that feed them
+    straight back into libsodium (``oprf``'s batch paths) without building Elements.
+
+    Raises:
+        TypeError: a message or ``dst`` is not bytes.
+        errors.InvalidInput: some message hashes to the identity.
+    """
+    encodings = _sodium.from_hash_many(_uniform_64_many(msgs, dst))
+    if _sodium.IDENTITY in encodings:
+        raise errors.InvalidInput("an input hashes to the identity element")
+    return encodings
 
 
 def hash_to_scalar(msg: bytes, dst: bytes) -> Scalar:

@@ -47,7 +47,11 @@ from typing import Final, NoReturn, final
 from blindmatch import errors
 from blindmatch.psi import _sodium
 from blindmatch.psi.group import ELEMENT_BYTES, GENERATOR, SCALAR_BYTES, Element, Scalar
-from blindmatch.psi.hash_to_curve import hash_to_ristretto255_many, hash_to_scalar_many
+from blindmatch.psi.hash_to_curve import (
+    hash_to_ristretto255_encodings,
+    hash_to_ristretto255_many,
+    hash_to_scalar_many,
+)
 from blindmatch.psi.hash_to_curve import hash_to_scalar as _hash_to_scalar_dst
 
 __all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py checks
@@ -381,8 +385,8 @@ def blind_batch(
             if b.is_zero():
                 raise errors.InvalidScalar("a blind must not be zero")
         chosen = list(blinds)
-    points = hash_to_ristretto255_many(inputs, _LABELS[mode].hash_to_group)
-    blinded = _sodium.scalarmult_pairs([s._encoding for s in chosen], [p._encoding for p in points])
+    points = hash_to_ristretto255_encodings(inputs, _LABELS[mode].hash_to_group)
+    blinded = _sodium.scalarmult_pairs([s._encoding for s in chosen], points)
     trusted = Element._trusted
     return chosen, [trusted(b) for b in blinded]
 
@@ -413,8 +417,8 @@ def blind_batch_shared(
         if blind.is_zero():
             raise errors.InvalidScalar("the blind must not be zero")
         r = blind
-    points = hash_to_ristretto255_many(inputs, _LABELS[mode].hash_to_group)
-    blinded = _sodium.scalarmult_many(r._encoding, [p._encoding for p in points])
+    points = hash_to_ristretto255_encodings(inputs, _LABELS[mode].hash_to_group)
+    blinded = _sodium.scalarmult_many(r._encoding, points)
     trusted = Element._trusted
     return r, [trusted(b) for b in blinded]
 
@@ -692,8 +696,8 @@ def evaluate_batch(
     mode = _mode(mode)
     k = _evaluation_scalar(sk, mode, info)
     _check_inputs(inputs)
-    points = hash_to_ristretto255_many(inputs, _LABELS[mode].hash_to_group)
-    issued = _sodium.scalarmult_many(k._encoding, [p._encoding for p in points])
+    points = hash_to_ristretto255_encodings(inputs, _LABELS[mode].hash_to_group)
+    issued = _sodium.scalarmult_many(k._encoding, points)
     return _finalize_hashes(inputs, issued, mode, info)
 
 
