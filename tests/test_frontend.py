@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from blindmatch.errors import (
@@ -501,3 +503,47 @@ def test_sniff_reference_videos(path: Path) -> None:
 def test_sniff_reference_images() -> None:
     kinds = {sniff_file(path) for path in IMAGES.iterdir()}
     assert kinds == {"image"}
+
+
+# --- robustness -------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600))
+def test_sniff_kind_never_raises(head: bytes) -> None:
+    assert sniff_kind(head) in (None, "image", "video")
+
+
+SMALL = _photo(24, 16, seed=9)
+FUZZ_SEEDS: dict[str, bytes] = {
+    "jpeg": _encode(SMALL, "JPEG"),
+    "png": _encode(SMALL, "PNG"),
+    "gif": _encode(SMALL.convert("P"), "GIF"),
+    "webp": _encode(SMALL, "WEBP"),
+    "tiff": _encode(SMALL, "TIFF"),
+    "bmp": _encode(SMALL, "BMP"),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(FUZZ_SEEDS))
+def test_damaged_files_raise_only_typed_errors(fmt: str) -> None:
+    seed = FUZZ_SEEDS[fmt]
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        st.lists(st.tuples(st.integers(0, len(seed) - 1), st.integers(0, 255)), max_size=6),
+        st.integers(1, len(seed)),
+    )
+    def damaged(edits: list[tuple[int, int]], keep: int) -> None:
+        data = bytearray(seed[:keep])
+        for position, value in edits:
+            if position < len(data):
+                data[position] = value
+        try:
+            rgb = load_rgb(bytes(data))
+        except FingerprintError:
+            return
+        assert rgb.dtype == np.uint8
+        assert rgb.ndim == 3
+
+    damaged()
