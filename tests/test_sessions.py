@@ -4,6 +4,7 @@ messages (a malicious peer is a real encoder with the wrong key)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Callable
@@ -431,6 +432,40 @@ def test_bad_replies_leave_the_platform_usable(
     while platform.wants_to_send:
         found += platform.receive(clearinghouse.receive(platform.next_request()))
     assert sorted(built.handles[f.handle] for f in found) == [f"report-{i}" for i in range(35, 40)]
+
+
+@functools.cache
+def _shared_index() -> tuple[BuiltIndex, Index]:
+    built = _build(KEY, [Reference(f"report-{i}", "md5", md5(i)) for i in range(40)])
+    return built, Index.from_bytes(built.to_bytes())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_corrupted_replies_never_give_a_wrong_match(data: st.DataObject) -> None:
+    """Any corruption of a reply raises a typed error and changes nothing, or fails the
+    session, or is accepted as a different valid reply: then no match it yields is false."""
+    built, index = _shared_index()
+    platform, clearinghouse = _ready(index, batch_size=8)
+    platform.add_uploads(_uploads(range(36, 42)))
+    reply = clearinghouse.receive(platform.next_request())
+    corrupted = bytearray(reply)
+    for _ in range(data.draw(st.integers(1, 3))):
+        offset = data.draw(st.integers(0, len(corrupted) - 1))
+        corrupted[offset] = data.draw(st.integers(0, 255))
+    corrupted = corrupted[: data.draw(st.integers(0, len(corrupted)))]
+    truth = {f"upload-{i}": f"report-{i}" for i in range(36, 40)}
+    try:
+        found = platform.receive(bytes(corrupted))
+    except (errors.CanaryMismatch, errors.RequestRejected):
+        assert platform.state is PlatformState.FAILED
+        return
+    except errors.RemoteProtocolError:
+        assert platform.state is PlatformState.READY
+        found = platform.receive(reply)
+        assert sorted(built.handles[f.handle] for f in found) == sorted(truth.values())
+        return
+    assert all(truth.get(f.upload_ref) == built.handles[f.handle] for f in found)
 
 
 def test_refusal_fails_the_session(index: Index) -> None:
