@@ -16,8 +16,8 @@ to back:
   clock of OpenMined's single-threaded setup timed right before it (OpenMined has no
   multi-process setup), so load from other programs hits both.
 - **client, us per queried item** on Q queried items (``--queries``, half members): client
-  only = ours ``blind_batch_shared`` + ``finalize_batch_shared`` (one shared blind per
-  batch) + ``Index.lookup_many`` (KDF, ``searchsorted``, unmask, handle check) / theirs
+  only = ours band inputs + ``blind_batch_shared`` + ``finalize_batch_shared`` (one shared
+  blind per batch) + ``Index.match_many`` (KDF, ``searchsorted``, unmask, handle check) / theirs
   ``CreateRequest`` + ``GetIntersection``. Round trip adds the server's evaluation (ours
   ``blind_evaluate_batch``, theirs ``ProcessRequest``). Process CPU time, one process.
 - **bytes per item the platform downloads**: ours the index file / N, theirs the serialized
@@ -116,9 +116,14 @@ class _Case:
         return built.to_bytes()
 
     def client_ours(self, index: Index) -> dict[str, float]:
-        inputs = [BANDING.band_inputs(h)[0] for h in self.queries]
         mode = oprf.Mode.VOPRF
-        blind_time, (blind, blinded) = _cpu(lambda: oprf.blind_batch_shared(inputs, mode))
+        inputs: list[bytes] = []
+
+        def start() -> tuple[Any, Any]:
+            inputs.extend(row[0] for row in BANDING.band_inputs_many(self.queries))
+            return oprf.blind_batch_shared(inputs, mode)
+
+        blind_time, (blind, blinded) = _cpu(start)
         server_time, evaluated = _cpu(
             lambda: oprf.blind_evaluate_batch(self.key.scalar, blinded, mode)
         )

@@ -705,18 +705,21 @@ class Index:
         uploads: int,
     ) -> list[MatchResult]:
         candidate_upload, candidate_secret = candidates
-        found: list[set[bytes]] = [set() for _ in range(uploads)]
+        found: dict[int, set[bytes]] = {}
         if candidate_secret.size:
             raw = derive_handles(candidate_secret)
             present = self.contains_handles(raw)
-            for upload, handle, hit in zip(candidate_upload, raw, present, strict=True):
+            for upload, handle, hit in zip(candidate_upload.tolist(), raw, present, strict=True):
                 if hit:
-                    found[int(upload)].add(handle)
+                    found.setdefault(upload, set()).add(handle)
+        hits_list = tag_hits.tolist()
+        bands_list = bands_hit.tolist()
+        empty: tuple[ReportHandle, ...] = ()
         return [
             MatchResult(
-                handles=tuple(sorted(ReportHandle(h) for h in found[u])),
-                tag_hits=int(tag_hits[u]),
-                bands_hit=int(bands_hit[u]),
+                handles=tuple(sorted(ReportHandle(h) for h in found[u])) if u in found else empty,
+                tag_hits=hits_list[u],
+                bands_hit=bands_list[u],
             )
             for u in range(uploads)
         ]
