@@ -49,6 +49,7 @@ def test_evaluate_equals_blind_evaluate_finalize(
     wire = oprf.blind_evaluate_encoded(sk, b"".join(map(bytes, shared)), mode, info=info)
     answered = [Element.from_bytes(wire[i : i + 32]) for i in range(0, len(wire), 32)]
     assert oprf.finalize_batch_shared(inputs, r, answered, mode, info=info) == direct
+    assert oprf.finalize_batch_shared_encoded(inputs, r, wire, mode, info=info) == direct
     # a shared blind is an ordinary RFC blind for every element
     each = [oprf.finalize(x, r, z, mode, info=info) for x, z in zip(inputs, answered, strict=True)]
     assert each == direct
@@ -254,6 +255,21 @@ def test_encoded_batch_validation() -> None:
         oprf.blind_evaluate_encoded(sk, good + bytes(32))
     with pytest.raises(TypeError):
         oprf.blind_evaluate_encoded(sk, bytearray(good))  # type: ignore[arg-type]
+
+
+def test_encoded_answer_validation() -> None:
+    r, blinded = oprf.blind_batch_shared([b"a", b"b"])
+    answer = oprf.blind_evaluate_encoded(Scalar.from_int(7), b"".join(map(bytes, blinded)))
+    with pytest.raises(ValueError, match="differ in length"):
+        oprf.finalize_batch_shared_encoded([b"a"], r, answer)
+    with pytest.raises(ValueError, match="differ in length"):
+        oprf.finalize_batch_shared_encoded([b"a", b"b"], r, answer + bytes(32))
+    with pytest.raises(errors.InvalidElement, match="element 1"):
+        oprf.finalize_batch_shared_encoded([b"a", b"b"], r, answer[:32] + bytes(32))
+    with pytest.raises(errors.InvalidElement, match="element 0"):
+        oprf.finalize_batch_shared_encoded([b"a", b"b"], r, b"\xff" * 32 + answer[32:])
+    with pytest.raises(TypeError):
+        oprf.finalize_batch_shared_encoded([b"a", b"b"], r, bytearray(answer))  # type: ignore[arg-type]
 
 
 def test_derive_key_pair_checks_seed() -> None:

@@ -26,6 +26,8 @@ Single and batch forms:
     ``blind_evaluate_encoded`` the same on the raw wire concatenation, where libsodium's
     multiplication validates every element as it decodes it (no second decode).
   * ``blind_evaluate_verifiable``: RFC BlindEvaluate of VOPRF/POPRF, with a batched proof.
+  * ``finalize_batch_shared_encoded``: the client's wire path, the answer's bytes unblinded
+    and validated in one multiplication each.
   * ``finalize`` / ``finalize_batch``: unblind and hash. They do not verify a proof; in
     VOPRF/POPRF use ``finalize_verifiable`` (RFC Finalize: verify, then unblind) or call
     ``verify_proof`` yourself (the matching protocol audits proofs on demand).
@@ -78,6 +80,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py c
     "finalize",
     "finalize_batch",
     "finalize_batch_shared",
+    "finalize_batch_shared_encoded",
     "finalize_verifiable",
     "generate_proof",
     "hash_to_group",
@@ -626,6 +629,49 @@ def finalize_batch_shared(
     inverse = blind.invert()
     unblinded = _sodium.scalarmult_many(inverse._encoding, [e._encoding for e in evaluated])
     return _finalize_hashes(inputs, unblinded, mode, info)
+
+
+def finalize_batch_shared_encoded(
+    inputs: Sequence[bytes],
+    blind: Scalar,
+    evaluated: bytes,
+    mode: Mode = Mode.OPRF,
+    *,
+    info: bytes = b"",
+) -> list[bytes]:
+    """:func:`finalize_batch_shared` on the server's answer as received (wire bytes).
+
+    The client's counterpart of :func:`blind_evaluate_encoded`: each evaluated element is
+    decoded and validated by the unblinding multiplication itself, so a peer's answer is
+    not decoded twice.
+
+    Args:
+        inputs: the private inputs, in the order they were blinded.
+        blind: the shared blind.
+        evaluated: ``32 * len(inputs)`` bytes as received.
+        mode: the protocol mode.
+        info: POPRF info.
+
+    Returns:
+        The 64-byte outputs.
+
+    Raises:
+        TypeError: ``evaluated`` is not bytes.
+        ValueError: ``evaluated`` does not hold ``len(inputs)`` elements.
+        errors.InvalidElement: an evaluated element is invalid (index named, bytes never).
+        otherwise as :func:`finalize`.
+    """
+    mode = _mode(mode)
+    _check_inputs(inputs)
+    _check_info(mode, info)
+    _check_type(blind, Scalar, "blind")
+    if type(evaluated) is not bytes:
+        raise TypeError("evaluated must be bytes")
+    if len(evaluated) != NE * len(inputs):
+        raise ValueError("batch arguments differ in length")
+    unblinded = _sodium.scalarmult_concat(blind.invert()._encoding, evaluated)
+    pieces = [unblinded[i : i + NE] for i in range(0, len(unblinded), NE)]
+    return _finalize_hashes(inputs, pieces, mode, info)
 
 
 def finalize_verifiable(
