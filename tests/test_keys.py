@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 
 import pytest
@@ -31,6 +32,10 @@ scalars = st.integers(min_value=1, max_value=ORDER - 1)
 SUITE_LEN = len(b"ristretto255-SHA512")
 MODE_OFFSET = 6 + SUITE_LEN
 MATERIAL_OFFSET = MODE_OFFSET + 5
+
+KEY = SecretKey.derive(bytes(range(32)), b"flip", mode=Mode.VOPRF, epoch=42)
+SECRET = KEY.to_bytes()
+PUBLIC = KEY.public_key.to_bytes()
 
 
 def reseal(body_without_check: bytes) -> bytes:
@@ -61,6 +66,68 @@ def test_public_key_round_trip(k: int, mode: Mode, epoch: int) -> None:
     assert hash(loaded) == hash(public)
     assert loaded.element == Scalar.from_int(k).multiply_base()
     assert loaded.suite == "ristretto255-SHA512"
+
+
+@settings(max_examples=30, deadline=None)
+@given(scalars, modes, epochs)
+def test_public_key_json_round_trip(k: int, mode: Mode, epoch: int) -> None:
+    public = SecretKey(Scalar.from_int(k), mode=mode, epoch=epoch).public_key
+    text = public.to_json()
+    assert PublicKey.from_json(text) == public
+    doc = json.loads(text)
+    assert doc["public_key"] == public.element.hex()
+    assert doc["key_id"] == public.key_id.hex()
+    assert doc["mode"] == mode.name
+    assert doc["suite"] == "ristretto255-SHA512"
+
+
+def _json_with(**changes: object) -> str:
+    doc = json.loads(KEY.public_key.to_json())
+    doc.update(changes)
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "[]",
+        "{",
+        '"key"',
+        _json_with(format="other"),
+        _json_with(version=2),
+        _json_with(version="1"),
+        _json_with(version=True),
+        _json_with(suite="P256-SHA256"),
+        _json_with(mode="voprf"),
+        _json_with(mode=1),
+        _json_with(epoch=-1),
+        _json_with(epoch=2**32),
+        _json_with(epoch=1.0),
+        _json_with(epoch=43),
+        _json_with(key_id="00" * 8),
+        _json_with(key_id="AB" * 8),
+        _json_with(key_id="0" * 15),
+        _json_with(public_key="00" * 32),
+        _json_with(public_key="ff" * 32),
+        _json_with(public_key=bytes(Scalar.from_int(5).multiply_base()).hex()),
+        _json_with(public_key="zz" * 32),
+        _json_with(extra=1),
+    ],
+    ids=lambda t: t[:40] if len(t) < 40 else t[-60:],
+)
+def test_public_key_json_rejects(text: str) -> None:
+    with pytest.raises(errors.KeyFormatError):
+        PublicKey.from_json(text)
+
+
+def test_public_key_json_missing_member_and_type() -> None:
+    doc = json.loads(KEY.public_key.to_json())
+    del doc["epoch"]
+    with pytest.raises(errors.KeyFormatError, match="members"):
+        PublicKey.from_json(json.dumps(doc))
+    with pytest.raises(errors.KeyFormatError):
+        PublicKey.from_json(KEY.public_key.to_json().encode())  # type: ignore[arg-type]
 
 
 def test_layout_is_as_documented() -> None:
@@ -108,11 +175,6 @@ def test_generated_keys_differ() -> None:
     assert a != b
     assert a.mode is Mode.VOPRF
     assert b.epoch == 1
-
-
-KEY = SecretKey.derive(bytes(range(32)), b"flip", mode=Mode.VOPRF, epoch=42)
-SECRET = KEY.to_bytes()
-PUBLIC = KEY.public_key.to_bytes()
 
 
 @pytest.mark.parametrize("position", range(SECRET_KEY_BYTES))

@@ -31,6 +31,12 @@ Public key, 78 bytes: the same with magic ``b"BMPK"``, the 32-byte element ``pk`
 the key id catches a secret key whose bytes do not belong to the named public key. Neither
 is a signature: publish the public key over an authenticated channel.
 
+The public key also has a JSON form for publishing (e.g. on a web page), exactly these
+members, hex in lowercase::
+
+    {"format": "blindmatch-public-key", "version": 1, "suite": "ristretto255-SHA512",
+     "mode": "VOPRF", "epoch": 3, "key_id": "<16 hex>", "public_key": "<64 hex>"}
+
 Loading raises :class:`errors.KeyFormatError` for anything malformed (wrong magic,
 version, suite, mode, length, truncated, trailing bytes, bad check, non-canonical or zero
 scalar, invalid element, key id mismatch); messages never contain key bytes.
@@ -40,6 +46,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import re
 import secrets
 from typing import Final, NoReturn, final
 
@@ -69,6 +77,19 @@ _KEY_ID_LABEL: Final = b"blindmatch-key-id-v1"
 _HEAD: Final = 4 + 1 + 1 + len(_SUITE) + 1 + 4
 SECRET_KEY_BYTES: Final = _HEAD + SCALAR_BYTES + KEY_ID_BYTES + _CHECK_BYTES
 PUBLIC_KEY_BYTES: Final = _HEAD + ELEMENT_BYTES + KEY_ID_BYTES + _CHECK_BYTES
+
+
+_JSON_FORMAT: Final = "blindmatch-public-key"
+_JSON_MEMBERS: Final = frozenset(
+    {"format", "version", "suite", "mode", "epoch", "key_id", "public_key"}
+)
+_LOWER_HEX: Final = re.compile(r"[0-9a-f]*")
+
+
+def _hex_field(value: object, size: int, name: str) -> bytes:
+    if not isinstance(value, str) or len(value) != 2 * size or not _LOWER_HEX.fullmatch(value):
+        raise errors.KeyFormatError(f"public key {name} must be {2 * size} lowercase hex digits")
+    return bytes.fromhex(value)
 
 
 def _check_epoch(epoch: int) -> int:
@@ -201,6 +222,59 @@ class PublicKey:
         except errors.InvalidElement:
             raise errors.KeyFormatError("public key element is invalid") from None
         key = cls(element, mode=mode, epoch=epoch)
+        if not hmac.compare_digest(key.key_id, key_id):
+            raise errors.KeyFormatError("public key id does not match the key")
+        return key
+
+    def to_json(self) -> str:
+        """The JSON form for publishing (see the module docstring)."""
+        return json.dumps(
+            {
+                "format": _JSON_FORMAT,
+                "version": FORMAT_VERSION,
+                "suite": SUITE_ID,
+                "mode": self.mode.name,
+                "epoch": self.epoch,
+                "key_id": self.key_id.hex(),
+                "public_key": self.element.hex(),
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> PublicKey:
+        """Load the JSON form, validating every member (and nothing more is allowed).
+
+        Raises:
+            errors.KeyFormatError: not JSON, missing or extra members, wrong types, wrong
+                format/version/suite, unknown mode, bad hex, invalid element, key id mismatch.
+        """
+        if not isinstance(text, str):
+            raise errors.KeyFormatError("a JSON public key must be str")
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            raise errors.KeyFormatError("public key is not valid JSON") from None
+        if not isinstance(doc, dict) or set(doc) != _JSON_MEMBERS:
+            raise errors.KeyFormatError("public key JSON must have exactly the documented members")
+        if doc["format"] != _JSON_FORMAT:
+            raise errors.KeyFormatError("not a blindmatch public key")
+        if type(doc["version"]) is not int or doc["version"] != FORMAT_VERSION:
+            raise errors.KeyFormatError("unsupported public key format version")
+        if doc["suite"] != SUITE_ID:
+            raise errors.KeyFormatError(f"public key is for another suite than {SUITE_ID}")
+        if not isinstance(doc["mode"], str) or doc["mode"] not in Mode.__members__:
+            raise errors.KeyFormatError("public key names an unknown mode")
+        epoch = doc["epoch"]
+        if type(epoch) is not int or not 0 <= epoch <= MAX_EPOCH:
+            raise errors.KeyFormatError("public key epoch must be an integer in [0, 2^32)")
+        key_id = _hex_field(doc["key_id"], KEY_ID_BYTES, "key_id")
+        raw = _hex_field(doc["public_key"], ELEMENT_BYTES, "public_key")
+        try:
+            element = Element.from_bytes(raw)
+        except errors.InvalidElement:
+            raise errors.KeyFormatError("public key element is invalid") from None
+        key = cls(element, mode=Mode[doc["mode"]], epoch=epoch)
         if not hmac.compare_digest(key.key_id, key_id):
             raise errors.KeyFormatError("public key id does not match the key")
         return key
