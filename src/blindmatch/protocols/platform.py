@@ -278,7 +278,6 @@ class PlatformSession:
         self._answered: dict[int, _Batch] = {}
         self._answers: dict[int, tuple[Element, ...]] = {}
         self._audits: dict[int, tuple[list[Element], list[Element]]] = {}
-        self._closing_sent = False
         self.stats = PlatformStats()
 
     # ------------------------------------------------------------------ properties
