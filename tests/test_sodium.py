@@ -184,3 +184,37 @@ def test_identity_is_a_valid_encoding_for_libsodium() -> None:
     # libsodium accepts the identity; group.Element must reject it on its own.
     assert _sodium.is_valid_point(_sodium.IDENTITY)
     assert _sodium.is_valid_point(point(1))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.tuples(nonzero_scalars, st.integers(0, 2**32 - 1)), max_size=5))
+def test_sum_of_products_matches_pairwise(terms: list[tuple[int, int]]) -> None:
+    scalars = [enc(k) for k, _ in terms]
+    points = [point(t) for _, t in terms]
+    expected = _sodium.IDENTITY
+    for s, p in zip(scalars, points, strict=True):
+        expected = _sodium.add(_sodium.scalarmult(s, p), expected)
+    assert _sodium.sum_of_products(scalars, points) == expected
+
+
+def test_sum_of_products_cancelling_and_invalid() -> None:
+    p = point(9)
+    assert _sodium.sum_of_products([enc(1), enc(ORDER - 1)], [p, p]) == _sodium.IDENTITY
+    with pytest.raises(errors.InvalidElement, match="element 1"):
+        _sodium.sum_of_products([enc(1), enc(2)], [p, b"\xff" * 32])
+    with pytest.raises(errors.InvalidEncoding):
+        _sodium.sum_of_products([enc(1)], [p, p])
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.binary(min_size=64, max_size=64), max_size=5))
+def test_reduce_many_matches_reduce(wides: list[bytes]) -> None:
+    assert _sodium.scalar_reduce_many(wides) == [_sodium.scalar_reduce(w) for w in wides]
+    assert all(
+        dec(s) == dec_wide % ORDER
+        for s, dec_wide in zip(
+            _sodium.scalar_reduce_many(wides),
+            [int.from_bytes(w, "little") for w in wides],
+            strict=True,
+        )
+    )

@@ -29,6 +29,7 @@ __all__ = [
     "hash_to_ristretto255_encodings",
     "hash_to_ristretto255_many",
     "hash_to_scalar",
+    "hash_to_scalar_encodings",
     "hash_to_scalar_many",
 ]
 
@@ -166,6 +167,10 @@ def hash_to_scalar(msg: bytes, dst: bytes) -> Scalar:
 
 def hash_to_scalar_many(msgs: Sequence[bytes], dst: bytes) -> list[Scalar]:
     """:func:`hash_to_scalar` of every message."""
-    reduce = _sodium.scalar_reduce
     trusted = Scalar._trusted
-    return [trusted(reduce(u)) for u in _uniform_64_many(msgs, dst)]
+    return [trusted(s) for s in hash_to_scalar_encodings(msgs, dst)]
+
+
+def hash_to_scalar_encodings(msgs: Sequence[bytes], dst: bytes) -> list[bytes]:
+    """:func:`hash_to_scalar_many` as raw 32-byte encodings (for libsodium pipelines)."""
+    return _sodium.scalar_reduce_many(_uniform_64_many(msgs, dst))

@@ -52,7 +52,7 @@ from blindmatch.psi.group import ELEMENT_BYTES, GENERATOR, SCALAR_BYTES, Element
 from blindmatch.psi.hash_to_curve import (
     hash_to_ristretto255_encodings,
     hash_to_ristretto255_many,
-    hash_to_scalar_many,
+    hash_to_scalar_encodings,
 )
 from blindmatch.psi.hash_to_curve import hash_to_scalar as _hash_to_scalar_dst
 
@@ -782,15 +782,12 @@ def _composite_scalars(
         + b"Composite"
         for i, (ci, di) in enumerate(zip(c, d, strict=True))
     ]
-    return [bytes(s) for s in hash_to_scalar_many(transcripts, labels.hash_to_scalar)]
+    return hash_to_scalar_encodings(transcripts, labels.hash_to_scalar)
 
 
 def _weighted_sum(weights: Sequence[bytes], points: Sequence[Element]) -> bytes:
     """``sum w_i * P_i`` as an encoding (the identity allowed)."""
-    total = _sodium.IDENTITY
-    for w, p in zip(weights, points, strict=True):
-        total = _sodium.add(_sodium.scalarmult(w, p._encoding), total)
-    return total
+    return _sodium.sum_of_products(weights, [p._encoding for p in points])
 
 
 def _as_element(encoding: bytes) -> Element:
