@@ -61,8 +61,16 @@ def _box_rows(x: F32, window: int, keep: Indices | None = None) -> F32:
     np.add.accumulate(seq, axis=1, out=seq)
     positions, counts = _plan(length, window)
     if keep is not None:
-        positions, counts = positions[keep], counts[keep]
-    out: F32 = seq[:, positions]
+        # np.take, not seq[:, idx]: fancy indexing on axis 1 returns a column-major array.
+        picked: F32 = np.take(seq, positions[keep], axis=1)
+        picked /= counts[keep]
+        return picked
+    # All outputs: the head, every other sum of the middle, the tail (plain slices).
+    out = np.empty((lanes, length), dtype=np.float32)
+    head = window - half + 1
+    out[:, :head] = seq[:, half - 1 : window]
+    out[:, head : head + full] = seq[:, window + 1 : window + 2 * full : 2]
+    out[:, head + full :] = seq[:, window + 2 * full :]
     out /= counts
     return out
 
@@ -71,23 +79,24 @@ def _box_cols(x: F32, window: int) -> F32:
     """The reference box filter along axis 0 of ``x``, stepping one row at a time."""
     length = x.shape[0]
     half = (window + 2) // 2
-    # sums[o] is the running sum at output o; divided by the counts once at the end.
+    # sums[o] is the running sum at output o; divided by the counts once at the end. The
+    # rows are listed once up front: indexing a 2-D array per step costs more than the add.
     sums = np.empty_like(x)
+    rows, outs = list(x), list(sums)
+    add, subtract = np.add, np.subtract
     running = np.zeros(x.shape[1], dtype=np.float32)
     for enter in range(half - 1):
-        running += x[enter]
-    for out, enter in enumerate(range(half - 1, window)):
-        np.add(running, x[enter], out=sums[out])
-        running = sums[out]
-    out = window - half + 1
+        running += rows[enter]
+    out = 0
+    for enter in range(half - 1, window):
+        running = add(running, rows[enter], out=outs[out])
+        out += 1
     for leave in range(length - window):
-        np.add(running, x[leave + window], out=sums[out])
-        np.subtract(sums[out], x[leave], out=sums[out])
-        running = sums[out]
+        add(running, rows[leave + window], out=outs[out])
+        running = subtract(outs[out], rows[leave], out=outs[out])
         out += 1
     for leave in range(length - window, length - window + half - 1):
-        np.subtract(running, x[leave], out=sums[out])
-        running = sums[out]
+        running = subtract(running, rows[leave], out=outs[out])
         out += 1
     sums /= _plan(length, window)[1][:, None]
     return sums
