@@ -24,7 +24,7 @@ from typing import Final, NoReturn, final, overload
 from blindmatch import errors
 from blindmatch.psi import _sodium
 
-__all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py checks
+__all__ = [
     "ELEMENT_BYTES",
     "Element",
     "GENERATOR",

@@ -55,7 +55,7 @@ from blindmatch import errors
 from blindmatch.psi.group import ELEMENT_BYTES, SCALAR_BYTES, Element, Scalar
 from blindmatch.psi.oprf import SUITE_ID, Mode, derive_key_pair
 
-__all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py checks
+__all__ = [
     "FORMAT_VERSION",
     "KEY_ID_BYTES",
     "MAX_EPOCH",

@@ -56,7 +56,7 @@ from blindmatch.psi.hash_to_curve import (
 )
 from blindmatch.psi.hash_to_curve import hash_to_scalar as _hash_to_scalar_dst
 
-__all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py checks
+__all__ = [
     "MAX_INPUT_BYTES",
     "Mode",
     "NE",
