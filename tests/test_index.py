@@ -722,3 +722,48 @@ def test_write_round_trip(tmp_path: Path, sha_index: tuple[BuiltIndex, list[Refe
     assert index.digest == built.digest
     result = index.match(_outputs(KEY, SHA, [refs[7].hash])[0])
     assert [built.handles[h] for h in result] == [refs[7].report_id]
+
+
+def test_pair_secrets_peels_strong_lines() -> None:
+    """Two long lines, one line with exactly two hits, and noise: all three secrets, and few
+    garbage candidates (cross pairs of the long lines are set aside)."""
+    from blindmatch.psi.index import _pair_secrets
+
+    rng = random.Random(41)
+    p = FIELD_MODULUS
+    lines = [(rng.randrange(p), rng.randrange(p)) for _ in range(3)]
+    bands: list[int] = []
+    values: list[int] = []
+    for (s, a), chosen in zip(lines, [range(0, 300), range(0, 300, 2), [301, 340]], strict=True):
+        for j in chosen:
+            bands.append(j)
+            values.append((s + a * (j + 1)) % p)
+    for j in (350, 360, 370):
+        bands.append(j)
+        values.append(rng.randrange(p))
+    order = np.argsort(bands, kind="stable")
+    got = _pair_secrets(
+        np.array(bands, dtype=np.int64)[order], np.array(values, dtype=np.uint64)[order]
+    )
+    secrets = {int(v) for v in got}
+    assert {s for s, _ in lines} <= secrets
+    assert len(secrets) <= 3 + 10  # the 5 off-line hits give at most C(5, 2) = 10 pairs
+
+
+def test_pdq_duplicate_and_near_references() -> None:
+    """One hash reported twice and a near copy: an upload matches all three handles."""
+    rng = random.Random(43)
+    base = rng.randbytes(32)
+    near = _flip(rng, base, 6)
+    refs = [
+        Reference("first", "pdq", base),
+        Reference("second", "pdq", base),
+        Reference("near", "pdq", near),
+        Reference("other", "pdq", rng.randbytes(32)),
+    ]
+    banding = pdq_banding(256)
+    built = build_index(KEY, banding, refs, canaries=[], processes=1)
+    index = Index.from_bytes(built.to_bytes())
+    result = index.lookup(_outputs(KEY, banding, [_flip(rng, base, 2)])[0])
+    assert sorted(built.handles[h] for h in result.handles) == ["first", "near", "second"]
+    assert result.tag_hits >= 2 * result.bands_hit

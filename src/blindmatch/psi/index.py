@@ -71,6 +71,7 @@ from blindmatch.psi.shares import (
     RandomBytes,
     evaluate_shares,
     interpolate_at_zero_many,
+    mul_mod_many,
     random_field_elements,
 )
 
@@ -675,22 +676,9 @@ class Index:
         ):
             if end - start < 2:
                 continue
-            bands = hit_band[start:end]
-            values = hit_share[start:end]
-            first, second = np.triu_indices(end - start, k=1)
-            keep = bands[first] != bands[second]
-            keep &= (values[first] < _P) & (values[second] < _P)
-            first, second = first[keep], second[keep]
-            if first.size == 0:
+            secrets = _pair_secrets(hit_band[start:end], hit_share[start:end])
+            if secrets.size == 0:
                 continue
-            secrets = np.unique(
-                interpolate_at_zero_many(
-                    (bands[first] + 1).astype(np.uint64),
-                    values[first],
-                    (bands[second] + 1).astype(np.uint64),
-                    values[second],
-                )
-            )
             upload_parts.append(np.full(secrets.size, hit_upload[start], dtype=np.int64))
             secret_parts.append(secrets)
         if not upload_parts:
@@ -723,6 +711,40 @@ class Index:
             )
             for u in range(uploads)
         ]
+
+
+def _pair_secrets(bands: npt.NDArray[np.int64], values: U64Array) -> U64Array:
+    """Candidate secrets of one upload's hits (t = 2): Lagrange at 0 over pairs of bands.
+
+    Every pair of hits in different bands gives a candidate. A true line usually has many
+    hits, so its secret comes from many pairs; with two such lines (a reference reported
+    twice, near-duplicate references) the cross pairs would add up to ``h**2/4`` garbage
+    candidates, each costing an HMAC. So secrets supported by >= 3 pairs (>= 3 collinear
+    hits) are taken first, their lines' hits are set aside, and only pairs of the remaining
+    hits contribute further candidates: a reference with exactly two agreeing bands is
+    still found. All work is bounded by ``h*(h-1)/2`` pairs, ``h <= hits in L bands``.
+    """
+    count = bands.size
+    first, second = np.triu_indices(count, k=1)
+    keep = (bands[first] != bands[second]) & (values[first] < _P) & (values[second] < _P)
+    first, second = first[keep], second[keep]
+    if first.size == 0:
+        return np.zeros(0, dtype=np.uint64)
+    points = (bands + 1).astype(np.uint64)
+    secrets = interpolate_at_zero_many(points[first], values[first], points[second], values[second])
+    distinct, where, support = np.unique(secrets, return_index=True, return_counts=True)
+    strong = support >= 3
+    if not strong.any():
+        return distinct
+    on_line = np.zeros(count, dtype=bool)
+    for secret, pair in zip(distinct[strong].tolist(), where[strong].tolist(), strict=True):
+        z, y = int(points[first[pair]]), int(values[first[pair]])
+        slope = (y - secret) * pow(z, FIELD_MODULUS - 2, FIELD_MODULUS) % FIELD_MODULUS
+        expected = mul_mod_many(np.full(count, slope, dtype=np.uint64), points) + np.uint64(secret)
+        expected = np.where(expected >= _P, expected - _P, expected)
+        on_line |= expected == values
+    rest = ~on_line[first] & ~on_line[second]
+    return np.union1d(distinct[strong], np.unique(secrets[rest]))
 
 
 def _per_band_unsorted(tags: npt.NDArray[np.unsignedinteger], shares: U64Array) -> bool:
