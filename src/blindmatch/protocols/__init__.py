@@ -23,7 +23,7 @@ from blindmatch.protocols.platform import (
     Upload,
 )
 
-__all__ = [  # noqa: RUF022  (plain sorted() order, which tests/test_layout.py checks)
+__all__ = [
     "ClearinghouseSession",
     "ClearinghouseState",
     "ClearinghouseStats",

@@ -35,7 +35,7 @@ from blindmatch.protocols._codec import Reader, u8, u16, u32, u64
 from blindmatch.psi.group import ELEMENT_BYTES, SCALAR_BYTES, Element
 from blindmatch.psi.oprf import Mode, Proof
 
-__all__ = [  # noqa: RUF022  (plain sorted() order, which tests/test_layout.py checks)
+__all__ = [
     "Close",
     "ErrorCode",
     "ErrorMessage",
