@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from blindmatch.cli import simulate
+from blindmatch.cli import demo, simulate
+from blindmatch.cli import hash as hash_command
 
 __all__ = ["MODULES"]
 
-MODULES: list[ModuleType] = [simulate]
+MODULES: list[ModuleType] = [hash_command, demo, simulate]

@@ -1,0 +1,348 @@
+"""``blindmatch hash PATH...``: fingerprint files and folders, one JSON object per file.
+
+Folders are walked recursively in sorted order (symlinked folders are not followed, so a
+link loop cannot recurse forever). Each file is routed by its magic bytes, never its name:
+
+- image: ``{"path", "kind": "image", "md5", "sha256", "pdq", "quality"}``, plus
+  ``"dihedral": {name: pdq, ...}`` (the 8 variants, reference order) with ``--dihedral``;
+- video: ``{"path", "kind": "video", "md5", "sha256", "frames": [{"frame_number",
+  "timestamp", "pdq", "quality"}, ...], "fps"}`` (vPDQ, ``--seconds-per-hash``);
+- a file that cannot be fingerprinted: ``{"path", "error": {"type", "message"}}``, where
+  ``type`` is the :mod:`blindmatch.errors` class (``UnreadableMedia``, ``CorruptMedia``,
+  ``UnsupportedMedia``, ``MediaTooLarge``) and the message never quotes file content.
+
+One bad file never stops the run; the exit code is 1 if any file failed, else 0 (2 for a
+usage error). Records come out in input order whatever ``--jobs`` is: workers are
+processes (decoders are not thread-safe under Pillow's warning capture, and processes use
+every core), and results are collected in order. The progress bar goes to stderr, so
+stdout stays clean JSON Lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TextIO
+
+from blindmatch.errors import (
+    BlindmatchError,
+    CorruptMedia,
+    UnreadableMedia,
+    UnsupportedMedia,
+)
+from blindmatch.fingerprint.exact import file_digests
+from blindmatch.fingerprint.frontend import MediaKind, Policy, load_rgb, sniff_file
+from blindmatch.fingerprint.pdq import DIHEDRAL_NAMES, pdq_dihedral_from_rgb, pdq_from_rgb
+from blindmatch.fingerprint.video import DEFAULT_SECONDS_PER_HASH, hash_video
+
+__all__ = [
+    "HashOptions",
+    "Progress",
+    "collect_files",
+    "fingerprint_file",
+    "fingerprint_files",
+    "register",
+    "run",
+]
+
+Record = dict[str, Any]
+"""One JSON Lines object (see the module docstring for its fields)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HashOptions:
+    """What to compute for each file.
+
+    Attributes:
+        policy: The image front-end policy (``default`` or ``fast``).
+        dihedral: Add the 8 dihedral PDQ variants of images.
+        seconds_per_hash: vPDQ sampling of videos (0 hashes every frame).
+    """
+
+    policy: Policy = "default"
+    dihedral: bool = False
+    seconds_per_hash: float = DEFAULT_SECONDS_PER_HASH
+
+
+def collect_files(inputs: Iterable[str]) -> list[str]:
+    """The files to fingerprint: each input file as given, each folder walked recursively.
+
+    A folder's entries are visited in sorted (code point) order, files and sub-folders
+    interleaved, so the result is sorted like ``find DIR | sort``. Symlinks to folders are
+    listed as entries but not entered (no link loops). Inputs that do not exist, and
+    folders that cannot be listed, are kept as entries so they get their own error record.
+
+    Args:
+        inputs: Paths as the user typed them.
+
+    Returns:
+        File paths, in the order their records will be written.
+    """
+    files: list[str] = []
+    for item in inputs:
+        if os.path.isdir(item):  # a folder named on the command line is entered even via a link
+            _walk(item, files)
+        else:
+            files.append(item)
+    return files
+
+
+def _walk(folder: str, out: list[str]) -> None:
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:
+        out.append(folder)
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            _walk(entry.path, out)
+        else:
+            out.append(entry.path)
+
+
+def fingerprint_file(path: str, options: HashOptions) -> Record:
+    """The JSON record of one file; failures become an ``error`` record, never an exception.
+
+    Args:
+        path: The file.
+        options: What to compute.
+
+    Returns:
+        An image, video or error record (module docstring).
+    """
+    try:
+        kind = _kind(path)
+        if kind == "image":
+            return _image_record(path, options)
+        return _video_record(path, options)
+    except BlindmatchError as exc:
+        return {"path": path, "error": {"type": type(exc).__name__, "message": str(exc)}}
+
+
+def fingerprint_files(
+    files: Sequence[str],
+    options: HashOptions,
+    *,
+    jobs: int = 1,
+    on_done: Callable[[Record], None] | None = None,
+) -> Iterator[Record]:
+    """Fingerprint files with ``jobs`` processes, yielding records in input order.
+
+    Args:
+        files: Paths from :func:`collect_files`.
+        options: What to compute.
+        jobs: Worker processes; 1 works in this process.
+        on_done: Called with each record as it is yielded (progress reporting).
+
+    Yields:
+        One record per file, in the order of ``files``.
+    """
+    if jobs < 1:
+        raise ValueError("jobs must be >= 1")
+    work = partial(fingerprint_file, options=options)
+    if jobs == 1 or len(files) <= 1:
+        for path in files:
+            record = work(path)
+            if on_done is not None:
+                on_done(record)
+            yield record
+        return
+    with ProcessPoolExecutor(max_workers=min(jobs, len(files))) as pool:
+        for record in pool.map(work, files, chunksize=1):
+            if on_done is not None:
+                on_done(record)
+            yield record
+
+
+class Progress:
+    """A one-line text progress bar, redrawn in place with ``\\r`` (at most ~10 times a
+    second, and always for the last item)."""
+
+    def __init__(self, total: int, stream: TextIO, *, width: int = 30) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self._stream = stream
+        self._width = width
+        self._last = 0.0
+        self._shown = -1
+
+    def advance(self, record: Record | None = None) -> None:
+        """Count one finished file (a failed one if ``record`` is an error record)."""
+        self.done += 1
+        if record is not None and "error" in record:
+            self.failed += 1
+        now = time.monotonic()
+        if now - self._last >= 0.1 or self.done >= self.total:
+            self._last = now
+            self._draw()
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.total:
+            if self._shown != self.done:
+                self._draw()
+            self._stream.write("\n")
+            self._stream.flush()
+
+    def _draw(self) -> None:
+        self._shown = self.done
+        share = self.done / self.total if self.total else 1.0
+        filled = int(share * self._width)
+        bar = "#" * filled + "-" * (self._width - filled)
+        failed = f", {self.failed} failed" if self.failed else ""
+        self._stream.write(
+            f"\r[{bar}] {self.done}/{self.total} files {int(share * 100):3d}%{failed}"
+        )
+        self._stream.flush()
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``hash`` subcommand to the ``blindmatch`` parser."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "hash",
+        help="fingerprint images and videos (PDQ, vPDQ, MD5, SHA-256) as JSON Lines",
+        description=(
+            "Fingerprint files and folders (recursively). Images and videos are detected by "
+            "content. Writes one JSON object per file to stdout; a file that fails gets an "
+            "'error' object and the others continue. Exit code 1 if any file failed."
+        ),
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    parser.add_argument(
+        "--dihedral", action="store_true", help="add the 8 dihedral PDQ variants of images"
+    )
+    parser.add_argument(
+        "--seconds-per-hash",
+        type=_seconds,
+        default=DEFAULT_SECONDS_PER_HASH,
+        metavar="S",
+        help="vPDQ sampling: hash one video frame per S seconds (0: every frame; default 1)",
+    )
+    parser.add_argument(
+        "--policy",
+        choices=("default", "fast"),
+        default="default",
+        help="image front end: 'default' (reference, full resolution) or 'fast' (downsize)",
+    )
+    parser.add_argument(
+        "--jobs", type=_positive, default=1, metavar="N", help="worker processes (default 1)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``blindmatch hash`` on parsed arguments; returns the exit code."""
+    options = HashOptions(
+        policy=args.policy, dihedral=args.dihedral, seconds_per_hash=args.seconds_per_hash
+    )
+    files = collect_files(args.paths)
+    show = not args.no_progress and (
+        not sys.stdout.isatty() or any(os.path.isdir(p) for p in args.paths)
+    )
+    progress = Progress(len(files), sys.stderr) if show else None
+    failed = False
+    try:
+        for record in fingerprint_files(
+            files,
+            options,
+            jobs=args.jobs,
+            on_done=progress.advance if progress is not None else None,
+        ):
+            failed = failed or "error" in record
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
+    finally:
+        if progress is not None:
+            progress.close()
+    return 1 if failed else 0
+
+
+def _kind(path: str) -> MediaKind:
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise UnreadableMedia(
+            f"cannot read the file: {exc.strerror or type(exc).__name__}"
+        ) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UnreadableMedia("cannot read the file: Is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        # FIFOs, sockets and devices: opening one may block forever or never end.
+        raise UnsupportedMedia("not a regular file")
+    if info.st_size == 0:
+        raise CorruptMedia("the file is empty")
+    kind = sniff_file(path)
+    if kind is None:
+        raise UnsupportedMedia("not an image or video format blindmatch decodes")
+    return kind
+
+
+def _digests(path: str) -> Record:
+    md5, sha256 = file_digests(path)
+    return {"md5": md5.hex(), "sha256": sha256.hex()}
+
+
+def _image_record(path: str, options: HashOptions) -> Record:
+    rgb = load_rgb(path, options.policy)
+    record: Record = {"path": path, "kind": "image"}
+    record.update(_digests(path))
+    if options.dihedral:
+        variants = pdq_dihedral_from_rgb(rgb)
+        record["pdq"] = variants[0].hash.hex()
+        record["quality"] = variants[0].quality
+        record["dihedral"] = {
+            name: fp.hash.hex() for name, fp in zip(DIHEDRAL_NAMES, variants, strict=True)
+        }
+    else:
+        fingerprint = pdq_from_rgb(rgb)
+        record["pdq"] = fingerprint.hash.hex()
+        record["quality"] = fingerprint.quality
+    return record
+
+
+def _video_record(path: str, options: HashOptions) -> Record:
+    fingerprint = hash_video(path, options.seconds_per_hash)
+    record: Record = {"path": path, "kind": "video"}
+    record.update(_digests(path))
+    record["frames"] = [
+        {
+            "frame_number": f.frame_number,
+            "timestamp": f.timestamp,
+            "pdq": f.pdq.hex(),
+            "quality": f.quality,
+        }
+        for f in fingerprint.frames
+    ]
+    record["fps"] = fingerprint.fps
+    return record
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of seconds >= 0") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("expected a number of seconds >= 0")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a positive integer")
+    return value

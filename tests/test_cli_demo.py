@@ -1,0 +1,101 @@
+"""``blindmatch demo``: end to end on a small sample set, in process and as a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from blindmatch.cli import main
+from blindmatch.cli.demo import summarise
+from blindmatch.cli.hash import HashOptions, fingerprint_file
+from blindmatch.samples import EDITS, make_samples
+
+Record = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    out = tmp_path_factory.mktemp("demo")
+    stdout = io.StringIO()  # capsys is function-scoped; this fixture runs the demo once
+    with contextlib.redirect_stdout(stdout):
+        code = main(["demo", "--out", str(out), "--images", "2", "--videos", "1", "--no-progress"])
+    return out, code, stdout.getvalue()
+
+
+def _records(path: Path) -> list[Record]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_demo_writes_media_manifest_and_fingerprints(demo_run: tuple[Path, int, str]) -> None:
+    out, code, _ = demo_run
+    assert code == 0
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert len(manifest) == 2 * (1 + len(EDITS["image"])) + 1 + len(EDITS["video"])
+    assert all((out / entry["path"]).is_file() for entry in manifest)
+    assert all(entry["path"].startswith("media/") for entry in manifest)
+    records = _records(out / "fingerprints.jsonl")
+    assert [Path(r["path"]) for r in records] == [out / e["path"] for e in manifest]
+    assert all("error" not in r for r in records)
+
+
+def test_demo_records_are_the_hash_command_records(demo_run: tuple[Path, int, str]) -> None:
+    out, _, _ = demo_run
+    for record in _records(out / "fingerprints.jsonl"):
+        assert record == fingerprint_file(record["path"], HashOptions(dihedral=True))
+
+
+def test_demo_summary(demo_run: tuple[Path, int, str]) -> None:
+    out, _, text = demo_run
+    assert "Generated 14 files" in text
+    assert "Fingerprinted 10 images and 4 videos" in text
+    assert str(out / "fingerprints.jsonl") in text
+    for edit in EDITS["image"]:
+        line = next(x for x in text.splitlines() if x.strip().startswith(f"image {edit} "))
+        assert line.endswith("matched 2/2"), line
+    for edit in EDITS["video"]:
+        line = next(x for x in text.splitlines() if x.strip().startswith(f"video {edit} "))
+        assert line.endswith("matched 1/1"), line
+
+
+def test_summarise_skips_failed_files(tmp_path: Path) -> None:
+    manifest = make_samples(tmp_path, 1, 0, seed=2)
+    records = [fingerprint_file(str(p), HashOptions(dihedral=True)) for p in manifest.paths()]
+    records[1] = {"path": records[1]["path"], "error": {"type": "CorruptMedia", "message": "x"}}
+    summaries = summarise(manifest, records)
+    assert [s.edit for s in summaries] == list(EDITS["image"][1:])
+    mirrored = summaries[-1]
+    assert mirrored.edit == "mirrored"
+    assert min(mirrored.distances) > 31  # PDQ alone misses a mirror ...
+    assert mirrored.matched == 1  # ... its dihedral variants find it
+
+
+def test_demo_subprocess_with_progress(tmp_path: Path) -> None:
+    args = ["demo", "--out", str(tmp_path), "--images", "1", "--videos", "0"]
+    result = subprocess.run(
+        [sys.executable, "-m", "blindmatch", *args],
+        capture_output=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"5/5 files 100%" in result.stderr
+    assert b"Fingerprinted 5 images and 0 videos" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["--out"], ["--out", "x", "--images", "-1"], ["--out", "x", "--jobs", "0"]],
+    ids=["no-out", "out-empty", "images-neg", "jobs0"],
+)
+def test_demo_usage_errors(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", *args])
+    assert exc.value.code == 2
+    assert "usage:" in capsys.readouterr().err

@@ -1,0 +1,322 @@
+"""``blindmatch hash``: the real CLI (subprocess and in-process) over generated folders with
+every kind of bad file; every JSON field is checked against the library functions."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from blindmatch.cli import main
+from blindmatch.cli.hash import HashOptions, Progress, collect_files, fingerprint_file
+from blindmatch.fingerprint.frontend import load_rgb
+from blindmatch.fingerprint.pdq import DIHEDRAL_NAMES, pdq_dihedral_from_rgb, pdq_from_rgb
+from blindmatch.fingerprint.video import hash_video
+from blindmatch.samples import make_sample_images, photo_like, write_video
+
+Record = dict[str, Any]
+
+# Bad files, by name, and the error type each must produce.
+BAD: dict[str, str] = {
+    "bad/bomb.png": "MediaTooLarge",
+    "bad/corrupt.png": "CorruptMedia",
+    "bad/empty.jpg": "CorruptMedia",
+    "bad/fifo": "UnsupportedMedia",
+    "bad/notes.txt": "UnsupportedMedia",
+    "bad/truncated.jpg": "CorruptMedia",
+    "bad/truncated.mp4": "CorruptMedia",
+    "bad/zero-size.gif": "CorruptMedia",
+}
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares ``width x height`` RGB pixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 16)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _zero_size_gif() -> bytes:
+    """A GIF whose logical screen is 0 x 0."""
+    return b"GIF89a" + struct.pack("<HH", 0, 0) + b"\x00\x00\x00" + b";"
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("media")
+    make_sample_images(root / "images", 2, seed=3)
+    rng = np.random.default_rng(5)
+    scene = photo_like(rng, 192, 128, shapes=30)
+    frames = [scene[t : t + 64, t : t + 96].copy() for t in range(30)]
+    (root / "videos" / "nested").mkdir(parents=True)
+    write_video(root / "videos" / "nested" / "clip.mp4", frames, 15, codec="mpeg4")
+    # Content, not extension, decides: a JPEG named .txt and a video named .jpg.
+    (root / "disguised").mkdir()
+    jpeg = (root / "images" / "image-000.jpg").read_bytes()
+    (root / "disguised" / "photo.txt").write_bytes(jpeg)
+    video = (root / "videos" / "nested" / "clip.mp4").read_bytes()
+    (root / "disguised" / "movie.jpg").write_bytes(video)
+
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "bomb.png").write_bytes(_bomb_png(100_000, 100_000))
+    png = io.BytesIO()
+    Image.fromarray(photo_like(rng, 64, 48)).save(png, format="PNG")
+    corrupt = bytearray(png.getvalue())
+    for k in range(60, len(corrupt) - 20, 5):
+        corrupt[k] ^= 0xA5
+    (bad / "corrupt.png").write_bytes(bytes(corrupt))
+    (bad / "empty.jpg").write_bytes(b"")
+    os.mkfifo(bad / "fifo")
+    (bad / "notes.txt").write_text("just some notes\n" * 20, encoding="utf-8")
+    (bad / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (bad / "truncated.mp4").write_bytes(video[: len(video) // 2])
+    (bad / "zero-size.gif").write_bytes(_zero_size_gif())
+    return root
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    # Bytes, decoded here: text mode would turn the progress bar's "\r" into "\n".
+    result = subprocess.run(
+        [sys.executable, "-m", "blindmatch", "hash", *args],
+        capture_output=True,
+        check=False,
+        timeout=300,
+    )
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
+    )
+
+
+def _records(stdout: str) -> list[Record]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def _rel(records: list[Record], root: Path) -> dict[str, Record]:
+    return {Path(r["path"]).relative_to(root).as_posix(): r for r in records}
+
+
+@pytest.fixture(scope="module")
+def folder_run(media: Path) -> subprocess.CompletedProcess[str]:
+    return _run_cli(str(media), "--no-progress")
+
+
+def test_walk_is_recursive_and_sorted(
+    media: Path, folder_run: subprocess.CompletedProcess[str]
+) -> None:
+    records = _records(folder_run.stdout)
+    names = [Path(r["path"]).relative_to(media).as_posix() for r in records]
+    expected = [
+        *sorted(BAD),
+        "disguised/movie.jpg",
+        "disguised/photo.txt",
+        *sorted(f"images/{p.name}" for p in (media / "images").iterdir()),
+        "videos/nested/clip.mp4",
+    ]
+    assert names == expected
+    assert len(names) == 8 + 2 + 10 + 1
+
+
+def test_every_bad_file_gets_its_error_and_the_rest_continue(
+    media: Path, folder_run: subprocess.CompletedProcess[str]
+) -> None:
+    assert folder_run.returncode == 1
+    by_name = _rel(_records(folder_run.stdout), media)
+    for name, error_type in BAD.items():
+        record = by_name[name]
+        assert set(record) == {"path", "error"}, name
+        assert record["error"]["type"] == error_type, name
+        assert isinstance(record["error"]["message"], str)
+        assert record["error"]["message"], name
+    good = [r for n, r in by_name.items() if n not in BAD]
+    assert good
+    assert all("error" not in r for r in good)
+
+
+def test_error_messages_carry_no_file_content(
+    media: Path, folder_run: subprocess.CompletedProcess[str]
+) -> None:
+    by_name = _rel(_records(folder_run.stdout), media)
+    assert "notes" not in by_name["bad/notes.txt"]["error"]["message"]
+
+
+def test_image_fields_equal_library(
+    media: Path, folder_run: subprocess.CompletedProcess[str]
+) -> None:
+    images = [r for r in _records(folder_run.stdout) if r.get("kind") == "image"]
+    assert len(images) == 11
+    for record in images:
+        path = Path(record["path"])
+        data = path.read_bytes()
+        fingerprint = pdq_from_rgb(load_rgb(path))
+        assert list(record) == ["path", "kind", "md5", "sha256", "pdq", "quality"]
+        assert record["md5"] == hashlib.md5(data).hexdigest()  # noqa: S324 -- the file's MD5 is the point
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        assert record["pdq"] == fingerprint.hash.hex()
+        assert record["quality"] == fingerprint.quality
+
+
+def test_video_fields_equal_library(
+    media: Path, folder_run: subprocess.CompletedProcess[str]
+) -> None:
+    videos = [r for r in _records(folder_run.stdout) if r.get("kind") == "video"]
+    assert {Path(r["path"]).name for r in videos} == {"clip.mp4", "movie.jpg"}
+    for record in videos:
+        path = Path(record["path"])
+        data = path.read_bytes()
+        fingerprint = hash_video(path)
+        assert list(record) == ["path", "kind", "md5", "sha256", "frames", "fps"]
+        assert record["md5"] == hashlib.md5(data).hexdigest()  # noqa: S324 -- the file's MD5 is the point
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        assert record["fps"] == fingerprint.fps == 15.0
+        assert record["frames"] == [
+            {
+                "frame_number": f.frame_number,
+                "timestamp": f.timestamp,
+                "pdq": f.pdq.hex(),
+                "quality": f.quality,
+            }
+            for f in fingerprint.frames
+        ]
+        assert [f["frame_number"] for f in record["frames"]] == [0, 15]
+
+
+def test_seconds_per_hash_and_dihedral(media: Path) -> None:
+    video = media / "videos" / "nested" / "clip.mp4"
+    image = media / "images" / "image-001.png"
+    result = _run_cli(str(video), str(image), "--seconds-per-hash", "0.5", "--dihedral")
+    assert result.returncode == 0
+    video_record, image_record = _records(result.stdout)
+    assert [f["frame_number"] for f in video_record["frames"]] == [0, 7, 14, 21, 28]
+    variants = pdq_dihedral_from_rgb(load_rgb(image))
+    assert list(image_record["dihedral"]) == list(DIHEDRAL_NAMES)
+    assert list(image_record["dihedral"].values()) == [v.hash.hex() for v in variants]
+    assert image_record["pdq"] == variants[0].hash.hex()
+
+
+def test_fast_policy(media: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = media / "images" / "image-000.jpg"  # 640 x 480: downsized by 'fast'
+    assert main(["hash", str(image), "--policy", "fast", "--no-progress"]) == 0
+    (record,) = _records(capsys.readouterr().out)
+    assert record["pdq"] == pdq_from_rgb(load_rgb(image, "fast")).hash.hex()
+    assert record["pdq"] != pdq_from_rgb(load_rgb(image)).hash.hex()
+
+
+def test_in_process_equals_subprocess_and_jobs_keep_order(
+    media: Path, folder_run: subprocess.CompletedProcess[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["hash", str(media), "--no-progress"]) == 1
+    single = capsys.readouterr().out
+    assert single == folder_run.stdout
+    assert main(["hash", str(media), "--no-progress", "--jobs", "2"]) == 1
+    assert capsys.readouterr().out == single
+
+
+def test_missing_path_is_an_error_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.jpg"
+    assert main(["hash", str(missing), "--no-progress"]) == 1
+    (record,) = _records(capsys.readouterr().out)
+    assert record == {
+        "path": str(missing),
+        "error": {"type": "UnreadableMedia", "message": record["error"]["message"]},
+    }
+
+
+def test_good_files_exit_zero(media: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["hash", str(media / "images"), "--no-progress"]) == 0
+    assert len(_records(capsys.readouterr().out)) == 10
+
+
+def test_progress_bar_on_stderr_when_piped(media: Path) -> None:
+    result = _run_cli(str(media / "images" / "image-000.jpg"))
+    assert result.returncode == 0
+    assert "\r[" in result.stderr
+    assert "1/1 files 100%" in result.stderr
+    assert result.stderr.endswith("\n")
+    assert len(_records(result.stdout)) == 1  # stdout stays pure JSON Lines
+
+
+def test_progress_bar_for_folder_in_process(
+    media: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["hash", str(media / "images")]) == 0
+    err = capsys.readouterr().err
+    assert "10/10 files 100%" in err
+
+
+def test_no_progress_is_silent(media: Path) -> None:
+    result = _run_cli(str(media / "images"), "--no-progress")
+    assert result.returncode == 0
+    assert result.stderr == ""
+
+
+def test_progress_counts_failures() -> None:
+    stream = io.StringIO()
+    bar = Progress(2, stream, width=10)
+    bar.advance({"path": "a", "error": {"type": "CorruptMedia", "message": "x"}})
+    bar.advance({"path": "b", "kind": "image"})
+    bar.close()
+    assert stream.getvalue().endswith("\r[##########] 2/2 files 100%, 1 failed\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--jobs", "0", "x"],
+        ["--jobs", "two", "x"],
+        ["--seconds-per-hash", "-1", "x"],
+        ["--seconds-per-hash", "nan", "x"],
+        ["--seconds-per-hash", "inf", "x"],
+        ["--policy", "slow", "x"],
+        ["--unknown", "x"],
+    ],
+    ids=["no-path", "jobs0", "jobs-text", "sph-neg", "sph-nan", "sph-inf", "policy", "flag"],
+)
+def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["hash", *args])
+    assert exc.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_usage_error_exit_code_from_subprocess() -> None:
+    assert _run_cli("--jobs", "0", "x").returncode == 2
+
+
+def test_collect_files_does_not_follow_folder_symlinks(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f.jpg").write_bytes(b"x")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path / "a")
+    (tmp_path / "b.png").write_bytes(b"y")
+    files = collect_files([str(tmp_path), str(tmp_path / "b.png")])
+    assert files == [
+        str(tmp_path / "a" / "f.jpg"),
+        str(tmp_path / "a" / "loop"),
+        str(tmp_path / "b.png"),
+        str(tmp_path / "b.png"),
+    ]
+    record = fingerprint_file(str(tmp_path / "a" / "loop"), HashOptions())
+    assert record["error"]["type"] == "UnreadableMedia"

@@ -1,0 +1,187 @@
+"""Synthetic sample media: what is written, the edits, the manifest, determinism."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from blindmatch.fingerprint.pdq import pdq_from_rgb
+from blindmatch.samples import (
+    EDITS,
+    IMAGE_SIZES,
+    SampleFile,
+    SampleManifest,
+    make_sample_images,
+    make_sample_videos,
+    make_samples,
+    photo_like,
+    video_codec,
+    write_video,
+)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> SampleManifest:
+    return make_sample_images(tmp_path_factory.mktemp("images"), 3, seed=11)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> SampleManifest:
+    return make_sample_videos(tmp_path_factory.mktemp("videos"), 1, seed=11)
+
+
+def _bytes(manifest: SampleManifest) -> list[bytes]:
+    return [p.read_bytes() for p in manifest.paths()]
+
+
+def test_image_manifest_shape(images: SampleManifest) -> None:
+    assert len(images.files) == 3 * (1 + len(EDITS["image"]))
+    assert len(images.originals()) == 3
+    assert len(images.derived()) == 3 * len(EDITS["image"])
+    originals = {f.path for f in images.originals()}
+    for sample in images.derived():
+        assert sample.derived_from in originals
+        assert sample.edit in EDITS["image"]
+        assert sample.kind == "image"
+    assert all(p.is_file() for p in images.paths())
+
+
+def test_originals_cycle_formats_and_sizes(images: SampleManifest) -> None:
+    formats = []
+    for i, sample in enumerate(images.originals()):
+        with Image.open(sample.path) as image:
+            formats.append(image.format)
+            assert image.size == IMAGE_SIZES[i]
+    assert formats == ["JPEG", "PNG", "WEBP"]
+
+
+def _by_edit(manifest: SampleManifest, original: SampleFile) -> dict[str, Path]:
+    return {f.edit: f.path for f in manifest.derived() if f.derived_from == original.path}
+
+
+def test_edits_do_what_they_say(images: SampleManifest) -> None:
+    png = images.originals()[1]  # lossless, so the edits can be checked pixel by pixel
+    edits = _by_edit(images, png)
+    with Image.open(png.path) as opened:
+        original = opened.convert("RGB")
+    with Image.open(edits["mirrored"]) as mirrored:
+        assert np.array_equal(np.asarray(mirrored), np.asarray(ImageOps.mirror(original)))
+    with Image.open(edits["resized"]) as resized:
+        assert resized.size == (original.width * 3 // 5, original.height * 3 // 5)
+    with Image.open(edits["brightened"]) as bright:
+        assert np.asarray(bright).mean() > np.asarray(original).mean() + 5
+    with Image.open(edits["reencoded"]) as reencoded:
+        assert reencoded.format == "JPEG"
+        assert reencoded.size == original.size
+
+
+def test_images_are_photo_like(images: SampleManifest) -> None:
+    # PDQ trusts them (quality >= 50) and the re-encoded copy stays near its original.
+    for sample in images.originals():
+        with Image.open(sample.path) as image:
+            fingerprint = pdq_from_rgb(np.asarray(image.convert("RGB")))
+        assert fingerprint.quality >= 50
+        with Image.open(_by_edit(images, sample)["reencoded"]) as copy:
+            other = pdq_from_rgb(np.asarray(copy.convert("RGB")))
+        assert fingerprint.hash.distance(other.hash) <= 31
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(
+    images: SampleManifest, tmp_path: Path
+) -> None:
+    again = make_sample_images(tmp_path / "again", 3, seed=11)
+    assert _bytes(again) == _bytes(images)
+    assert [p.name for p in again.paths()] == [p.name for p in images.paths()]
+    other = make_sample_images(tmp_path / "other", 3, seed=12)
+    assert all(a != b for a, b in zip(_bytes(other), _bytes(images), strict=True))
+
+
+def test_video_manifest_and_content(videos: SampleManifest) -> None:
+    assert [f.edit for f in videos.files] == ["original", *EDITS["video"]]
+    original = videos.files[0].path
+    assert all(f.derived_from == original for f in videos.derived())
+    expected = {
+        "original": (video_codec(), 320, 240, 72),
+        "reencoded": ("mpeg4", 320, 240, 72),
+        "resized": (video_codec(), 160, 120, 72),
+        "trimmed": (video_codec(), 320, 240, 36),
+    }
+    for sample in videos.files:
+        with av.open(str(sample.path)) as container:
+            stream = container.streams.video[0]
+            frames = sum(1 for _ in container.decode(stream))
+            codec = stream.codec_context.name
+            got = (codec, stream.codec_context.width, stream.codec_context.height, frames)
+        want = expected[sample.edit]
+        # The decoder of H.264 is named "h264" whichever encoder wrote it.
+        assert got == (want[0].replace("libx264", "h264"), *want[1:]), sample.edit
+        assert stream.average_rate == 24
+
+
+def test_videos_are_deterministic(videos: SampleManifest, tmp_path: Path) -> None:
+    again = make_sample_videos(tmp_path, 1, seed=11)
+    assert _bytes(again) == _bytes(videos)
+
+
+def test_make_samples_concatenates(tmp_path: Path) -> None:
+    manifest = make_samples(tmp_path, 1, 0, seed=1)
+    assert len(manifest.files) == 1 + len(EDITS["image"])
+    assert all(f.kind == "image" for f in manifest.files)
+    both = make_samples(tmp_path / "both", 1, 1, seed=1)
+    assert [f.kind for f in both.files] == ["image"] * 5 + ["video"] * 4
+
+
+def test_zero_and_negative_counts(tmp_path: Path) -> None:
+    assert make_sample_images(tmp_path, 0, seed=1).files == ()
+    assert make_sample_videos(tmp_path, 0, seed=1).files == ()
+    with pytest.raises(ValueError, match="n must be"):
+        make_sample_images(tmp_path, -1, seed=1)
+    with pytest.raises(ValueError, match="n must be"):
+        make_sample_videos(tmp_path, -1, seed=1)
+
+
+def test_manifest_as_dict(images: SampleManifest) -> None:
+    root = images.files[0].path.parent
+    first, second = images.files[0], images.files[1]
+    assert first.as_dict(root) == {
+        "path": "image-000.jpg",
+        "kind": "image",
+        "edit": "original",
+        "derived_from": None,
+    }
+    assert second.as_dict(root)["derived_from"] == "image-000.jpg"
+    assert second.as_dict()["path"] == second.path.as_posix()
+    combined = images + images
+    assert len(combined.files) == 2 * len(images.files)
+
+
+def test_photo_like_is_a_function_of_the_generator_state() -> None:
+    a = photo_like(np.random.default_rng(3), 40, 30)
+    b = photo_like(np.random.default_rng(3), 40, 30)
+    c = photo_like(np.random.default_rng(4), 40, 30)
+    assert a.shape == (30, 40, 3)
+    assert a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.std() > 10  # not flat
+
+
+@pytest.mark.parametrize(("width", "height"), [(0, 10), (10, 0), (-1, 5)])
+def test_photo_like_rejects_empty(width: int, height: int) -> None:
+    with pytest.raises(ValueError, match="width and height"):
+        photo_like(np.random.default_rng(0), width, height)
+
+
+def test_write_video_fractional_rate(tmp_path: Path) -> None:
+    frames = [photo_like(np.random.default_rng(i), 32, 24) for i in range(5)]
+    path = tmp_path / "ntsc.mp4"
+    write_video(path, frames, Fraction(30000, 1001), codec="mpeg4")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.average_rate == Fraction(30000, 1001)
+        assert sum(1 for _ in container.decode(stream)) == 5
