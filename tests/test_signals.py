@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import re
@@ -38,13 +37,7 @@ from blindmatch.fingerprint.types import (
 
 VECTORS = Path(__file__).parent / "vectors"
 REGISTRY = default_registry()
-# TEMPORARY until blindmatch.fingerprint.video lands (another helper writes it): vpdq joins
-# the contract run the moment the module exists; the registry already holds it.
-SIGNALS = [
-    s
-    for s in REGISTRY
-    if s.name != "vpdq" or importlib.util.find_spec("blindmatch.fingerprint.video") is not None
-]
+SIGNALS = list(REGISTRY)
 NAMES = [s.name for s in SIGNALS]
 
 # --- generated media --------------------------------------------------------------------
@@ -417,3 +410,53 @@ def test_vpdq_text_layout() -> None:
 def test_vpdq_text_rejects_malformed(text: str) -> None:
     with pytest.raises(InvalidEncoding):
         VpdqSignal().from_text(text)
+
+
+def _video_of(*frames: tuple[int, int]) -> VideoFingerprint:
+    """A fingerprint whose frame i has hash ``from_int(value)`` spread over all 256 bits."""
+    built = []
+    for number, (value, quality) in enumerate(frames):
+        pattern = int.from_bytes(bytes([value]) * 32, "big")
+        built.append(
+            VideoFrame(
+                frame_number=number,
+                timestamp=float(number),
+                pdq=PdqHash.from_int(pattern),
+                quality=quality,
+            )
+        )
+    return VideoFingerprint(frames=tuple(built), fps=1.0, seconds_per_hash=1.0)
+
+
+def test_vpdq_distance_is_the_worse_direction_in_percent() -> None:
+    signal = VpdqSignal()
+    # Byte patterns 0x00, 0xff, 0x0f, 0x33 are >= 64 bits apart: no cross matches.
+    query = _video_of((0x00, 90), (0xFF, 90), (0x0F, 90), (0x33, 90))
+    compared = _video_of((0x00, 90), (0xFF, 90), (0x0F, 90))
+    shares = signal.video_match(query, compared)
+    assert (shares.query_pct, shares.compared_pct) == (75.0, 100.0)
+    assert signal.distance(query, compared) == signal.distance(compared, query) == 25
+    assert not signal.matches(query, compared)
+    # 3 of 3 vs 3 of 3 once the extra frame is low quality: it takes no part.
+    query_low = _video_of((0x00, 90), (0xFF, 90), (0x0F, 90), (0x33, 49))
+    assert signal.distance(query_low, compared) == 0
+    assert signal.matches(query_low, compared)
+
+
+def test_vpdq_duplicate_frames_count_once() -> None:
+    signal = VpdqSignal()
+    query = _video_of((0x00, 90), (0x00, 90), (0x00, 90), (0xFF, 90))
+    compared = _video_of((0x00, 90))
+    assert signal.video_match(query, compared).query_pct == 50.0
+    assert signal.distance(query, compared) == 50
+
+
+def test_vpdq_video_without_quality_frames_matches_nothing() -> None:
+    signal = VpdqSignal()
+    dull = _video_of((0x00, 10), (0xFF, 49))
+    assert signal.quality(dull) == 49
+    assert signal.distance(dull, dull) == 100
+    assert not signal.matches(dull, dull)
+    empty = VideoFingerprint(frames=(), fps=1.0, seconds_per_hash=1.0)
+    assert signal.quality(empty) == 0
+    assert signal.from_text(signal.to_text(empty)) == empty

@@ -49,8 +49,7 @@ from blindmatch.fingerprint.types import (
     VideoFrame,
 )
 
-# Plain sorted() order, as tests/test_layout.py checks (not ruff's constants-first order).
-__all__ = [  # noqa: RUF022
+__all__ = [
     "ContentType",
     "DEFAULT_MAX_PIXELS",
     "ImageHash64",

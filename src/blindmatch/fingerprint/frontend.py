@@ -76,8 +76,7 @@ from blindmatch.errors import (
 )
 from blindmatch.fingerprint._files import open_binary, unreadable
 
-# Plain sorted() order, as tests/test_layout.py checks (not ruff's constants-first order).
-__all__ = [  # noqa: RUF022
+__all__ = [
     "DEFAULT_MAX_PIXELS",
     "FAST_MAX_SIDE",
     "FAST_RESAMPLE",

@@ -54,7 +54,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator
 from types import ModuleType
-from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeVar
 
 import imagehash
 import numpy as np
@@ -74,6 +74,9 @@ from blindmatch.fingerprint.types import (
     VideoFingerprint,
     VideoFrame,
 )
+
+if TYPE_CHECKING:
+    from blindmatch.fingerprint.video import VideoMatch
 
 __all__ = [
     "AhashSignal",
@@ -373,19 +376,28 @@ class VpdqSignal(SignalType[VideoFingerprint]):
         )
         return fingerprint
 
-    def video_match(self, query: VideoFingerprint, compared: VideoFingerprint) -> Any:
-        """The vPDQ rule's ``VideoMatch(query_pct, compared_pct)`` for the two videos."""
-        return _video().video_match(
+    def video_match(self, query: VideoFingerprint, compared: VideoFingerprint) -> VideoMatch:
+        """The vPDQ rule's two shares for ``query`` against ``compared``.
+
+        Args:
+            query: The video being checked.
+            compared: The video it is compared against.
+
+        Returns:
+            ``VideoMatch(query_pct, compared_pct)``, frame distance 31, quality floor 50.
+        """
+        result: VideoMatch = _video().video_match(
             query,
             compared,
             distance_threshold=self.frame_distance_threshold,
             quality_floor=self.quality_floor,
         )
+        return result
 
     def distance(self, a: VideoFingerprint, b: VideoFingerprint) -> int:
         """``ceil(100 - min(query%, compared%))``: 0 when every usable frame matches."""
         result = self.video_match(a, b)
-        worst = min(float(result.query_pct), float(result.compared_pct))
+        worst = min(result.query_pct, result.compared_pct)
         return max(0, min(100, math.ceil(100.0 - worst - 1e-9)))
 
     def quality(self, value: VideoFingerprint) -> int:
