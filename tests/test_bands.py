@@ -155,8 +155,9 @@ def test_inputs_are_unambiguous_across_fields() -> None:
     for banding in (pdq_banding(256), exact_banding("sha256", 256), exact_banding("pdq", 256)):
         for _ in range(20):
             digest = rng.randbytes(32)
+            values = banding.band_values(digest)
             for j, item in enumerate(banding.band_inputs(digest)):
-                key = (banding.signal + str(banding.k), j, banding.band_values(digest)[j])
+                key = (banding.signal + str(banding.k), j, values[j])
                 previous = seen.setdefault(item, key)
                 assert previous == key
 
