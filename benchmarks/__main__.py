@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "video": "benchmarks.bench_video",
     "oprf": "benchmarks.bench_oprf",
     "psi": "benchmarks.bench_psi",
+    "protocol": "benchmarks.bench_protocol",
 }
 
 
