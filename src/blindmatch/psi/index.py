@@ -491,7 +491,7 @@ class Index:
     def _verify_body(self) -> None:
         if _per_band_unsorted(self._tags, self._shares):
             raise IndexFormatError("index band entries are not sorted")
-        if self._shares.size and int(self._shares.max()) >> 61:
+        if any(band.size and int(band.max()) >> 61 for band in self._shares):
             raise IndexFormatError("index shares must be below 2**61")
         prefix = self._prefix()
         if len(prefix) > 1:
@@ -748,12 +748,16 @@ def _pair_secrets(bands: npt.NDArray[np.int64], values: U64Array) -> U64Array:
 
 
 def _per_band_unsorted(tags: npt.NDArray[np.unsignedinteger], shares: U64Array) -> bool:
-    """Whether some band is not ascending by (tag, share)."""
+    """Whether some band is not ascending by (tag, share). One band at a time, so a
+    multi-GB memory-mapped index needs temporary memory of one band only."""
     if tags.shape[1] < 2:
         return False
-    down = tags[:, 1:] < tags[:, :-1]
-    tie = tags[:, 1:] == tags[:, :-1]
-    return bool(np.any(down) or np.any(tie & (shares[:, 1:] < shares[:, :-1])))
+    for band_tags, band_shares in zip(tags, shares, strict=True):
+        down = band_tags[1:] < band_tags[:-1]
+        tie = band_tags[1:] == band_tags[:-1]
+        if down.any() or (tie & (band_shares[1:] < band_shares[:-1])).any():
+            return True
+    return False
 
 
 class IndexSet:
