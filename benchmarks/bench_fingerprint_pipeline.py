@@ -151,7 +151,9 @@ def _markdown(result: dict[str, Any]) -> str:
         f"{result['images']} generated {WIDTH}x{HEIGHT} photo-like JPEGs (quality 90), "
         f"{result['rounds']} rounds; process CPU time (one core); Python {env['python']}, "
         f"numpy {env['numpy']}, Pillow {env['pillow']}, PDQ backend `{env['pdq_backend']}`, "
-        f"{env['cpus']} CPUs. Fast policy: JPEG draft + longer side <= {FAST_MAX_SIDE} px.",
+        f"{env['cpus']} CPUs (1-min load average {env['load_average_1min_at_end']} at the end: "
+        "the machine is shared). Fast policy: JPEG draft + longer side <= "
+        f"{FAST_MAX_SIDE} px.",
         "",
         "| pipeline | ms/image (best) | images/s/core (best) | images/s/core (median) "
         "| vs reference (median of rounds) |",
@@ -257,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             "pdq_backend": pdq_backend(),
             "cpus": os.cpu_count(),
             "machine": platform.machine(),
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         },
     }
     args.out.mkdir(parents=True, exist_ok=True)
