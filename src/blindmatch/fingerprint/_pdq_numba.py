@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-__all__ = ["NAME", "samples_from_luma", "samples_from_rgb"]
+__all__ = ["NAME", "dct16", "samples_from_luma", "samples_from_rgb"]
 
 F32 = npt.NDArray[np.float32]
 
@@ -211,6 +211,33 @@ def _filter_transposed(
     for i in range(row_idx.size):
         out[i] = narrow_out[row_idx[i]]
     return out
+
+
+@_jit
+def _dct16(samples: F32, matrix: F32, block: F32) -> None:
+    """``block = (D @ A) @ D.T``, each dot product summed from 0 in order k = 0..63."""
+    rows = matrix.shape[0]
+    size = samples.shape[0]
+    t = np.empty((rows, size), np.float32)
+    for i in range(rows):
+        for j in range(size):
+            acc = np.float32(0.0)
+            for k in range(size):
+                acc += matrix[i, k] * samples[k, j]
+            t[i, j] = acc
+    for i in range(rows):
+        for j in range(rows):
+            acc = np.float32(0.0)
+            for k in range(size):
+                acc += t[i, k] * matrix[j, k]
+            block[i, j] = acc
+
+
+def dct16(samples: F32, matrix: F32) -> F32:
+    """``(D @ A) @ D.T`` for the 16x64 ``matrix`` D, as the reference sums it."""
+    block = np.empty((matrix.shape[0], matrix.shape[0]), np.float32)
+    _dct16(np.ascontiguousarray(samples), matrix, block)
+    return block
 
 
 def samples_from_rgb(

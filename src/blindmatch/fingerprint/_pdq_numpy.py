@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["NAME", "luma_from_rgb", "samples_from_luma", "samples_from_rgb"]
+__all__ = ["NAME", "dct16", "luma_from_rgb", "samples_from_luma", "samples_from_rgb"]
 
 F32 = npt.NDArray[np.float32]
 
@@ -140,3 +140,19 @@ def samples_from_rgb(
 ) -> F32:
     """Luma, Jarosz filter and 64x64 decimation of an (H, W, 3|4) uint8 image."""
     return samples_from_luma(luma_from_rgb(rgb), windows, indices, passes)
+
+
+def dct16(samples: F32, matrix: F32) -> F32:
+    """``(D @ A) @ D.T`` for the 16x64 ``matrix`` D, each dot product summed in order
+    k = 0..63 in float32 (a BLAS matmul sums in another order).
+
+    All products first (each rounded to float32, as in the reference), then prefix sums
+    along k, which are strictly sequential. The reference starts each sum from 0.0f, and
+    ``0.0 + p`` is ``p`` except that ``-0.0`` becomes ``+0.0``; the two compare equal, so no
+    bit of the hash can depend on it.
+    """
+    products = matrix[:, None, :] * samples.T[None, :, :]  # [i, j, k] = D[i][k] * A[k][j]
+    t = np.add.accumulate(products, axis=2)[:, :, -1]
+    products = t[:, None, :] * matrix[None, :, :]  # [i, j, k] = T[i][k] * D[j][k]
+    block: F32 = np.add.accumulate(products, axis=2)[:, :, -1]
+    return block

@@ -27,6 +27,7 @@ lanes (rows, columns, DCT coefficients) but never reassociated *within* one sum:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Protocol
@@ -70,13 +71,16 @@ _ZERO = PdqFingerprint(PdqHash(bytes(32)), 0)
 
 
 def _dct_matrix() -> F32:
-    """The 16x64 DCT-II rows 1..16, rounded to float32 as the reference builds them."""
-    scale = np.float32(np.sqrt(2.0 / 64.0))
-    i = np.arange(1, 17, dtype=np.float64)[:, None]
-    j = np.arange(64, dtype=np.float64)[None, :]
-    cosines = np.cos((np.pi / 2.0 / 64.0) * i * (2.0 * j + 1.0))
+    """The 16x64 DCT-II rows 1..16, rounded to float32 as the reference builds them.
+
+    ``math.cos`` is the C library's cosine, as ``std::cos``; numpy's vectorised cosine may
+    differ from it in the last bit of the double.
+    """
+    scale = float(np.float32(math.sqrt(2.0 / 64.0)))
+    step = math.pi / 2.0 / 64.0
     # float * double is evaluated in double, then stored into a float.
-    return (np.float64(scale) * cosines).astype(np.float32)
+    rows = [[scale * math.cos(step * (i + 1) * (2 * j + 1)) for j in range(64)] for i in range(16)]
+    return np.array(rows, dtype=np.float64).astype(np.float32)
 
 
 _DCT = _dct_matrix()
@@ -125,6 +129,8 @@ class _Backend(Protocol):
         passes: int,
     ) -> F32: ...
 
+    def dct16(self, samples: F32, matrix: F32) -> F32: ...
+
 
 @lru_cache(maxsize=1)
 def _backend() -> _Backend:
@@ -160,23 +166,6 @@ def _quality(a: F32) -> int:
         steps = (diff * hundred) / full_scale
         total += int(np.abs(np.trunc(steps).astype(np.int64)).sum())
     return min(100, total // 90)
-
-
-def _dct16(a: F32) -> F32:
-    """``(D @ A) @ D.T`` with every dot product summed in order k = 0..63 in float32.
-
-    All products first (each rounded to float32, as in the reference), then the sums over
-    k, one k at a time: a matmul (BLAS) would sum in another order.
-    """
-    products = _DCT[:, :, None] * a[None, :, :]  # [i, k, j] = D[i][k] * A[k][j]
-    t = np.zeros((16, _SAMPLES), dtype=np.float32)
-    for k in range(_SAMPLES):
-        t += products[:, k, :]
-    products = t[:, None, :] * _DCT[None, :, :]  # [i, j, k] = T[i][k] * D[j][k]
-    b = np.zeros((16, 16), dtype=np.float32)
-    for k in range(_SAMPLES):
-        b += products[:, :, k]
-    return b
 
 
 def _hash_of(b: F32) -> PdqHash:
@@ -225,7 +214,7 @@ def _fingerprints(
         samples = backend.samples_from_rgb(image, windows, indices, _NUM_PASSES)  # type: ignore[arg-type]
     else:
         samples = backend.samples_from_luma(image, windows, indices, _NUM_PASSES)  # type: ignore[arg-type]
-    block, quality = _dct16(samples), _quality(samples)
+    block, quality = backend.dct16(samples, _DCT), _quality(samples)
     blocks = _dihedral_blocks(block) if dihedral else (block,)
     return tuple(PdqFingerprint(_hash_of(b), quality) for b in blocks)
 
