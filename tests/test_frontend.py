@@ -247,6 +247,17 @@ def test_animated_webp_hashes_first_frame() -> None:
     assert got[0, 0].tolist() == [0, 255, 0]
 
 
+def test_multi_picture_jpeg_hashes_first_picture() -> None:
+    # Cameras write MPO (JPEG + Multi-Picture Format); Pillow opens it through "JPEG".
+    first, second = Image.new("RGB", (32, 24), (200, 10, 10)), Image.new("RGB", (32, 24))
+    data = _encode(first, "MPO", save_all=True, append_images=[second])
+    with Image.open(io.BytesIO(data)) as check:
+        assert check.format == "MPO"
+    got = load_rgb(data)
+    assert got.shape == (24, 32, 3)
+    assert abs(int(got[0, 0, 0]) - 200) <= 4  # JPEG-lossy red, not the black second picture
+
+
 # --- fast policy ------------------------------------------------------------------------
 
 
