@@ -41,7 +41,8 @@ expected shape, not the value. Verification failures say only that verification 
             ├── LimitExceeded                 over a batch size or a quota
             ├── UnexpectedMessage             a message not valid in the session's state
             └── KeyMismatch                   the peer's key is not the published key
-                └── CanaryMismatch            a canary did not match: index and key disagree
+                ├── CanaryMismatch            a canary did not match: index and key disagree
+                └── StaleIndex                the platform's index is not the current one
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ __all__ = [
     "RegistryError",
     "RemoteProtocolError",
     "RequestRejected",
+    "StaleIndex",
     "UnexpectedMessage",
     "UnreadableMedia",
     "UnsupportedMedia",
@@ -190,6 +192,16 @@ class KeyMismatch(RemoteProtocolError):
 
 class CanaryMismatch(KeyMismatch):
     """A canary reference did not match: the index and the online key disagree. No detail."""
+
+
+class StaleIndex(KeyMismatch):
+    """The clearinghouse's current index of a signal differs from the platform's (same key
+    epoch, another digest): download the index again. ``signals`` names the platform's own
+    stale signal types (never peer bytes)."""
+
+    def __init__(self, signals: tuple[str, ...]) -> None:
+        super().__init__("index not current, download it again: " + ", ".join(signals))
+        self.signals = signals
 
 
 class RequestRejected(ProtocolError):
