@@ -301,6 +301,7 @@ def _variant(base: type[SignalType[Any]], **attributes: Any) -> SignalType[Any]:
         {"match_threshold": 1.5},
         {"quality_floor": 101},
         {"quality_floor": -1},
+        {"value_type": "Md5Digest"},
     ],
     ids=lambda a: "-".join(f"{k}={v!r}" for k, v in a.items()),
 )

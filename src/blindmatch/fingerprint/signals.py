@@ -178,8 +178,8 @@ class SignalRegistry:
 
         Raises:
             RegistryError: The name is taken, or the type's attributes break the contract
-                (name not lowercase ``[a-z][a-z0-9_]*``, unknown content types, negative
-                threshold, floor outside 0..100).
+                (name not lowercase ``[a-z][a-z0-9_]*``, unknown content types, no value
+                class, negative threshold, floor outside 0..100).
         """
         if not isinstance(signal, SignalType):
             raise RegistryError("only SignalType instances can be registered")
@@ -190,6 +190,8 @@ class SignalRegistry:
             raise RegistryError(f"a signal type named {name!r} is already registered")
         if not signal.content_types or not signal.content_types <= _CONTENT_TYPES:
             raise RegistryError(f"{name}: content_types must be a non-empty subset of image/video")
+        if not isinstance(getattr(signal, "value_type", None), type):
+            raise RegistryError(f"{name}: value_type must be the class of its values")
         if not isinstance(signal.match_threshold, int) or signal.match_threshold < 0:
             raise RegistryError(f"{name}: match_threshold must be an int >= 0")
         if not isinstance(signal.quality_floor, int) or not 0 <= signal.quality_floor <= 100:
