@@ -172,13 +172,10 @@ def _box_along_axis1(src: F32, dst: F32, window: int, need: npt.NDArray[np.bool_
                     dst[first + r, c] = strip_out[c, r]
 
 
-@_jit
 def _filter_transposed(
     image_t: F32,
-    row_window: int,
-    col_window: int,
-    row_idx: npt.NDArray[np.intp],
-    col_idx: npt.NDArray[np.intp],
+    windows: tuple[int, int],
+    indices: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]],
     passes: int,
 ) -> F32:
     """The Jarosz passes and the decimation, on the transposed image ``image_t`` (W, H).
@@ -186,8 +183,10 @@ def _filter_transposed(
     In this layout a row pass (along W) runs down axis 0 with one lane per image row, no
     transposition needed; a column pass (along H) goes through transposed strips. The last
     row pass divides out only the sampled columns; the last column pass runs on those only.
-    ``image_t`` is overwritten.
+    ``image_t`` is overwritten. Plain Python over compiled kernels: a compiled driver would
+    add seconds to the first compile for microseconds at run time.
     """
+    (row_window, col_window), (row_idx, col_idx) = windows, indices
     cols, rows = image_t.shape
     every_row = np.ones(rows, np.bool_)
     every_col = np.ones(cols, np.bool_)
@@ -201,15 +200,10 @@ def _filter_transposed(
         _box_along_axis1(other, image_t, col_window, every_row)
     _box_lanes(image_t, other, row_window, need_col)
     # Last column pass, on the sampled columns only: (H, 64) with one lane per column.
-    narrow = np.empty((rows, col_idx.size), np.float32)
-    for j in range(col_idx.size):
-        for r in range(rows):
-            narrow[r, j] = other[col_idx[j], r]
-    narrow_out = np.empty((rows, col_idx.size), np.float32)
+    narrow = np.ascontiguousarray(np.take(other, col_idx, axis=0).T)
+    narrow_out = np.empty_like(narrow)
     _box_lanes(narrow, narrow_out, col_window, need_row)
-    out = np.empty((row_idx.size, col_idx.size), np.float32)
-    for i in range(row_idx.size):
-        out[i] = narrow_out[row_idx[i]]
+    out: F32 = np.take(narrow_out, row_idx, axis=0)
     return out
 
 
@@ -253,7 +247,7 @@ def samples_from_rgb(
     rgb = np.ascontiguousarray(rgb)
     luma_t = np.empty((rgb.shape[1], rgb.shape[0]), np.float32)
     _luma_transposed(rgb, luma_t)
-    result: F32 = _filter_transposed(luma_t, windows[0], windows[1], indices[0], indices[1], passes)
+    result: F32 = _filter_transposed(luma_t, windows, indices, passes)
     return result
 
 
@@ -267,5 +261,5 @@ def samples_from_luma(
     luma = np.ascontiguousarray(luma)
     luma_t = np.empty((luma.shape[1], luma.shape[0]), np.float32)
     _transpose(luma, luma_t)
-    result: F32 = _filter_transposed(luma_t, windows[0], windows[1], indices[0], indices[1], passes)
+    result: F32 = _filter_transposed(luma_t, windows, indices, passes)
     return result
