@@ -31,6 +31,7 @@ Record = dict[str, Any]
 BAD: dict[str, str] = {
     "bad/bomb.png": "MediaTooLarge",
     "bad/corrupt.png": "CorruptMedia",
+    "bad/dangling": "UnreadableMedia",
     "bad/empty.jpg": "CorruptMedia",
     "bad/fifo": "UnsupportedMedia",
     "bad/notes.txt": "UnsupportedMedia",
@@ -86,6 +87,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for k in range(60, len(corrupt) - 20, 5):
         corrupt[k] ^= 0xA5
     (bad / "corrupt.png").write_bytes(bytes(corrupt))
+    (bad / "dangling").symlink_to(bad / "nowhere.jpg")  # unreadable: the target is gone
     (bad / "empty.jpg").write_bytes(b"")
     os.mkfifo(bad / "fifo")
     (bad / "notes.txt").write_text("just some notes\n" * 20, encoding="utf-8")
@@ -134,7 +136,7 @@ def test_walk_is_recursive_and_sorted(
         "videos/nested/clip.mp4",
     ]
     assert names == expected
-    assert len(names) == 8 + 2 + 10 + 1
+    assert len(names) == len(BAD) + 2 + 10 + 1
 
 
 def test_every_bad_file_gets_its_error_and_the_rest_continue(

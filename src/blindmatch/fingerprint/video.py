@@ -272,6 +272,8 @@ def _hash_container(
     if not container.streams.video:
         raise UnsupportedMedia("the file has no video stream")
     stream = container.streams.video[0]
+    if stream.codec_context is None:  # PyAV found no decoder for the codec
+        raise UnsupportedMedia("the video's codec has no decoder in this FFmpeg build")
     fps = _frame_rate(stream)
     width, height = stream.codec_context.width, stream.codec_context.height
     if width <= 0 or height <= 0:
@@ -318,7 +320,7 @@ def _decode(
     for packet in container.demux(stream):
         if packet.is_corrupt:
             raise CorruptMedia("the video is truncated or corrupt")
-        if packet.size:
+        if packet.size or packet.dts is not None:  # not the final, empty flush packet
             packets += 1
         yield from packet.decode()
     if declared and packets < declared:
