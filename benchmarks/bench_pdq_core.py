@@ -92,7 +92,7 @@ def _reference_hash(rgb: RGB) -> tuple[PdqHash, int]:
 
 
 def _ours_numpy(rgb: RGB) -> object:
-    return pdq._fingerprints(rgb, _pdq_numpy, dihedral=False)
+    return pdq._rgb_fingerprints(rgb, _pdq_numpy, dihedral=False)
 
 
 def _time_once(func: Callable[[RGB], object], rgb: RGB) -> float:

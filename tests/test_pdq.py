@@ -279,10 +279,10 @@ def test_backend_in_use_is_the_fastest_available() -> None:
 
 def _assert_backend_matches_reference(backend: Any, rgb: RGB) -> None:
     single, dihedral = _reference(np.ascontiguousarray(rgb[:, :, :3]))
-    assert pdq._fingerprints(rgb, backend, dihedral=False) == (single,)
-    assert pdq._fingerprints(rgb, backend, dihedral=True) == dihedral
+    assert pdq._rgb_fingerprints(rgb, backend, dihedral=False) == (single,)
+    assert pdq._rgb_fingerprints(rgb, backend, dihedral=True) == dihedral
     luma = _pdq_numpy.luma_from_rgb(rgb)
-    assert pdq._fingerprints(luma, backend, dihedral=False) == (single,)
+    assert pdq._luma_fingerprints(luma, backend, dihedral=True) == dihedral
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.NAME)

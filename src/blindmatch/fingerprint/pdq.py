@@ -10,19 +10,24 @@ reference's float operations in the reference's order, vectorised *across* indep
 lanes (rows, columns, DCT coefficients) but never reassociated *within* one sum:
 
 1. Luma ``0.299 R + 0.587 G + 0.114 B``, evaluated in double and rounded once to float32,
-   as the ``pdqhash`` binding does before it calls the C++ core.
+   as the ``pdqhash`` binding does before it calls the C++ core (the vectors in
+   ``tests/vectors/pdq`` were made that way). The C++ library's own float32 luma differs
+   in about 1 image in 100 by a bit; :func:`pdq_from_luma` takes any luma plane as given.
 2. Two Jarosz passes, each a 1-D box filter along rows then along columns. The reference
    box filter is a running float32 sum: add the sample entering the window, subtract the
-   one leaving it, divide by the number of samples inside the image. Written as one
-   interleaved sequence ``+x[w], -x[0], +x[w+1], -x[1], ...`` per lane, its prefix sums are
-   exactly the reference's running sums (``a - b == a + (-b)`` in IEEE arithmetic), and a
-   prefix sum is strictly sequential per lane (:func:`numpy.add.accumulate`).
+   one leaving it, divide by the number of samples inside the image; a cumulative-sum
+   formulation is not bit-exact. The sums are sequential along a row but independent
+   across rows, which is what both backends vectorise.
 3. Only 64x64 samples of the filtered image are used, so the last column pass runs on the
-   64 sampled columns only, and the last row pass keeps only their outputs.
+   64 sampled columns only, and the last row pass divides out only their outputs.
 4. Quality from the 64x64 samples; a 16x64 by 64x64 then 16x64 by 64x16 float32 DCT whose
    dot products are summed in order ``k = 0..63``; the lower median of the 256
-   coefficients is the threshold.
+   coefficients (the reference's Torben median, ``sorted(B)[127]``) is the threshold.
 5. The 8 dihedral variants come from sign flips and a transpose of the 16x16 DCT block.
+
+Steps 1-3 (and the DCT) run in a backend: :mod:`._pdq_numba` (compiled, several times
+faster than the reference core) when numba is installed, else :mod:`._pdq_numpy` (about as
+fast as the reference). Both are tested bit for bit against ``pdqhash``.
 """
 
 from __future__ import annotations
@@ -168,29 +173,35 @@ def _quality(a: F32) -> int:
     return min(100, total // 90)
 
 
-def _hash_of(b: F32) -> PdqHash:
-    """Bit ``k = 16 i + j`` is set iff ``B[i][j]`` exceeds the lower median of B."""
-    flat = b.ravel()
-    median = np.partition(flat, 127)[127]
-    bits = flat > median
-    return PdqHash(np.packbits(bits[::-1]).tobytes())
+def _hashes_of(blocks: F32) -> list[PdqHash]:
+    """Threshold each 16x16 block of ``blocks`` (n, 16, 16) at its lower median.
+
+    Bit ``k = 16 i + j`` is set iff ``B[i][j]`` exceeds the median; the byte form is the
+    big-endian integer ``sum(bit_k << k)``, so bit 255 comes first.
+    """
+    flat = blocks.reshape(len(blocks), 256)
+    medians = np.partition(flat, 127, axis=1)[:, 127:128]
+    packed = np.packbits(flat[:, ::-1] > medians, axis=1)
+    return [PdqHash(row.tobytes()) for row in packed]
 
 
-def _dihedral_blocks(b: F32) -> tuple[F32, ...]:
-    """The 8 dihedral variants of a 16x16 DCT block, in :data:`DIHEDRAL_NAMES` order."""
+def _dihedral_blocks(b: F32) -> F32:
+    """The 8 dihedral variants (8, 16, 16) of a 16x16 DCT block, in DIHEDRAL_NAMES order."""
     odd = np.arange(16) % 2 == 1
     sign_i = np.where(odd, 1, -1).astype(np.float32)[:, None]  # +1 on odd rows
     sign_j = np.where(odd, 1, -1).astype(np.float32)[None, :]  # +1 on odd columns
     checker = np.where(odd[:, None] ^ odd[None, :], -1, 1).astype(np.float32)
-    return (
-        b,
-        (b * sign_j).T,
-        b * checker,
-        (b * sign_i).T,
-        b * sign_i,
-        b * sign_j,
-        b.T,
-        (b * checker).T,
+    return np.stack(
+        [
+            b,
+            (b * sign_j).T,
+            b * checker,
+            (b * sign_i).T,
+            b * sign_i,
+            b * sign_j,
+            b.T,
+            (b * checker).T,
+        ]
     )
 
 
@@ -204,19 +215,29 @@ def _check_rgb(rgb: object) -> npt.NDArray[np.uint8]:
     return rgb
 
 
-def _fingerprints(
-    image: npt.NDArray[np.uint8] | F32, backend: _Backend, *, dihedral: bool
-) -> tuple[PdqFingerprint, ...]:
-    """PDQ of an RGB(A) image or a luma plane with both sides >= 5: the original alone, or
-    all 8 dihedral variants."""
-    windows, indices = _geometry(image.shape)
-    if image.ndim == 3:
-        samples = backend.samples_from_rgb(image, windows, indices, _NUM_PASSES)  # type: ignore[arg-type]
-    else:
-        samples = backend.samples_from_luma(image, windows, indices, _NUM_PASSES)  # type: ignore[arg-type]
+def _fingerprints(samples: F32, backend: _Backend, *, dihedral: bool) -> tuple[PdqFingerprint, ...]:
+    """PDQ from the 64x64 samples: the original alone, or all 8 dihedral variants."""
     block, quality = backend.dct16(samples, _DCT), _quality(samples)
-    blocks = _dihedral_blocks(block) if dihedral else (block,)
-    return tuple(PdqFingerprint(_hash_of(b), quality) for b in blocks)
+    blocks = _dihedral_blocks(block) if dihedral else block[None]
+    return tuple(PdqFingerprint(h, quality) for h in _hashes_of(blocks))
+
+
+def _rgb_fingerprints(
+    rgb: npt.NDArray[np.uint8], backend: _Backend, *, dihedral: bool
+) -> tuple[PdqFingerprint, ...]:
+    """PDQ of a validated RGB(A) image with both sides >= 5."""
+    windows, indices = _geometry(rgb.shape)
+    samples = backend.samples_from_rgb(rgb, windows, indices, _NUM_PASSES)
+    return _fingerprints(samples, backend, dihedral=dihedral)
+
+
+def _luma_fingerprints(
+    luma: F32, backend: _Backend, *, dihedral: bool
+) -> tuple[PdqFingerprint, ...]:
+    """PDQ of a validated luma plane with both sides >= 5."""
+    windows, indices = _geometry(luma.shape)
+    samples = backend.samples_from_luma(luma, windows, indices, _NUM_PASSES)
+    return _fingerprints(samples, backend, dihedral=dihedral)
 
 
 def _too_small(shape: tuple[int, ...]) -> bool:
@@ -239,7 +260,7 @@ def pdq_from_luma(luma: npt.NDArray[np.float32]) -> PdqFingerprint:
         raise InvalidEncoding("PDQ luma must be a 2-D float32 array")
     if _too_small(luma.shape):
         return _ZERO
-    return _fingerprints(luma, _backend(), dihedral=False)[0]
+    return _luma_fingerprints(luma, _backend(), dihedral=False)[0]
 
 
 def pdq_from_rgb(rgb: npt.NDArray[np.uint8]) -> PdqFingerprint:
@@ -258,7 +279,7 @@ def pdq_from_rgb(rgb: npt.NDArray[np.uint8]) -> PdqFingerprint:
     rgb = _check_rgb(rgb)
     if _too_small(rgb.shape):
         return _ZERO
-    return _fingerprints(rgb, _backend(), dihedral=False)[0]
+    return _rgb_fingerprints(rgb, _backend(), dihedral=False)[0]
 
 
 def pdq_from_rgb_many(images: Iterable[npt.NDArray[np.uint8]]) -> list[PdqFingerprint]:
@@ -294,4 +315,4 @@ def pdq_dihedral_from_rgb(rgb: npt.NDArray[np.uint8]) -> tuple[PdqFingerprint, .
     rgb = _check_rgb(rgb)
     if _too_small(rgb.shape):
         return (_ZERO,) * len(DIHEDRAL_NAMES)
-    return _fingerprints(rgb, _backend(), dihedral=True)
+    return _rgb_fingerprints(rgb, _backend(), dihedral=True)
