@@ -16,12 +16,23 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from blindmatch.cli import main
-from blindmatch.cli.hash import HashOptions, Progress, collect_files, fingerprint_file
+from blindmatch.cli.hash import (
+    HashOptions,
+    Progress,
+    collect_files,
+    fingerprint_file,
+    video_fields,
+    video_from_record,
+)
+from blindmatch.errors import InvalidEncoding
 from blindmatch.fingerprint.frontend import load_rgb
 from blindmatch.fingerprint.pdq import DIHEDRAL_NAMES, pdq_dihedral_from_rgb, pdq_from_rgb
+from blindmatch.fingerprint.types import PdqHash, VideoFingerprint, VideoFrame
 from blindmatch.fingerprint.video import hash_video
 from blindmatch.samples import make_sample_images, photo_like, write_video
 
@@ -322,3 +333,90 @@ def test_collect_files_does_not_follow_folder_symlinks(tmp_path: Path) -> None:
     ]
     record = fingerprint_file(str(tmp_path / "a" / "loop"), HashOptions())
     assert record["error"]["type"] == "UnreadableMedia"
+
+
+# ---- video records <-> VideoFingerprint -----------------------------------------------
+
+_frames = st.builds(
+    VideoFrame,
+    frame_number=st.integers(0, 10**7),
+    timestamp=st.floats(0, 1e6, allow_nan=False, allow_infinity=False),
+    pdq=st.binary(min_size=32, max_size=32).map(PdqHash),
+    quality=st.integers(0, 100),
+)
+_videos = st.builds(
+    VideoFingerprint,
+    frames=st.lists(_frames, max_size=20).map(tuple),
+    fps=st.floats(1e-3, 1e4, allow_nan=False, allow_infinity=False),
+    seconds_per_hash=st.sampled_from([0.0, 0.5, 1.0, 2.5]),
+)
+
+
+@given(_videos)
+def test_video_record_round_trip(fingerprint: VideoFingerprint) -> None:
+    text = json.dumps(video_fields(fingerprint))
+    assert video_from_record(json.loads(text), fingerprint.seconds_per_hash) == fingerprint
+
+
+def test_video_record_from_real_file(media: Path) -> None:
+    path = media / "videos" / "nested" / "clip.mp4"
+    record = fingerprint_file(str(path), HashOptions(seconds_per_hash=0.5))
+    assert video_from_record(json.loads(json.dumps(record)), 0.5) == hash_video(path, 0.5)
+
+
+def _good_record() -> Record:
+    frame = {"frame_number": 3, "timestamp": 0.1, "pdq": "ab" * 32, "quality": 90}
+    return {"frames": [frame], "fps": 30.0}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("frames", None),
+        ("frames", {"a": 1}),
+        ("fps", None),
+        ("fps", 0),
+        ("fps", -1.0),
+        ("fps", float("inf")),
+        ("fps", float("nan")),
+        ("fps", True),
+        ("fps", "30"),
+        ("frame_number", -1),
+        ("frame_number", 1.5),
+        ("frame_number", True),
+        ("frame_number", "3"),
+        ("quality", 101),
+        ("quality", -1),
+        ("quality", 50.0),
+        ("timestamp", -0.5),
+        ("timestamp", float("nan")),
+        ("timestamp", float("inf")),
+        ("timestamp", "0.1"),
+        ("pdq", "ab" * 31),
+        ("pdq", "zz" * 32),
+        ("pdq", 5),
+        ("extra", 1),
+        ("missing", None),
+    ],
+    ids=lambda v: repr(v),
+)
+def test_video_record_rejects(field: str, value: object) -> None:
+    record = _good_record()
+    frame = record["frames"][0]
+    if field in ("frames", "fps"):
+        record[field] = value
+    elif field == "extra":
+        frame["extra"] = value
+    elif field == "missing":
+        del frame["pdq"]
+    else:
+        frame[field] = value
+    with pytest.raises(InvalidEncoding):
+        video_from_record(record)
+
+
+def test_video_record_rejects_non_dict() -> None:
+    with pytest.raises(InvalidEncoding):
+        video_from_record([])  # type: ignore[arg-type]
+    with pytest.raises(InvalidEncoding):
+        video_from_record({"frames": [5], "fps": 1.0})

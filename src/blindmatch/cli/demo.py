@@ -22,12 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blindmatch.cli.hash import (
-    HashOptions,
-    Progress,
-    fingerprint_files,
-)
-from blindmatch.fingerprint.types import PdqHash, VideoFingerprint, VideoFrame
+from blindmatch.cli.hash import HashOptions, Progress, fingerprint_files, video_from_record
+from blindmatch.fingerprint.types import PdqHash
 from blindmatch.fingerprint.video import is_match, video_match
 from blindmatch.samples import SampleManifest, make_samples
 
@@ -171,18 +167,10 @@ def _video_summary(edit: str, pairs: list[tuple[Record, Record]]) -> EditSummary
     shares = []
     matched = 0
     for copy, original in pairs:
-        query, compared = _video_of(copy), _video_of(original)
+        query, compared = video_from_record(copy), video_from_record(original)
         shares.append(video_match(query, compared).query_pct)
         matched += is_match(query, compared)
     return EditSummary("video", edit, len(pairs), tuple(shares), (), matched)
-
-
-def _video_of(record: Record) -> VideoFingerprint:
-    frames = tuple(
-        VideoFrame(f["frame_number"], f["timestamp"], PdqHash.from_hex(f["pdq"]), f["quality"])
-        for f in record["frames"]
-    )
-    return VideoFingerprint(frames=frames, fps=record["fps"], seconds_per_hash=1.0)
 
 
 def _spread(values: Sequence[float]) -> str:

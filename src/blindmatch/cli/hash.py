@@ -30,17 +30,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeGuard
 
 from blindmatch.errors import (
     BlindmatchError,
     CorruptMedia,
+    InvalidEncoding,
     UnreadableMedia,
     UnsupportedMedia,
 )
 from blindmatch.fingerprint.exact import file_digests
 from blindmatch.fingerprint.frontend import MediaKind, Policy, load_rgb, sniff_file
 from blindmatch.fingerprint.pdq import DIHEDRAL_NAMES, pdq_dihedral_from_rgb, pdq_from_rgb
+from blindmatch.fingerprint.types import PdqHash, VideoFingerprint, VideoFrame
 from blindmatch.fingerprint.video import DEFAULT_SECONDS_PER_HASH, hash_video
 
 __all__ = [
@@ -51,6 +53,8 @@ __all__ = [
     "fingerprint_files",
     "register",
     "run",
+    "video_fields",
+    "video_from_record",
 ]
 
 Record = dict[str, Any]
@@ -315,17 +319,77 @@ def _video_record(path: str, options: HashOptions) -> Record:
     fingerprint = hash_video(path, options.seconds_per_hash)
     record: Record = {"path": path, "kind": "video"}
     record.update(_digests(path))
-    record["frames"] = [
-        {
-            "frame_number": f.frame_number,
-            "timestamp": f.timestamp,
-            "pdq": f.pdq.hex(),
-            "quality": f.quality,
-        }
-        for f in fingerprint.frames
-    ]
-    record["fps"] = fingerprint.fps
+    record.update(video_fields(fingerprint))
     return record
+
+
+def video_fields(fingerprint: VideoFingerprint) -> Record:
+    """The ``frames`` and ``fps`` fields of a video record (inverse: :func:`video_from_record`).
+
+    Args:
+        fingerprint: A vPDQ fingerprint.
+
+    Returns:
+        ``{"frames": [{"frame_number", "timestamp", "pdq", "quality"}, ...], "fps"}``.
+    """
+    return {
+        "frames": [
+            {
+                "frame_number": f.frame_number,
+                "timestamp": f.timestamp,
+                "pdq": f.pdq.hex(),
+                "quality": f.quality,
+            }
+            for f in fingerprint.frames
+        ],
+        "fps": fingerprint.fps,
+    }
+
+
+def video_from_record(
+    record: Record, seconds_per_hash: float = DEFAULT_SECONDS_PER_HASH
+) -> VideoFingerprint:
+    """Read a video record (as parsed from JSON) back into a :class:`VideoFingerprint`.
+
+    Args:
+        record: A video record of ``blindmatch hash`` (extra fields are ignored).
+        seconds_per_hash: The sampling it was made with (records do not carry it).
+
+    Returns:
+        The fingerprint the record was written from.
+
+    Raises:
+        InvalidEncoding: A field is missing or of the wrong type, range or encoding.
+    """
+    if not isinstance(record, dict) or not isinstance(record.get("frames"), list):
+        raise InvalidEncoding("a video record needs a 'frames' list")
+    fps = record.get("fps")
+    if not _is_number(fps) or not 0 < fps < float("inf"):
+        raise InvalidEncoding("a video record needs a positive, finite 'fps'")
+    frames = []
+    for item in record["frames"]:
+        if not isinstance(item, dict) or set(item) != _FRAME_FIELDS:
+            raise InvalidEncoding(f"each frame needs exactly the fields {sorted(_FRAME_FIELDS)}")
+        number, timestamp, quality = item["frame_number"], item["timestamp"], item["quality"]
+        if not _is_int(number) or not _is_int(quality):
+            raise InvalidEncoding("frame_number and quality must be integers")
+        if not _is_number(timestamp) or not 0 <= timestamp < float("inf"):
+            raise InvalidEncoding("timestamp must be a finite number >= 0")
+        if not isinstance(item["pdq"], str):
+            raise InvalidEncoding("pdq must be a hex string")
+        frames.append(VideoFrame(number, float(timestamp), PdqHash.from_hex(item["pdq"]), quality))
+    return VideoFingerprint(frames=tuple(frames), fps=float(fps), seconds_per_hash=seconds_per_hash)
+
+
+_FRAME_FIELDS = frozenset({"frame_number", "timestamp", "pdq", "quality"})
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
 def _seconds(text: str) -> float:
