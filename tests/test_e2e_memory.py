@@ -20,6 +20,7 @@ from blindmatch import errors
 from blindmatch.fingerprint.exact import md5_file, sha256_file
 from blindmatch.protocols import (
     ClearinghouseSession,
+    IndexDigest,
     Match,
     PlatformSession,
     PlatformState,
@@ -152,7 +153,11 @@ def honest_run(
     indexes = [Index.from_bytes(b.to_bytes()) for b in built.values()]
     platform = PlatformSession(indexes, KEY.public_key, batch_size=16, canary_interval=8)
     platform.add_uploads(_uploads(corpus))
-    wire = Transcript(platform, ClearinghouseSession(KEY, element_limit=100_000, max_batch=64))
+    current = [IndexDigest.of(b) for b in built.values()]
+    clearinghouse = ClearinghouseSession(
+        KEY, element_limit=100_000, max_batch=64, index_digests=current
+    )
+    wire = Transcript(platform, clearinghouse)
     found = wire.run()
     wire.exchange(platform.audit_request(platform.auditable_batches))
     wire.exchange(platform.close())
@@ -174,6 +179,7 @@ def test_the_run_ends_cleanly_with_a_verified_audit(
     wire, _ = honest_run
     stats = wire.platform.stats
     assert wire.platform.state is PlatformState.CLOSED
+    assert wire.platform.index_digests_checked
     assert stats.audits_verified == 1
     assert stats.elements_audited == stats.elements_sent
     assert stats.canaries_matched == stats.canary_queries > 0

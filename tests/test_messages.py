@@ -40,6 +40,10 @@ def _build(kind: str, fields: dict[str, Any]) -> m.Message:
             _element(fields["public_key"]),
             fields["element_limit"],
             fields["max_batch"],
+            tuple(
+                m.IndexDigest(d["signal"], bytes.fromhex(d["digest"]))
+                for d in fields["index_digests"]
+            ),
         )
     if kind == "EvaluateRequest":
         return m.EvaluateRequest(
@@ -139,7 +143,8 @@ def test_oversized_message_is_refused_before_parsing() -> None:
 
 
 def test_max_elements_is_enforced_before_elements_are_read() -> None:
-    request = _build(VALID[2]["type"], VALID[2]["fields"]).encode()
+    vector = next(v for v in VALID if v["name"] == "evaluate-request-3")
+    request = _build(vector["type"], vector["fields"]).encode()
     with pytest.raises(errors.LimitExceeded):
         m.decode(request, max_elements=2)
     assert isinstance(m.decode(request, max_elements=3), m.EvaluateRequest)
@@ -170,6 +175,12 @@ def test_invalid_element_is_both_decode_and_element_error() -> None:
 
 G = Scalar.from_int(1).multiply_base()
 SUITE = m.Suite.RISTRETTO255_SHA512
+MD5_DIGEST = m.IndexDigest("md5", bytes(32))
+SHA_DIGEST = m.IndexDigest("sha256", bytes(range(32)))
+
+
+def _info(digests: object) -> m.ServerInfo:
+    return m.ServerInfo(SUITE, Mode.VOPRF, 1, KEY_ID, G, 10, 1, digests)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -229,6 +240,24 @@ SUITE = m.Suite.RISTRETTO255_SHA512
         pytest.param(
             lambda: m.ServerInfo(SUITE, Mode.VOPRF, 1, KEY_ID, G, 1 << 64, 1), id="info-limit"
         ),
+        pytest.param(lambda: _info((SHA_DIGEST, MD5_DIGEST)), id="info-digests-unsorted"),
+        pytest.param(lambda: _info((MD5_DIGEST, MD5_DIGEST)), id="info-digests-duplicate"),
+        pytest.param(
+            lambda: _info((MD5_DIGEST, m.IndexDigest("md5", bytes(range(32))))),
+            id="info-digests-same-signal",
+        ),
+        pytest.param(lambda: _info([MD5_DIGEST]), id="info-digests-list"),
+        pytest.param(lambda: _info((("md5", bytes(32)),)), id="info-digests-tuple-pair"),
+        pytest.param(
+            lambda: _info(tuple(m.IndexDigest(f"s{i:03d}", bytes(32)) for i in range(256))),
+            id="info-digests-256",
+        ),
+        pytest.param(lambda: m.IndexDigest("MD5", bytes(32)), id="digest-uppercase-signal"),
+        pytest.param(lambda: m.IndexDigest("", bytes(32)), id="digest-empty-signal"),
+        pytest.param(lambda: m.IndexDigest("a" * 33, bytes(32)), id="digest-long-signal"),
+        pytest.param(lambda: m.IndexDigest("md5", bytes(31)), id="digest-31-bytes"),
+        pytest.param(lambda: m.IndexDigest("md5", "00" * 32), id="digest-hex"),  # type: ignore[arg-type]
+        pytest.param(lambda: m.IndexDigest(b"md5", bytes(32)), id="digest-signal-bytes"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_fields_are_local_misuse(make: Any) -> None:
@@ -244,6 +273,12 @@ _ELEMENTS = st.lists(st.integers(1, 2**64), min_size=1, max_size=6).map(
 )
 _SCALARS = st.integers(0, 2**252).map(lambda v: Scalar.from_int(v, allow_zero=True))
 _TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=255)
+_SIGNALS = st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,31}", fullmatch=True)
+_INDEX_DIGESTS = st.lists(
+    st.builds(m.IndexDigest, _SIGNALS, st.binary(min_size=32, max_size=32)),
+    max_size=5,
+    unique_by=lambda d: d.signal,
+).map(lambda ds: tuple(sorted(ds, key=lambda d: d.signal)))
 _MESSAGES: st.SearchStrategy[m.Message] = st.one_of(
     st.builds(m.Hello, st.just(SUITE), st.sampled_from(Mode)),
     st.builds(
@@ -255,6 +290,7 @@ _MESSAGES: st.SearchStrategy[m.Message] = st.one_of(
         _ELEMENTS.map(lambda es: es[0]),
         st.integers(0, 2**64 - 1),
         st.integers(1, m.MAX_ELEMENTS),
+        _INDEX_DIGESTS,
     ),
     st.builds(
         m.EvaluateRequest,
@@ -300,3 +336,25 @@ def test_random_corruption_raises_only_typed_errors(
     except errors.RemoteProtocolError:
         return
     assert decoded.encode() == bytes(raw[:cut])
+
+
+@settings(max_examples=200, deadline=None)
+@given(_INDEX_DIGESTS.filter(bool))
+def test_server_info_digests_round_trip_and_are_laid_out_as_documented(
+    digests: tuple[m.IndexDigest, ...],
+) -> None:
+    info = _info(digests)
+    data = info.encode()
+    assert m.decode(data) == info
+    body = data[61:]
+    assert body[0] == len(digests)
+    assert body[1:] == b"".join(
+        bytes([len(d.signal)]) + d.signal.encode() + d.digest for d in digests
+    )
+
+
+def test_max_size_server_info_fits_the_message_limit() -> None:
+    digests = tuple(m.IndexDigest(f"{i:03d}" + "x" * 29, bytes(32)) for i in range(255))
+    data = _info(digests).encode()
+    assert len(data) == 62 + 255 * (1 + 32 + 32)
+    assert m.decode(data) == _info(digests)

@@ -17,6 +17,7 @@ from blindmatch import errors
 from blindmatch.protocols import (
     ClearinghouseSession,
     ClearinghouseState,
+    IndexDigest,
     Match,
     PlatformSession,
     PlatformState,
@@ -250,7 +251,8 @@ def test_close_from_idle() -> None:
 )
 def test_clearinghouse_bad_arguments(kwargs: dict[str, int]) -> None:
     with pytest.raises(errors.LocalProtocolError):
-        ClearinghouseSession(KEY, **kwargs)
+        ClearinghouseSession(KEY, element_limit=kwargs["element_limit"],
+                             max_batch=kwargs.get("max_batch", 4096))
 
 
 def test_clearinghouse_needs_a_voprf_secret_key() -> None:
@@ -647,6 +649,167 @@ def test_index_set_with_a_delta(built: BuiltIndex, index: Index) -> None:
         ("new", "late-report"), ("old", "report-3")
     ]
     assert platform.stats.canaries_matched == platform.stats.canary_queries == 1
+
+
+# ====================================================================== current index digests
+
+
+@pytest.fixture(scope="module")
+def newer(built: BuiltIndex) -> BuiltIndex:
+    """A rebuild of the same key epoch with one more reference: ``index`` is now stale."""
+    return _build(KEY, [Reference(f"report-{i}", "md5", md5(i)) for i in range(41)])
+
+
+@pytest.fixture(scope="module")
+def delta_built(index: Index) -> BuiltIndex:
+    return add_references(
+        KEY, index.header, [Reference("late-report", "md5", md5(1000))], processes=1
+    )
+
+
+def test_index_digest_of_a_full_index_is_its_header_digest(
+    built: BuiltIndex, index: Index
+) -> None:
+    assert IndexDigest.of(built) == IndexDigest("md5", built.header.digest)
+    assert IndexDigest.of(index) == IndexDigest.of(built) == IndexDigest.of(IndexSet(index))
+
+
+def test_index_digest_of_a_base_with_deltas(
+    built: BuiltIndex, index: Index, delta_built: BuiltIndex
+) -> None:
+    second = add_references(
+        KEY, index.header, [Reference("later", "md5", md5(1001))], processes=1
+    )
+    deltas = [Index.from_bytes(d.to_bytes()) for d in (delta_built, second)]
+    ordered = sorted([delta_built.header.digest, second.header.digest])
+    expected = hashlib.sha256(
+        bytes([len(m.INDEX_SET_DOMAIN)]) + m.INDEX_SET_DOMAIN + built.header.digest
+        + (2).to_bytes(4, "big") + b"".join(ordered)
+    ).digest()
+    digest = IndexDigest.of(IndexSet(index, deltas))
+    assert digest == IndexDigest("md5", expected)
+    assert IndexDigest.of(IndexSet(index, deltas[::-1])) == digest  # order carries no meaning
+    assert IndexDigest.of(built, [second, delta_built]) == digest  # clearinghouse side
+    assert IndexDigest.of(index, deltas[:1]) not in (digest, IndexDigest.of(index))
+
+
+def test_index_digest_misuse(
+    built: BuiltIndex, index: Index, newer: BuiltIndex, delta_built: BuiltIndex
+) -> None:
+    with pytest.raises(errors.LocalProtocolError):
+        IndexDigest.of(delta_built)  # a delta alone
+    with pytest.raises(errors.LocalProtocolError):
+        IndexDigest.of(newer, [delta_built])  # a delta of another base
+    with pytest.raises(errors.LocalProtocolError):
+        IndexDigest.of(IndexSet(index), [delta_built])
+    with pytest.raises(errors.LocalProtocolError):
+        IndexDigest.of(built.to_bytes())  # type: ignore[arg-type]
+    with pytest.raises(errors.LocalProtocolError):
+        IndexDigest.of(built, [delta_built.to_bytes()])  # type: ignore[list-item]
+    with pytest.raises(errors.LocalProtocolError):
+        PlatformSession(Index.from_bytes(delta_built.to_bytes()), KEY.public_key)
+
+
+def test_server_info_lists_the_current_digests_sorted(newer: BuiltIndex) -> None:
+    sha = IndexDigest("sha256", bytes(range(32)))
+    session = ClearinghouseSession(
+        KEY, element_limit=5, max_batch=5, index_digests=[sha, IndexDigest.of(newer)]
+    )
+    info = m.decode(session.receive(m.Hello().encode()))
+    assert isinstance(info, m.ServerInfo)
+    assert info.index_digests == (IndexDigest.of(newer), sha)
+    assert session.index_digests == info.index_digests
+
+
+@pytest.mark.parametrize(
+    "digests",
+    [
+        pytest.param([IndexDigest("md5", bytes(32)), IndexDigest("md5", bytes(range(32)))],
+                     id="two-of-one-signal"),
+        pytest.param([("md5", bytes(32))], id="not-index-digest"),
+        pytest.param([IndexDigest(f"s{i}", bytes(32)) for i in range(256)], id="256"),
+    ],
+)
+def test_clearinghouse_refuses_bad_index_digests(digests: list[object]) -> None:
+    with pytest.raises(errors.LocalProtocolError):
+        ClearinghouseSession(KEY, element_limit=1, index_digests=digests)  # type: ignore[arg-type]
+
+
+def _announcing(*digests: IndexDigest) -> ClearinghouseSession:
+    return ClearinghouseSession(KEY, element_limit=10_000, index_digests=digests)
+
+
+def test_stale_index_fails_before_any_element_is_sent(index: Index, newer: BuiltIndex) -> None:
+    platform = _platform(index)
+    platform.add_uploads(_uploads(range(3)))
+    clearinghouse = _announcing(IndexDigest.of(newer))
+    with pytest.raises(errors.StaleIndex) as caught:
+        platform.receive(clearinghouse.receive(platform.hello()))
+    assert isinstance(caught.value, errors.KeyMismatch)
+    assert caught.value.signals == ("md5",)
+    assert platform.state is PlatformState.FAILED
+    assert not platform.index_digests_checked
+    assert not platform.wants_to_send
+    with pytest.raises(errors.LocalProtocolError):
+        platform.next_request()
+    assert platform.unfinished() == ("upload-0", "upload-1", "upload-2")
+    assert platform.stats.elements_sent == 0
+
+
+def test_current_digests_pass_and_the_session_matches(
+    built: BuiltIndex, index: Index
+) -> None:
+    platform = _platform(index)
+    sha = IndexDigest("sha256", bytes(32))  # a signal the platform does not match
+    platform.add_uploads(_uploads(range(38, 42)))
+    found = Wire(platform, _announcing(IndexDigest.of(built), sha)).run()
+    assert platform.index_digests_checked
+    assert platform.index_digests == (IndexDigest.of(index),)
+    assert sorted(built.handles[f.handle] for f in found) == ["report-38", "report-39"]
+
+
+def test_without_digests_the_platform_cannot_check(index: Index) -> None:
+    platform = _platform(index)
+    platform.receive(_announcing().receive(platform.hello()))
+    assert platform.state is PlatformState.READY
+    assert not platform.index_digests_checked
+
+
+def test_a_held_signal_missing_from_the_list_is_stale(index: Index) -> None:
+    platform = _platform(index)
+    with pytest.raises(errors.StaleIndex):
+        platform.receive(_announcing(IndexDigest("sha256", bytes(32))).receive(platform.hello()))
+    assert platform.state is PlatformState.FAILED
+
+
+def test_a_missing_delta_is_stale(
+    built: BuiltIndex, index: Index, delta_built: BuiltIndex
+) -> None:
+    delta = Index.from_bytes(delta_built.to_bytes())
+    with_delta = IndexDigest.of(built, [delta_built])
+    stale = _platform(index)
+    with pytest.raises(errors.StaleIndex):
+        stale.receive(_announcing(with_delta).receive(stale.hello()))
+    current = PlatformSession(IndexSet(index, [delta]), KEY.public_key)
+    current.receive(_announcing(with_delta).receive(current.hello()))
+    assert current.index_digests_checked
+    ahead = PlatformSession(IndexSet(index, [delta]), KEY.public_key)
+    with pytest.raises(errors.StaleIndex):  # holds a delta the clearinghouse does not serve
+        ahead.receive(_announcing(IndexDigest.of(built)).receive(ahead.hello()))
+
+
+def test_only_the_stale_signal_is_named() -> None:
+    sha_banding = exact_banding("sha256", 256)
+    sha_built = build_index(KEY, sha_banding, [Reference("r", "sha256", bytes(32))], processes=1)
+    md5_built, md5_index = _shared_index()
+    indexes = [md5_index, Index.from_bytes(sha_built.to_bytes())]
+    platform = PlatformSession(indexes, KEY.public_key)
+    announced = _announcing(IndexDigest.of(md5_built), IndexDigest("sha256", bytes(32)))
+    with pytest.raises(errors.StaleIndex) as caught:
+        platform.receive(announced.receive(platform.hello()))
+    assert caught.value.signals == ("sha256",)
+    assert "sha256" in str(caught.value)
+    assert "md5" not in str(caught.value)
 
 
 # ====================================================================== pdq bands, t = 2

@@ -28,6 +28,7 @@ from blindmatch.protocols import (
     MIN_PDQ_QUALITY,
     ClearinghouseSession,
     ClearinghouseStats,
+    IndexDigest,
     PlatformSession,
     PlatformStats,
     Upload,
@@ -263,6 +264,7 @@ def simulate(
         secret,
         element_limit=4 * (elements_needed + batch_size) + (1 << 20),
         max_batch=max(batch_size, 1),
+        index_digests=[IndexDigest.of(b) for b in built.values()],
     )
 
     transcript: list[TranscriptEntry] = []

@@ -13,7 +13,7 @@ from blindmatch.protocols.clearinghouse import (
     ClearinghouseState,
     ClearinghouseStats,
 )
-from blindmatch.protocols.messages import decode
+from blindmatch.protocols.messages import IndexDigest, decode
 from blindmatch.protocols.platform import (
     MIN_PDQ_QUALITY,
     Match,
@@ -27,6 +27,7 @@ __all__ = [
     "ClearinghouseSession",
     "ClearinghouseState",
     "ClearinghouseStats",
+    "IndexDigest",
     "MIN_PDQ_QUALITY",
     "Match",
     "PlatformSession",

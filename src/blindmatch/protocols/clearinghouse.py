@@ -13,7 +13,8 @@ States::
       \\________________Close_________/
 
 - ``IDLE``: only :class:`~blindmatch.protocols.messages.Hello` (answered with
-  :class:`~blindmatch.protocols.messages.ServerInfo`) and ``Close`` are accepted.
+  :class:`~blindmatch.protocols.messages.ServerInfo`, which names the key, the limits and
+  the digests of the current indexes) and ``Close`` are accepted.
 - ``ACTIVE``: evaluation requests are validated (suite, mode, key epoch and id, a batch id
   not used before in this session, the batch limit, the element quota, every element) and
   answered with ``sk * B_j`` (RFC 9497 BlindEvaluate, VOPRF mode, no inline proof). The
@@ -37,17 +38,20 @@ elements to it (docs/protocol.md, "What each party learns").
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from blindmatch import errors
 from blindmatch.protocols.messages import (
     MAX_ELEMENTS,
+    MAX_INDEX_DIGESTS,
     Close,
     ErrorCode,
     ErrorMessage,
     EvaluateRequest,
     EvaluateResponse,
     Hello,
+    IndexDigest,
     Message,
     ProofRequest,
     ProofResponse,
@@ -129,12 +133,27 @@ class ClearinghouseSession:
         element_limit: most elements this session evaluates in total (the platform's quota).
         max_batch: most elements per evaluation request, at most
             :data:`~blindmatch.protocols.messages.MAX_ELEMENTS`.
+        index_digests: the digest of the index currently published for each signal type
+            (:meth:`IndexDigest.of <blindmatch.protocols.messages.IndexDigest.of>`), sent in
+            ``ServerInfo`` so that a platform holding another index of a signal fails with
+            :class:`~blindmatch.errors.StaleIndex` before it sends an element. Omitted or
+            empty: ``ServerInfo`` lists none and platforms cannot tell a stale index of the
+            current key epoch (their matches then follow the index they hold).
 
     Raises:
-        errors.LocalProtocolError: a limit is out of range.
+        errors.LocalProtocolError: a limit is out of range, or ``index_digests`` holds
+            something else than :class:`IndexDigest` values of distinct signals (at most
+            255).
     """
 
-    def __init__(self, key: SecretKey, *, element_limit: int, max_batch: int = 4096) -> None:
+    def __init__(
+        self,
+        key: SecretKey,
+        *,
+        element_limit: int,
+        max_batch: int = 4096,
+        index_digests: Iterable[IndexDigest] | None = None,
+    ) -> None:
         if not isinstance(key, SecretKey):
             raise errors.LocalProtocolError("key must be a SecretKey")
         if key.mode is not oprf.Mode.VOPRF:
@@ -143,6 +162,14 @@ class ClearinghouseSession:
             raise errors.LocalProtocolError("element_limit must be in [0, 2**64)")
         if not isinstance(max_batch, int) or not 1 <= max_batch <= MAX_ELEMENTS:
             raise errors.LocalProtocolError(f"max_batch must be in [1, {MAX_ELEMENTS}]")
+        digests = () if index_digests is None else tuple(index_digests)
+        if not all(isinstance(d, IndexDigest) for d in digests):
+            raise errors.LocalProtocolError("index_digests must be IndexDigest values")
+        if len({d.signal for d in digests}) != len(digests):
+            raise errors.LocalProtocolError("one index digest per signal type")
+        self._index_digests = tuple(sorted(digests, key=lambda d: d.signal))
+        if len(self._index_digests) > MAX_INDEX_DIGESTS:
+            raise errors.LocalProtocolError(f"at most {MAX_INDEX_DIGESTS} index digests")
         self._key = key
         self._public_key = key.public_key.element
         self._key_id = key.key_id
@@ -167,6 +194,11 @@ class ClearinghouseSession:
     def max_batch(self) -> int:
         """Most elements per request."""
         return self._max_batch
+
+    @property
+    def index_digests(self) -> tuple[IndexDigest, ...]:
+        """The current index digests announced in ``ServerInfo``, sorted by signal."""
+        return self._index_digests
 
     @property
     def remembered_batches(self) -> int:
@@ -236,6 +268,7 @@ class ClearinghouseSession:
             public_key=self._public_key,
             element_limit=self._element_limit,
             max_batch=self._max_batch,
+            index_digests=self._index_digests,
         )
 
     def _evaluate(self, message: EvaluateRequest) -> EvaluateResponse:

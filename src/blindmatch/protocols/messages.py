@@ -26,13 +26,17 @@ Platform to clearinghouse: :class:`Hello`, :class:`EvaluateRequest`, :class:`Pro
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+import hashlib
+import itertools
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, TypeAlias, TypeVar
 
 from blindmatch import errors
 from blindmatch.protocols._codec import Reader, u8, u16, u32, u64
 from blindmatch.psi.group import ELEMENT_BYTES, SCALAR_BYTES, Element
+from blindmatch.psi.index import BuiltIndex, Index, IndexKind, IndexSet
 from blindmatch.psi.oprf import Mode, Proof
 
 __all__ = [
@@ -42,9 +46,13 @@ __all__ = [
     "EvaluateRequest",
     "EvaluateResponse",
     "Hello",
+    "INDEX_DIGEST_BYTES",
+    "INDEX_SET_DOMAIN",
+    "IndexDigest",
     "KEY_ID_BYTES",
     "MAX_ELEMENTS",
     "MAX_ERROR_TEXT",
+    "MAX_INDEX_DIGESTS",
     "MAX_MESSAGE_BYTES",
     "MAX_PROOF_BATCHES",
     "Message",
@@ -68,6 +76,14 @@ MAX_ERROR_TEXT: Final = 255
 """Most bytes of the text of an :class:`ErrorMessage` (a ``u8`` length)."""
 KEY_ID_BYTES: Final = 8
 """Bytes of a key id on the wire."""
+INDEX_DIGEST_BYTES: Final = 32
+"""Bytes of an index digest (SHA-256)."""
+MAX_INDEX_DIGESTS: Final = 255
+"""Most index digests one :class:`ServerInfo` lists (a ``u8`` count)."""
+INDEX_SET_DOMAIN: Final = b"blindmatch/v1/index-set"
+"""Domain tag of the digest of a base index with deltas (:meth:`IndexDigest.of`)."""
+_SIGNAL = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+"""Signal-type names, as :class:`~blindmatch.psi.bands.Banding` allows them."""
 PROOF_BYTES: Final = 2 * SCALAR_BYTES
 """Bytes of a serialised RFC 9497 proof ``c || s``."""
 _EVALUATE_REQUEST_HEAD: Final = 2 + 2 + 1 + 4 + KEY_ID_BYTES + 4 + 4
@@ -197,14 +213,127 @@ class Hello:
 
 
 @dataclass(frozen=True, slots=True)
+class IndexDigest:
+    """The digest of the index a clearinghouse currently serves for one signal type.
+
+    ``digest`` identifies the published index files of ``signal``
+    (docs/protocol.md section 5.2): for one full index, the SHA-256 digest its header
+    carries (docs/index-format.md 5.4); for a full index with deltas,
+    ``SHA-256(lp8(INDEX_SET_DOMAIN) || base digest || u32(d) || the d distinct delta
+    digests, ascending)``. Deltas are sorted because each names only its base and a
+    lookup is the union over the files, so their order carries no meaning. An index that a
+    platform merged itself (:func:`~blindmatch.psi.index.merge_indexes`) has its own
+    digest and compares equal only to a merge the clearinghouse serves.
+
+    Layout: ``u8 name_length || signal name || digest[32]``.
+
+    Raises:
+        errors.LocalProtocolError: a signal name outside ``[a-z0-9][a-z0-9_.-]{0,31}`` or a
+            digest that is not 32 bytes.
+    """
+
+    signal: str
+    digest: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.signal, str) or not _SIGNAL.fullmatch(self.signal):
+            raise errors.LocalProtocolError("signal must match [a-z0-9][a-z0-9_.-]{0,31}")
+        if not isinstance(self.digest, bytes) or len(self.digest) != INDEX_DIGEST_BYTES:
+            raise errors.LocalProtocolError(f"digest must be {INDEX_DIGEST_BYTES} bytes")
+
+    @classmethod
+    def of(
+        cls,
+        index: Index | BuiltIndex | IndexSet,
+        deltas: Sequence[Index | BuiltIndex] = (),
+    ) -> IndexDigest:
+        """The digest that identifies a full index, or a full index with its deltas.
+
+        Args:
+            index: a full index (opened or freshly built), or an
+                :class:`~blindmatch.psi.index.IndexSet` (its deltas included).
+            deltas: the deltas of a full ``index`` (not with an ``IndexSet``).
+
+        Returns:
+            The signal type of the index and its digest.
+
+        Raises:
+            errors.LocalProtocolError: a delta given alone, deltas given with an
+                ``IndexSet``, or a delta that does not name ``index`` as its base.
+        """
+        if isinstance(index, IndexSet):
+            if deltas:
+                raise errors.LocalProtocolError("an IndexSet carries its own deltas")
+            base, chosen = index.header, [d.header for d in index.deltas]
+        elif isinstance(index, Index | BuiltIndex):
+            base = index.header
+            chosen = []
+            for delta in deltas:
+                if not isinstance(delta, Index | BuiltIndex):
+                    raise errors.LocalProtocolError("deltas must be Index or BuiltIndex")
+                chosen.append(delta.header)
+        else:
+            raise errors.LocalProtocolError("give an Index, a BuiltIndex or an IndexSet")
+        if base.kind is not IndexKind.FULL:
+            raise errors.LocalProtocolError("a delta alone is not a current index")
+        for header in chosen:
+            if header.kind is not IndexKind.DELTA or header.base_digest != base.digest:
+                raise errors.LocalProtocolError("a delta does not name this base index")
+        signal = base.banding.signal
+        if not chosen:
+            return cls(signal, base.digest)
+        digests = sorted({header.digest for header in chosen})
+        material = b"".join(
+            (
+                u8(len(INDEX_SET_DOMAIN)),
+                INDEX_SET_DOMAIN,
+                base.digest,
+                u32(len(digests)),
+                *digests,
+            )
+        )
+        return cls(signal, hashlib.sha256(material).digest())
+
+    def encode(self) -> bytes:
+        """The entry's wire bytes (inside :class:`ServerInfo`)."""
+        name = self.signal.encode("ascii")
+        return u8(len(name)) + name + self.digest
+
+    @classmethod
+    def _read(cls, reader: Reader) -> IndexDigest:
+        raw = reader.take(reader.u8("signal_length"), "signal")
+        if not _SIGNAL.fullmatch(raw.decode("latin-1")):
+            raise errors.MessageDecodeError("malformed signal name of an index digest")
+        return cls(raw.decode("ascii"), reader.take(INDEX_DIGEST_BYTES, "index_digest"))
+
+
+def _ascending_signals(digests: tuple[IndexDigest, ...]) -> bool:
+    """Whether the signal names strictly ascend (sorted and distinct: one encoding)."""
+    return all(a.signal < b.signal for a, b in itertools.pairwise(digests))
+
+
+def _check_index_digests(value: object) -> tuple[IndexDigest, ...]:
+    if not isinstance(value, tuple) or not all(isinstance(d, IndexDigest) for d in value):
+        raise errors.LocalProtocolError("index_digests must be a tuple of IndexDigest")
+    if len(value) > MAX_INDEX_DIGESTS:
+        raise errors.LocalProtocolError(f"at most {MAX_INDEX_DIGESTS} index digests")
+    if not _ascending_signals(value):
+        raise errors.LocalProtocolError("index digests must be sorted by distinct signal")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
 class ServerInfo:
-    """Clearinghouse answers :class:`Hello`: the key it evaluates with and its limits.
+    """Clearinghouse answers :class:`Hello`: its key, its limits and its current indexes.
 
     The platform compares ``public_key``, ``key_epoch`` and ``key_id`` with the key published
-    beside the index before it sends a single element.
+    beside the index, and the digest of each index it holds with ``index_digests``, before
+    it sends a single element. An empty ``index_digests`` means the clearinghouse does not
+    say which indexes are current (the platform cannot check them).
 
     Layout: ``u16 suite || u8 mode || u32 key_epoch || key_id[8] || public_key[32] ||
-    u64 element_limit || u32 max_batch``.
+    u64 element_limit || u32 max_batch || u8 n || n * IndexDigest``; the digests sorted by
+    signal name, names distinct (so the encoding is unique).
     """
 
     suite: Suite
@@ -214,6 +343,7 @@ class ServerInfo:
     public_key: Element
     element_limit: int
     max_batch: int
+    index_digests: tuple[IndexDigest, ...] = ()
 
     TYPE: ClassVar[MessageType] = MessageType.SERVER_INFO
 
@@ -229,6 +359,7 @@ class ServerInfo:
         _check_uint(self.max_batch, MAX_ELEMENTS, "max_batch")
         if self.max_batch == 0:
             raise errors.LocalProtocolError("max_batch must be at least 1")
+        _check_index_digests(self.index_digests)
 
     def encode(self) -> bytes:
         """The wire bytes."""
@@ -242,6 +373,8 @@ class ServerInfo:
                 bytes(self.public_key),
                 u64(self.element_limit),
                 u32(self.max_batch),
+                u8(len(self.index_digests)),
+                *(d.encode() for d in self.index_digests),
             )
         )
 
@@ -255,7 +388,12 @@ class ServerInfo:
         max_batch = reader.u32("max_batch")
         if not 1 <= max_batch <= MAX_ELEMENTS:
             raise errors.MessageDecodeError(f"max_batch must be in [1, {MAX_ELEMENTS}]")
-        return cls(suite, mode, key_epoch, key_id, public_key, element_limit, max_batch)
+        digests = tuple(IndexDigest._read(reader) for _ in range(reader.u8("digest_count")))
+        if not _ascending_signals(digests):
+            raise errors.MessageDecodeError("index digests are not sorted by distinct signal")
+        return cls(
+            suite, mode, key_epoch, key_id, public_key, element_limit, max_batch, digests
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ States::
     START --hello()--> AWAIT_INFO --ServerInfo--> READY --close()--> CLOSING --Close--> CLOSED
                             \\                        \\
                              +------ FAILED <---------+  (ErrorMessage, key or canary
-                                                          mismatch, failed proof)
+                                                          mismatch, stale index, failed
+                                                          proof)
 
 In ``READY`` the caller adds uploads (:meth:`~PlatformSession.add_uploads`), sends
 :meth:`~PlatformSession.next_request` while :attr:`~PlatformSession.wants_to_send`, passes
@@ -29,6 +30,14 @@ blinded element), and each batch is shuffled, so neither the batch length nor th
 says how many uploads it carries or where an upload starts. Pads' answers are discarded (but
 kept for audits).
 
+Current indexes. ``ServerInfo`` lists the digest of the index the clearinghouse currently
+serves for each signal type (:class:`~blindmatch.protocols.messages.IndexDigest`). Before
+sending anything the session compares it with the digest of every index it holds (a base
+with deltas counts as one set): a signal listed with another digest, or not listed at all
+while others are, fails the session with :class:`~blindmatch.errors.StaleIndex` (download
+the index again). A clearinghouse that lists no digest leaves the platform unable to check
+(:attr:`~PlatformSession.index_digests_checked` stays false).
+
 Canaries. Every index carries public canary hashes whose handles it lists. The session
 mixes canaries into the uploads as ordinary queries, one per ``canary_interval`` uploads of
 a signal (at least one per :meth:`add_uploads` call and signal), at random positions. A
@@ -44,10 +53,10 @@ sk * B_j`` for the ``sk`` behind the published key, which :meth:`receive` verifi
 Errors. Bytes that do not decode, a reply to no pending request, or a reply of the wrong
 shape raise a :class:`~blindmatch.errors.RemoteProtocolError` and change nothing: the
 session stays usable (a correct reply may still arrive). A refusal
-(:class:`~blindmatch.errors.RequestRejected`), a key mismatch, a canary mismatch or a failed
-proof moves the session to ``FAILED``: the matches it returned before stay true (a wrong key
-loses matches, it cannot invent them), nothing more is sent, :meth:`unfinished` lists the
-uploads without an answer. Calling a method in the wrong state raises
+(:class:`~blindmatch.errors.RequestRejected`), a key mismatch, a stale index, a canary
+mismatch or a failed proof moves the session to ``FAILED``: the matches it returned before
+stay true (a wrong key loses matches, it cannot invent them), nothing more is sent,
+:meth:`unfinished` lists the uploads without an answer. Calling a method in the wrong state raises
 :class:`~blindmatch.errors.LocalProtocolError`.
 """
 
@@ -68,6 +77,7 @@ from blindmatch.protocols.messages import (
     EvaluateRequest,
     EvaluateResponse,
     Hello,
+    IndexDigest,
     Message,
     ProofRequest,
     ProofResponse,
@@ -232,8 +242,8 @@ class PlatformSession:
         canary_interval: one canary query per this many uploads of a signal (>= 1).
 
     Raises:
-        errors.LocalProtocolError: bad arguments, no index, two indexes of one signal, or a
-            key that is not a VOPRF key.
+        errors.LocalProtocolError: bad arguments, no index, two indexes of one signal, a
+            delta without its base, or a key that is not a VOPRF key.
         errors.KeyMismatch: an index was built under another key epoch or key id.
     """
 
@@ -255,6 +265,7 @@ class PlatformSession:
         if not isinstance(canary_interval, int) or canary_interval < 1:
             raise errors.LocalProtocolError("canary_interval must be at least 1")
         self._indexes: dict[str, _Lookup] = {}
+        self._digests: dict[str, IndexDigest] = {}
         for source in chosen:
             index = _Lookup(source)
             header = index.header
@@ -263,6 +274,8 @@ class PlatformSession:
             if header.key_epoch != public_key.epoch or header.key_id != public_key.key_id:
                 raise errors.KeyMismatch("an index was built under another key")
             self._indexes[header.banding.signal] = index
+            self._digests[header.banding.signal] = IndexDigest.of(source)
+        self._digests_checked = False
         self._public_key = public_key
         self._key_id = public_key.key_id
         self._batch_size = batch_size
@@ -291,6 +304,20 @@ class PlatformSession:
     def signals(self) -> tuple[str, ...]:
         """The signal types this session can match (one index each), sorted."""
         return tuple(sorted(self._indexes))
+
+    @property
+    def index_digests(self) -> tuple[IndexDigest, ...]:
+        """The digests of the indexes this session holds, sorted by signal."""
+        return tuple(self._digests[s] for s in sorted(self._digests))
+
+    @property
+    def index_digests_checked(self) -> bool:
+        """True once ``ServerInfo`` listed digests and every held index was current.
+
+        False before ``ServerInfo`` and when the clearinghouse listed no digest: then
+        nothing says the indexes are the current ones of the key epoch.
+        """
+        return self._digests_checked
 
     @property
     def batch_size(self) -> int:
@@ -533,7 +560,8 @@ class PlatformSession:
             errors.LocalProtocolError: no reply is expected in this state.
             errors.RemoteProtocolError: the reply is malformed, unexpected or of the wrong
                 shape (the session is unchanged), or :class:`~blindmatch.errors.KeyMismatch`
-                / :class:`~blindmatch.errors.CanaryMismatch` (the session failed).
+                and its subclasses :class:`~blindmatch.errors.StaleIndex` /
+                :class:`~blindmatch.errors.CanaryMismatch` (the session failed).
             errors.RequestRejected: the clearinghouse refused a request (session failed).
             errors.VerifyError: an audit proof did not verify (session failed).
         """
@@ -581,6 +609,17 @@ class PlatformSession:
         ):
             self._state = PlatformState.FAILED
             raise errors.KeyMismatch("the clearinghouse's key is not the published key")
+        if info.index_digests:
+            current = {d.signal: d.digest for d in info.index_digests}
+            stale = tuple(
+                signal
+                for signal, held in sorted(self._digests.items())
+                if current.get(signal) != held.digest
+            )
+            if stale:
+                self._state = PlatformState.FAILED
+                raise errors.StaleIndex(stale)
+            self._digests_checked = True
         self._batch_size = min(self._batch_size, info.max_batch)
         self._element_limit = info.element_limit
         self._state = PlatformState.READY

@@ -37,6 +37,19 @@ PROOF_C = (5).to_bytes(32, "little").hex()
 PROOF_S = (0x1234567890ABCDEF).to_bytes(32, "little").hex()
 SUITE = be(1, 2)
 VOPRF = "01"
+DIGEST_MD5 = bytes(range(32)).hex()
+DIGEST_SHA256 = ("a5" * 32)
+
+
+def index_digest(signal: str, digest: str) -> str:
+    """One index digest entry of ServerInfo: lp8(signal name) || digest[32]."""
+    name = signal.encode("ascii")
+    return be(len(name), 1) + name.hex() + digest
+
+
+INFO_HEAD = head(2) + SUITE + VOPRF + be(7, 4) + KEY_ID.hex() + G2 + be(1_000_000, 8) + be(
+    4096, 4
+)
 
 VALID = [
     {
@@ -56,9 +69,29 @@ VALID = [
             "public_key": G2,
             "element_limit": 1_000_000,
             "max_batch": 4096,
+            "index_digests": [],
         },
         "hex": head(2) + SUITE + VOPRF + be(7, 4) + KEY_ID.hex() + G2 + be(1_000_000, 8)
-        + be(4096, 4),
+        + be(4096, 4) + be(0, 1),
+    },
+    {
+        "name": "server-info-with-index-digests",
+        "type": "ServerInfo",
+        "fields": {
+            "suite": 1,
+            "mode": 1,
+            "key_epoch": 7,
+            "key_id": KEY_ID.hex(),
+            "public_key": G2,
+            "element_limit": 1_000_000,
+            "max_batch": 4096,
+            "index_digests": [
+                {"signal": "md5", "digest": DIGEST_MD5},
+                {"signal": "sha256", "digest": DIGEST_SHA256},
+            ],
+        },
+        "hex": INFO_HEAD + be(2, 1) + index_digest("md5", DIGEST_MD5)
+        + index_digest("sha256", DIGEST_SHA256),
     },
     {
         "name": "evaluate-request-3",
@@ -137,10 +170,36 @@ INVALID = [
     {"name": "response-identity", "hex": head(4) + be(1, 4) + be(2, 4) + G1 + IDENTITY,
      "error": "InvalidPeerElement"},
     {"name": "server-info-identity-key",
-     "hex": head(2) + SUITE + VOPRF + be(7, 4) + KEY_ID.hex() + IDENTITY + be(1, 8) + be(1, 4),
+     "hex": head(2) + SUITE + VOPRF + be(7, 4) + KEY_ID.hex() + IDENTITY + be(1, 8) + be(1, 4)
+     + be(0, 1),
      "error": "InvalidPeerElement"},
     {"name": "server-info-max-batch-0",
-     "hex": head(2) + SUITE + VOPRF + be(7, 4) + KEY_ID.hex() + G1 + be(1, 8) + be(0, 4),
+     "hex": head(2) + SUITE + VOPRF + be(7, 4) + KEY_ID.hex() + G1 + be(1, 8) + be(0, 4)
+     + be(0, 1),
+     "error": "MessageDecodeError"},
+    {"name": "server-info-without-digest-count", "hex": INFO_HEAD,
+     "error": "MessageDecodeError"},
+    {"name": "server-info-digests-unsorted",
+     "hex": INFO_HEAD + be(2, 1) + index_digest("sha256", DIGEST_SHA256)
+     + index_digest("md5", DIGEST_MD5),
+     "error": "MessageDecodeError"},
+    {"name": "server-info-digests-duplicate-signal",
+     "hex": INFO_HEAD + be(2, 1) + index_digest("md5", DIGEST_MD5)
+     + index_digest("md5", DIGEST_SHA256),
+     "error": "MessageDecodeError"},
+    {"name": "server-info-digest-empty-name",
+     "hex": INFO_HEAD + be(1, 1) + be(0, 1) + DIGEST_MD5, "error": "MessageDecodeError"},
+    {"name": "server-info-digest-uppercase-name",
+     "hex": INFO_HEAD + be(1, 1) + index_digest("MD5", DIGEST_MD5),
+     "error": "MessageDecodeError"},
+    {"name": "server-info-digest-name-33-bytes",
+     "hex": INFO_HEAD + be(1, 1) + index_digest("a" * 33, DIGEST_MD5),
+     "error": "MessageDecodeError"},
+    {"name": "server-info-digest-truncated",
+     "hex": INFO_HEAD + be(1, 1) + index_digest("md5", DIGEST_MD5)[:-2],
+     "error": "MessageDecodeError"},
+    {"name": "server-info-digest-count-too-high",
+     "hex": INFO_HEAD + be(2, 1) + index_digest("md5", DIGEST_MD5),
      "error": "MessageDecodeError"},
     {"name": "proof-request-empty", "hex": head(5) + be(1, 4) + be(0, 2),
      "error": "MessageDecodeError"},
