@@ -4,6 +4,7 @@ messages (a malicious peer is a real encoder with the wrong key)."""
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import random
@@ -617,6 +618,54 @@ def test_upload_repr_hides_the_hash() -> None:
     assert "aa" * 4 not in repr(upload)
     with pytest.raises(errors.LocalProtocolError):
         Upload("photo.jpg", "pdq", bytes(32), quality=101)
+
+
+def _session_reprs(root: object) -> list[str]:
+    """The repr of every blindmatch object reachable from a session's state (containers
+    followed, arrays and index files not: they are public)."""
+    seen: set[int] = set()
+    found: list[str] = []
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+            continue
+        if isinstance(obj, list | tuple | set | frozenset | collections.deque):
+            stack.extend(obj)
+            continue
+        module = type(obj).__module__
+        if not module.startswith("blindmatch."):
+            continue
+        if obj is not root:
+            found.append(repr(obj))
+        if module.startswith("blindmatch.protocols"):
+            names = list(getattr(obj, "__dict__", {}))
+            for cls in type(obj).__mro__:
+                names.extend(getattr(cls, "__slots__", ()))
+            stack.extend(getattr(obj, name) for name in names if hasattr(obj, name))
+    return found
+
+
+def test_no_upload_hash_in_the_reprs_of_session_state(index: Index) -> None:
+    """Slots of uploads in flight hold band inputs (the raw hash, for exact signals) and
+    blinds: their reprs must not print them (logs, debuggers, tracebacks)."""
+    platform, clearinghouse = _ready(index, batch_size=4)
+    hashes = [hashlib.md5(f"private-{i}".encode(), usedforsecurity=False).digest()
+              for i in range(6)]
+    platform.add_uploads([(f"u{i}", "md5", h) for i, h in enumerate(hashes)])
+    request = platform.next_request()  # some uploads in flight, some carried or queued
+    platform.next_request()
+    platform.receive(clearinghouse.receive(request))  # some answered
+    text = "\n".join(_session_reprs(platform))
+    assert "_Slot" in text  # the walk reached the slots
+    for digest in hashes:
+        assert digest.hex() not in text
+        assert repr(MD5.band_inputs(digest)[0])[2:-1] not in text
 
 
 def test_platform_constructor_checks(built: BuiltIndex, index: Index) -> None:

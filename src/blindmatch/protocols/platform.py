@@ -188,10 +188,14 @@ class PlatformStats:
 
 @dataclass(slots=True, eq=False)
 class _Slot:
-    """An upload (or canary) whose elements are on their way."""
+    """An upload (or canary) whose elements are on their way.
+
+    ``inputs`` are the band inputs, which hold the hash (all of it, for an exact signal):
+    kept out of the repr like :class:`Upload`'s hash.
+    """
 
     upload: Upload
-    inputs: list[bytes]
+    inputs: list[bytes] = field(repr=False)
     blind: Scalar
     evaluated: list[Element | None]
     missing: int
