@@ -668,6 +668,20 @@ def test_no_upload_hash_in_the_reprs_of_session_state(index: Index) -> None:
         assert repr(MD5.band_inputs(digest)[0])[2:-1] not in text
 
 
+def test_answered_uploads_leave_no_blind_or_input_behind(index: Index) -> None:
+    """Once a batch is answered its uploads' blinds and band inputs are dropped; only the
+    elements an audit needs stay (an unaudited batch is kept until the session ends)."""
+    platform, clearinghouse = _ready(index, batch_size=4)
+    platform.add_uploads(_uploads(range(10)))
+    Wire(platform, clearinghouse).run()
+    assert len(platform.auditable_batches) >= 3
+    reachable = "\n".join(_session_reprs(platform))
+    assert "_Slot" not in reachable
+    assert "Scalar" not in reachable
+    platform.receive(clearinghouse.receive(platform.audit_request(platform.auditable_batches)))
+    assert platform.stats.audits_verified == 1
+
+
 def test_platform_constructor_checks(built: BuiltIndex, index: Index) -> None:
     other = Index.from_bytes(_build(OTHER_KEY, [Reference("r", "md5", md5(1))]).to_bytes())
     with pytest.raises(errors.KeyMismatch):

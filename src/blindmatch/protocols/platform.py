@@ -292,7 +292,9 @@ class PlatformSession:
         self._next_batch_id = 0
         self._next_audit_id = 0
         self._outstanding: dict[int, _Batch] = {}
-        self._answered: dict[int, _Batch] = {}
+        # Answered batches keep only (B, Z) for audits: their slots (blinds, band inputs)
+        # are dropped once the uploads are finalized.
+        self._answered: dict[int, tuple[Element, ...]] = {}
         self._answers: dict[int, tuple[Element, ...]] = {}
         self._audits: dict[int, tuple[list[Element], list[Element]]] = {}
         self.stats = PlatformStats()
@@ -507,7 +509,7 @@ class PlatformSession:
         ids = tuple(batch_ids)
         if not ids or len(set(ids)) != len(ids) or any(b not in self._answered for b in ids):
             raise errors.LocalProtocolError("audit distinct answered batches not audited yet")
-        blinded = [e for b in ids for e in self._answered[b].elements]
+        blinded = [e for b in ids for e in self._answered[b]]
         evaluated = [e for b in ids for e in self._answers[b]]
         if len(blinded) > oprf.MAX_PROOF_BATCH:
             raise errors.LocalProtocolError("an audit covers at most 2**16 elements")
@@ -633,7 +635,7 @@ class PlatformSession:
         if len(response.elements) != len(batch.elements):
             raise errors.MessageDecodeError("reply holds another number of elements")
         del self._outstanding[response.batch_id]
-        self._answered[response.batch_id] = batch
+        self._answered[response.batch_id] = batch.elements
         self._answers[response.batch_id] = response.elements
         completed: list[_Slot] = []
         for position, element in zip(batch.positions, response.elements, strict=True):
