@@ -27,6 +27,10 @@ NAME = "numpy"
 Indices = npt.NDArray[np.intp]
 
 
+_MIN_STEP_LANES = 128
+"""Below this many columns, a column pass accumulates along the rows of the transpose."""
+
+
 @lru_cache(maxsize=256)
 def _plan(length: int, window: int) -> tuple[Indices, F32]:
     """Where the running sum is read, and by what it is divided, for one 1-D box filter.
@@ -76,8 +80,14 @@ def _box_rows(x: F32, window: int, keep: Indices | None = None) -> F32:
 
 
 def _box_cols(x: F32, window: int) -> F32:
-    """The reference box filter along axis 0 of ``x``, stepping one row at a time."""
+    """The reference box filter along axis 0 of ``x``, stepping one row at a time.
+
+    A step costs a fixed ~1 us of call overhead, so narrow images (few lanes per step) are
+    filtered as the rows of their transpose instead.
+    """
     length = x.shape[0]
+    if x.shape[1] < _MIN_STEP_LANES:
+        return np.ascontiguousarray(_box_rows(np.ascontiguousarray(x.T), window).T)
     half = (window + 2) // 2
     # sums[o] is the running sum at output o; divided by the counts once at the end. The
     # rows are listed once up front: indexing a 2-D array per step costs more than the add.
@@ -143,16 +153,18 @@ def samples_from_rgb(
 
 
 def dct16(samples: F32, matrix: F32) -> F32:
-    """``(D @ A) @ D.T`` for the 16x64 ``matrix`` D, each dot product summed in order
-    k = 0..63 in float32 (a BLAS matmul sums in another order).
+    """``(D @ A) @ D.T`` for the 16x64 ``matrix`` D, each dot product summed from 0.0 in
+    order k = 0..63 in float32 (a BLAS matmul sums in another order).
 
-    All products first (each rounded to float32, as in the reference), then prefix sums
-    along k, which are strictly sequential. The reference starts each sum from 0.0f, and
-    ``0.0 + p`` is ``p`` except that ``-0.0`` becomes ``+0.0``; the two compare equal, so no
-    bit of the hash can depend on it.
+    All products first, each rounded to float32 as in the reference, laid out k-major so
+    that each of the 64 sequential steps adds one contiguous block.
     """
-    products = matrix[:, None, :] * samples.T[None, :, :]  # [i, j, k] = D[i][k] * A[k][j]
-    t = np.add.accumulate(products, axis=2)[:, :, -1]
-    products = t[:, None, :] * matrix[None, :, :]  # [i, j, k] = T[i][k] * D[j][k]
-    block: F32 = np.add.accumulate(products, axis=2)[:, :, -1]
-    return block
+    products = matrix.T[:, :, None] * samples[:, None, :]  # [k, i, j] = D[i][k] * A[k][j]
+    t = np.zeros((matrix.shape[0], samples.shape[1]), dtype=np.float32)
+    for block in products:
+        t += block
+    products = matrix.T[:, None, :] * t.T[:, :, None]  # [k, i, j] = T[i][k] * D[j][k]
+    result = np.zeros((matrix.shape[0], matrix.shape[0]), dtype=np.float32)
+    for block in products:
+        result += block
+    return result
