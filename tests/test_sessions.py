@@ -501,6 +501,31 @@ def test_canary_catches_a_wrong_key(index: Index) -> None:
         platform.receive(_evil_reply(platform.next_request(), OTHER_KEY))
     assert platform.state is PlatformState.FAILED
     assert platform.stats.matches == 0
+    # The reply's uploads got no answer: they are unfinished, not "looked up, no match".
+    assert set(platform.unfinished()) == {f"upload-{i}" for i in range(30, 50)}
+    assert platform.stats.uploads_done == 0
+
+
+def test_canary_failure_keeps_earlier_answers_and_lists_the_rest(
+    built: BuiltIndex, index: Index
+) -> None:
+    platform, _ = _ready(index, batch_size=1)
+    platform.add_uploads(_uploads(range(36, 40)))  # 4 uploads + 1 canary, one per batch
+    answered: set[str] = set()
+    failed = False
+    while platform.wants_to_send:
+        before = set(platform.unfinished())
+        request = platform.next_request()
+        try:
+            platform.receive(_evil_reply(request, OTHER_KEY))
+        except errors.CanaryMismatch:
+            failed = True
+        answered |= before - set(platform.unfinished())
+    assert failed
+    assert platform.state is PlatformState.FAILED
+    assert answered.isdisjoint(platform.unfinished())
+    assert answered | set(platform.unfinished()) == {f"upload-{i}" for i in range(36, 40)}
+    assert platform.stats.uploads_done == len(answered)
 
 
 def test_audit_verifies_and_catches_a_wrong_proof(index: Index) -> None:

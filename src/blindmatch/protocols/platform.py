@@ -56,8 +56,9 @@ session stays usable (a correct reply may still arrive). A refusal
 (:class:`~blindmatch.errors.RequestRejected`), a key mismatch, a stale index, a canary
 mismatch or a failed proof moves the session to ``FAILED``: the matches it returned before
 stay true (a wrong key loses matches, it cannot invent them), nothing more is sent,
-:meth:`unfinished` lists the uploads without an answer. Calling a method in the wrong state raises
-:class:`~blindmatch.errors.LocalProtocolError`.
+:meth:`unfinished` lists the uploads without an answer, including those of a reply whose
+canary failed (its answers are not under the published key, so they count as none).
+Calling a method in the wrong state raises :class:`~blindmatch.errors.LocalProtocolError`.
 """
 
 from __future__ import annotations
@@ -289,6 +290,7 @@ class PlatformSession:
         self._queue: deque[tuple[Upload, ReportHandle | None]] = deque()
         self._carry: deque[tuple[_Slot, int, Element]] = deque()
         self._in_flight: dict[int, _Slot] = {}
+        self._unanswered: list[str] = []
         self._next_batch_id = 0
         self._next_audit_id = 0
         self._outstanding: dict[int, _Batch] = {}
@@ -346,8 +348,10 @@ class PlatformSession:
         return tuple(sorted(self._answered))
 
     def unfinished(self) -> tuple[str, ...]:
-        """Refs of uploads added but not looked up yet (queued or in flight), in order."""
-        refs = [upload.ref for upload, canary in self._queue if canary is None]
+        """Refs of uploads without an answer: queued, in flight, or answered by the reply
+        whose canary failed (its answers are not under the published key)."""
+        refs = list(self._unanswered)
+        refs.extend(upload.ref for upload, canary in self._queue if canary is None)
         seen = {id(slot): slot for slot, _, _ in self._carry}
         seen.update({id(slot): slot for slot in self._in_flight.values()})
         refs.extend(s.upload.ref for s in seen.values() if s.canary is None)
@@ -653,8 +657,7 @@ class PlatformSession:
         by_signal: dict[str, list[_Slot]] = {}
         for slot in completed:
             by_signal.setdefault(slot.upload.signal, []).append(slot)
-        matches: list[Match] = []
-        canary_failed = False
+        looked_up: list[tuple[_Slot, MatchResult]] = []
         for signal, slots in sorted(by_signal.items()):
             # One call for every completed upload of the signal: blinds repeated per band, so
             # the batch inversion covers all of them (outputs are RFC 9497 Finalize).
@@ -667,26 +670,28 @@ class PlatformSession:
             for slot in slots:
                 outputs.append(flat[position : position + len(slot.inputs)])
                 position += len(slot.inputs)
-            results = self._indexes[signal].lookup_many(outputs)
-            for slot, result in zip(slots, results, strict=True):
-                if slot.canary is not None:
-                    if slot.canary in result.handles:
-                        self.stats.canaries_matched += 1
-                    else:
-                        canary_failed = True
-                    continue
-                self.stats.uploads_done += 1
-                self.stats.tag_hits += result.tag_hits
-                if result.tag_hits:
-                    ref = slot.upload.ref
-                    hits = self.stats.tag_hits_per_upload
-                    hits[ref] = hits.get(ref, 0) + result.tag_hits
-                if result.handles:
-                    self.stats.uploads_matched += 1
-                matches.extend(Match(slot.upload.ref, signal, h) for h in result.handles)
-        if canary_failed:
+            looked_up.extend(zip(slots, self._indexes[signal].lookup_many(outputs), strict=True))
+        canaries = [(slot.canary, result) for slot, result in looked_up if slot.canary is not None]
+        if not all(canary in result.handles for canary, result in canaries):
+            # The reply was evaluated under another key: none of its answers is one. Its
+            # uploads stay unfinished (not "no match"), so a caller can query them again.
+            self._unanswered.extend(s.upload.ref for s, _ in looked_up if s.canary is None)
             self._state = PlatformState.FAILED
             raise errors.CanaryMismatch("a canary did not match: index and key disagree")
+        self.stats.canaries_matched += len(canaries)
+        matches: list[Match] = []
+        for slot, result in looked_up:
+            if slot.canary is not None:
+                continue
+            ref = slot.upload.ref
+            self.stats.uploads_done += 1
+            self.stats.tag_hits += result.tag_hits
+            if result.tag_hits:
+                hits = self.stats.tag_hits_per_upload
+                hits[ref] = hits.get(ref, 0) + result.tag_hits
+            if result.handles:
+                self.stats.uploads_matched += 1
+            matches.extend(Match(ref, slot.upload.signal, h) for h in result.handles)
         self.stats.matches += len(matches)
         return matches
 
