@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
+from numba import njit  # type: ignore[import-not-found,unused-ignore]  # optional dependency
 
 __all__ = ["NAME", "dct16", "samples_from_luma", "samples_from_rgb"]
 
