@@ -18,10 +18,12 @@ from blindmatch import errors
 from blindmatch.protocols import (
     ClearinghouseSession,
     ClearinghouseState,
+    ClearinghouseStats,
     IndexDigest,
     Match,
     PlatformSession,
     PlatformState,
+    PlatformStats,
     Upload,
 )
 from blindmatch.protocols import messages as m
@@ -188,6 +190,22 @@ def test_quota_counts_elements_and_refuses_whole_batches() -> None:
     assert isinstance(m.decode(session.receive(_request(3, _elements(2)))), m.EvaluateResponse)
     assert session.stats.elements_evaluated == 10
     assert _error(session.receive(_request(4, _elements(1)))).code is m.ErrorCode.LIMIT_EXCEEDED
+
+
+def test_the_quota_does_not_live_in_the_resettable_stats(index: Index) -> None:
+    """Adapters export and reset metrics; that must not hand out a fresh quota."""
+    session = _active(limit=8, max_batch=8)
+    assert isinstance(m.decode(session.receive(_request(1, _elements(8)))), m.EvaluateResponse)
+    session.stats = ClearinghouseStats()
+    assert _error(session.receive(_request(2, _elements(1)))).code is m.ErrorCode.LIMIT_EXCEEDED
+    assert session.elements_evaluated == 8
+    platform = _platform(index, batch_size=8)
+    platform.add_uploads(_uploads(range(12)))
+    platform.receive(ClearinghouseSession(KEY, element_limit=8).receive(platform.hello()))
+    platform.next_request()
+    platform.stats = PlatformStats()
+    with pytest.raises(errors.LocalProtocolError):
+        platform.next_request()
 
 
 def test_deferred_proof_verifies_and_each_batch_is_proved_once() -> None:

@@ -178,6 +178,7 @@ class ClearinghouseSession:
         self._state = ClearinghouseState.IDLE
         self._used_batch_ids: set[int] = set()
         self._unproved: dict[int, tuple[tuple[Element, ...], tuple[Element, ...]]] = {}
+        self._evaluated = 0  # the quota's own count: ``stats`` is for metrics and may be reset
         self.stats = ClearinghouseStats()
 
     @property
@@ -194,6 +195,11 @@ class ClearinghouseSession:
     def max_batch(self) -> int:
         """Most elements per request."""
         return self._max_batch
+
+    @property
+    def elements_evaluated(self) -> int:
+        """Elements evaluated so far, pads included: what the quota counts."""
+        return self._evaluated
 
     @property
     def index_digests(self) -> tuple[IndexDigest, ...]:
@@ -280,13 +286,14 @@ class ClearinghouseSession:
         if message.batch_id in self._used_batch_ids:
             raise errors.UnexpectedMessage("batch id already used in this session")
         count = len(message.elements)
-        if self.stats.elements_evaluated + count > self._element_limit:
+        if self._evaluated + count > self._element_limit:
             raise errors.LimitExceeded("the session's element quota is spent")
         evaluated = tuple(
             oprf.blind_evaluate_batch(self._key.scalar, message.elements, oprf.Mode.VOPRF)
         )
         self._used_batch_ids.add(message.batch_id)
         self._unproved[message.batch_id] = (message.elements, evaluated)
+        self._evaluated += count
         self.stats.elements_evaluated += count
         self.stats.batches_evaluated += 1
         return EvaluateResponse(message.batch_id, evaluated)

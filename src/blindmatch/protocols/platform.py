@@ -287,6 +287,7 @@ class PlatformSession:
         self._canary_interval = canary_interval
         self._state = PlatformState.START
         self._element_limit = 0
+        self._elements_sent = 0  # the quota's own count: ``stats`` may be reset
         self._queue: deque[tuple[Upload, ReportHandle | None]] = deque()
         self._carry: deque[tuple[_Slot, int, Element]] = deque()
         self._in_flight: dict[int, _Slot] = {}
@@ -424,7 +425,7 @@ class PlatformSession:
         if not (self._queue or self._carry):
             raise errors.LocalProtocolError("nothing to send")
         size = self._batch_size
-        if self.stats.elements_sent + size > self._element_limit:
+        if self._elements_sent + size > self._element_limit:
             raise errors.LocalProtocolError("the clearinghouse's element quota would be exceeded")
         self._blind_upto(size - len(self._carry))
         positions: list[tuple[_Slot, int] | None] = []
@@ -448,6 +449,7 @@ class PlatformSession:
         for position in batch.positions:
             if position is not None:
                 self._in_flight[id(position[0])] = position[0]
+        self._elements_sent += size
         self.stats.requests += 1
         self.stats.elements_sent += size
         self.stats.pad_elements += pads
