@@ -420,3 +420,23 @@ def test_video_record_rejects_non_dict() -> None:
         video_from_record([])  # type: ignore[arg-type]
     with pytest.raises(InvalidEncoding):
         video_from_record({"frames": [5], "fps": 1.0})
+
+
+def test_images_hash_without_pyav(media: Path) -> None:
+    # Video support is an extra: with `import av` failing, images still hash and a video
+    # gets an UnsupportedMedia record.
+    image = media / "images" / "image-000.jpg"
+    video = media / "videos" / "nested" / "clip.mp4"
+    code = (
+        "import sys; sys.modules['av'] = None\n"
+        "from blindmatch.cli import main\n"
+        f"sys.exit(main(['hash', '--no-progress', {str(image)!r}, {str(video)!r}]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300
+    )
+    assert result.returncode == 1, result.stderr
+    image_record, video_record = _records(result.stdout)
+    assert image_record["pdq"] == pdq_from_rgb(load_rgb(image)).hash.hex()
+    assert video_record["error"]["type"] == "UnsupportedMedia"
+    assert "video" in video_record["error"]["message"]

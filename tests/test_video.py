@@ -8,6 +8,7 @@ Each reference video is hashed once per test session (module-scoped fixture).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -466,3 +467,11 @@ def test_match_blocks_over_many_frames() -> None:
     result = video_match(query, compared)
     assert result.compared_pct == 100.0
     assert result.query_pct == 50.0  # random 256-bit hashes are ~128 bits apart
+
+
+def test_without_pyav_videos_are_unsupported(
+    monkeypatch: pytest.MonkeyPatch, video_dir: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` now raises ImportError
+    with pytest.raises(UnsupportedMedia, match="video"):
+        hash_video(video_dir / "25fps.mp4")

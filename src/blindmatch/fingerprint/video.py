@@ -11,10 +11,12 @@ Hashing follows the reference (facebook/ThreatExchange ``vpdq/cpp``) step by ste
    not know the average). Frame ``n`` is hashed iff ``n % frame_mod == 0`` with
    ``frame_mod = int(seconds_per_hash * fps)``, or 1 when that is 0 -- so
    ``seconds_per_hash=0`` hashes every frame. Its timestamp is ``n / fps``.
-3. The frame is converted to RGB at its native size, its luma computed in float32 as the
-   reference's ``fillFloatLumaFromRGB`` does (``0.299 R + 0.587 G + 0.114 B``, float32,
-   left to right -- not the double-then-round luma of the image binding: it decides a bit
-   on some frames), then hashed by the PDQ core (:mod:`blindmatch.fingerprint.pdq`).
+3. The frame is converted to RGB at its native size (display-rotation metadata of phone
+   videos is ignored, as the reference's libav decoding ignores it), its luma computed in
+   float32 as the reference's ``fillFloatLumaFromRGB`` does (``0.299 R + 0.587 G + 0.114
+   B``, float32, left to right -- not the double-then-round luma of the image binding: it
+   decides a bit on some frames), then hashed by the PDQ core
+   (:mod:`blindmatch.fingerprint.pdq`).
 
 The colour conversion is the part that is not portable. The reference creates an FFmpeg
 swscale context with ``SWS_AREA`` and calls the legacy ``sws_scale``, which ignores the
@@ -162,10 +164,11 @@ def luma_from_rgb(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     Returns:
         An ``H x W`` float32 array.
     """
-    planes = rgb.astype(np.float32)
-    luma = planes[:, :, 0] * _R
-    luma += planes[:, :, 1] * _G
-    luma += planes[:, :, 2] * _B
+    # One channel at a time: an 8K frame as a float32 H x W x 3 copy would be 400 MB.
+    luma = rgb[:, :, 0].astype(np.float32)
+    luma *= _R
+    luma += rgb[:, :, 1].astype(np.float32) * _G
+    luma += rgb[:, :, 2].astype(np.float32) * _B
     return luma
 
 
