@@ -524,6 +524,17 @@ def test_canary_catches_a_wrong_key(index: Index) -> None:
     assert platform.stats.uploads_done == 0
 
 
+def test_an_upload_of_a_canary_hash_is_not_a_match(built: BuiltIndex, index: Index) -> None:
+    """Canary hashes are public (and a PDQ near one is easy to craft): their handles stand
+    for no report, so an ordinary upload that hits one is no match."""
+    platform, clearinghouse = _ready(index)
+    canary = index.canaries[0]
+    platform.add_uploads([("looks-like-a-canary", "md5", canary.hash), *_uploads(range(39, 41))])
+    found = Wire(platform, clearinghouse).run()
+    assert [(f.upload_ref, built.handles[f.handle]) for f in found] == [("upload-39", "report-39")]
+    assert platform.stats.uploads_matched == platform.stats.matches == 1
+
+
 def test_canary_failure_keeps_earlier_answers_and_lists_the_rest(
     built: BuiltIndex, index: Index
 ) -> None:

@@ -214,13 +214,15 @@ class _Batch:
 class _Lookup:
     """One signal's index as the session uses it: a full index, or a base with deltas."""
 
-    __slots__ = ("canaries", "header", "source")
+    __slots__ = ("canaries", "canary_handles", "header", "source")
 
     def __init__(self, source: Index | IndexSet) -> None:
         self.source = source
         base = source if isinstance(source, Index) else source.base
         self.header: IndexHeader = base.header
         self.canaries = base.canaries
+        # Canary handles stand for no report: an upload that hits one is not a match.
+        self.canary_handles = frozenset(c.handle for c in self.canaries)
 
     def lookup_many(self, outputs: Sequence[Sequence[bytes]]) -> list[MatchResult]:
         return self.source.lookup_many(outputs)
@@ -691,9 +693,11 @@ class PlatformSession:
             if result.tag_hits:
                 hits = self.stats.tag_hits_per_upload
                 hits[ref] = hits.get(ref, 0) + result.tag_hits
-            if result.handles:
+            signal = slot.upload.signal
+            reports = [h for h in result.handles if h not in self._indexes[signal].canary_handles]
+            if reports:
                 self.stats.uploads_matched += 1
-            matches.extend(Match(ref, slot.upload.signal, h) for h in result.handles)
+            matches.extend(Match(ref, signal, h) for h in reports)
         self.stats.matches += len(matches)
         return matches
 
