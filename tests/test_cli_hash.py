@@ -440,3 +440,29 @@ def test_images_hash_without_pyav(media: Path) -> None:
     assert image_record["pdq"] == pdq_from_rgb(load_rgb(image)).hash.hex()
     assert video_record["error"]["type"] == "UnsupportedMedia"
     assert "video" in video_record["error"]["message"]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_closed_pipe_stops_quietly(media: Path, tmp_path: Path, jobs: str) -> None:
+    # `blindmatch hash DIR | head -1`. The output (40 good videos, every frame hashed, about
+    # 3.7 kB each) overflows the pipe buffer, so the writer meets the closed pipe: exit 1
+    # although no file failed, and no traceback.
+    clip = (media / "videos" / "nested" / "clip.mp4").read_bytes()
+    for i in range(40):
+        (tmp_path / f"copy-{i:02d}.mp4").write_bytes(clip)
+    args = ["hash", "--no-progress", "--jobs", jobs, "--seconds-per-hash", "0", str(tmp_path)]
+    with subprocess.Popen(
+        [sys.executable, "-m", "blindmatch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read()
+        code = proc.wait(timeout=300)
+    assert len(json.loads(first)["frames"]) == 30
+    assert code == 1
+    assert b"Traceback" not in err
+    assert err == b""

@@ -26,7 +26,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -138,7 +138,7 @@ def fingerprint_files(
     *,
     jobs: int = 1,
     on_done: Callable[[Record], None] | None = None,
-) -> Iterator[Record]:
+) -> Generator[Record, None, None]:
     """Fingerprint files with ``jobs`` processes, yielding records in input order.
 
     Args:
@@ -160,11 +160,15 @@ def fingerprint_files(
                 on_done(record)
             yield record
         return
-    with ProcessPoolExecutor(max_workers=min(jobs, len(files))) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(files)))
+    try:
         for record in pool.map(work, files, chunksize=1):
             if on_done is not None:
                 on_done(record)
             yield record
+    finally:
+        # If the consumer stops early (closed pipe, Ctrl-C), drop the files not started.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Progress:
@@ -256,17 +260,24 @@ def run(args: argparse.Namespace) -> int:
     )
     progress = Progress(len(files), sys.stderr) if show else None
     failed = False
+    records = fingerprint_files(
+        files,
+        options,
+        jobs=args.jobs,
+        on_done=progress.advance if progress is not None else None,
+    )
     try:
-        for record in fingerprint_files(
-            files,
-            options,
-            jobs=args.jobs,
-            on_done=progress.advance if progress is not None else None,
-        ):
+        for record in records:
             failed = failed or "error" in record
             sys.stdout.write(json.dumps(record) + "\n")
             sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`blindmatch hash DIR | head`): stop quietly, and keep the
+        # interpreter's final flush from raising again on the dead pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     finally:
+        records.close()
         if progress is not None:
             progress.close()
     return 1 if failed else 0
