@@ -291,7 +291,8 @@ def _kind(path: str) -> MediaKind:
             f"cannot read the file: {exc.strerror or type(exc).__name__}"
         ) from None
     if stat.S_ISDIR(info.st_mode):
-        raise UnreadableMedia("cannot read the file: Is a directory")
+        # Only a symlinked folder (not followed) or a folder that could not be listed.
+        raise UnreadableMedia("a folder that is not walked: a symlink, or not listable")
     if not stat.S_ISREG(info.st_mode):
         # FIFOs, sockets and devices: opening one may block forever or never end.
         raise UnsupportedMedia("not a regular file")
