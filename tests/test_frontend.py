@@ -540,7 +540,9 @@ FUZZ_SEEDS: dict[str, bytes] = {
 def test_damaged_files_raise_only_typed_errors(fmt: str) -> None:
     seed = FUZZ_SEEDS[fmt]
 
-    @settings(max_examples=40, deadline=None)
+    # Derandomized: the same damaged files every run; a small pixel bound keeps a damaged
+    # header from making the decoder allocate much.
+    @settings(max_examples=40, deadline=None, derandomize=True)
     @given(
         st.lists(st.tuples(st.integers(0, len(seed) - 1), st.integers(0, 255)), max_size=6),
         st.integers(1, len(seed)),
@@ -551,7 +553,7 @@ def test_damaged_files_raise_only_typed_errors(fmt: str) -> None:
             if position < len(data):
                 data[position] = value
         try:
-            rgb = load_rgb(bytes(data))
+            rgb = load_rgb(bytes(data), max_pixels=1_000_000)
         except FingerprintError:
             return
         assert rgb.dtype == np.uint8
