@@ -20,6 +20,12 @@ every reply to :meth:`~PlatformSession.receive` (which returns the matches it co
 and may audit answered batches (:meth:`~PlatformSession.audit_request`). Requests may be
 pipelined: replies are matched to requests by their batch or audit id.
 
+Timing. :meth:`~PlatformSession.receive` does the lookup work, which grows with tag hits
+(a PDQ match interpolates many pairs). An adapter must not let the time it sends the next
+request, an audit or ``close()`` depend on it (pipeline requests, or send on a schedule):
+otherwise the clearinghouse learns roughly which batches held a match
+(docs/protocol.md section 7.1).
+
 Blinding. Each upload gets ONE random blind ``r``; its ``L`` band inputs are blinded as
 ``B_j = r * HashToGroup(x_j)`` and unblinded with ``r^-1`` (RFC 9497 outputs, unchanged;
 the DDH argument is in docs/protocol.md). The uploads of a batch are blinded in one call and
