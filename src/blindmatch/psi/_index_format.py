@@ -50,7 +50,7 @@ from blindmatch.errors import IndexFormatError
 from blindmatch.psi.bands import Banding
 from blindmatch.psi.kdf import HANDLE_SIZE, TAG_SIZES, ReportHandle
 
-__all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py checks
+__all__ = [
     "Canary",
     "DIGEST_OFFSET",
     "FIXED_SIZE",

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-__all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py checks
+__all__ = [
     "BAND_DOMAIN",
     "Banding",
     "DEFAULT_PDQ_SEED",

@@ -325,8 +325,10 @@ def _build(
     masked = shares ^ pads.reshape(count, banding.count)
     tag_raw, share_raw = _sorted_bands(tags.reshape(count, banding.count), masked, tag_bytes)
     raw_handles = derive_handles(secrets)
+    trusted = ReportHandle._trusted
     handle_map = {
-        ReportHandle(raw_handles[i]): references[i].report_id for i in range(len(references))
+        trusted(handle): reference.report_id
+        for handle, reference in zip(raw_handles, references, strict=False)
     }
     canaries = tuple(
         Canary(canary_hashes[i], ReportHandle(raw_handles[len(references) + i]))
