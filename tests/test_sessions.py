@@ -604,6 +604,34 @@ def test_audit_catches_evaluations_under_another_key() -> None:
     assert platform.state is PlatformState.FAILED
 
 
+def test_audit_samples_are_drawn_fresh(index: Index) -> None:
+    """The clearinghouse must not predict the audit: samples come from the CSPRNG."""
+    platform, clearinghouse = _ready(index, batch_size=1)
+    platform.add_uploads(_uploads(range(11)))
+    Wire(platform, clearinghouse).run()
+    pool = set(platform.auditable_batches)
+    samples = {platform.sample_for_audit(2) for _ in range(40)}
+    assert len(samples) > 10  # 66 possible pairs; a fixed or seeded draw would repeat
+    assert all(len(set(s)) == 2 and set(s) <= pool for s in samples)
+
+
+def test_one_hash_uploaded_many_times_never_repeats_an_element(index: Index) -> None:
+    """A fresh blind per upload: the same hash queried six times (across batches) gives six
+    unrelated elements, and no element of any request repeats."""
+    platform, clearinghouse = _ready(index, batch_size=4)
+    platform.add_uploads([(f"same-{i}", "md5", md5(7)) for i in range(6)])
+    sent: list[bytes] = []
+    found: list[Match] = []
+    while platform.wants_to_send:
+        request = platform.next_request()
+        message = m.decode(request)
+        assert isinstance(message, m.EvaluateRequest)
+        sent.extend(bytes(e) for e in message.elements)
+        found += platform.receive(clearinghouse.receive(request))
+    assert len(sent) == platform.stats.elements_sent == len(set(sent))
+    assert sorted(f.upload_ref for f in found) == [f"same-{i}" for i in range(6)]
+
+
 @pytest.mark.parametrize(
     "ids", [(), (0, 0), (5,)], ids=["empty", "duplicate", "unanswered"]
 )
