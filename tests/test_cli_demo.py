@@ -99,3 +99,42 @@ def test_demo_usage_errors(args: list[str], capsys: pytest.CaptureFixture[str]) 
         main(["demo", *args])
     assert exc.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_demo_matches_privately_as_plaintext_does(demo_run: tuple[Path, int, str]) -> None:
+    out, code, text = demo_run
+    assert code == 0
+    reported = sorted(p.name for p in (out / "clearinghouse" / "reported").iterdir())
+    uploads = list((out / "platform" / "uploads").iterdir())
+    assert reported == ["image-000.jpg", "video-000.mp4"]  # every other original
+    assert len(uploads) == 14
+    line = next(x for x in text.splitlines() if "agreement with a plaintext comparison" in x)
+    found, expected = line.split(": ")[1].split(" plaintext")[0].split("/")
+    # The reported image matches itself on md5, sha256 and pdq, its edited copies (but the
+    # mirror) on pdq; the reported video itself on md5 and sha256: 3 + 3 + 2.
+    assert int(expected) == 8
+    assert found == expected
+    assert line.endswith(", 0 unexpected")
+    assert "via pdq" in text
+    assert "1 DLEQ audit(s) verified" in text
+
+
+def test_match_privately_against_plaintext(tmp_path: Path) -> None:
+    from blindmatch.cli.demo import fingerprint, generate, match_privately
+
+    manifest = generate(tmp_path, 2, 0, seed=5)
+    records = fingerprint(manifest, tmp_path, jobs=1, progress=False)
+    check = match_privately(manifest, records, tmp_path)
+    assert not check.unexpected
+    exact = {m for m in check.expected if m[2] != "pdq"}
+    assert exact == {("image-000.jpg", "image-000.jpg", s) for s in ("md5", "sha256")}
+    assert exact <= check.found
+    # Band recall is 1.0 up to distance 20 (docs/protocol.md): nothing that close is missed.
+    assert all(check.distances[m] > 20 for m in check.missed)
+    # Unrelated images (the second original and its copies) match nothing.
+    assert not any(upload.startswith("image-001") for upload, _, _ in check.found)
+    # Nothing the platform received holds a plaintext hash of an upload.
+    wire = b"".join(entry.data for entry in check.result.transcript)
+    for record in records:
+        for signal in ("md5", "sha256", "pdq"):
+            assert bytes.fromhex(record[signal])[:8] not in wire

@@ -1,18 +1,25 @@
 """``blindmatch demo --out DIR``: the project's main job, end to end on generated media.
 
-Today it shows the on-device half: it generates sample media with edited copies into
-``DIR/media`` (:mod:`blindmatch.samples`, manifest in ``DIR/manifest.json``), fingerprints
-every file through the same code path as ``blindmatch hash`` (with the dihedral variants),
-writes ``DIR/fingerprints.jsonl``, and prints how far each kind of edit moved the hashes.
+1. On-device half: generate sample media with edited copies into ``DIR/media``
+   (:mod:`blindmatch.samples`, manifest in ``DIR/manifest.json``), fingerprint every file
+   through the same code path as ``blindmatch hash`` (with the dihedral variants) into
+   ``DIR/fingerprints.jsonl``, and print how far each kind of edit moved the hashes.
+2. Private matching (:func:`match_privately`): every other original is "reported" and
+   copied to ``DIR/clearinghouse/reported``; every file is "uploaded" to
+   ``DIR/platform/uploads``. Both parties then run the real protocol
+   (:func:`blindmatch.simulate.simulate`: index build, wire messages, audit) on md5, sha256
+   and pdq, and the demo checks the private result against a plaintext comparison of the
+   same fingerprints, which only a demo can make, since it holds both sides.
 
-The steps are separate functions (:func:`generate`, :func:`fingerprint`, :func:`summarise`)
-so the matching demo can add its steps after them.
+The steps are separate functions (:func:`generate`, :func:`fingerprint`, :func:`summarise`,
+:func:`match_privately`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -26,13 +33,16 @@ from blindmatch.cli.hash import HashOptions, Progress, fingerprint_files, video_
 from blindmatch.fingerprint.types import PdqHash
 from blindmatch.fingerprint.video import is_match, video_match
 from blindmatch.samples import SampleManifest, make_samples
+from blindmatch.simulate import SimulationResult, simulate
 
 __all__ = [
     "DEFAULT_IMAGES",
     "DEFAULT_VIDEOS",
     "EditSummary",
+    "PrivateMatchCheck",
     "fingerprint",
     "generate",
+    "match_privately",
     "register",
     "run",
     "summarise",
@@ -45,6 +55,8 @@ DEFAULT_VIDEOS = 2
 """Original videos the demo generates (each with 3 edited copies)."""
 
 _MATCH_DISTANCE = 31
+_MIN_QUALITY = 50
+_DEMO_SIGNALS = ("md5", "sha256", "pdq")
 
 Record = dict[str, Any]
 
@@ -173,6 +185,131 @@ def _video_summary(edit: str, pairs: list[tuple[Record, Record]]) -> EditSummary
     return EditSummary("video", edit, len(pairs), tuple(shares), (), matched)
 
 
+@dataclass(frozen=True, slots=True)
+class PrivateMatchCheck:
+    """The private protocol's matches next to a plaintext comparison of the same hashes.
+
+    Attributes:
+        result: What the simulation produced (matches, both parties' counters).
+        expected: ``(upload path, reported path, signal)`` a plaintext comparison finds:
+            equal md5/sha256, or PDQ distance <= 31 with both qualities >= 50.
+        found: The same triples from the private protocol.
+        distances: PDQ distance of each expected or found pdq triple.
+    """
+
+    result: SimulationResult
+    expected: frozenset[tuple[str, str, str]]
+    found: frozenset[tuple[str, str, str]]
+    distances: dict[tuple[str, str, str], int]
+
+    @property
+    def missed(self) -> frozenset[tuple[str, str, str]]:
+        """Plaintext matches the private protocol did not report (PDQ band recall < 1
+        near distance 31; never an exact signal)."""
+        return self.expected - self.found
+
+    @property
+    def unexpected(self) -> frozenset[tuple[str, str, str]]:
+        """Private matches the plaintext comparison does not back: must be empty."""
+        return self.found - self.expected
+
+
+def match_privately(
+    manifest: SampleManifest, records: Sequence[Record], out: Path
+) -> PrivateMatchCheck:
+    """Report every other original, upload every file, run the protocol, check it.
+
+    Args:
+        manifest: What :func:`generate` wrote.
+        records: The records of :func:`fingerprint`, in manifest order.
+        out: The demo's output folder; ``clearinghouse/reported`` and ``platform/uploads``
+            are made anew in it.
+
+    Returns:
+        The simulation's result beside the plaintext expectation.
+    """
+    reported_dir = out / "clearinghouse" / "reported"
+    uploads_dir = out / "platform" / "uploads"
+    for folder in (reported_dir, uploads_dir):
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+    by_path = {Path(r["path"]): r for r in records}
+    media = out / "media"
+    reported = [f.path for f in manifest.originals()][::2]
+    for path in reported:
+        shutil.copy2(path, reported_dir / path.relative_to(media))
+    for path in manifest.paths():
+        shutil.copy2(path, uploads_dir / path.relative_to(media))
+
+    result = simulate(reported_dir, uploads_dir, signals=_DEMO_SIGNALS)
+    found = frozenset(
+        (Path(m.upload).relative_to(uploads_dir).as_posix(), m.report, m.signal)
+        for m in result.matches
+    )
+
+    expected: set[tuple[str, str, str]] = set()
+    distances: dict[tuple[str, str, str], int] = {}
+    for upload in manifest.paths():
+        u = by_path[upload]
+        if "error" in u:
+            continue
+        upload_name = upload.relative_to(media).as_posix()
+        for ref in reported:
+            r = by_path[ref]
+            ref_name = ref.relative_to(media).as_posix()
+            for signal in ("md5", "sha256"):
+                if u[signal] == r[signal]:
+                    expected.add((upload_name, ref_name, signal))
+            if "pdq" in u and "pdq" in r:
+                key = (upload_name, ref_name, "pdq")
+                distance = PdqHash.from_hex(u["pdq"]).distance(PdqHash.from_hex(r["pdq"]))
+                distances[key] = distance
+                good = min(u["quality"], r["quality"]) >= _MIN_QUALITY
+                if good and distance <= _MATCH_DISTANCE:
+                    expected.add(key)
+    return PrivateMatchCheck(result, frozenset(expected), found, distances)
+
+
+def _print_private(check: PrivateMatchCheck, reported: int, uploads: int) -> None:
+    result = check.result
+    print()
+    print(
+        f"Private matching: the clearinghouse holds {reported} reported originals, the "
+        f"platform uploads all {uploads} files (signals {', '.join(_DEMO_SIGNALS)})."
+    )
+    for upload, report, signal in sorted(check.found):
+        distance = check.distances.get((upload, report, signal))
+        extra = f" (distance {distance})" if distance is not None else ""
+        print(f"  match  {upload:<34} -> report {report} via {signal}{extra}")
+    for upload, report, signal in sorted(check.missed):
+        distance = check.distances.get((upload, report, signal))
+        print(f"  missed {upload:<34} -> report {report} via {signal} (distance {distance})")
+    for upload, report, signal in sorted(check.unexpected):
+        print(f"  UNEXPECTED {upload} -> report {report} via {signal}")
+    summary = result.summary()
+    ch = result.clearinghouse
+    pf = result.platform
+    print(
+        f"  agreement with a plaintext comparison: {len(check.expected & check.found)}/"
+        f"{len(check.expected)} plaintext matches found, {len(check.unexpected)} unexpected"
+    )
+    print(
+        f"  the clearinghouse saw: {ch.elements_evaluated} blinded elements in "
+        f"{ch.requests} requests ({ch.bytes_received} bytes in, {ch.bytes_sent} out); "
+        "nothing about which uploads matched"
+    )
+    unmatched_hits = summary["platform"]
+    assert isinstance(unmatched_hits, dict)
+    print(
+        f"  the platform saw: {len(result.matches)} matches with opaque handles, "
+        f"{len(unmatched_hits['unmatched_uploads_with_tag_hits'])} non-matching uploads "
+        f"with a single-band tag hit, indexes of {sum(result.index_bytes.values())} bytes, "
+        f"{pf.audits_verified} DLEQ audit(s) verified, "
+        f"{pf.canaries_matched}/{pf.canary_queries} canaries matched"
+    )
+
+
 def _spread(values: Sequence[float]) -> str:
     if not values:
         return "-"
@@ -184,11 +321,13 @@ def register(subparsers: Any) -> None:
     """Add the ``demo`` subcommand to the ``blindmatch`` parser."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "demo",
-        help="generate sample media with edited copies, fingerprint it, summarise",
+        help="generate sample media, fingerprint it, match it privately end to end",
         description=(
             "Generate sample images and videos (with re-encoded, resized, brightened, "
             "mirrored and trimmed copies) into DIR/media, fingerprint them as 'blindmatch "
-            "hash' does into DIR/fingerprints.jsonl, and print how the edits moved the hashes."
+            "hash' does into DIR/fingerprints.jsonl, print how the edits moved the hashes, "
+            "then report every other original to a clearinghouse, upload every file to a "
+            "platform and run the private matching protocol between them."
         ),
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -205,7 +344,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``blindmatch demo``; returns the exit code (1 if any sample failed to hash)."""
+    """Run ``blindmatch demo``; returns the exit code (1 if any sample failed to hash or
+    the private protocol reported a match the plaintext comparison does not back)."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -237,7 +377,10 @@ def run(args: argparse.Namespace) -> int:
                 f"  video {s.edit:<10} {s.copies} copies  vPDQ query share min/median/max "
                 f"{_spread(s.distances)} %  matched {s.matched}/{s.copies}"
             )
-    return 1 if failed else 0
+    check = match_privately(manifest, records, out)
+    _print_private(check, len(manifest.originals()[::2]), len(records))
+    print(f"Done in {time.perf_counter() - started:.1f} s; everything is under {out}.")
+    return 1 if failed or check.unexpected else 0
 
 
 def _count(text: str) -> int:
