@@ -340,6 +340,7 @@ def test_matches_are_exact(built: BuiltIndex, index: Index) -> None:
     assert stats.elements_sent == 25 + stats.pad_elements
     assert wire.clearinghouse.stats.elements_evaluated == stats.elements_sent
     assert platform.unfinished() == ()
+    assert platform.canary_checked_signals == ("md5",)
 
 
 def test_pipelined_requests_answered_out_of_order(built: BuiltIndex, index: Index) -> None:
@@ -598,6 +599,7 @@ def test_audit_catches_evaluations_under_another_key() -> None:
         SUITE, oprf.Mode.VOPRF, 3, OTHER_KEY.key_id, request.batch_id, request.elements
     )
     assert platform.receive(evil.receive(rekeyed.encode())) == []  # upload-1 lost silently
+    assert platform.canary_checked_signals == ()  # and no canary says otherwise
     proof_reply = evil.receive(platform.audit_request(platform.auditable_batches))
     with pytest.raises(errors.VerifyError):
         platform.receive(proof_reply)
@@ -643,6 +645,19 @@ def test_audit_misuse(index: Index, ids: tuple[int, ...]) -> None:
         platform.audit_request(ids)
     with pytest.raises(errors.LocalProtocolError):
         platform.sample_for_audit(5)
+
+
+def test_closing_before_the_canaries_were_sent_leaves_the_signal_unchecked(
+    index: Index,
+) -> None:
+    platform, clearinghouse = _ready(index, batch_size=1)
+    platform.add_uploads(_uploads(range(38, 40)))  # 2 uploads + 1 canary
+    platform.receive(clearinghouse.receive(platform.next_request()))
+    checked = platform.canary_checked_signals
+    assert checked == (("md5",) if platform.stats.canary_queries else ())
+    platform.receive(clearinghouse.receive(platform.close()))
+    assert platform.state is PlatformState.CLOSED
+    assert len(platform.unfinished()) == 2 - platform.stats.uploads_done
 
 
 def test_close_handshake(index: Index) -> None:

@@ -300,6 +300,7 @@ class PlatformSession:
         self._carry: deque[tuple[_Slot, int, Element]] = deque()
         self._in_flight: dict[int, _Slot] = {}
         self._unanswered: list[str] = []
+        self._canaries_seen: set[str] = set()
         self._next_batch_id = 0
         self._next_audit_id = 0
         self._outstanding: dict[int, _Batch] = {}
@@ -335,6 +336,15 @@ class PlatformSession:
         nothing says the indexes are the current ones of the key epoch.
         """
         return self._digests_checked
+
+    @property
+    def canary_checked_signals(self) -> tuple[str, ...]:
+        """Signals for which at least one canary query came back matched, sorted.
+
+        A signal missing here had no canary answered yet (its canaries are still queued, or
+        its index holds none): nothing has shown that its index and the online key agree.
+        """
+        return tuple(sorted(self._canaries_seen))
 
     @property
     def batch_size(self) -> int:
@@ -689,6 +699,7 @@ class PlatformSession:
             self._state = PlatformState.FAILED
             raise errors.CanaryMismatch("a canary did not match: index and key disagree")
         self.stats.canaries_matched += len(canaries)
+        self._canaries_seen.update(s.upload.signal for s, _ in looked_up if s.canary is not None)
         matches: list[Match] = []
         for slot, result in looked_up:
             if slot.canary is not None:
