@@ -38,11 +38,11 @@ import bisect
 import hashlib
 import multiprocessing
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -91,6 +91,7 @@ __all__ = [
 ]
 
 U64Array = npt.NDArray[np.uint64]
+_T = TypeVar("_T")
 _P = np.uint64(FIELD_MODULUS)
 _CANARY_DOMAIN = b"blindmatch/v1/canary"
 _MAX_REPORT_ID = 1024
@@ -185,21 +186,61 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def _evaluate_entries(
-    secret_key: Scalar, inputs: list[bytes], tag_bytes: int, processes: int
-) -> tuple[U64Array, U64Array]:
+    secret_key: Scalar,
+    inputs: list[bytes],
+    tag_bytes: int,
+    processes: int,
+    meanwhile: Callable[[], _T],
+) -> tuple[U64Array, U64Array, _T]:
+    """Tags and pads of every input, and ``meanwhile()`` run while the workers evaluate.
+
+    ``meanwhile`` is the build's work that does not need the PRF (secrets, handles): with
+    worker processes it overlaps their evaluation instead of following it.
+    """
     if processes <= 1 or len(inputs) < 2 * _MIN_CHUNK:
         outputs = oprf.evaluate_batch(secret_key, inputs, oprf.Mode.VOPRF)
-        return derive_entries(outputs, tag_bytes)
+        tags, pads = derive_entries(outputs, tag_bytes)
+        return tags, pads, meanwhile()
     chunk = max(_MIN_CHUNK, -(-len(inputs) // (_CHUNKS_PER_PROCESS * processes)))
-    pieces = [inputs[i : i + chunk] for i in range(0, len(inputs), chunk)]
+    # The key travels to the workers over the pool's pipes (child processes of this one).
     key = bytes(secret_key)
     with ProcessPoolExecutor(max_workers=processes, mp_context=_context()) as pool:
-        results = list(
-            pool.map(_entries_worker, [key] * len(pieces), pieces, [tag_bytes] * len(pieces))
-        )
+        futures = [
+            pool.submit(_entries_worker, key, inputs[i : i + chunk], tag_bytes)
+            for i in range(0, len(inputs), chunk)
+        ]
+        extra = meanwhile()
+        results = [future.result() for future in futures]
     tags = np.frombuffer(b"".join(r[0] for r in results), dtype=np.uint64)
     pads = np.frombuffer(b"".join(r[1] for r in results), dtype=np.uint64)
-    return tags, pads
+    return tags, pads, extra
+
+
+@dataclass(frozen=True, slots=True)
+class _Lines:
+    """The build's PRF-independent half: lines, handles, the private handle map."""
+
+    secrets: U64Array
+    slopes: U64Array
+    raw_handles: list[bytes]
+    handle_map: dict[ReportHandle, str]
+
+
+def _draw_lines(
+    references: Sequence[Reference], count: int, threshold: int, random_bytes: RandomBytes
+) -> _Lines:
+    secrets = _unique_secrets(count, random_bytes)
+    if threshold == 1:
+        slopes = np.zeros(count, dtype=np.uint64)
+    else:
+        slopes = random_field_elements(count, random_bytes)
+    raw_handles = derive_handles(secrets)
+    trusted = ReportHandle._trusted
+    handle_map = {
+        trusted(handle): reference.report_id
+        for handle, reference in zip(raw_handles, references, strict=False)
+    }
+    return _Lines(secrets, slopes, raw_handles, handle_map)
 
 
 def _unique_secrets(count: int, random_bytes: RandomBytes) -> U64Array:
@@ -315,21 +356,18 @@ def _build(
     if workers < 1:
         raise ValueError("processes must be >= 1")
     inputs = [item for row in banding.band_inputs_many(hashes) for item in row]
-    tags, pads = _evaluate_entries(secret_key.scalar, inputs, tag_bytes, workers)
-    secrets = _unique_secrets(count, random_bytes)
-    if banding.threshold == 1:
-        slopes = np.zeros(count, dtype=np.uint64)
-    else:
-        slopes = random_field_elements(count, random_bytes)
-    shares = evaluate_shares(secrets, slopes, banding.count)
+    tags, pads, lines = _evaluate_entries(
+        secret_key.scalar,
+        inputs,
+        tag_bytes,
+        workers,
+        lambda: _draw_lines(references, count, banding.threshold, random_bytes),
+    )
+    del inputs
+    shares = evaluate_shares(lines.secrets, lines.slopes, banding.count)
     masked = shares ^ pads.reshape(count, banding.count)
     tag_raw, share_raw = _sorted_bands(tags.reshape(count, banding.count), masked, tag_bytes)
-    raw_handles = derive_handles(secrets)
-    trusted = ReportHandle._trusted
-    handle_map = {
-        trusted(handle): reference.report_id
-        for handle, reference in zip(raw_handles, references, strict=False)
-    }
+    raw_handles = lines.raw_handles
     canaries = tuple(
         Canary(canary_hashes[i], ReportHandle(raw_handles[len(references) + i]))
         for i in range(len(canary_hashes))
@@ -350,7 +388,7 @@ def _build(
     )
     data = _assemble(header, tag_raw, share_raw, handle_set)
     final_header, _ = decode_header(data)
-    return BuiltIndex(final_header, data, handle_map)
+    return BuiltIndex(final_header, data, lines.handle_map)
 
 
 def build_index(
