@@ -192,6 +192,20 @@ def test_quota_counts_elements_and_refuses_whole_batches() -> None:
     assert _error(session.receive(_request(4, _elements(1)))).code is m.ErrorCode.LIMIT_EXCEEDED
 
 
+def test_over_quota_batches_are_refused_before_their_elements_are_read() -> None:
+    """A platform whose quota is spent must not keep the clearinghouse validating elements:
+    the count is checked against the remaining quota before any element is decoded (an
+    identity element at the end would otherwise be reported)."""
+    session = _active(limit=10, max_batch=8)
+    session.receive(_request(1, _elements(8)))
+    over = _request(2, _elements(3))[:-32] + bytes(32)
+    assert _error(session.receive(over)).code is m.ErrorCode.LIMIT_EXCEEDED
+    within = _request(3, _elements(2))[:-32] + bytes(32)
+    assert _error(session.receive(within)).code is m.ErrorCode.INVALID_ELEMENT
+    assert isinstance(m.decode(session.receive(_request(4, _elements(2)))), m.EvaluateResponse)
+    assert _error(session.receive(_request(5, _elements(1)))).code is m.ErrorCode.LIMIT_EXCEEDED
+
+
 def test_the_quota_does_not_live_in_the_resettable_stats(index: Index) -> None:
     """Adapters export and reset metrics; that must not hand out a fresh quota."""
     session = _active(limit=8, max_batch=8)

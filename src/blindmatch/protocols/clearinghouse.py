@@ -28,7 +28,8 @@ raises out of :meth:`~ClearinghouseSession.receive` and never changes the state:
 is an :class:`~blindmatch.protocols.messages.ErrorMessage` whose text is our own error
 message (which by the project's rule never quotes peer bytes), and the session keeps
 serving. Refused elements are not counted against the quota; evaluated pads are (the
-clearinghouse cannot tell pads from uploads).
+clearinghouse cannot tell pads from uploads). A batch over the remaining quota is refused
+while decoding, before its elements are read.
 
 What the clearinghouse learns is exactly what it counts here: the number of elements and
 of requests, and (through the adapter) their timing. Elements are uniformly random group
@@ -233,7 +234,10 @@ class ClearinghouseSession:
         self.stats.bytes_received += len(data)
         message: Message | None = None
         try:
-            message = decode(data, max_elements=self._max_batch)
+            # The remaining quota caps the count before any element is decoded: a platform
+            # whose quota is spent cannot keep us validating elements (docs/protocol.md 6.1).
+            remaining = self._element_limit - self._evaluated
+            message = decode(data, max_elements=min(self._max_batch, remaining))
             reply: Message = self._handle(message)
         except errors.RemoteProtocolError as exc:
             code = _error_code(exc)
