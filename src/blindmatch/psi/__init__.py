@@ -49,7 +49,7 @@ from blindmatch.psi.oprf import (
     verify_proof,
 )
 
-__all__ = [  # noqa: RUF022 - plain sorted() order, which tests/test_layout.py checks
+__all__ = [
     "Banding",
     "BuiltIndex",
     "Canary",
