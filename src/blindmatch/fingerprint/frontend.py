@@ -34,10 +34,11 @@ one pipeline, pinned here and nowhere else:
   24 generated 1024x768 photo-like JPEGs, mean 4.60 / median 6 / max 12 bits over the 43
   reference vector images -- far inside the match threshold of 31, but a hash list built
   with one policy should be queried with the same one. On 1024x768 JPEGs the ``fast``
-  pipeline (file to PDQ) ran 5.1-8.7x faster per core than Pillow + the reference
-  ``pdqhash`` core across runs on a shared 2-core machine; JPEG entropy decoding, which
-  draft mode cannot skip, is most of what remains. A smaller bound was measured and
-  rejected: 256 px triples the deviation (mean 13.5, max 20 on the generated photos).
+  pipeline (file to PDQ, ~4.5 ms) ran 7.95-8.72x faster per core than Pillow + the
+  reference ``pdqhash`` core in three runs on a shared 2-core machine (``default``: ~4x);
+  JPEG entropy decoding, which draft mode cannot skip, is most of what remains. A smaller
+  bound was measured and rejected: 256 px triples the deviation (mean 13.5, max 20 on the
+  generated photos).
 
 Bounds and errors
 -----------------
