@@ -233,6 +233,8 @@ def _run_size(
         index = Index.from_bytes(data)
         del data
     assert index is not None
+    case.client_ours(index)  # warm-up round, untimed: first-call costs of both sides
+    case.client_theirs(psi, server, setup)
     for _ in range(client_rounds):
         ours = case.client_ours(index)
         theirs = case.client_theirs(psi, server, setup)
