@@ -28,6 +28,7 @@ expected shape, not the value. Verification failures say only that verification 
     │   ├── DeriveKeyPairError                RFC 9497 DeriveKeyPair found no key
     │   ├── InverseError                      RFC 9497: a scalar had no inverse
     │   ├── InvalidInput                      RFC 9497 InvalidInputError / input too long
+    │   ├── InvalidParameter (ValueError)     a banding, share-field or index-build argument
     │   ├── VerifyError                       a DLEQ proof did not verify (no detail)
     │   └── KeyFormatError                    a serialised key is malformed
     ├── IndexFormatError                      an index file is malformed or of another version
@@ -59,6 +60,7 @@ __all__ = [
     "InvalidElement",
     "InvalidEncoding",
     "InvalidInput",
+    "InvalidParameter",
     "InvalidPeerElement",
     "InvalidScalar",
     "InverseError",
@@ -144,6 +146,10 @@ class InvalidInput(CryptoError, ValueError):
 
 class VerifyError(CryptoError):
     """A proof did not verify. Deliberately carries no detail."""
+
+
+class InvalidParameter(CryptoError, ValueError):
+    """A banding, share-field or index-build argument is out of range (local misuse)."""
 
 
 class KeyFormatError(CryptoError, ValueError):
