@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from blindmatch.errors import InvalidEncoding, InvalidParameter
 from blindmatch.fingerprint.types import PdqHash
 from blindmatch.psi.bands import (
     BAND_DOMAIN,
@@ -220,20 +221,20 @@ def test_invalid_bandings(fields: dict[str, object]) -> None:
         "seed": b"",
     }
     base.update(fields)
-    with pytest.raises(ValueError):  # noqa: PT011 - construction errors are ValueError
+    with pytest.raises(InvalidParameter):
         Banding(**base)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("count", [1, 100, 383, 1024])
 def test_pdq_band_counts(count: int) -> None:
-    with pytest.raises(ValueError, match="256, 384 or 512"):
+    with pytest.raises(InvalidParameter, match="256, 384 or 512"):
         pdq_banding(count)
 
 
 @pytest.mark.parametrize("bad", [b"", b"\x00" * 31, b"\x00" * 33, "00" * 32, bytearray(32)])
 def test_wrong_hash_lengths(bad: object) -> None:
     banding = pdq_banding(256)
-    with pytest.raises(ValueError, match="32 bytes"):
+    with pytest.raises(InvalidEncoding, match="32 bytes"):
         banding.band_inputs(bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="32 bytes"):
+    with pytest.raises(InvalidEncoding, match="32 bytes"):
         banding.band_inputs_many([bytes(32), bad])  # type: ignore[list-item]

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blindmatch.errors import IndexFormatError, InvalidEncoding
+from blindmatch.errors import IndexFormatError, InvalidEncoding, InvalidParameter
 from blindmatch.psi import oprf
 from blindmatch.psi._index_format import (
     DIGEST_OFFSET,
@@ -187,7 +187,7 @@ def test_kdf_encoding_errors(call: Callable[[], object]) -> None:
     ids=["hkdf-0", "hkdf-too-long", "tag-width-5", "handle-p", "handle-negative", "handles-p"],
 )
 def test_kdf_value_errors(call: Callable[[], object]) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 - all are ValueError by contract
+    with pytest.raises(InvalidParameter):
         call()
 
 
@@ -636,10 +636,10 @@ def test_delta_misuse(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
         merge_indexes(other_base, [delta])
     with pytest.raises(IndexFormatError, match="full"):
         IndexSet(delta)
-    with pytest.raises(ValueError, match="full index"):
+    with pytest.raises(InvalidParameter, match="full index"):
         add_references(KEY, delta.header, _sha_refs(1))
     other_key = SecretKey.derive(bytes(32), b"x", mode=oprf.Mode.VOPRF, epoch=3)
-    with pytest.raises(ValueError, match="key"):
+    with pytest.raises(InvalidParameter, match="key"):
         add_references(other_key, base.header, _sha_refs(1))
 
 
@@ -649,22 +649,22 @@ def test_delta_misuse(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
 @pytest.mark.parametrize(
     ("call", "error"),
     [
-        (lambda: build_index(KEY, SHA, [Reference("r", "md5", bytes(32))]), ValueError),
-        (lambda: build_index(KEY, SHA, [Reference("r", "sha256", bytes(16))]), ValueError),
+        (lambda: build_index(KEY, SHA, [Reference("r", "md5", bytes(32))]), InvalidParameter),
+        (lambda: build_index(KEY, SHA, [Reference("r", "sha256", bytes(16))]), InvalidEncoding),
         (lambda: build_index(KEY, SHA, [("r", "sha256", bytes(32))]), TypeError),  # type: ignore[list-item]
         (lambda: build_index(KEY.scalar, SHA, []), TypeError),  # type: ignore[arg-type]
         (
             lambda: build_index(SecretKey.derive(bytes(32), b"", mode=oprf.Mode.OPRF), SHA, []),
-            ValueError,
+            InvalidParameter,
         ),
-        (lambda: build_index(KEY, SHA, [], canaries=[bytes(31)]), ValueError),
-        (lambda: build_index(KEY, SHA, [], tag_bytes=2), ValueError),
-        (lambda: build_index(KEY, SHA, [], handle_bytes=7), ValueError),
-        (lambda: build_index(KEY, SHA, [], handle_bytes=17), ValueError),
-        (lambda: build_index(KEY, SHA, [], processes=0), ValueError),
-        (lambda: Reference("", "sha256", bytes(32)), ValueError),
-        (lambda: Reference("r", "sha256", "00" * 32), ValueError),  # type: ignore[arg-type]
-        (lambda: default_canaries(SHA, 2000), ValueError),
+        (lambda: build_index(KEY, SHA, [], canaries=[bytes(31)]), InvalidEncoding),
+        (lambda: build_index(KEY, SHA, [], tag_bytes=2), InvalidParameter),
+        (lambda: build_index(KEY, SHA, [], handle_bytes=7), InvalidParameter),
+        (lambda: build_index(KEY, SHA, [], handle_bytes=17), InvalidParameter),
+        (lambda: build_index(KEY, SHA, [], processes=0), InvalidParameter),
+        (lambda: Reference("", "sha256", bytes(32)), InvalidParameter),
+        (lambda: Reference("r", "sha256", "00" * 32), InvalidEncoding),  # type: ignore[arg-type]
+        (lambda: default_canaries(SHA, 2000), InvalidParameter),
     ],
     ids=[
         "wrong-signal",
@@ -689,9 +689,9 @@ def test_build_misuse(call: Callable[[], object], error: type[Exception]) -> Non
 
 def test_lookup_misuse(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
     index = Index.from_bytes(sha_index[0].to_bytes())
-    with pytest.raises(ValueError, match="exactly 1 outputs"):
+    with pytest.raises(InvalidParameter, match="exactly 1 outputs"):
         index.match([bytes(64), bytes(64)])
-    with pytest.raises(ValueError, match="exactly 1 outputs"):
+    with pytest.raises(InvalidParameter, match="exactly 1 outputs"):
         index.match([])
     with pytest.raises(InvalidEncoding):
         index.match([bytes(63)])

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from blindmatch.errors import InvalidParameter
 from blindmatch.psi.shares import (
     FIELD_MODULUS,
     add_mod,
@@ -170,5 +171,5 @@ def test_trial_recovery_over_many_pairs() -> None:
     ],
 )
 def test_misuse_raises(call: object) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 - every case is a ValueError by contract
+    with pytest.raises(InvalidParameter):
         call()  # type: ignore[operator]

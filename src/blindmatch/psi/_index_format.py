@@ -46,7 +46,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from blindmatch.errors import IndexFormatError
+from blindmatch.errors import IndexFormatError, InvalidParameter
 from blindmatch.psi.bands import Banding
 from blindmatch.psi.kdf import HANDLE_SIZE, TAG_SIZES, ReportHandle
 
@@ -313,7 +313,7 @@ def decode_header(data: bytes | memoryview) -> tuple[IndexHeader, Layout]:
             threshold=threshold,
             seed=seed,
         )
-    except ValueError:
+    except InvalidParameter:
         raise IndexFormatError("invalid banding parameters") from None
     canaries: list[Canary] = []
     for _ in range(canary_count):

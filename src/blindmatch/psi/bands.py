@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from blindmatch.errors import InvalidEncoding, InvalidParameter
+
 __all__ = [
     "BAND_DOMAIN",
     "Banding",
@@ -80,7 +82,7 @@ class Banding:
         seed: public seed of the position draw (at most 64 bytes).
 
     Raises:
-        ValueError: any field is out of range (on construction).
+        InvalidParameter: any field is out of range (on construction).
     """
 
     signal: str
@@ -96,27 +98,27 @@ class Banding:
 
     def __post_init__(self) -> None:
         if not isinstance(self.signal, str) or not _SIGNAL.fullmatch(self.signal):
-            raise ValueError("signal must match [a-z0-9][a-z0-9_.-]{0,31}")
+            raise InvalidParameter("signal must match [a-z0-9][a-z0-9_.-]{0,31}")
         for name in ("hash_bits", "k", "count", "threshold"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{name} must be an integer")
+                raise InvalidParameter(f"{name} must be an integer")
         if not 8 <= self.hash_bits <= _MAX_HASH_BITS or self.hash_bits % 8:
-            raise ValueError(f"hash_bits must be a multiple of 8 in [8, {_MAX_HASH_BITS}]")
+            raise InvalidParameter(f"hash_bits must be a multiple of 8 in [8, {_MAX_HASH_BITS}]")
         if not 1 <= self.k <= self.hash_bits:
-            raise ValueError("k must be in [1, hash_bits]")
+            raise InvalidParameter("k must be in [1, hash_bits]")
         if not 1 <= self.count <= _MAX_BANDS:
-            raise ValueError(f"count must be in [1, {_MAX_BANDS}]")
+            raise InvalidParameter(f"count must be in [1, {_MAX_BANDS}]")
         if self.threshold not in (1, 2) or self.threshold > self.count:
-            raise ValueError("threshold must be 1 or 2 and at most count")
+            raise InvalidParameter("threshold must be 1 or 2 and at most count")
         if self.threshold == 1 and self.count != 1:
             # With t = 1 every band's share is the secret itself: one agreeing band of many
             # would reveal a match on k bits only. Exact signals use one band.
-            raise ValueError("threshold 1 needs exactly one band")
+            raise InvalidParameter("threshold 1 needs exactly one band")
         if not isinstance(self.seed, bytes) or len(self.seed) > _MAX_SEED:
-            raise ValueError(f"seed must be at most {_MAX_SEED} bytes")
+            raise InvalidParameter(f"seed must be at most {_MAX_SEED} bytes")
         if self.k == self.hash_bits and self.count != 1:
-            raise ValueError("a band of all bits must be the only band")
+            raise InvalidParameter("a band of all bits must be the only band")
         object.__setattr__(self, "_positions", self._draw_positions())
         signal = self.signal.encode("ascii")
         object.__setattr__(
@@ -173,7 +175,7 @@ class Banding:
 
     def _check_hash(self, hash_bytes: bytes) -> None:
         if not isinstance(hash_bytes, bytes) or len(hash_bytes) != self.hash_bytes:
-            raise ValueError(f"a {self.signal} hash must be {self.hash_bytes} bytes")
+            raise InvalidEncoding(f"a {self.signal} hash must be {self.hash_bytes} bytes")
 
     def band_values(self, hash_bytes: bytes) -> list[int]:
         """The integer ``V`` of every band of one hash (the selected bits, packed)."""
@@ -193,7 +195,7 @@ class Banding:
             One input per band (module docstring, "Band input").
 
         Raises:
-            ValueError: the hash has the wrong length or type.
+            InvalidEncoding: the hash has the wrong length or type.
         """
         return self.band_inputs_many([hash_bytes])[0]
 
@@ -204,7 +206,7 @@ class Banding:
             ``result[i][j]`` is the input of band ``j`` of ``hashes[i]``.
 
         Raises:
-            ValueError: a hash has the wrong length or type.
+            InvalidEncoding: a hash has the wrong length or type.
         """
         for item in hashes:
             self._check_hash(item)
@@ -251,7 +253,7 @@ def exact_banding(signal: str, hash_bits: int) -> Banding:
     """The banding of an exact signal: one band of all bits, threshold 1, empty seed.
 
     Raises:
-        ValueError: invalid ``signal`` or ``hash_bits``.
+        InvalidParameter: invalid ``signal`` or ``hash_bits``.
     """
     return Banding(signal=signal, hash_bits=hash_bits, k=hash_bits, count=1, threshold=1, seed=b"")
 
@@ -264,8 +266,8 @@ def pdq_banding(count: int = 384, seed: bytes = DEFAULT_PDQ_SEED) -> Banding:
         seed: the public seed of the position draw.
 
     Raises:
-        ValueError: unsupported ``count`` or bad ``seed``.
+        InvalidParameter: unsupported ``count`` or bad ``seed``.
     """
     if count not in PDQ_BAND_COUNTS:
-        raise ValueError("PDQ band count must be 256, 384 or 512")
+        raise InvalidParameter("PDQ band count must be 256, 384 or 512")
     return Banding(signal="pdq", hash_bits=256, k=32, count=count, threshold=2, seed=seed)

@@ -47,7 +47,7 @@ from typing import Self, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from blindmatch.errors import IndexFormatError
+from blindmatch.errors import IndexFormatError, InvalidEncoding, InvalidParameter
 from blindmatch.psi import oprf
 from blindmatch.psi._index_format import (
     Canary,
@@ -104,7 +104,8 @@ class Reference:
     """One reported hash: the report it belongs to, its signal type and its bytes.
 
     Raises:
-        ValueError: empty or over-long report id, or a hash that is not bytes.
+        InvalidParameter: empty or over-long report id, or a signal that is not a string.
+        InvalidEncoding: a hash that is not bytes.
     """
 
     report_id: str
@@ -113,11 +114,11 @@ class Reference:
 
     def __post_init__(self) -> None:
         if not isinstance(self.report_id, str) or not 0 < len(self.report_id) <= _MAX_REPORT_ID:
-            raise ValueError(f"report id must be a non-empty string of at most {_MAX_REPORT_ID}")
+            raise InvalidParameter(f"report id must be a string of 1..{_MAX_REPORT_ID} characters")
         if not isinstance(self.signal, str):
-            raise ValueError("signal must be a string")
+            raise InvalidParameter("signal must be a string")
         if not isinstance(self.hash, bytes):
-            raise ValueError("reference hash must be bytes")
+            raise InvalidEncoding("reference hash must be bytes")
 
     def __repr__(self) -> str:
         # The hash is what the clearinghouse protects: keep it out of logs.
@@ -151,10 +152,10 @@ def default_canaries(banding: Banding, count: int = 4) -> list[bytes]:
     Anyone can recompute them, which is the point: a platform queries them and must match.
 
     Raises:
-        ValueError: ``count`` outside 0..1024.
+        InvalidParameter: ``count`` outside 0..1024.
     """
     if not 0 <= count <= 1024:
-        raise ValueError("canary count must be in [0, 1024]")
+        raise InvalidParameter("canary count must be in [0, 1024]")
     signal = banding.signal.encode("ascii")
     prefix = bytes([len(_CANARY_DOMAIN)]) + _CANARY_DOMAIN + bytes([len(signal)]) + signal
     return [
@@ -324,9 +325,9 @@ def _check_references(banding: Banding, references: Sequence[Reference]) -> None
         if not isinstance(reference, Reference):
             raise TypeError("references must be Reference values")
         if reference.signal != banding.signal:
-            raise ValueError("a reference's signal differs from the banding's")
+            raise InvalidParameter("a reference's signal differs from the banding's")
         if len(reference.hash) != banding.hash_bytes:
-            raise ValueError(f"a {banding.signal} hash must be {banding.hash_bytes} bytes")
+            raise InvalidEncoding(f"a {banding.signal} hash must be {banding.hash_bytes} bytes")
 
 
 def _build(
@@ -345,16 +346,18 @@ def _build(
     if not isinstance(secret_key, SecretKey):
         raise TypeError("secret_key must be a SecretKey")
     if secret_key.mode is not oprf.Mode.VOPRF:
-        raise ValueError("index keys are VOPRF keys (MATCHING.md)")
+        raise InvalidParameter("index keys are VOPRF keys (MATCHING.md)")
     _check_references(banding, references)
     for canary in canary_hashes:
         if not isinstance(canary, bytes) or len(canary) != banding.hash_bytes:
-            raise ValueError(f"a {banding.signal} canary must be {banding.hash_bytes} bytes")
+            raise InvalidEncoding(f"a {banding.signal} canary must be {banding.hash_bytes} bytes")
     hashes = [r.hash for r in references] + list(canary_hashes)
     count = len(hashes)
+    if not isinstance(handle_bytes, int) or not 8 <= handle_bytes <= HANDLE_SIZE:
+        raise InvalidParameter("stored handle width must be 8..16 bytes")
     workers = (os.cpu_count() or 1) if processes is None else processes
     if workers < 1:
-        raise ValueError("processes must be >= 1")
+        raise InvalidParameter("processes must be >= 1")
     inputs = [item for row in banding.band_inputs_many(hashes) for item in row]
     tags, pads, lines = _evaluate_entries(
         secret_key.scalar,
@@ -423,8 +426,9 @@ def build_index(
 
     Raises:
         TypeError: ``secret_key`` or a reference has the wrong type.
-        ValueError: not a VOPRF key, a reference or canary does not fit the banding, or
-            bad widths.
+        InvalidParameter: not a VOPRF key, a reference of another signal, bad widths or
+            process count.
+        InvalidEncoding: a reference or canary hash of the wrong length.
     """
     chosen = default_canaries(banding) if canaries is None else list(canaries)
     return _build(
@@ -463,15 +467,15 @@ def add_references(
         A delta index (kind ``DELTA``, no canaries) and its handle map.
 
     Raises:
-        ValueError: ``base`` is not a full index or has another key, or references do
+        InvalidParameter: ``base`` is not a full index or has another key, or references do
             not fit its banding.
     """
     if base.kind is not IndexKind.FULL:
-        raise ValueError("a delta extends a full index")
+        raise InvalidParameter("a delta extends a full index")
     if not isinstance(secret_key, SecretKey):
         raise TypeError("secret_key must be a SecretKey")
     if secret_key.key_id != base.key_id or secret_key.epoch != base.key_epoch:
-        raise ValueError("the delta's key differs from its base's")
+        raise InvalidParameter("the delta's key differs from its base's")
     return _build(
         secret_key,
         base.banding,
@@ -623,7 +627,7 @@ class Index:
             Distinct matched handles, sorted.
 
         Raises:
-            ValueError: not ``L`` outputs.
+            InvalidParameter: not ``L`` outputs.
             InvalidEncoding: an output is not 64 bytes.
         """
         return list(self.lookup_many([outputs])[0].handles)
@@ -640,13 +644,13 @@ class Index:
         """:meth:`lookup` of many uploads: one KDF batch and one search per band.
 
         Raises:
-            ValueError: an upload does not have ``L`` outputs.
+            InvalidParameter: an upload does not have ``L`` outputs.
             InvalidEncoding: an output is not 64 bytes.
         """
         bands = self.header.banding.count
         uploads = len(outputs_per_upload)
         if any(len(outputs) != bands for outputs in outputs_per_upload):
-            raise ValueError(f"each upload needs exactly {bands} outputs (one per band)")
+            raise InvalidParameter(f"each upload needs exactly {bands} outputs (one per band)")
         if uploads == 0:
             return []
         flat = [out for outputs in outputs_per_upload for out in outputs]

@@ -43,7 +43,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
-from blindmatch.errors import InvalidEncoding
+from blindmatch.errors import InvalidEncoding, InvalidParameter
 
 __all__ = [
     "ENTRY_INFO",
@@ -123,10 +123,10 @@ def hkdf_expand_sha512(prk: bytes, info: bytes, length: int) -> bytes:
         ``length`` bytes of output keying material.
 
     Raises:
-        ValueError: ``length`` is out of range.
+        InvalidParameter: ``length`` is out of range.
     """
     if not 1 <= length <= 255 * _HASH_LEN:
-        raise ValueError("HKDF-Expand length must be in [1, 255 * 64]")
+        raise InvalidParameter("HKDF-Expand length must be in [1, 255 * 64]")
     blocks: list[bytes] = []
     previous = b""
     for counter in range(1, -(-length // _HASH_LEN) + 1):
@@ -201,7 +201,7 @@ class ReportHandle:
 def _check_tag_bytes(tag_bytes: int) -> np.dtype[Any]:
     dtype = _TAG_DTYPES.get(tag_bytes)
     if dtype is None:
-        raise ValueError("tag width must be 4 or 8 bytes")
+        raise InvalidParameter("tag width must be 4 or 8 bytes")
     return dtype
 
 
@@ -222,7 +222,7 @@ def derive_entry(output: bytes, tag_bytes: int = 4) -> tuple[int, int]:
 
     Raises:
         InvalidEncoding: ``output`` is not 64 bytes.
-        ValueError: unsupported ``tag_bytes``.
+        InvalidParameter: unsupported ``tag_bytes``.
     """
     _check_tag_bytes(tag_bytes)
     _check_outputs([output])
@@ -242,7 +242,7 @@ def derive_entries(
 
     Raises:
         InvalidEncoding: an output is not 64 bytes.
-        ValueError: unsupported ``tag_bytes``.
+        InvalidParameter: unsupported ``tag_bytes``.
     """
     _check_tag_bytes(tag_bytes)
     _check_outputs(outputs)
@@ -250,8 +250,9 @@ def derive_entries(
     sha, ipad, opad, zeros, block = _SHA512, _IPAD, _OPAD, _ZEROS[OUTPUT_SIZE:], _ENTRY_BLOCK
     joined = b"".join(
         [
-            sha((key := out + zeros).translate(opad) + sha(key.translate(ipad) + block).digest())
-            .digest()[:width]
+            sha(
+                (key := out + zeros).translate(opad) + sha(key.translate(ipad) + block).digest()
+            ).digest()[:width]
             for out in outputs
         ]
     )
@@ -267,10 +268,10 @@ def derive_handle(secret: int) -> ReportHandle:
     ``handle = HKDF-Expand(s as 8 bytes big-endian, "blindmatch/v1/handle", 16)``.
 
     Raises:
-        ValueError: ``secret`` is not a field element.
+        InvalidParameter: ``secret`` is not a field element.
     """
     if not isinstance(secret, int) or isinstance(secret, bool) or not 0 <= secret < PAD_MASK:
-        raise ValueError("share secret must be an element of GF(2**61 - 1)")
+        raise InvalidParameter("share secret must be an element of GF(2**61 - 1)")
     return ReportHandle(hmac_sha512(secret.to_bytes(8, "big"), _HANDLE_BLOCK)[:HANDLE_SIZE])
 
 
@@ -278,11 +279,11 @@ def derive_handles(secrets: npt.NDArray[np.uint64]) -> list[bytes]:
     """Raw 16-byte handles of many secrets (the build's hot path: no object per handle).
 
     Raises:
-        ValueError: a value is not a field element.
+        InvalidParameter: a value is not a field element.
     """
     values = np.asarray(secrets, dtype=np.uint64)
     if values.size and int(values.max()) >= PAD_MASK:
-        raise ValueError("share secrets must be elements of GF(2**61 - 1)")
+        raise InvalidParameter("share secrets must be elements of GF(2**61 - 1)")
     # HMAC written out for 8-byte keys: K ^ ipad is the key's 8 bytes XOR 0x36 followed by
     # 120 bytes 0x36 (likewise opad), so the XOR is one numpy operation for all keys.
     keys = np.frombuffer(values.astype(">u8").tobytes(), dtype=np.uint8)

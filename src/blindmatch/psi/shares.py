@@ -40,6 +40,8 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from blindmatch.errors import InvalidParameter
+
 __all__ = [
     "FIELD_MODULUS",
     "RandomBytes",
@@ -74,7 +76,7 @@ U64Array = npt.NDArray[np.uint64]
 
 def _check_element(value: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < FIELD_MODULUS:
-        raise ValueError("share field elements must be integers in [0, 2**61 - 1)")
+        raise InvalidParameter("share field elements must be integers in [0, 2**61 - 1)")
     return value
 
 
@@ -92,10 +94,10 @@ def field_inverse(a: int) -> int:
     """``a**-1 mod p`` (Fermat).
 
     Raises:
-        ValueError: ``a`` is zero or not a field element.
+        InvalidParameter: ``a`` is zero or not a field element.
     """
     if _check_element(a) == 0:
-        raise ValueError("zero has no inverse in the share field")
+        raise InvalidParameter("zero has no inverse in the share field")
     return pow(a, FIELD_MODULUS - 2, FIELD_MODULUS)
 
 
@@ -103,12 +105,12 @@ def line_through(z1: int, y1: int, z2: int, y2: int) -> tuple[int, int]:
     """The line ``(s, a)`` with ``s + a*z1 = y1`` and ``s + a*z2 = y2``.
 
     Raises:
-        ValueError: ``z1 == z2`` or a value is not a field element.
+        InvalidParameter: ``z1 == z2`` or a value is not a field element.
     """
     for value in (z1, y1, z2, y2):
         _check_element(value)
     if z1 == z2:
-        raise ValueError("two shares of one point do not define a line")
+        raise InvalidParameter("two shares of one point do not define a line")
     slope = (y2 - y1) * field_inverse((z2 - z1) % FIELD_MODULUS) % FIELD_MODULUS
     return (y1 - slope * z1) % FIELD_MODULUS, slope
 
@@ -117,7 +119,7 @@ def interpolate_at_zero(z1: int, y1: int, z2: int, y2: int) -> int:
     """Lagrange interpolation at 0 of two points: the secret ``s`` of a t = 2 line.
 
     Raises:
-        ValueError: ``z1 == z2`` or a value is not a field element.
+        InvalidParameter: ``z1 == z2`` or a value is not a field element.
     """
     return line_through(z1, y1, z2, y2)[0]
 
@@ -156,10 +158,10 @@ def random_field_elements(count: int, random_bytes: RandomBytes = os.urandom) ->
     only on the bytes, so an injected deterministic source gives reproducible lines.
 
     Raises:
-        ValueError: ``count`` is negative.
+        InvalidParameter: ``count`` is negative.
     """
     if count < 0:
-        raise ValueError("count must be >= 0")
+        raise InvalidParameter("count must be >= 0")
     values = np.frombuffer(random_bytes(8 * count), dtype=">u8").astype(np.uint64) & _P
     bad = np.flatnonzero(values == _P)
     for position in bad:
@@ -180,10 +182,10 @@ def random_lines(
     are read; for t = 2 the secrets are read first, then the slopes.
 
     Raises:
-        ValueError: ``threshold`` is not 1 or 2, or ``count`` is negative.
+        InvalidParameter: ``threshold`` is not 1 or 2, or ``count`` is negative.
     """
     if threshold not in (1, 2):
-        raise ValueError("threshold must be 1 or 2")
+        raise InvalidParameter("threshold must be 1 or 2")
     secrets = random_field_elements(count, random_bytes)
     if threshold == 1:
         return secrets, np.zeros(count, dtype=np.uint64)
@@ -197,14 +199,14 @@ def evaluate_shares(secrets: U64Array, slopes: U64Array, band_count: int) -> U64
         A ``(len(secrets), band_count)`` ``uint64`` array.
 
     Raises:
-        ValueError: shapes differ or ``band_count`` < 1.
+        InvalidParameter: shapes differ or ``band_count`` < 1.
     """
     secrets = np.asarray(secrets, dtype=np.uint64)
     slopes = np.asarray(slopes, dtype=np.uint64)
     if secrets.shape != slopes.shape or secrets.ndim != 1:
-        raise ValueError("secrets and slopes must be 1-D arrays of one length")
+        raise InvalidParameter("secrets and slopes must be 1-D arrays of one length")
     if band_count < 1:
-        raise ValueError("band_count must be >= 1")
+        raise InvalidParameter("band_count must be >= 1")
     points = np.arange(1, band_count + 1, dtype=np.uint64)
     products = mul_mod_many(slopes[:, None], points[None, :])
     total = secrets[:, None] + products
@@ -218,14 +220,14 @@ def interpolate_at_zero_many(z1: U64Array, y1: U64Array, z2: U64Array, y2: U64Ar
     inverses of the differences are computed once per distinct difference.
 
     Raises:
-        ValueError: some pair has ``z1 == z2``.
+        InvalidParameter: some pair has ``z1 == z2``.
     """
     z1 = np.asarray(z1, dtype=np.uint64)
     z2 = np.asarray(z2, dtype=np.uint64)
     y1 = np.asarray(y1, dtype=np.uint64)
     y2 = np.asarray(y2, dtype=np.uint64)
     if np.any(z1 == z2):
-        raise ValueError("two shares of one point do not define a line")
+        raise InvalidParameter("two shares of one point do not define a line")
     diff = np.where(z2 > z1, z2 - z1, _P - (z1 - z2))
     distinct, where = np.unique(diff, return_inverse=True)
     inverses = np.array(
