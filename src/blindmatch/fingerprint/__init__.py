@@ -32,7 +32,13 @@ from blindmatch.fingerprint.frontend import (
     sniff_file,
     sniff_kind,
 )
-from blindmatch.fingerprint.pdq import pdq_dihedral_from_rgb, pdq_from_rgb
+from blindmatch.fingerprint.pdq import (
+    DIHEDRAL_NAMES,
+    pdq_backend,
+    pdq_dihedral_from_rgb,
+    pdq_from_luma,
+    pdq_from_rgb,
+)
 from blindmatch.fingerprint.signals import (
     ContentType,
     SignalRegistry,
@@ -52,6 +58,7 @@ from blindmatch.fingerprint.types import (
 __all__ = [
     "ContentType",
     "DEFAULT_MAX_PIXELS",
+    "DIHEDRAL_NAMES",
     "ImageHash64",
     "Md5Digest",
     "MediaKind",
@@ -72,7 +79,9 @@ __all__ = [
     "md5_bytes",
     "md5_file",
     "pack_hashes",
+    "pdq_backend",
     "pdq_dihedral_from_rgb",
+    "pdq_from_luma",
     "pdq_from_rgb",
     "sha256_bytes",
     "sha256_file",
