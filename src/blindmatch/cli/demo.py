@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from blindmatch.cli._argtypes import non_negative_int, positive_int
 from blindmatch.cli.hash import HashOptions, Progress, fingerprint_files, video_from_record
 from blindmatch.fingerprint.types import PdqHash
 from blindmatch.fingerprint.video import is_match, video_match
@@ -332,13 +333,21 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument(
-        "--images", type=_count, default=DEFAULT_IMAGES, metavar="N", help="original images"
+        "--images",
+        type=non_negative_int,
+        default=DEFAULT_IMAGES,
+        metavar="N",
+        help="original images",
     )
     parser.add_argument(
-        "--videos", type=_count, default=DEFAULT_VIDEOS, metavar="N", help="original videos"
+        "--videos",
+        type=non_negative_int,
+        default=DEFAULT_VIDEOS,
+        metavar="N",
+        help="original videos",
     )
     parser.add_argument("--seed", type=int, default=2024, help="seed of the sample generator")
-    parser.add_argument("--jobs", type=_positive, default=2, metavar="N", help="processes")
+    parser.add_argument("--jobs", type=positive_int, default=2, metavar="N", help="processes")
     parser.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
     parser.set_defaults(func=run)
 
@@ -381,23 +390,3 @@ def run(args: argparse.Namespace) -> int:
     _print_private(check, len(manifest.originals()[::2]), len(records))
     print(f"Done in {time.perf_counter() - started:.1f} s; everything is under {out}.")
     return 1 if failed or check.unexpected else 0
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected an integer >= 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("expected an integer >= 0")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected a positive integer")
-    return value

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TextIO, TypeGuard
 
+from blindmatch.cli._argtypes import non_negative_seconds, positive_int
 from blindmatch.errors import (
     BlindmatchError,
     CorruptMedia,
@@ -231,7 +232,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--seconds-per-hash",
-        type=_seconds,
+        type=non_negative_seconds,
         default=DEFAULT_SECONDS_PER_HASH,
         metavar="S",
         help="vPDQ sampling: hash one video frame per S seconds (0: every frame; default 1)",
@@ -243,7 +244,7 @@ def register(subparsers: Any) -> None:
         help="image front end: 'default' (reference, full resolution) or 'fast' (downsize)",
     )
     parser.add_argument(
-        "--jobs", type=_positive, default=1, metavar="N", help="worker processes (default 1)"
+        "--jobs", type=positive_int, default=1, metavar="N", help="worker processes (default 1)"
     )
     parser.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
     parser.set_defaults(func=run)
@@ -402,23 +403,3 @@ def _is_int(value: object) -> bool:
 
 def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a number of seconds >= 0") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("expected a number of seconds >= 0")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected a positive integer")
-    return value

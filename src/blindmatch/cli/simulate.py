@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from blindmatch.cli._argtypes import positive_int
 from blindmatch.errors import LocalProtocolError
 from blindmatch.simulate import DEFAULT_SIGNALS, SIGNALS, SimulationResult, simulate
 
@@ -25,15 +26,6 @@ def _signals(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"signals are a comma list of {', '.join(SIGNALS)}")
     return chosen
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected a positive integer")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -55,9 +47,9 @@ def register(subparsers: Any) -> None:
                         metavar="LIST",
                         help=f"comma list of signals ({', '.join(SIGNALS)}); "
                         f"default {','.join(DEFAULT_SIGNALS)}")
-    parser.add_argument("--processes", type=_positive, default=None, metavar="N",
+    parser.add_argument("--processes", type=positive_int, default=None, metavar="N",
                         help="worker processes for the index build (default: every core)")
-    parser.add_argument("--batch-size", type=_positive, default=256, metavar="N",
+    parser.add_argument("--batch-size", type=positive_int, default=256, metavar="N",
                         help="elements per evaluation request (default 256)")
     parser.add_argument("--json", action="store_true",
                         help="print JSON Lines: one object per match, then {\"summary\": ...}")
