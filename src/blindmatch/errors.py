@@ -8,12 +8,16 @@ Local misuse (the caller did something wrong) is split from peer misbehaviour (t
 party sent something wrong), as h11 does: a server turns a :class:`RemoteProtocolError`
 into a 4xx answer and keeps serving; a :class:`LocalProtocolError` is a bug to fix.
 
+Arguments of the wrong *type* raise the builtin ``TypeError``, as Python itself does (and
+mypy catches them before they run); wrong *values* raise :class:`InvalidArgument`.
+
 Messages never carry secret bytes or bytes a peer controls: they name the field and the
 expected shape, not the value. Verification failures say only that verification failed.
 
 ::
 
     BlindmatchError
+    ├── InvalidArgument (ValueError)          a caller passed an argument value out of range
     ├── InvalidEncoding (ValueError)          bytes/hex of a typed value are malformed
     │   ├── InvalidElement                    not a canonical, non-identity ristretto255 point
     │   └── InvalidScalar                     not a canonical, non-zero scalar
@@ -28,7 +32,7 @@ expected shape, not the value. Verification failures say only that verification 
     │   ├── DeriveKeyPairError                RFC 9497 DeriveKeyPair found no key
     │   ├── InverseError                      RFC 9497: a scalar had no inverse
     │   ├── InvalidInput                      RFC 9497 InvalidInputError / input too long
-    │   ├── InvalidParameter (ValueError)     a banding, share-field or index-build argument
+    │   ├── InvalidParameter (InvalidArgument) a banding, share-field or index-build argument
     │   ├── VerifyError                       a DLEQ proof did not verify (no detail)
     │   └── KeyFormatError                    a serialised key is malformed
     ├── IndexFormatError                      an index file is malformed or of another version
@@ -57,6 +61,7 @@ __all__ = [
     "DeriveKeyPairError",
     "FingerprintError",
     "IndexFormatError",
+    "InvalidArgument",
     "InvalidElement",
     "InvalidEncoding",
     "InvalidInput",
@@ -85,6 +90,10 @@ __all__ = [
 
 class BlindmatchError(Exception):
     """Root of every error blindmatch raises on purpose."""
+
+
+class InvalidArgument(BlindmatchError, ValueError):
+    """A caller passed an argument value out of range (local misuse: a bug to fix)."""
 
 
 class InvalidEncoding(BlindmatchError, ValueError):
@@ -148,7 +157,7 @@ class VerifyError(CryptoError):
     """A proof did not verify. Deliberately carries no detail."""
 
 
-class InvalidParameter(CryptoError, ValueError):
+class InvalidParameter(CryptoError, InvalidArgument):
     """A banding, share-field or index-build argument is out of range (local misuse)."""
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from blindmatch.errors import UnsupportedMedia
+from blindmatch.errors import InvalidArgument, UnsupportedMedia
 
 __all__ = [
     "EDITS",
@@ -137,7 +137,7 @@ def photo_like(
         An ``height x width x 3`` ``uint8`` array.
     """
     if width < 1 or height < 1:
-        raise ValueError("width and height must be >= 1")
+        raise InvalidArgument("width and height must be >= 1")
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(angle) * xs / width + np.sin(angle) * ys / height + 1.0) / 2.0
@@ -193,7 +193,7 @@ def make_sample_images(directory: str | os.PathLike[str], n: int, seed: int) -> 
         The manifest of the ``n * (1 + len(EDITS["image"]))`` files written.
     """
     if n < 0:
-        raise ValueError("n must be >= 0")
+        raise InvalidArgument("n must be >= 0")
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 1])
@@ -325,7 +325,7 @@ def make_sample_videos(directory: str | os.PathLike[str], n: int, seed: int) -> 
         UnsupportedMedia: PyAV is not installed.
     """
     if n < 0:
-        raise ValueError("n must be >= 0")
+        raise InvalidArgument("n must be >= 0")
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 2])

@@ -77,6 +77,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError, features
 from blindmatch.errors import (
     BlindmatchError,
     CorruptMedia,
+    InvalidArgument,
     MediaTooLarge,
     UnsupportedMedia,
 )
@@ -282,9 +283,9 @@ def load_rgb_image(
         file is closed; animated images cannot seek to later frames).
     """
     if policy not in ("default", "fast"):
-        raise ValueError("policy must be 'default' or 'fast'")
+        raise InvalidArgument("policy must be 'default' or 'fast'")
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise ValueError("max_pixels must be a positive integer")
+        raise InvalidArgument("max_pixels must be a positive integer")
     with _open_source(source) as handle:
         try:
             head = handle.read(SNIFF_BYTES)

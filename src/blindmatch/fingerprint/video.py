@@ -71,6 +71,7 @@ import numpy.typing as npt
 from blindmatch.errors import (
     BlindmatchError,
     CorruptMedia,
+    InvalidArgument,
     MediaTooLarge,
     UnsupportedMedia,
 )
@@ -150,7 +151,7 @@ def frame_mod(seconds_per_hash: float, fps: float) -> int:
     """
     _check_seconds_per_hash(seconds_per_hash)
     if not math.isfinite(fps) or fps <= 0:
-        raise ValueError("fps must be a positive number")
+        raise InvalidArgument("fps must be a positive number")
     return max(1, int(seconds_per_hash * fps))
 
 
@@ -449,12 +450,12 @@ def _check_seconds_per_hash(seconds_per_hash: float) -> None:
         or not math.isfinite(seconds_per_hash)
         or seconds_per_hash < 0
     ):
-        raise ValueError("seconds_per_hash must be a finite number >= 0")
+        raise InvalidArgument("seconds_per_hash must be a finite number >= 0")
 
 
 def _check_bound(value: int, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer")
+        raise InvalidArgument(f"{name} must be a positive integer")
 
 
 def _import_av() -> ModuleType:

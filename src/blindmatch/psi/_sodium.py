@@ -406,7 +406,7 @@ def scalar_random_many(n: int) -> list[bytes]:
     RandomScalar allows any uniform method; RFC 9380 5 uses the same reduction).
     """
     if n < 0:
-        raise ValueError("n must be non-negative")
+        raise errors.InvalidArgument("n must be non-negative")
     wide = NONREDUCED_SCALAR_BYTES
     source = _new_buffer(wide * n)
     _randombytes_buf(source, ctypes.c_size_t(wide * n))

@@ -78,7 +78,7 @@ def expand_message_xmd(msg: bytes, dst: bytes, length: int) -> bytes:
     dst_prime = _dst_prime(dst)
     ell = -(-length // _B_IN_BYTES)
     if not 0 < length <= 65535 or ell > 255:
-        raise ValueError("expand_message_xmd length out of range")
+        raise errors.InvalidArgument("expand_message_xmd length out of range")
     h = _Z_PAD_STATE.copy()
     h.update(msg + length.to_bytes(2, "big") + b"\x00" + dst_prime)
     b_0 = h.digest()
