@@ -286,7 +286,7 @@ def test_secret_key_is_redacted_and_unpicklable() -> None:
 
 @pytest.mark.parametrize("epoch", [-1, MAX_EPOCH + 1])
 def test_epoch_bounds(epoch: int) -> None:
-    with pytest.raises(ValueError, match="32 bits"):
+    with pytest.raises(errors.InvalidArgument, match="32 bits"):
         SecretKey(Scalar.from_int(3), mode=Mode.OPRF, epoch=epoch)
 
 
@@ -295,7 +295,7 @@ def test_constructor_checks() -> None:
         SecretKey(b"\x01" * 32, mode=Mode.OPRF, epoch=0)  # type: ignore[arg-type]
     with pytest.raises(errors.InvalidScalar):
         SecretKey(Scalar.from_bytes(bytes(32), allow_zero=True), mode=Mode.OPRF, epoch=0)
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(errors.InvalidArgument, match="mode"):
         SecretKey(Scalar.from_int(3), mode=9, epoch=0)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         SecretKey(Scalar.from_int(3), mode=Mode.OPRF, epoch="0")  # type: ignore[arg-type]

@@ -36,6 +36,7 @@ from blindmatch.cli._argtypes import non_negative_seconds, positive_int
 from blindmatch.errors import (
     BlindmatchError,
     CorruptMedia,
+    InvalidArgument,
     InvalidEncoding,
     UnreadableMedia,
     UnsupportedMedia,
@@ -152,7 +153,7 @@ def fingerprint_files(
         One record per file, in the order of ``files``.
     """
     if jobs < 1:
-        raise ValueError("jobs must be >= 1")
+        raise InvalidArgument("jobs must be >= 1")
     work = partial(fingerprint_file, options=options)
     if jobs == 1 or len(files) <= 1:
         for path in files:

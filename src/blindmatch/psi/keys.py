@@ -96,7 +96,7 @@ def _check_epoch(epoch: int) -> int:
     if type(epoch) is not int:
         raise TypeError("epoch must be an int")
     if not 0 <= epoch <= MAX_EPOCH:
-        raise ValueError("epoch must fit in 32 bits")
+        raise errors.InvalidArgument("epoch must fit in 32 bits")
     return epoch
 
 
@@ -104,7 +104,7 @@ def _check_mode(mode: Mode) -> Mode:
     try:
         return Mode(mode)
     except ValueError:
-        raise ValueError("unknown RFC 9497 mode") from None
+        raise errors.InvalidArgument("unknown RFC 9497 mode") from None
 
 
 def compute_key_id(mode: Mode, epoch: int, pk: Element) -> bytes:
