@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import pty
 import struct
 import subprocess
 import sys
@@ -466,3 +467,64 @@ def test_closed_pipe_stops_quietly(media: Path, tmp_path: Path, jobs: str) -> No
     assert code == 1
     assert b"Traceback" not in err
     assert err == b""
+
+
+# ---- the progress bar on a terminal ----------------------------------------------------
+
+
+def _run_on_terminal(*args: str, stderr_too: bool) -> tuple[int, str, str]:
+    """Run the CLI with stdout on a pseudo-terminal (stderr too, or a pipe)."""
+    controller, terminal = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "blindmatch", "hash", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=terminal if stderr_too else subprocess.PIPE,
+    ) as proc:
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        err = proc.stderr.read() if proc.stderr is not None else b""
+        code = proc.wait(timeout=300)
+    os.close(controller)
+    return code, b"".join(chunks).decode(), err.decode()
+
+
+def _screen_lines(text: str) -> list[str]:
+    """What a terminal shows: per line, each ``\\r`` returns to column 0 and overwrites."""
+    lines = []
+    for line in text.split("\n"):
+        shown: list[str] = []
+        for part in line.split("\r"):
+            shown[: len(part)] = part
+        lines.append("".join(shown).rstrip())
+    return [line for line in lines if line]
+
+
+def test_progress_bar_and_records_on_one_terminal_stay_apart(media: Path) -> None:
+    # `blindmatch hash DIR` typed at a terminal: records and the bar share the screen; every
+    # record must still be a line of its own, and the bar ends on the last line.
+    code, screen, _ = _run_on_terminal(str(media / "images"), stderr_too=True)
+    assert code == 0
+    lines = _screen_lines(screen)
+    assert len(lines) == 11, lines
+    for line in lines[:-1]:
+        assert json.loads(line)["kind"] == "image"
+    assert lines[-1] == "[" + "#" * 30 + "] 10/10 files 100%"
+
+
+def test_no_progress_bar_for_files_on_a_terminal(media: Path) -> None:
+    # stdout a terminal and no folder named: the records alone, no bar.
+    image = media / "images" / "image-000.jpg"
+    code, screen, err = _run_on_terminal(str(image), stderr_too=False)
+    assert code == 0
+    assert err == ""
+    (line,) = _screen_lines(screen)
+    assert json.loads(line)["path"] == str(image)

@@ -175,7 +175,12 @@ def fingerprint_files(
 
 class Progress:
     """A one-line text progress bar, redrawn in place with ``\\r`` (at most ~10 times a
-    second, and always for the last item)."""
+    second, and always for the last item).
+
+    When the records go to the same terminal (``blindmatch hash DIR`` typed at a prompt),
+    call :meth:`clear` before writing each record: the bar's line is blanked so the record
+    starts at column 0, and the next :meth:`advance` draws the bar again below it.
+    """
 
     def __init__(self, total: int, stream: TextIO, *, width: int = 30) -> None:
         self.total = total
@@ -185,6 +190,7 @@ class Progress:
         self._width = width
         self._last = 0.0
         self._shown = -1
+        self._drawn = 0  # characters of the bar now on screen (0: none)
 
     def advance(self, record: Record | None = None) -> None:
         """Count one finished file (a failed one if ``record`` is an error record)."""
@@ -192,9 +198,17 @@ class Progress:
         if record is not None and "error" in record:
             self.failed += 1
         now = time.monotonic()
-        if now - self._last >= 0.1 or self.done >= self.total:
+        if not self._drawn or now - self._last >= 0.1 or self.done >= self.total:
             self._last = now
             self._draw()
+
+    def clear(self) -> None:
+        """Blank the bar's line and return to its start (nothing if no bar is shown)."""
+        if self._drawn:
+            self._stream.write("\r" + " " * self._drawn + "\r")
+            self._stream.flush()
+            self._drawn = 0
+            self._shown = -1
 
     def close(self) -> None:
         """End the bar's line."""
@@ -210,10 +224,10 @@ class Progress:
         filled = int(share * self._width)
         bar = "#" * filled + "-" * (self._width - filled)
         failed = f", {self.failed} failed" if self.failed else ""
-        self._stream.write(
-            f"\r[{bar}] {self.done}/{self.total} files {int(share * 100):3d}%{failed}"
-        )
+        text = f"[{bar}] {self.done}/{self.total} files {int(share * 100):3d}%{failed}"
+        self._stream.write("\r" + text)
         self._stream.flush()
+        self._drawn = len(text)
 
 
 def register(subparsers: Any) -> None:
@@ -261,18 +275,20 @@ def run(args: argparse.Namespace) -> int:
         not sys.stdout.isatty() or any(os.path.isdir(p) for p in args.paths)
     )
     progress = Progress(len(files), sys.stderr) if show else None
+    # Records and bar on one terminal: blank the bar before each record, so no record
+    # line starts with the bar's text (a file or pipe on stdout never sees the bar).
+    shared_screen = progress is not None and sys.stdout.isatty() and sys.stderr.isatty()
     failed = False
-    records = fingerprint_files(
-        files,
-        options,
-        jobs=args.jobs,
-        on_done=progress.advance if progress is not None else None,
-    )
+    records = fingerprint_files(files, options, jobs=args.jobs)
     try:
         for record in records:
             failed = failed or "error" in record
+            if shared_screen and progress is not None:
+                progress.clear()
             sys.stdout.write(json.dumps(record) + "\n")
             sys.stdout.flush()
+            if progress is not None:
+                progress.advance(record)
     except BrokenPipeError:
         # The reader went away (`blindmatch hash DIR | head`): stop quietly, and keep the
         # interpreter's final flush from raising again on the dead pipe.
