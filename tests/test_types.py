@@ -98,6 +98,15 @@ def test_wrong_types_are_rejected(cls: FixedType, size: int) -> None:
 
 def test_from_bytes_accepts_bytes_like() -> None:
     assert Md5Digest.from_bytes(bytearray(16)) == Md5Digest(bytes(16))  # type: ignore[arg-type]
+    assert Md5Digest.from_bytes(memoryview(bytes(16))) == Md5Digest(bytes(16))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("cls", "size"), TYPES, ids=TYPE_IDS)
+def test_from_bytes_rejects_what_is_not_bytes(cls: FixedType, size: int) -> None:
+    # bytes(n) of an int is n zero bytes: from_bytes(32) must not make an all-zero hash.
+    for bad in (size, list(range(size)), "0" * size, None):
+        with pytest.raises(TypeError):
+            cls.from_bytes(bad)  # type: ignore[arg-type]
 
 
 def test_types_never_compare_equal_across_classes() -> None:

@@ -46,7 +46,15 @@ class _FixedBytes:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
-        """Build from exactly ``SIZE`` bytes; raises :class:`InvalidEncoding` otherwise."""
+        """Build from exactly ``SIZE`` bytes (``bytes``, ``bytearray`` or ``memoryview``).
+
+        Raises:
+            TypeError: ``data`` is not bytes-like (``bytes(32)`` of an int would otherwise
+                make 32 zero bytes, a valid all-zero hash).
+            InvalidEncoding: ``data`` is not ``SIZE`` bytes long.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{cls.NAME} must be built from bytes, bytearray or memoryview")
         return cls(bytes(data))
 
     @classmethod
