@@ -204,3 +204,73 @@ def test_video_frame_bounds() -> None:
     for quality in (-1, 101):
         with pytest.raises(InvalidEncoding):
             VideoFrame(frame_number=0, timestamp=0.0, pdq=h, quality=quality)
+
+
+_HASH = PdqHash(bytes(range(32)))
+_FRAME = {"frame_number": 3, "timestamp": 0.1, "pdq": _HASH, "quality": 90}
+_VIDEO = {"frames": (VideoFrame(**_FRAME),), "fps": 30.0, "seconds_per_hash": 1.0}  # type: ignore[arg-type]
+
+
+def test_pdq_fingerprint_rejects_bool_quality_and_loose_hash() -> None:
+    with pytest.raises(InvalidEncoding):
+        PdqFingerprint(_HASH, True)
+    with pytest.raises(InvalidEncoding):
+        PdqFingerprint(_HASH.hex(), 50)  # type: ignore[arg-type]
+    with pytest.raises(InvalidEncoding):
+        PdqFingerprint(bytes(_HASH), 50)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("frame_number", -1),
+        ("frame_number", 1.0),
+        ("frame_number", True),
+        ("frame_number", "3"),
+        ("timestamp", -0.5),
+        ("timestamp", float("nan")),
+        ("timestamp", float("inf")),
+        ("timestamp", "0.1"),
+        ("timestamp", None),
+        ("pdq", "ab" * 32),
+        ("pdq", bytes(32)),
+        ("quality", 50.0),
+        ("quality", 101),
+        ("quality", False),
+    ],
+    ids=repr,
+)
+def test_video_frame_rejects(field: str, value: object) -> None:
+    with pytest.raises(InvalidEncoding):
+        VideoFrame(**{**_FRAME, field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("frames", [VideoFrame(**_FRAME)]),  # type: ignore[arg-type]
+        ("frames", (_FRAME,)),
+        ("frames", None),
+        ("fps", 0.0),
+        ("fps", -30.0),
+        ("fps", float("nan")),
+        ("fps", float("inf")),
+        ("fps", "30"),
+        ("fps", True),
+        ("seconds_per_hash", -1.0),
+        ("seconds_per_hash", float("nan")),
+        ("seconds_per_hash", float("inf")),
+        ("seconds_per_hash", None),
+    ],
+    ids=repr,
+)
+def test_video_fingerprint_rejects(field: str, value: object) -> None:
+    with pytest.raises(InvalidEncoding):
+        VideoFingerprint(**{**_VIDEO, field: value})  # type: ignore[arg-type]
+
+
+def test_video_values_accept_integral_numbers() -> None:
+    frame = VideoFrame(frame_number=0, timestamp=0, pdq=_HASH, quality=0)
+    video = VideoFingerprint(frames=(frame,), fps=30, seconds_per_hash=0)
+    assert video.frames == (frame,)
+    assert VideoFingerprint(frames=(), fps=0.5, seconds_per_hash=2.5).frames == ()

@@ -12,8 +12,9 @@ Low quality is a field (:attr:`PdqFingerprint.quality`), not an empty hash.
 from __future__ import annotations
 
 import hmac
+import math
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import ClassVar, Self, TypeGuard
 
 from blindmatch.errors import InvalidEncoding
 
@@ -157,8 +158,9 @@ class PdqFingerprint:
     quality: int
 
     def __post_init__(self) -> None:
-        if not isinstance(self.quality, int) or not 0 <= self.quality <= 100:
-            raise InvalidEncoding("PDQ quality must be an integer in [0, 100]")
+        if not isinstance(self.hash, PdqHash):
+            raise InvalidEncoding("a PDQ fingerprint's hash must be a PdqHash")
+        _check_quality(self.quality)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +173,13 @@ class VideoFrame:
     quality: int
 
     def __post_init__(self) -> None:
-        if self.frame_number < 0:
-            raise InvalidEncoding("frame number must be >= 0")
-        if not 0 <= self.quality <= 100:
-            raise InvalidEncoding("PDQ quality must be an integer in [0, 100]")
+        if not _is_int(self.frame_number) or self.frame_number < 0:
+            raise InvalidEncoding("frame number must be an integer >= 0")
+        if not _is_finite_non_negative(self.timestamp):
+            raise InvalidEncoding("timestamp must be a finite number >= 0")
+        if not isinstance(self.pdq, PdqHash):
+            raise InvalidEncoding("a video frame's pdq must be a PdqHash")
+        _check_quality(self.quality)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,3 +189,29 @@ class VideoFingerprint:
     frames: tuple[VideoFrame, ...]
     fps: float
     seconds_per_hash: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.frames, tuple) or not all(
+            isinstance(frame, VideoFrame) for frame in self.frames
+        ):
+            raise InvalidEncoding("frames must be a tuple of VideoFrame")
+        if not _is_finite_non_negative(self.fps) or self.fps == 0:
+            raise InvalidEncoding("fps must be a finite number > 0")
+        if not _is_finite_non_negative(self.seconds_per_hash):
+            raise InvalidEncoding("seconds_per_hash must be a finite number >= 0")
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_non_negative(value: object) -> bool:
+    """An ``int`` or ``float`` (not ``bool``), finite and >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and value >= 0
+
+
+def _check_quality(quality: object) -> None:
+    if not _is_int(quality) or not 0 <= quality <= 100:
+        raise InvalidEncoding("PDQ quality must be an integer in [0, 100]")
