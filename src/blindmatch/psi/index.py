@@ -27,9 +27,13 @@ the digest of its base. A platform either looks up base and deltas side by side
 needs no key: entries are only re-sorted. A delta tells the platform which entries are
 newer than the base (only that they exist, not what they are).
 
-Builds run the PRF on all cores: the flat list of band inputs is cut into chunks that
-worker processes (fork server, else spawn) evaluate (``oprf.evaluate_batch``) and turn
-into tags and pads there, so only 16 bytes per entry travel back.
+Builds run the PRF on all cores: the flat list of band inputs is cut into chunks (each
+sent as one joined ``bytes``, not a pickled list) that ``processes - 1`` worker processes
+(fork server, else spawn) evaluate (``oprf.evaluate_batch``) and turn into tags and pads
+there, so only 16 bytes per entry travel back. The building process is the last worker:
+it first draws the lines and handles (work that needs no PRF), then takes the chunks no
+worker has started, from the end of the queue, so no core idles while a worker starts
+up or while the other still has queued work.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import bisect
 import hashlib
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,8 +99,12 @@ _T = TypeVar("_T")
 _P = np.uint64(FIELD_MODULUS)
 _CANARY_DOMAIN = b"blindmatch/v1/canary"
 _MAX_REPORT_ID = 1024
-_MIN_CHUNK = 512
-_CHUNKS_PER_PROCESS = 8  # the last round leaves a core idle for at most 1/8 of the work
+_MIN_CHUNK = 256  # ~30 ms of group work: the task's pickling and pipe cost vanish against it
+_MAX_CHUNK = 4096
+# Small chunks keep the tail short: a worker holds at most its running chunk and one
+# queued (``ProcessPoolExecutor`` pre-queues one call), which the building process cannot
+# take over, so at the end it waits for at most about two chunks.
+_CHUNKS_PER_PROCESS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,11 +175,19 @@ def default_canaries(banding: Banding, count: int = 4) -> list[bytes]:
 # --------------------------------------------------------------------------- build
 
 
-def _entries_worker(key: bytes, inputs: list[bytes], tag_bytes: int) -> tuple[bytes, bytes]:
-    """Spawned worker: evaluate a chunk and return its tags and pads as raw arrays."""
-    outputs = oprf.evaluate_batch(Scalar.from_bytes(key), inputs, oprf.Mode.VOPRF)
-    tags, pads = derive_entries(outputs, tag_bytes)
+def _entries_worker(key: bytes, joined: bytes, width: int, tag_bytes: int) -> tuple[bytes, bytes]:
+    """Worker: evaluate a chunk of ``width``-byte inputs (joined) and return its tags and
+    pads as raw arrays."""
+    inputs = [joined[i : i + width] for i in range(0, len(joined), width)]
+    tags, pads = _chunk_entries(Scalar.from_bytes(key), inputs, tag_bytes)
     return tags.tobytes(), pads.tobytes()
+
+
+def _chunk_entries(
+    secret_key: Scalar, inputs: Sequence[bytes], tag_bytes: int
+) -> tuple[U64Array, U64Array]:
+    outputs = oprf.evaluate_batch(secret_key, inputs, oprf.Mode.VOPRF)
+    return derive_entries(outputs, tag_bytes)
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -196,24 +212,47 @@ def _evaluate_entries(
     """Tags and pads of every input, and ``meanwhile()`` run while the workers evaluate.
 
     ``meanwhile`` is the build's work that does not need the PRF (secrets, handles): with
-    worker processes it overlaps their evaluation instead of following it.
+    worker processes it overlaps their evaluation instead of following it. Then this
+    process evaluates, from the end of the queue, every chunk no worker has started
+    (``Future.cancel`` succeeds only for those), so ``processes`` cores stay busy with
+    ``processes - 1`` workers, and a worker that starts late (the fork server's first
+    start imports numpy and blindmatch) delays nothing.
     """
     if processes <= 1 or len(inputs) < 2 * _MIN_CHUNK:
-        outputs = oprf.evaluate_batch(secret_key, inputs, oprf.Mode.VOPRF)
-        tags, pads = derive_entries(outputs, tag_bytes)
+        tags, pads = _chunk_entries(secret_key, inputs, tag_bytes)
         return tags, pads, meanwhile()
-    chunk = max(_MIN_CHUNK, -(-len(inputs) // (_CHUNKS_PER_PROCESS * processes)))
+    width = len(inputs[0])
+    if any(len(item) != width for item in inputs):
+        raise InvalidParameter("band inputs of one build must have one length")
+    chunk = min(_MAX_CHUNK, max(_MIN_CHUNK, -(-len(inputs) // (_CHUNKS_PER_PROCESS * processes))))
+    starts = range(0, len(inputs), chunk)
     # The key travels to the workers over the pool's pipes (child processes of this one).
     key = bytes(secret_key)
-    with ProcessPoolExecutor(max_workers=processes, mp_context=_context()) as pool:
+    parts: dict[int, tuple[U64Array, U64Array]] = {}
+    pool = ProcessPoolExecutor(max_workers=processes - 1, mp_context=_context())
+    try:
         futures = [
-            pool.submit(_entries_worker, key, inputs[i : i + chunk], tag_bytes)
-            for i in range(0, len(inputs), chunk)
+            pool.submit(_entries_worker, key, b"".join(inputs[i : i + chunk]), width, tag_bytes)
+            for i in starts
         ]
         extra = meanwhile()
-        results = [future.result() for future in futures]
-    tags = np.frombuffer(b"".join(r[0] for r in results), dtype=np.uint64)
-    pads = np.frombuffer(b"".join(r[1] for r in results), dtype=np.uint64)
+        for position in reversed(range(len(futures))):
+            if not futures[position].cancel():
+                break  # a worker has it, and every chunk before it: wait for them below
+            i = starts[position]
+            parts[position] = _chunk_entries(secret_key, inputs[i : i + chunk], tag_bytes)
+        for position, future in enumerate(futures):
+            if position not in parts:
+                tag_raw, pad_raw = future.result()
+                parts[position] = (
+                    np.frombuffer(tag_raw, dtype=np.uint64),
+                    np.frombuffer(pad_raw, dtype=np.uint64),
+                )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    ordered = [parts[position] for position in range(len(futures))]
+    tags = np.concatenate([part[0] for part in ordered])
+    pads = np.concatenate([part[1] for part in ordered])
     return tags, pads, extra
 
 
@@ -225,10 +264,15 @@ class _Lines:
     slopes: U64Array
     raw_handles: list[bytes]
     handle_map: dict[ReportHandle, str]
+    handle_set: bytes
 
 
 def _draw_lines(
-    references: Sequence[Reference], count: int, threshold: int, random_bytes: RandomBytes
+    references: Sequence[Reference],
+    count: int,
+    threshold: int,
+    handle_bytes: int,
+    random_bytes: RandomBytes,
 ) -> _Lines:
     secrets = _unique_secrets(count, random_bytes)
     if threshold == 1:
@@ -241,7 +285,8 @@ def _draw_lines(
         trusted(handle): reference.report_id
         for handle, reference in zip(raw_handles, references, strict=False)
     }
-    return _Lines(secrets, slopes, raw_handles, handle_map)
+    rows = np.frombuffer(b"".join(raw_handles), dtype=np.uint8).reshape(count, HANDLE_SIZE)
+    return _Lines(secrets, slopes, raw_handles, handle_map, _handle_set(rows, handle_bytes))
 
 
 def _unique_secrets(count: int, random_bytes: RandomBytes) -> U64Array:
@@ -279,8 +324,25 @@ def _assemble(header: IndexHeader, tags: bytes, shares: bytes, handles: bytes) -
     return header.encode(digest=digest) + bytes(body)
 
 
-def _handle_set(handles: Iterable[bytes], width: int) -> bytes:
-    return b"".join(sorted({h[:width] for h in handles}))
+def _handle_set(rows: npt.NDArray[np.uint8], width: int) -> bytes:
+    """The distinct ``width``-byte prefixes of the handle rows (``(n, >= width)`` uint8),
+    ascending as byte strings, joined.
+
+    Sorted in numpy, not through per-handle ``bytes``: a prefix of 8..16 bytes is the pair
+    (first 8 bytes, the rest zero-padded to 8) as big-endian integers, whose order is the
+    byte strings' order because all prefixes have one length.
+    """
+    count = rows.shape[0]
+    if count == 0:
+        return b""
+    padded = np.zeros((count, 16), dtype=np.uint8)
+    padded[:, :width] = rows[:, :width]
+    keys = padded.view(">u8").astype(np.uint64)  # (count, 2): high, low
+    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    ordered = keys[order]
+    distinct = np.ones(count, dtype=bool)
+    distinct[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    return np.ascontiguousarray(padded[order[distinct], :width]).tobytes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +426,7 @@ def _build(
         inputs,
         tag_bytes,
         workers,
-        lambda: _draw_lines(references, count, banding.threshold, random_bytes),
+        lambda: _draw_lines(references, count, banding.threshold, handle_bytes, random_bytes),
     )
     del inputs
     shares = evaluate_shares(lines.secrets, lines.slopes, banding.count)
@@ -375,7 +437,7 @@ def _build(
         Canary(canary_hashes[i], ReportHandle(raw_handles[len(references) + i]))
         for i in range(len(canary_hashes))
     )
-    handle_set = _handle_set(raw_handles, handle_bytes)
+    handle_set = lines.handle_set
     header = IndexHeader(
         kind=kind,
         banding=banding,
@@ -898,7 +960,7 @@ def merge_indexes(base: Index, deltas: Sequence[Index]) -> bytes:
     shares = np.concatenate([p._shares.astype(np.uint64) for p in parts], axis=1).T
     tag_raw, share_raw = _sorted_bands(tags, shares, header.tag_bytes)
     handle_set = _handle_set(
-        (row.tobytes() for p in parts for row in p._handles), header.handle_bytes
+        np.concatenate([p._handles for p in parts], axis=0), header.handle_bytes
     )
     merged = IndexHeader(
         kind=IndexKind.FULL,

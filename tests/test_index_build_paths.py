@@ -1,0 +1,56 @@
+"""The build's fast paths agree with their plain definitions.
+
+The handle set is sorted in numpy (two big-endian integers per prefix) rather than as
+``bytes``; the multi-process build hands chunks to a worker and evaluates the rest in the
+building process. Both must give exactly what the plain definitions give.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blindmatch.psi.bands import exact_banding
+from blindmatch.psi.index import Reference, _handle_set, build_index
+from blindmatch.psi.keys import SecretKey
+from blindmatch.psi.shares import RandomBytes
+
+KEY = SecretKey.generate()
+
+
+def _seeded(seed: int) -> RandomBytes:
+    """A deterministic byte source, so two builds draw the same lines."""
+    generator = np.random.default_rng(seed)
+    return generator.bytes
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.binary(min_size=16, max_size=16), max_size=40),
+    repeats=st.lists(st.integers(min_value=0, max_value=39), max_size=10),
+    width=st.integers(min_value=8, max_value=16),
+)
+def test_handle_set_is_the_sorted_distinct_prefixes(
+    rows: list[bytes], repeats: list[int], width: int
+) -> None:
+    handles = rows + [rows[i] for i in repeats if i < len(rows)]
+    array = np.frombuffer(b"".join(handles), dtype=np.uint8).reshape(len(handles), 16)
+    assert _handle_set(array, width) == b"".join(sorted({h[:width] for h in handles}))
+
+
+def test_handle_set_orders_prefixes_differing_only_in_trailing_zeros() -> None:
+    handles = [bytes(8) + b"\x01" + bytes(7), bytes(16), bytes(8) + b"\x00\x01" + bytes(6)]
+    array = np.frombuffer(b"".join(handles), dtype=np.uint8).reshape(3, 16)
+    expected = bytes(10) + bytes(8) + b"\x00\x01" + bytes(8) + b"\x01\x00"
+    assert _handle_set(array, 10) == expected
+
+
+def test_two_process_exact_build_equals_inline_build() -> None:
+    # 3000 inputs: several chunks, some evaluated by the worker, some by this process.
+    banding = exact_banding("sha256", 256)
+    refs = [Reference(f"r{i}", "sha256", i.to_bytes(32, "big")) for i in range(3000)]
+    inline = build_index(KEY, banding, refs, processes=1, random_bytes=_seeded(5))
+    spread = build_index(KEY, banding, refs, processes=2, random_bytes=_seeded(5))
+    assert inline.to_bytes() == spread.to_bytes()
+    assert inline.handles == spread.handles
