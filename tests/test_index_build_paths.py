@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blindmatch.psi.bands import exact_banding
-from blindmatch.psi.index import Reference, _handle_set, build_index
+from blindmatch.psi.index import Index, Reference, _handle_set, build_index
 from blindmatch.psi.keys import SecretKey
 from blindmatch.psi.shares import RandomBytes
 
@@ -54,3 +54,18 @@ def test_two_process_exact_build_equals_inline_build() -> None:
     spread = build_index(KEY, banding, refs, processes=2, random_bytes=_seeded(5))
     assert inline.to_bytes() == spread.to_bytes()
     assert inline.handles == spread.handles
+
+
+def test_contains_handles_vectorised_path_equals_set_membership() -> None:
+    banding = exact_banding("sha256", 256)
+    refs = [Reference(f"r{i}", "sha256", (i + 7).to_bytes(32, "big")) for i in range(40)]
+    for width in (8, 12, 16):
+        built = build_index(KEY, banding, refs, handle_bytes=width, random_bytes=_seeded(width))
+        index = Index.from_bytes(built.to_bytes())
+        stored = [bytes(h) for h in built.handles]
+        strangers = [_seeded(99 + width)(16) for _ in range(30)]
+        # Same first 8 bytes as a stored handle, different after: only a wide compare sees it.
+        near = [h[:8] + bytes(x ^ 0xFF for x in h[8:]) for h in stored[:10]]
+        candidates = stored + strangers + near
+        expected = [True] * len(stored) + [False] * len(strangers) + [width == 8] * len(near)
+        assert index.contains_handles(candidates) == expected

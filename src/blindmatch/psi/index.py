@@ -670,14 +670,21 @@ class Index:
                 found.append(low < len(rows) and rows[low].tobytes() == key)
             return found
         prefix = self._prefix()
-        keys = np.frombuffer(b"".join(c[:8] for c in candidates), dtype=">u8").astype(np.uint64)
+        wanted = np.frombuffer(b"".join(c[:width] for c in candidates), dtype=np.uint8)
+        wanted = wanted.reshape(len(candidates), width)
+        keys = np.ascontiguousarray(wanted[:, :8]).view(">u8").ravel().astype(np.uint64)
         left = np.searchsorted(prefix, keys, side="left")
         right = np.searchsorted(prefix, keys, side="right")
-        result = []
-        for i, candidate in enumerate(candidates):
-            key = candidate[:width]
-            result.append(any(self._handles[e].tobytes() == key for e in range(left[i], right[i])))
-        return result
+        # Stored handles are distinct, so an 8-byte prefix almost never repeats: compare
+        # the one row a prefix hit names in numpy, and walk the rows of a repeated prefix.
+        single = right - left == 1
+        present = np.zeros(len(candidates), dtype=bool)
+        rows = self._handles[left[single]]
+        present[single] = np.all(rows == wanted[single], axis=1)
+        for i in np.flatnonzero(right - left > 1).tolist():
+            key = wanted[i].tobytes()
+            present[i] = any(self._handles[e].tobytes() == key for e in range(left[i], right[i]))
+        return [bool(hit) for hit in present.tolist()]
 
     def match(self, outputs: Sequence[bytes]) -> list[ReportHandle]:
         """The handles one upload matches.
@@ -810,9 +817,11 @@ class Index:
         hits_list = tag_hits.tolist()
         bands_list = bands_hit.tolist()
         empty: tuple[ReportHandle, ...] = ()
+        # The handles were derived here (16 bytes each): wrap them without re-validation.
+        trusted = ReportHandle._trusted
         return [
             MatchResult(
-                handles=tuple(sorted(ReportHandle(h) for h in found[u])) if u in found else empty,
+                handles=tuple(sorted(trusted(h) for h in found[u])) if u in found else empty,
                 tag_hits=hits_list[u],
                 bands_hit=bands_list[u],
             )
