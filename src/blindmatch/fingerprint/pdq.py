@@ -40,7 +40,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from blindmatch.errors import InvalidEncoding
+from blindmatch.errors import InvalidEncoding, MediaTooLarge
 from blindmatch.fingerprint.types import PdqFingerprint, PdqHash
 
 __all__ = [
@@ -227,7 +227,12 @@ def _rgb_fingerprints(
 ) -> tuple[PdqFingerprint, ...]:
     """PDQ of a validated RGB(A) image with both sides >= 5."""
     windows, indices = _geometry(rgb.shape)
-    samples = backend.samples_from_rgb(rgb, windows, indices, _NUM_PASSES)
+    try:
+        samples = backend.samples_from_rgb(rgb, windows, indices, _NUM_PASSES)
+    except MemoryError:
+        # The filter needs ~4 float32 planes of the image; a caller hashing many files
+        # gets a per-file error instead of numpy's raw MemoryError.
+        raise MediaTooLarge("the image's PDQ filter buffers do not fit in memory") from None
     return _fingerprints(samples, backend, dihedral=dihedral)
 
 
@@ -236,7 +241,10 @@ def _luma_fingerprints(
 ) -> tuple[PdqFingerprint, ...]:
     """PDQ of a validated luma plane with both sides >= 5."""
     windows, indices = _geometry(luma.shape)
-    samples = backend.samples_from_luma(luma, windows, indices, _NUM_PASSES)
+    try:
+        samples = backend.samples_from_luma(luma, windows, indices, _NUM_PASSES)
+    except MemoryError:
+        raise MediaTooLarge("the image's PDQ filter buffers do not fit in memory") from None
     return _fingerprints(samples, backend, dihedral=dihedral)
 
 
@@ -255,6 +263,7 @@ def pdq_from_luma(luma: npt.NDArray[np.float32]) -> PdqFingerprint:
 
     Raises:
         InvalidEncoding: ``luma`` is not a 2-D float32 array.
+        MediaTooLarge: The filter's working buffers do not fit in memory.
     """
     if not isinstance(luma, np.ndarray) or luma.dtype != np.float32 or luma.ndim != 2:
         raise InvalidEncoding("PDQ luma must be a 2-D float32 array")
@@ -275,6 +284,7 @@ def pdq_from_rgb(rgb: npt.NDArray[np.uint8]) -> PdqFingerprint:
 
     Raises:
         InvalidEncoding: ``rgb`` is not a uint8 array of shape (H, W, 3) or (H, W, 4).
+        MediaTooLarge: The filter's working buffers do not fit in memory.
     """
     rgb = _check_rgb(rgb)
     if _too_small(rgb.shape):
@@ -293,6 +303,7 @@ def pdq_from_rgb_many(images: Iterable[npt.NDArray[np.uint8]]) -> list[PdqFinger
 
     Raises:
         InvalidEncoding: An image is not a uint8 (H, W, 3|4) array.
+        MediaTooLarge: An image's filter buffers do not fit in memory.
     """
     return [pdq_from_rgb(image) for image in images]
 
@@ -311,6 +322,7 @@ def pdq_dihedral_from_rgb(rgb: npt.NDArray[np.uint8]) -> tuple[PdqFingerprint, .
 
     Raises:
         InvalidEncoding: ``rgb`` is not a uint8 array of shape (H, W, 3) or (H, W, 4).
+        MediaTooLarge: The filter's working buffers do not fit in memory.
     """
     rgb = _check_rgb(rgb)
     if _too_small(rgb.shape):
