@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -560,3 +562,51 @@ def test_damaged_files_raise_only_typed_errors(fmt: str) -> None:
         assert rgb.ndim == 3
 
     damaged()
+
+
+_LOW_MEMORY_SCRIPT = """
+import io, json, resource, sys
+import numpy as np
+from PIL import Image
+from blindmatch.errors import BlindmatchError
+from blindmatch.fingerprint.frontend import load_rgb
+
+buffer = io.BytesIO()
+Image.fromarray(np.full((3000, 3000, 3), 9, np.uint8)).save(buffer, "PNG", compress_level=1)
+data = buffer.getvalue()
+load_rgb(data)  # warm up: every plugin imported before the limit
+with open("/proc/self/status") as status:
+    size = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) * 1024
+soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+out = []
+for margin in range(0, 101, 5):  # MB above what the process holds: each step of the decode
+    resource.setrlimit(resource.RLIMIT_AS, (size + margin * 2**20, hard))
+    try:
+        shape = load_rgb(data).shape
+        out.append("decoded" if shape == (3000, 3000, 3) else "wrong shape")
+    except BlindmatchError as exc:
+        out.append(type(exc).__name__)
+    except MemoryError as exc:
+        out.append("raw " + type(exc).__name__)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+json.dump(out, sys.stdout)
+"""
+
+
+def test_out_of_memory_is_media_too_large() -> None:
+    # Under an address-space limit (in a child process) raised step by step, every stage
+    # of decoding that runs out of memory -- Pillow's decode, its copy into the array --
+    # says MediaTooLarge; none lets a raw MemoryError out. The last, roomy step decodes.
+    result = subprocess.run(
+        [sys.executable, "-c", _LOW_MEMORY_SCRIPT],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcomes = json.loads(result.stdout)
+    assert set(outcomes) <= {"MediaTooLarge", "decoded"}, outcomes
+    assert outcomes[0] == "MediaTooLarge"
+    assert outcomes[-1] == "decoded"

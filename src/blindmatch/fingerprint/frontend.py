@@ -261,10 +261,15 @@ def load_rgb(
         UnreadableMedia: The path cannot be opened or read.
         CorruptMedia: Empty, zero-size, truncated or undecodable image data.
         UnsupportedMedia: Not an image format the front end decodes.
-        MediaTooLarge: Over ``max_pixels`` or Pillow's decompression-bomb limit.
+        MediaTooLarge: Over ``max_pixels`` or Pillow's decompression-bomb limit, or the
+            decoded image does not fit in memory.
     """
     image = load_rgb_image(source, policy, max_pixels=max_pixels)
-    return np.asarray(image)
+    try:
+        return np.asarray(image)
+    except MemoryError:
+        # Pillow hands numpy a byte copy of the pixels: briefly twice the image in memory.
+        raise MediaTooLarge("the image does not fit in memory") from None
 
 
 def load_rgb_image(
