@@ -100,11 +100,11 @@ _P = np.uint64(FIELD_MODULUS)
 _CANARY_DOMAIN = b"blindmatch/v1/canary"
 _MAX_REPORT_ID = 1024
 _MIN_CHUNK = 256  # ~30 ms of group work: the task's pickling and pipe cost vanish against it
-_MAX_CHUNK = 4096
+_MAX_CHUNK = 1024
 # Small chunks keep the tail short: a worker holds at most its running chunk and one
 # queued (``ProcessPoolExecutor`` pre-queues one call), which the building process cannot
 # take over, so at the end it waits for at most about two chunks.
-_CHUNKS_PER_PROCESS = 32
+_CHUNKS_PER_PROCESS = 64
 
 
 @dataclass(frozen=True, slots=True)
