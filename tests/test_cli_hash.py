@@ -3,14 +3,17 @@ every kind of bad file; every JSON field is checked against the library function
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import pty
+import signal
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from pathlib import Path
 from typing import Any
@@ -528,3 +531,104 @@ def test_no_progress_bar_for_files_on_a_terminal(media: Path) -> None:
     assert err == ""
     (line,) = _screen_lines(screen)
     assert json.loads(line)["path"] == str(image)
+
+
+# ---- a worker process that dies ---------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (threads come and go while we look)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text(encoding="ascii").split()]
+    return found
+
+
+def _copies(media: Path, folder: Path, count: int) -> list[str]:
+    clip = (media / "videos" / "nested" / "clip.mp4").read_bytes()
+    names = [f"copy-{i}.mp4" for i in range(count)]
+    for name in names:
+        (folder / name).write_bytes(clip)
+    return names
+
+
+def _start_slow_run(folder: Path) -> subprocess.Popen[bytes]:
+    """The CLI on ``folder`` with 2 workers, every video frame hashed (slow enough to kill)."""
+    args = ["hash", "--no-progress", "--jobs", "2", "--seconds-per-hash", "0", str(folder)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "blindmatch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _check_records(records: list[Record], names: list[str], folder: Path) -> list[Record]:
+    """Records in input order; the good ones equal the library's; returns the failed ones."""
+    assert [Path(r["path"]).name for r in records] == names
+    want = video_fields(hash_video(folder / names[0], 0))
+    for record in records:
+        if "error" not in record:
+            assert record["frames"] == want["frames"]
+    return [r for r in records if "error" in r]
+
+
+def test_a_killed_worker_costs_no_file(media: Path, tmp_path: Path) -> None:
+    # A worker killed from outside (the kernel's OOM killer, an operator): the files it and
+    # the other worker had in flight are hashed again, alone, and succeed.
+    names = _copies(media, tmp_path, 6)
+    with _start_slow_run(tmp_path) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        first = proc.stdout.readline()  # the workers are running now
+        os.kill(_children(proc.pid)[0], signal.SIGKILL)
+        rest = proc.stdout.read()
+        err = proc.stderr.read()
+        code = proc.wait(timeout=300)
+    assert b"Traceback" not in err, err.decode()[-2000:]
+    assert code == 0
+    assert _check_records(_records((first + rest).decode()), names, tmp_path) == []
+
+
+def test_a_file_that_kills_its_worker_gets_an_error_record(media: Path, tmp_path: Path) -> None:
+    # Every worker is killed as soon as it appears -- also the process a file is retried in
+    # alone -- until the first error record is out: that file failed twice, as a file that
+    # crashes its decoder does. It gets a CorruptMedia record; the files after it go on.
+    names = _copies(media, tmp_path, 6)
+    stop = threading.Event()
+
+    def kill_workers(pid: int) -> None:
+        while not stop.is_set():
+            for child in _children(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
+            stop.wait(0.005)
+
+    with _start_slow_run(tmp_path) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        # Only once a record is out: at start-up, library loading runs short-lived helper
+        # processes (ctypes' find_library) that must not be killed.
+        lines = [proc.stdout.readline()]
+        killer = threading.Thread(target=kill_workers, args=(proc.pid,))
+        killer.start()
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if b'"error"' in line:
+                    stop.set()
+        finally:
+            stop.set()
+            killer.join()
+        err = proc.stderr.read()
+        code = proc.wait(timeout=300)
+    assert b"Traceback" not in err, err.decode()[-2000:]
+    assert code == 1
+    failed = _check_records(_records(b"".join(lines).decode()), names, tmp_path)
+    assert failed
+    assert len(failed) < len(names)  # the run went on after the killing stopped
+    for record in failed:
+        assert record["error"] == {
+            "type": "CorruptMedia",
+            "message": "the worker process died on this file (a crash or out of memory)",
+        }

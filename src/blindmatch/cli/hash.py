@@ -26,10 +26,13 @@ import os
 import stat
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
+from itertools import islice
 from typing import Any, TextIO, TypeGuard
 
 from blindmatch.cli._argtypes import non_negative_seconds, positive_int
@@ -43,7 +46,12 @@ from blindmatch.errors import (
 )
 from blindmatch.fingerprint.exact import file_digests
 from blindmatch.fingerprint.frontend import MediaKind, Policy, load_rgb, sniff_file
-from blindmatch.fingerprint.pdq import DIHEDRAL_NAMES, pdq_dihedral_from_rgb, pdq_from_rgb
+from blindmatch.fingerprint.pdq import (
+    DIHEDRAL_NAMES,
+    pdq_backend,
+    pdq_dihedral_from_rgb,
+    pdq_from_rgb,
+)
 from blindmatch.fingerprint.types import PdqHash, VideoFingerprint, VideoFrame
 from blindmatch.fingerprint.video import DEFAULT_SECONDS_PER_HASH, hash_video
 
@@ -131,7 +139,11 @@ def fingerprint_file(path: str, options: HashOptions) -> Record:
             return _image_record(path, options)
         return _video_record(path, options)
     except BlindmatchError as exc:
-        return {"path": path, "error": {"type": type(exc).__name__, "message": str(exc)}}
+        return _error_record(path, exc)
+
+
+def _error_record(path: str, exc: BlindmatchError) -> Record:
+    return {"path": path, "error": {"type": type(exc).__name__, "message": str(exc)}}
 
 
 def fingerprint_files(
@@ -142,6 +154,11 @@ def fingerprint_files(
     on_done: Callable[[Record], None] | None = None,
 ) -> Generator[Record, None, None]:
     """Fingerprint files with ``jobs`` processes, yielding records in input order.
+
+    With ``jobs > 1`` a worker process that dies (a decoder crash, the kernel's OOM killer)
+    costs at most the file it was on: the files in flight at that moment are hashed again,
+    each alone in a fresh process, and one that kills that process too gets a
+    :class:`~blindmatch.errors.CorruptMedia` record; the run goes on in a new pool.
 
     Args:
         files: Paths from :func:`collect_files`.
@@ -156,21 +173,66 @@ def fingerprint_files(
         raise InvalidArgument("jobs must be >= 1")
     work = partial(fingerprint_file, options=options)
     if jobs == 1 or len(files) <= 1:
-        for path in files:
-            record = work(path)
-            if on_done is not None:
-                on_done(record)
-            yield record
-        return
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(files)))
+        records: Iterable[Record] = map(work, files)
+    else:
+        records = _in_processes(files, work, min(jobs, len(files)))
+    for record in records:
+        if on_done is not None:
+            on_done(record)
+        yield record
+
+
+def _in_processes(
+    files: Sequence[str], work: Callable[[str], Record], jobs: int
+) -> Generator[Record, None, None]:
+    """``work`` over ``files`` in ``jobs`` processes, in order, at most ``2 * jobs`` files
+    submitted ahead of the consumer (so a long run does not queue every file at once)."""
+    # Load the PDQ kernels here, once: forked workers inherit them instead of each loading
+    # them again (about a second per process, and a retry pool is a new process).
+    pdq_backend()
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    window: deque[tuple[str, Future[Record]]] = deque()
+    upcoming = iter(files)
     try:
-        for record in pool.map(work, files, chunksize=1):
-            if on_done is not None:
-                on_done(record)
+        while True:
+            for path in islice(upcoming, 2 * jobs - len(window)):
+                window.append((path, pool.submit(work, path)))
+            if not window:
+                return
+            path, future = window.popleft()
+            try:
+                record = future.result()
+            except BrokenProcessPool:
+                pool.shutdown(wait=True, cancel_futures=True)
+                in_flight = [path, *(p for p, _ in window)]
+                window.clear()
+                yield from _one_by_one(in_flight, work)
+                pool = ProcessPoolExecutor(max_workers=jobs)
+                continue
             yield record
     finally:
         # If the consumer stops early (closed pipe, Ctrl-C), drop the files not started.
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _one_by_one(files: list[str], work: Callable[[str], Record]) -> Generator[Record, None, None]:
+    """``work`` over ``files`` in one worker process, one file at a time, so a death of the
+    process is the file's own: it becomes the file's error record and a new process goes on."""
+    solo = ProcessPoolExecutor(max_workers=1)
+    try:
+        for path in files:
+            try:
+                record = solo.submit(work, path).result()
+            except BrokenProcessPool:
+                solo.shutdown(wait=True)
+                solo = ProcessPoolExecutor(max_workers=1)
+                record = _error_record(path, CorruptMedia(_WORKER_DIED))
+            yield record
+    finally:
+        solo.shutdown(wait=True, cancel_futures=True)
+
+
+_WORKER_DIED = "the worker process died on this file (a crash or out of memory)"
 
 
 class Progress:
