@@ -11,8 +11,10 @@ link loop cannot recurse forever). Each file is routed by its magic bytes, never
   ``type`` is the :mod:`blindmatch.errors` class (``UnreadableMedia``, ``CorruptMedia``,
   ``UnsupportedMedia``, ``MediaTooLarge``) and the message never quotes file content.
 
-One bad file never stops the run; the exit code is 1 if any file failed, else 0 (2 for a
-usage error). Records come out in input order whatever ``--jobs`` is: workers are
+One bad file never stops the run (with ``--jobs N``, not even one that crashes its worker
+process); the exit code is 1 if any file failed, else 0 (2 for a usage error). A reader that
+stops early (``blindmatch hash DIR | head``) ends the run quietly with exit code 1: not every
+file was written. Records come out in input order whatever ``--jobs`` is: workers are
 processes (decoders are not thread-safe under Pillow's warning capture, and processes use
 every core), and results are collected in order. The progress bar goes to stderr, so
 stdout stays clean JSON Lines.
