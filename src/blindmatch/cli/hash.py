@@ -175,13 +175,19 @@ def fingerprint_files(
         raise InvalidArgument("jobs must be >= 1")
     work = partial(fingerprint_file, options=options)
     if jobs == 1 or len(files) <= 1:
-        records: Iterable[Record] = map(work, files)
-    else:
-        records = _in_processes(files, work, min(jobs, len(files)))
-    for record in records:
-        if on_done is not None:
-            on_done(record)
-        yield record
+        for record in map(work, files):
+            if on_done is not None:
+                on_done(record)
+            yield record
+        return
+    records = _in_processes(files, work, min(jobs, len(files)))
+    try:
+        for record in records:
+            if on_done is not None:
+                on_done(record)
+            yield record
+    finally:
+        records.close()  # a consumer that stops early shuts the pool down now, not at GC
 
 
 def _in_processes(
