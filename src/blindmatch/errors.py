@@ -8,8 +8,11 @@ Local misuse (the caller did something wrong) is split from peer misbehaviour (t
 party sent something wrong), as h11 does: a server turns a :class:`RemoteProtocolError`
 into a 4xx answer and keeps serving; a :class:`LocalProtocolError` is a bug to fix.
 
-Arguments of the wrong *type* raise the builtin ``TypeError``, as Python itself does (and
-mypy catches them before they run); wrong *values* raise :class:`InvalidArgument`.
+Wrong argument *values* raise :class:`InvalidArgument`. A typed value's constructor or
+decoder (``PdqHash(...)``, ``Element.from_bytes``, ``pdq_from_rgb``'s array check) raises
+:class:`InvalidEncoding` for anything that is not a valid encoding of it, whatever its
+type; elsewhere an argument of the wrong *type* raises the builtin ``TypeError``, as Python
+itself does (and mypy catches it before it runs).
 
 Messages never carry secret bytes or bytes a peer controls: they name the field and the
 expected shape, not the value. Verification failures say only that verification failed.
