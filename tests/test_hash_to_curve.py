@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from blindmatch.errors import InvalidArgument
 from blindmatch.psi import oprf
 from blindmatch.psi.group import ORDER, Element
 from blindmatch.psi.hash_to_curve import (
@@ -66,7 +67,7 @@ def test_oversize_dst_rule(dst_length: int) -> None:
 
 @pytest.mark.parametrize("length", [0, -1, 255 * 64 + 1, 65536])
 def test_expand_length_bounds(length: int) -> None:
-    with pytest.raises(ValueError, match="length"):
+    with pytest.raises(InvalidArgument, match="length"):
         expand_message_xmd(b"", b"DST", length)
 
 

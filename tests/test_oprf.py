@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blindmatch import errors
+from blindmatch.errors import InvalidArgument
 from blindmatch.psi import oprf
 from blindmatch.psi.group import GENERATOR, Element, Scalar
 from blindmatch.psi.oprf import Mode, Proof
@@ -145,17 +146,17 @@ def test_mismatched_batch_lengths() -> None:
     sk, pk = key(Mode.VOPRF)
     blinds, blinded = oprf.blind_batch([b"a", b"b"], Mode.VOPRF)
     evaluated, proof = oprf.blind_evaluate_verifiable(sk, blinded, Mode.VOPRF)
-    with pytest.raises(ValueError, match="differ in length"):
+    with pytest.raises(InvalidArgument, match="differ in length"):
         oprf.finalize_batch([b"a"], blinds, evaluated, Mode.VOPRF)
-    with pytest.raises(ValueError, match="differ in length"):
+    with pytest.raises(InvalidArgument, match="differ in length"):
         oprf.finalize_batch_shared([b"a"], blinds[0], evaluated, Mode.VOPRF)
-    with pytest.raises(ValueError, match="differ in length"):
+    with pytest.raises(InvalidArgument, match="differ in length"):
         oprf.blind_batch([b"a", b"b"], blinds=blinds[:1])
-    with pytest.raises(ValueError, match="differ in length"):
+    with pytest.raises(InvalidArgument, match="differ in length"):
         oprf.finalize_verifiable([b"a", b"b"], blinds, blinded[:1], evaluated, proof, pk)
-    with pytest.raises(ValueError, match="differ in length"):
+    with pytest.raises(InvalidArgument, match="differ in length"):
         oprf.verify_proof(GENERATOR, pk, blinded, evaluated[:1], proof, Mode.VOPRF)
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(InvalidArgument, match="at least one"):
         oprf.generate_proof(sk, GENERATOR, pk, [], [], Mode.VOPRF)
 
 
@@ -196,9 +197,9 @@ def test_zero_proof_scalars_fail_cleanly() -> None:
 
 def test_proofs_only_in_verifiable_modes() -> None:
     sk, pk = key(Mode.OPRF)
-    with pytest.raises(ValueError, match="no proofs"):
+    with pytest.raises(InvalidArgument, match="no proofs"):
         oprf.blind_evaluate_verifiable(sk, [GENERATOR], Mode.OPRF)
-    with pytest.raises(ValueError, match="no proofs"):
+    with pytest.raises(InvalidArgument, match="no proofs"):
         oprf.finalize_verifiable(
             [b"a"], [sk], [GENERATOR], [GENERATOR], Proof(sk, sk), pk, Mode.OPRF
         )
@@ -260,9 +261,9 @@ def test_encoded_batch_validation() -> None:
 def test_encoded_answer_validation() -> None:
     r, blinded = oprf.blind_batch_shared([b"a", b"b"])
     answer = oprf.blind_evaluate_encoded(Scalar.from_int(7), b"".join(map(bytes, blinded)))
-    with pytest.raises(ValueError, match="differ in length"):
+    with pytest.raises(InvalidArgument, match="differ in length"):
         oprf.finalize_batch_shared_encoded([b"a"], r, answer)
-    with pytest.raises(ValueError, match="differ in length"):
+    with pytest.raises(InvalidArgument, match="differ in length"):
         oprf.finalize_batch_shared_encoded([b"a", b"b"], r, answer + bytes(32))
     with pytest.raises(errors.InvalidElement, match="element 1"):
         oprf.finalize_batch_shared_encoded([b"a", b"b"], r, answer[:32] + bytes(32))
@@ -277,7 +278,7 @@ def test_derive_key_pair_checks_seed() -> None:
         oprf.derive_key_pair(bytes(31), b"", Mode.OPRF)
     with pytest.raises(TypeError):
         oprf.derive_key_pair("a" * 32, b"", Mode.OPRF)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(InvalidArgument, match="mode"):
         oprf.derive_key_pair(bytes(32), b"", 7)  # type: ignore[arg-type]
 
 
@@ -311,7 +312,7 @@ def test_parallel_results_equal_serial() -> None:
         blind_evaluate_encoded_parallel(sk, wire, Mode.POPRF, info=b"epoch", processes=1)
         == serial_wire
     )
-    with pytest.raises(ValueError, match="processes"):
+    with pytest.raises(InvalidArgument, match="processes"):
         evaluate_batch_parallel(sk, inputs, processes=0)
-    with pytest.raises(ValueError, match="chunk"):
+    with pytest.raises(InvalidArgument, match="chunk"):
         OprfPool(1, chunk=0)

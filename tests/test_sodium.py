@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blindmatch import errors
+from blindmatch.errors import InvalidArgument
 from blindmatch.psi import _sodium
 from blindmatch.psi.group import ORDER
 
@@ -164,7 +165,7 @@ def test_random_scalars_are_canonical_nonzero_and_distinct() -> None:
     assert len(set(drawn)) == len(drawn)
     assert all(0 < dec(s) < ORDER for s in drawn)
     assert _sodium.scalar_random_many(0) == []
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(InvalidArgument, match="non-negative"):
         _sodium.scalar_random_many(-1)
 
 

@@ -18,7 +18,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from blindmatch.errors import CorruptMedia, MediaTooLarge, UnreadableMedia, UnsupportedMedia
+from blindmatch.errors import (
+    CorruptMedia,
+    InvalidArgument,
+    MediaTooLarge,
+    UnreadableMedia,
+    UnsupportedMedia,
+)
 from blindmatch.fingerprint.types import PdqHash, VideoFingerprint, VideoFrame
 from blindmatch.fingerprint.video import (
     DEFAULT_DISTANCE_THRESHOLD,
@@ -344,14 +350,14 @@ def test_too_many_pixels(video_dir: Path) -> None:
 
 @pytest.mark.parametrize("value", [-1.0, math.nan, math.inf, True, "1"], ids=repr)
 def test_bad_seconds_per_hash(video_dir: Path, value: object) -> None:
-    with pytest.raises(ValueError, match="seconds_per_hash"):
+    with pytest.raises(InvalidArgument, match="seconds_per_hash"):
         hash_video(video_dir / "25fps.mp4", value)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("field", ["max_frames", "max_pixels"])
 @pytest.mark.parametrize("value", [0, -5, 1.5, True], ids=repr)
 def test_bad_bounds(video_dir: Path, field: str, value: object) -> None:
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(InvalidArgument, match=field):
         hash_video(video_dir / "25fps.mp4", **{field: value})  # type: ignore[arg-type]
 
 
@@ -383,7 +389,7 @@ def test_frame_mod(seconds: float, fps: float, expected: int) -> None:
     ("seconds", "fps"), [(-1.0, 30.0), (math.nan, 30.0), (1.0, 0.0), (1.0, -3.0), (1.0, math.inf)]
 )
 def test_frame_mod_rejects(seconds: float, fps: float) -> None:
-    with pytest.raises(ValueError, match=r"seconds_per_hash|fps"):
+    with pytest.raises(InvalidArgument, match=r"seconds_per_hash|fps"):
         frame_mod(seconds, fps)
 
 

@@ -136,7 +136,7 @@ def _mode(mode: Mode) -> Mode:
     try:
         return Mode(mode)
     except ValueError:
-        raise ValueError("unknown RFC 9497 mode") from None
+        raise errors.InvalidArgument("unknown RFC 9497 mode") from None
 
 
 def _check_input(value: bytes, what: str) -> None:
@@ -169,7 +169,7 @@ def _check_type(value: object, cls: type, what: str) -> None:
 def _check_same_length(*sequences: Sequence[object]) -> None:
     n = len(sequences[0])
     if any(len(s) != n for s in sequences):
-        raise ValueError("batch arguments differ in length")
+        raise errors.InvalidArgument("batch arguments differ in length")
 
 
 @final
@@ -520,7 +520,7 @@ def blind_evaluate_verifiable(
     """
     mode = _mode(mode)
     if mode is Mode.OPRF:
-        raise ValueError("OPRF mode has no proofs; use blind_evaluate_batch")
+        raise errors.InvalidArgument("OPRF mode has no proofs; use blind_evaluate_batch")
     evaluated = blind_evaluate_batch(sk, blinded, mode, info=info)
     if mode is Mode.VOPRF:
         proof = generate_proof(sk, GENERATOR, sk.multiply_base(), blinded, evaluated, mode, r=r)
@@ -668,7 +668,7 @@ def finalize_batch_shared_encoded(
     if type(evaluated) is not bytes:
         raise TypeError("evaluated must be bytes")
     if len(evaluated) != NE * len(inputs):
-        raise ValueError("batch arguments differ in length")
+        raise errors.InvalidArgument("batch arguments differ in length")
     unblinded = _sodium.scalarmult_concat(blind.invert()._encoding, evaluated)
     pieces = [unblinded[i : i + NE] for i in range(0, len(unblinded), NE)]
     return _finalize_hashes(inputs, pieces, mode, info)
@@ -707,7 +707,7 @@ def finalize_verifiable(
     """
     mode = _mode(mode)
     if mode is Mode.OPRF:
-        raise ValueError("OPRF mode has no proofs; use finalize_batch")
+        raise errors.InvalidArgument("OPRF mode has no proofs; use finalize_batch")
     _check_same_length(inputs, blinds, blinded, evaluated)
     if mode is Mode.VOPRF:
         verify_proof(GENERATOR, pk, blinded, evaluated, proof, mode)
@@ -754,7 +754,7 @@ def _check_proof_batch(b: Element, c: Sequence[Element], d: Sequence[Element]) -
     _check_type(b, Element, "B")
     _check_same_length(c, d)
     if not c:
-        raise ValueError("a proof covers at least one element")
+        raise errors.InvalidArgument("a proof covers at least one element")
     if len(c) > MAX_PROOF_BATCH:
         raise errors.InvalidInput("a proof covers at most 2^16 elements")
     for e in c:

@@ -56,7 +56,7 @@ def _processes(processes: int | None) -> int:
     if processes is None:
         return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
     if type(processes) is not int or processes < 1:
-        raise ValueError("processes must be a positive int")
+        raise errors.InvalidArgument("processes must be a positive int")
     return processes
 
 
@@ -71,7 +71,7 @@ class OprfPool:
 
     def __init__(self, processes: int | None = None, *, chunk: int = DEFAULT_CHUNK) -> None:
         if type(chunk) is not int or chunk < 1:
-            raise ValueError("chunk must be a positive int")
+            raise errors.InvalidArgument("chunk must be a positive int")
         self._processes = _processes(processes)
         self._chunk = chunk
         self._executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
