@@ -147,7 +147,7 @@ def frame_mod(seconds_per_hash: float, fps: float) -> int:
         The sampling period in frames (frame ``n`` is hashed iff ``n % period == 0``).
 
     Raises:
-        ValueError: ``seconds_per_hash`` is negative or not finite, or ``fps`` not positive.
+        InvalidArgument: ``seconds_per_hash`` is negative or not finite, or ``fps`` not positive.
     """
     _check_seconds_per_hash(seconds_per_hash)
     if not math.isfinite(fps) or fps <= 0:
@@ -226,7 +226,7 @@ def hash_video(
         CorruptMedia: Empty, truncated or undecodable.
         UnsupportedMedia: Not a video container, no video stream, or PyAV is missing.
         MediaTooLarge: Over ``max_frames`` or ``max_pixels``.
-        ValueError: ``seconds_per_hash`` is negative or not finite, or a bound is not a
+        InvalidArgument: ``seconds_per_hash`` is negative or not finite, or a bound is not a
             positive integer.
     """
     _check_seconds_per_hash(seconds_per_hash)

@@ -72,7 +72,7 @@ def expand_message_xmd(msg: bytes, dst: bytes, length: int) -> bytes:
 
     Raises:
         TypeError: ``msg`` or ``dst`` is not bytes.
-        ValueError: ``length`` is out of range.
+        InvalidArgument: ``length`` is out of range.
     """
     _check_message(msg)
     dst_prime = _dst_prime(dst)

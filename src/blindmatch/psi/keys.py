@@ -112,7 +112,7 @@ def compute_key_id(mode: Mode, epoch: int, pk: Element) -> bytes:
 
     Raises:
         TypeError: ``pk`` is not an Element or ``epoch`` not an int.
-        ValueError: bad mode or epoch.
+        InvalidArgument: bad mode or epoch.
     """
     mode = _check_mode(mode)
     _check_epoch(epoch)
@@ -183,7 +183,7 @@ class PublicKey:
 
         Raises:
             TypeError: ``element`` is not an Element.
-            ValueError: bad mode or epoch.
+            InvalidArgument: bad mode or epoch.
         """
         if not isinstance(element, Element):
             raise TypeError("element must be an Element")
@@ -313,7 +313,7 @@ class SecretKey:
         Raises:
             TypeError: ``scalar`` is not a Scalar.
             errors.InvalidScalar: ``scalar`` is zero.
-            ValueError: bad mode or epoch.
+            InvalidArgument: bad mode or epoch.
         """
         if not isinstance(scalar, Scalar):
             raise TypeError("scalar must be a Scalar")

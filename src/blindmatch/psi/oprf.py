@@ -373,7 +373,7 @@ def blind_batch(
 
     Raises:
         TypeError: wrong argument types.
-        ValueError: ``blinds`` and ``inputs`` differ in length.
+        InvalidArgument: ``blinds`` and ``inputs`` differ in length.
         errors.InvalidScalar: a blind is zero.
         errors.InvalidInput: an input is too long or hashes to the identity.
     """
@@ -514,7 +514,7 @@ def blind_evaluate_verifiable(
         ``(evaluated_elements, proof)``.
 
     Raises:
-        ValueError: ``mode`` is OPRF, or the batch is empty.
+        InvalidArgument: ``mode`` is OPRF, or the batch is empty.
         errors.InvalidInput: the batch is too large for one proof, or ``info`` is bad.
         errors.InverseError: POPRF with ``sk + m == 0``.
     """
@@ -589,7 +589,7 @@ def finalize_batch(
     """:func:`finalize` of every input; all blinds inverted with one inversion.
 
     Raises:
-        ValueError: the sequences differ in length.
+        InvalidArgument: the sequences differ in length.
         otherwise as :func:`finalize`.
     """
     mode = _mode(mode)
@@ -616,7 +616,7 @@ def finalize_batch_shared(
     """Finalize a batch blinded with one ``blind`` (:func:`blind_batch_shared`): one ``r^-1``.
 
     Raises:
-        ValueError: ``inputs`` and ``evaluated`` differ in length.
+        InvalidArgument: ``inputs`` and ``evaluated`` differ in length.
         otherwise as :func:`finalize`.
     """
     mode = _mode(mode)
@@ -657,7 +657,7 @@ def finalize_batch_shared_encoded(
 
     Raises:
         TypeError: ``evaluated`` is not bytes.
-        ValueError: ``evaluated`` does not hold ``len(inputs)`` elements.
+        InvalidArgument: ``evaluated`` does not hold ``len(inputs)`` elements.
         errors.InvalidElement: an evaluated element is invalid (index named, bytes never).
         otherwise as :func:`finalize`.
     """
@@ -702,7 +702,7 @@ def finalize_verifiable(
 
     Raises:
         errors.VerifyError: the proof does not verify.
-        ValueError: OPRF mode, or lengths differ.
+        InvalidArgument: OPRF mode, or lengths differ.
         errors.InvalidInput: POPRF tweaked key is the identity, or bad input/info.
     """
     mode = _mode(mode)
@@ -802,7 +802,7 @@ def compute_composites(
     """RFC 9497 2.2.1 ComputeComposites: ``(M, Z) = (sum d_i C_i, sum d_i D_i)``.
 
     Raises:
-        ValueError: ``c`` and ``d`` differ in length or are empty.
+        InvalidArgument: ``c`` and ``d`` differ in length or are empty.
         errors.InvalidElement: a composite is the identity (negligible for honest input).
     """
     mode = _mode(mode)
@@ -857,7 +857,7 @@ def generate_proof(
 
     Raises:
         TypeError: wrong argument types.
-        ValueError: ``c`` and ``d`` differ in length or are empty.
+        InvalidArgument: ``c`` and ``d`` differ in length or are empty.
         errors.InvalidScalar: ``r`` or ``k`` is zero.
     """
     mode = _mode(mode)
@@ -885,7 +885,7 @@ def verify_proof(
 
     Raises:
         TypeError: wrong argument types.
-        ValueError: ``c`` and ``d`` differ in length or are empty.
+        InvalidArgument: ``c`` and ``d`` differ in length or are empty.
         errors.VerifyError: the proof does not verify (no detail, by design).
     """
     mode = _mode(mode)
