@@ -571,10 +571,15 @@ from PIL import Image
 from blindmatch.errors import BlindmatchError
 from blindmatch.fingerprint.frontend import load_rgb
 
-buffer = io.BytesIO()
-Image.fromarray(np.full((3000, 3000, 3), 9, np.uint8)).save(buffer, "PNG", compress_level=1)
-data = buffer.getvalue()
-load_rgb(data)  # warm up: every plugin imported before the limit
+def png(side):
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((side, side, 3), 9, np.uint8)).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+data = png(3000)
+# Warm up on a small image: every plugin imported before the limit, and no large freed
+# block left in the allocator for the limited decodes to reuse.
+load_rgb(png(64))
 with open("/proc/self/status") as status:
     size = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) * 1024
 soft, hard = resource.getrlimit(resource.RLIMIT_AS)
