@@ -7,12 +7,13 @@ a message that names the problem (``strerror``) but never the file's bytes.
 
 from __future__ import annotations
 
+import io
 import os
 from typing import BinaryIO
 
-from blindmatch.errors import UnreadableMedia
+from blindmatch.errors import CorruptMedia, UnreadableMedia
 
-__all__ = ["PathLike", "open_binary", "unreadable"]
+__all__ = ["PathLike", "open_binary", "open_source", "read_head", "unreadable"]
 
 PathLike = str | os.PathLike[str]
 
@@ -49,3 +50,34 @@ def open_binary(path: PathLike) -> BinaryIO:
         return open(path, "rb")
     except OSError as exc:
         raise unreadable(exc) from None
+
+
+def open_source(source: PathLike | bytes) -> BinaryIO:
+    """Open a path, or wrap bytes already in memory, for binary reading.
+
+    Raises:
+        UnreadableMedia: The path is missing, a directory, or not readable.
+        TypeError: ``source`` is neither a path nor bytes.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return io.BytesIO(bytes(source))
+    if isinstance(source, (str, os.PathLike)):
+        return open_binary(source)
+    raise TypeError("source must be a path or bytes")
+
+
+def read_head(handle: BinaryIO, size: int) -> bytes:
+    """The first ``size`` bytes of an open file (for content sniffing), the file rewound.
+
+    Raises:
+        UnreadableMedia: Reading failed.
+        CorruptMedia: The file is empty.
+    """
+    try:
+        head = handle.read(size)
+        handle.seek(0)
+    except OSError as exc:
+        raise unreadable(exc) from None
+    if not head:
+        raise CorruptMedia("the file is empty")
+    return head

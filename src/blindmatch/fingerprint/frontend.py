@@ -64,7 +64,6 @@ it to route each file to the image or the video pipeline.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import warnings
@@ -81,7 +80,7 @@ from blindmatch.errors import (
     MediaTooLarge,
     UnsupportedMedia,
 )
-from blindmatch.fingerprint._files import open_binary, unreadable
+from blindmatch.fingerprint._files import open_binary, open_source, read_head, unreadable
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -291,15 +290,8 @@ def load_rgb_image(
         raise InvalidArgument("policy must be 'default' or 'fast'")
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise InvalidArgument("max_pixels must be a positive integer")
-    with _open_source(source) as handle:
-        try:
-            head = handle.read(SNIFF_BYTES)
-            handle.seek(0)
-        except OSError as exc:
-            raise unreadable(exc) from None
-        if not head:
-            raise CorruptMedia("the file is empty")
-        kind = sniff_kind(head)
+    with open_source(source) as handle:
+        kind = sniff_kind(read_head(handle, SNIFF_BYTES))
         if kind == "video":
             raise UnsupportedMedia("the file is a video, not an image")
         with warnings.catch_warnings(record=True) as caught:
@@ -310,13 +302,6 @@ def load_rgb_image(
             _raise_on_bomb_warning(caught)
             return _decode(image, policy, max_pixels, caught)
 
-
-def _open_source(source: str | os.PathLike[str] | bytes) -> BinaryIO:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return io.BytesIO(bytes(source))
-    if isinstance(source, (str, os.PathLike)):
-        return open_binary(source)
-    raise TypeError("source must be a path or bytes")
 
 
 def _open_image(handle: BinaryIO, kind: MediaKind | None) -> Image.Image:

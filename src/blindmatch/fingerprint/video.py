@@ -56,14 +56,13 @@ declares no frame count and reads as a shorter, valid video.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from types import ModuleType
-from typing import TYPE_CHECKING, BinaryIO, Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -75,7 +74,7 @@ from blindmatch.errors import (
     MediaTooLarge,
     UnsupportedMedia,
 )
-from blindmatch.fingerprint._files import open_binary, unreadable
+from blindmatch.fingerprint._files import open_source, read_head, unreadable
 from blindmatch.fingerprint.distance import hamming_many_to_many, pack_hashes
 from blindmatch.fingerprint.frontend import SNIFF_BYTES, sniff_kind
 from blindmatch.fingerprint.pdq import pdq_from_luma
@@ -233,15 +232,8 @@ def hash_video(
     _check_bound(max_frames, "max_frames")
     _check_bound(max_pixels, "max_pixels")
     av = _import_av()
-    with _open_source(source) as handle:
-        try:
-            head = handle.read(SNIFF_BYTES)
-            handle.seek(0)
-        except OSError as exc:
-            raise unreadable(exc) from None
-        if not head:
-            raise CorruptMedia("the file is empty")
-        kind = sniff_kind(head)
+    with open_source(source) as handle:
+        kind = sniff_kind(read_head(handle, SNIFF_BYTES))
         if kind == "image":
             raise UnsupportedMedia("the file is an image, not a video")
         if kind is None:
@@ -468,10 +460,3 @@ def _import_av() -> ModuleType:
         ) from None
     return av
 
-
-def _open_source(source: str | os.PathLike[str] | bytes) -> BinaryIO:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return io.BytesIO(bytes(source))
-    if isinstance(source, (str, os.PathLike)):
-        return open_binary(source)
-    raise TypeError("source must be a path or bytes")
