@@ -42,6 +42,7 @@ import bisect
 import hashlib
 import multiprocessing
 import os
+import secrets
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -465,7 +466,7 @@ def build_index(
     tag_bytes: int = 4,
     handle_bytes: int = HANDLE_SIZE,
     processes: int | None = None,
-    random_bytes: RandomBytes = os.urandom,
+    random_bytes: RandomBytes = secrets.token_bytes,
 ) -> BuiltIndex:
     """Build a full index of ``references`` under the OPRF key ``secret_key``.
 
@@ -480,7 +481,7 @@ def build_index(
         handle_bytes: stored handle prefix, 8..16 bytes (docs/index-format.md, false
             positives).
         processes: worker processes for the PRF; ``None`` uses every core, 1 runs inline.
-        random_bytes: source of the line coefficients (``os.urandom``; injectable so
+        random_bytes: source of the line coefficients (``secrets.token_bytes``; injectable so
             golden files can be rebuilt byte for byte).
 
     Returns:
@@ -513,7 +514,7 @@ def add_references(
     references: Sequence[Reference],
     *,
     processes: int | None = None,
-    random_bytes: RandomBytes = os.urandom,
+    random_bytes: RandomBytes = secrets.token_bytes,
 ) -> BuiltIndex:
     """Build a delta of new references against ``base`` (same banding, key and widths).
 

@@ -34,7 +34,7 @@ Mersenne folding (``2**61 = 1 mod p``), so no intermediate overflows 64 bits.
 
 from __future__ import annotations
 
-import os
+import secrets
 from collections.abc import Callable
 
 import numpy as np
@@ -61,7 +61,7 @@ FIELD_MODULUS = (1 << 61) - 1
 """The share field's prime, the Mersenne prime ``2**61 - 1``."""
 
 RandomBytes = Callable[[int], bytes]
-"""A source of random bytes with the signature of :func:`os.urandom` (injectable for vectors)."""
+"""A source of random bytes like :func:`secrets.token_bytes` (injectable for vectors)."""
 
 _P = np.uint64(FIELD_MODULUS)
 _LOW32 = np.uint64(0xFFFFFFFF)
@@ -150,7 +150,7 @@ def mul_mod_many(a: U64Array, b: U64Array) -> U64Array:
     return _reduce(_reduce(high + mid_part) + low)
 
 
-def random_field_elements(count: int, random_bytes: RandomBytes = os.urandom) -> U64Array:
+def random_field_elements(count: int, random_bytes: RandomBytes = secrets.token_bytes) -> U64Array:
     """``count`` uniform elements of GF(p), by rejection sampling 61-bit lanes.
 
     Each element takes 8 bytes of ``random_bytes`` read big-endian, keeps the low 61 bits
@@ -174,7 +174,7 @@ def random_field_elements(count: int, random_bytes: RandomBytes = os.urandom) ->
 
 
 def random_lines(
-    count: int, threshold: int, random_bytes: RandomBytes = os.urandom
+    count: int, threshold: int, random_bytes: RandomBytes = secrets.token_bytes
 ) -> tuple[U64Array, U64Array]:
     """Random lines for ``count`` references: secrets ``s`` and slopes ``a``.
 
