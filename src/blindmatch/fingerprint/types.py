@@ -11,11 +11,11 @@ Low quality is a field (:attr:`PdqFingerprint.quality`), not an empty hash.
 
 from __future__ import annotations
 
-import hmac
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Self, TypeGuard
+from typing import ClassVar, TypeGuard
 
+from blindmatch._fixed import FixedBytes
 from blindmatch.errors import InvalidEncoding
 
 __all__ = [
@@ -28,68 +28,8 @@ __all__ = [
     "VideoFrame",
 ]
 
-_HEX = frozenset("0123456789abcdefABCDEF")
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class _FixedBytes:
-    """A fixed-length byte string with hex and bytes round trips."""
-
-    value: bytes
-    SIZE: ClassVar[int] = 0
-    NAME: ClassVar[str] = "value"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.value, bytes):
-            raise InvalidEncoding(f"{self.NAME} must be bytes")
-        if len(self.value) != self.SIZE:
-            raise InvalidEncoding(f"{self.NAME} must be {self.SIZE} bytes")
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Self:
-        """Build from exactly ``SIZE`` bytes (``bytes``, ``bytearray`` or ``memoryview``).
-
-        Raises:
-            TypeError: ``data`` is not bytes-like (``bytes(32)`` of an int would otherwise
-                make 32 zero bytes, a valid all-zero hash).
-            InvalidEncoding: ``data`` is not ``SIZE`` bytes long.
-        """
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"{cls.NAME} must be built from bytes, bytearray or memoryview")
-        return cls(bytes(data))
-
-    @classmethod
-    def from_hex(cls, text: str) -> Self:
-        """Build from ``2*SIZE`` hex digits (either case); raises :class:`InvalidEncoding`."""
-        if not isinstance(text, str) or len(text) != 2 * cls.SIZE or not _HEX.issuperset(text):
-            raise InvalidEncoding(f"{cls.NAME} must be {2 * cls.SIZE} hex digits")
-        return cls(bytes.fromhex(text))
-
-    def hex(self) -> str:
-        """Lowercase hex, as the reference tools print it."""
-        return self.value.hex()
-
-    def __bytes__(self) -> bytes:
-        return self.value
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, _FixedBytes)
-        return hmac.compare_digest(self.value, other.value)
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self.value))
-
-    def __str__(self) -> str:
-        return self.hex()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.hex()!r})"
-
-
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
-class PdqHash(_FixedBytes):
+class PdqHash(FixedBytes):
     """A 256-bit PDQ hash. Distance is the Hamming distance; <= 31 is a match."""
 
     SIZE: ClassVar[int] = 32
@@ -118,7 +58,7 @@ class PdqHash(_FixedBytes):
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
-class ImageHash64(_FixedBytes):
+class ImageHash64(FixedBytes):
     """A 64-bit hash of the imagehash family (phash, dhash, ahash, whash at hash size 8).
 
     The text form is what ``str(imagehash.ImageHash)`` prints: 16 hex digits of the 8x8 bit
@@ -135,7 +75,7 @@ class ImageHash64(_FixedBytes):
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
-class Md5Digest(_FixedBytes):
+class Md5Digest(FixedBytes):
     """MD5 of a file's bytes: the exact hash NCMEC's hash sharing accepts."""
 
     SIZE: ClassVar[int] = 16
@@ -143,7 +83,7 @@ class Md5Digest(_FixedBytes):
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
-class Sha256Digest(_FixedBytes):
+class Sha256Digest(FixedBytes):
     """SHA-256 of a file's bytes."""
 
     SIZE: ClassVar[int] = 32

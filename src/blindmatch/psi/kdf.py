@@ -33,7 +33,6 @@ brute force of ``s`` against the public handle set yields ``s`` alone (see
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
@@ -43,6 +42,7 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.hashes import SHA512
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
+from blindmatch._fixed import FixedBytes
 from blindmatch.errors import InvalidEncoding, InvalidParameter
 
 __all__ = [
@@ -75,7 +75,6 @@ TAG_SIZES = (4, 8)
 """Supported tag widths in bytes (an index header parameter)."""
 
 _HASH_LEN = 64
-_HEX = frozenset("0123456789abcdefABCDEF")
 _TAG_DTYPES: dict[int, np.dtype[Any]] = {4: np.dtype(">u4"), 8: np.dtype(">u8")}
 
 
@@ -98,22 +97,16 @@ def hkdf_expand_sha512(prk: bytes, info: bytes, length: int) -> bytes:
     return HKDFExpand(SHA512(), length, info).derive(prk)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class ReportHandle:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class ReportHandle(FixedBytes):
     """An opaque 16-byte handle of one reference, derived from its share secret.
 
     The clearinghouse maps handles to report ids; the index holds only the handles (or a
     documented prefix of them). Compared in constant time.
     """
 
-    value: bytes
     SIZE: ClassVar[int] = HANDLE_SIZE
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.value, bytes):
-            raise InvalidEncoding("report handle must be bytes")
-        if len(self.value) != HANDLE_SIZE:
-            raise InvalidEncoding(f"report handle must be {HANDLE_SIZE} bytes")
+    NAME: ClassVar[str] = "report handle"
 
     @classmethod
     def _trusted(cls, data: bytes) -> ReportHandle:
@@ -124,41 +117,14 @@ class ReportHandle:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
-        """Build from exactly 16 bytes; raises :class:`InvalidEncoding` otherwise."""
+        """Build from exactly 16 bytes; raises :class:`InvalidEncoding` otherwise (a handle
+        arrives from peers and files, so a wrong type is an encoding error too)."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidEncoding("report handle must be bytes")
         return cls(bytes(data))
 
-    @classmethod
-    def from_hex(cls, text: str) -> Self:
-        """Build from 32 hex digits (either case); raises :class:`InvalidEncoding`."""
-        if not isinstance(text, str) or len(text) != 2 * HANDLE_SIZE or not _HEX.issuperset(text):
-            raise InvalidEncoding(f"report handle must be {2 * HANDLE_SIZE} hex digits")
-        return cls(bytes.fromhex(text))
-
-    def hex(self) -> str:
-        """Lowercase hex."""
-        return self.value.hex()
-
-    def __bytes__(self) -> bytes:
-        return self.value
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ReportHandle):
-            return NotImplemented
-        return hmac.compare_digest(self.value, other.value)
-
-    def __hash__(self) -> int:
-        return hash((ReportHandle, self.value))
-
     def __lt__(self, other: ReportHandle) -> bool:
         return self.value < other.value
-
-    def __str__(self) -> str:
-        return self.hex()
-
-    def __repr__(self) -> str:
-        return f"ReportHandle({self.hex()!r})"
 
 
 def _check_tag_bytes(tag_bytes: int) -> np.dtype[Any]:
