@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import importlib.util
 import json
 import random
@@ -13,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pysodium
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -49,7 +49,7 @@ from blindmatch.psi.kdf import (
     derive_entry,
     derive_handle,
     derive_handles,
-    hkdf_expand_sha512,
+    keyed_blake2b,
 )
 from blindmatch.psi.keys import SecretKey
 from blindmatch.psi.shares import FIELD_MODULUS
@@ -97,19 +97,15 @@ def sha_index() -> tuple[BuiltIndex, list[Reference]]:
 # --------------------------------------------------------------------------- kdf
 
 
-def _rfc5869_expand(prk: bytes, info: bytes, length: int) -> bytes:
-    """RFC 5869 section 2.3, transcribed over the standard library's HMAC: the oracle."""
-    okm, block = b"", b""
-    for counter in range(1, -(-length // 64) + 1):
-        block = hmac.digest(prk, block + info + bytes([counter]), "sha512")
-        okm += block
-    return okm[:length]
+def _generichash(key: bytes, info: bytes, length: int) -> bytes:
+    """libsodium's keyed BLAKE2b (``crypto_generichash``): the independent oracle."""
+    return bytes(pysodium.crypto_generichash(info, key, length))
 
 
 @settings(max_examples=60)
-@given(st.binary(min_size=1, max_size=200), st.binary(max_size=80), st.integers(1, 300))
-def test_hkdf_expand_equals_rfc5869(prk: bytes, info: bytes, length: int) -> None:
-    assert hkdf_expand_sha512(prk, info, length) == _rfc5869_expand(prk, info, length)
+@given(st.binary(min_size=1, max_size=64), st.binary(max_size=80), st.integers(1, 64))
+def test_kdf_equals_libsodium_generichash(key: bytes, info: bytes, length: int) -> None:
+    assert keyed_blake2b(key, info, length) == _generichash(key, info, length)
 
 
 @settings(max_examples=30)
@@ -117,10 +113,10 @@ def test_hkdf_expand_equals_rfc5869(prk: bytes, info: bytes, length: int) -> Non
     st.lists(st.binary(min_size=64, max_size=64), min_size=1, max_size=10), st.sampled_from([4, 8])
 )
 def test_entry_derivation(outputs: list[bytes], tag_bytes: int) -> None:
-    """Tag = E[:w], pad = E[w:w+8] & (2^61-1), E = HKDF-Expand(F, entry info, w + 8)."""
+    """Tag = E[:w], pad = E[w:w+8] & (2^61-1), E = BLAKE2b(key=F, entry info, w + 8)."""
     tags, pads = derive_entries(outputs, tag_bytes)
     for i, out in enumerate(outputs):
-        expanded = _rfc5869_expand(out, ENTRY_INFO, tag_bytes + 8)
+        expanded = _generichash(out, ENTRY_INFO, tag_bytes + 8)
         tag = int.from_bytes(expanded[:tag_bytes], "big")
         pad = int.from_bytes(expanded[tag_bytes:], "big") & PAD_MASK
         assert (int(tags[i]), int(pads[i])) == (tag, pad) == derive_entry(out, tag_bytes)
@@ -128,7 +124,7 @@ def test_entry_derivation(outputs: list[bytes], tag_bytes: int) -> None:
 
 @given(st.integers(0, FIELD_MODULUS - 1))
 def test_handle_derivation(secret: int) -> None:
-    expected = _rfc5869_expand(secret.to_bytes(8, "big"), HANDLE_INFO, 16)
+    expected = _generichash(secret.to_bytes(8, "big"), HANDLE_INFO, 16)
     assert bytes(derive_handle(secret)) == expected
     assert derive_handles(np.array([secret], dtype=np.uint64)) == [expected]
 
@@ -177,14 +173,25 @@ def test_kdf_encoding_errors(call: Callable[[], object]) -> None:
 @pytest.mark.parametrize(
     "call",
     [
-        lambda: hkdf_expand_sha512(b"k", b"", 0),
-        lambda: hkdf_expand_sha512(b"k", b"", 255 * 64 + 1),
+        lambda: keyed_blake2b(b"k", b"", 0),
+        lambda: keyed_blake2b(b"k", b"", 65),
+        lambda: keyed_blake2b(b"", b"", 16),
+        lambda: keyed_blake2b(bytes(65), b"", 16),
         lambda: derive_entry(bytes(64), 5),
         lambda: derive_handle(FIELD_MODULUS),
         lambda: derive_handle(-1),
         lambda: derive_handles(np.array([FIELD_MODULUS], dtype=np.uint64)),
     ],
-    ids=["hkdf-0", "hkdf-too-long", "tag-width-5", "handle-p", "handle-negative", "handles-p"],
+    ids=[
+        "kdf-0",
+        "kdf-65",
+        "kdf-empty-key",
+        "kdf-key-65",
+        "tag-width-5",
+        "handle-p",
+        "handle-negative",
+        "handles-p",
+    ],
 )
 def test_kdf_value_errors(call: Callable[[], object]) -> None:
     with pytest.raises(InvalidParameter):

@@ -12,7 +12,7 @@ interpolation at zero; ``handle(s_i)`` found in the index's handle set is a matc
 
 Why 61 bits is enough (MATCHING.md, "Share field")
 --------------------------------------------------
-The report handle ``HKDF-Expand(s_i, "blindmatch/v1/handle")`` is public (it is in the
+The report handle ``BLAKE2b(key=s_i, data="blindmatch/v1/handle")`` is public (it is in the
 index), so ``s_i`` can be brute-forced against it with about 2**61 work. That is fine
 *because the handle is the only value ever derived from* ``s_i``: recovering ``s_i``
 yields ``s_i`` and nothing more. It does not unmask any share: every band's share is
