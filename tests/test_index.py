@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blindmatch.errors import IndexFormatError, InvalidEncoding, InvalidParameter
+from blindmatch.errors import IndexFormatError, IndexTooDense, InvalidEncoding, InvalidParameter
 from blindmatch.psi import oprf
 from blindmatch.psi._index_format import (
     DIGEST_OFFSET,
@@ -38,6 +38,7 @@ from blindmatch.psi.index import (
     add_references,
     build_index,
     default_canaries,
+    default_max_hits,
     merge_indexes,
 )
 from blindmatch.psi.kdf import (
@@ -317,6 +318,65 @@ def test_truncation_at_every_boundary(case_id: str) -> None:
             Index.from_bytes(data[:cut], verify=False)
     with pytest.raises(IndexFormatError):
         Index.from_bytes(data + b"\x00")
+
+
+def _densify(data: bytes, tags: list[int]) -> bytes:
+    """A well-formed index whose every entry of band ``j`` carries ``tags[j]``: what a
+    malicious clearinghouse would serve to make one upload hit all ``N`` entries."""
+    index = Index.from_bytes(data)
+    header, layout = index.header, index.layout
+    count, bands = header.entry_count, header.banding.count
+    body = bytearray(data)
+    tag_dtype = np.dtype("<u4" if header.tag_bytes == 4 else "<u8")
+    dense = np.repeat(np.array(tags, dtype=tag_dtype), count)
+    body[layout.tags_offset : layout.tags_offset + dense.nbytes] = dense.tobytes()
+    shares = np.frombuffer(
+        data, dtype="<u8", count=count * bands, offset=layout.shares_offset
+    ).reshape(bands, count)
+    ordered = np.sort(shares, axis=1)  # ties on the tag: shares ascending keeps it sorted
+    body[layout.shares_offset : layout.shares_offset + ordered.nbytes] = ordered.tobytes()
+    return _reseal(body)
+
+
+def test_dense_index_is_refused_before_expanding_hits() -> None:
+    refs = _sha_refs(1500, prefix="dense")
+    built = build_index(KEY, SHA, refs, processes=1)
+    query = hashlib.sha256(b"an upload of the platform").digest()
+    outputs = _outputs(KEY, SHA, [query])[0]
+    tags, _ = derive_entries(outputs, built.header.tag_bytes)
+    dense = Index.from_bytes(_densify(built.data, [int(t) for t in tags]))  # well formed
+    assert dense.entry_count == 1504
+    with pytest.raises(IndexTooDense, match="1504 index entries"):
+        dense.match(outputs)
+    # Over a raised limit the lookup runs: 1504 hits, none unmasks to a stored handle.
+    roomy = Index.from_bytes(_densify(built.data, [int(t) for t in tags]), max_hits=2000)
+    result = roomy.lookup(outputs)
+    assert (result.tag_hits, result.handles) == (1504, ())
+
+
+def test_dense_pdq_index_counts_hits_over_all_bands() -> None:
+    data = _golden("pdq-256")
+    banding = Index.from_bytes(data).header.banding
+    # The planted tags are those of the query's outputs under any key: the index cannot tell.
+    flat = _outputs(KEY, banding, [bytes(range(32))])[0]
+    tags, _ = derive_entries(flat, Index.from_bytes(data).header.tag_bytes)
+    dense = _densify(data, [int(t) for t in tags])
+    total = Index.from_bytes(dense).entry_count * banding.count
+    assert total <= default_max_hits(banding)
+    assert Index.from_bytes(dense).lookup(flat).tag_hits == total  # under the default: runs
+    with pytest.raises(IndexTooDense):
+        Index.from_bytes(dense, max_hits=total - 1).lookup(flat)
+
+
+@pytest.mark.parametrize("max_hits", [0, 255, -1, 1.5, True])
+def test_max_hits_below_one_per_band_is_refused(max_hits: object) -> None:
+    with pytest.raises(InvalidParameter):
+        Index.from_bytes(_golden("pdq-256"), max_hits=max_hits)  # type: ignore[arg-type]
+
+
+def test_default_max_hits() -> None:
+    assert default_max_hits(SHA) == 1024
+    assert default_max_hits(pdq_banding(384)) == 3072
 
 
 def test_every_truncation_of_a_small_index() -> None:

@@ -39,6 +39,7 @@ expected shape, not the value. Verification failures say only that verification 
     │   ├── VerifyError                       a DLEQ proof did not verify (no detail)
     │   └── KeyFormatError                    a serialised key is malformed
     ├── IndexFormatError                      an index file is malformed or of another version
+    │   └── IndexTooDense                     an upload hits more entries than an honest index has
     └── ProtocolError                         the matching protocol
         ├── LocalProtocolError                this side misused a session (wrong state, ...)
         ├── RequestRejected                   the clearinghouse answered with an error code
@@ -64,6 +65,7 @@ __all__ = [
     "DeriveKeyPairError",
     "FingerprintError",
     "IndexFormatError",
+    "IndexTooDense",
     "InvalidArgument",
     "InvalidElement",
     "InvalidEncoding",
@@ -170,6 +172,11 @@ class KeyFormatError(CryptoError, ValueError):
 
 class IndexFormatError(BlindmatchError, ValueError):
     """An index file is malformed, truncated, corrupt or of an unsupported version."""
+
+
+class IndexTooDense(IndexFormatError):
+    """A lookup hit more index entries than an honest index produces (a malicious or corrupt
+    index whose entries share tags): refused before the work grows with the hits."""
 
 
 class ProtocolError(BlindmatchError):

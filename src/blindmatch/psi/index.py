@@ -52,7 +52,7 @@ from typing import Self, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from blindmatch.errors import IndexFormatError, InvalidEncoding, InvalidParameter
+from blindmatch.errors import IndexFormatError, IndexTooDense, InvalidEncoding, InvalidParameter
 from blindmatch.psi import oprf
 from blindmatch.psi._index_format import (
     Canary,
@@ -92,6 +92,7 @@ __all__ = [
     "add_references",
     "build_index",
     "default_canaries",
+    "default_max_hits",
     "merge_indexes",
 ]
 
@@ -562,14 +563,34 @@ class Index:
     Build one with :meth:`open` or :meth:`from_bytes`; both check the header and, unless
     ``verify=False``, the digest and the body invariants (sorted tags, shares below
     ``2**61``, handles ascending and distinct).
+
+    Lookups are bounded: an upload may hit at most ``max_hits`` entries over all bands
+    (default :func:`default_max_hits`), else :class:`IndexTooDense` is raised before any
+    per-hit work. An honest index gives a non-matching upload about ``N * L / 2**32`` hits
+    and each matching reference at most ``L``; an index whose entries share tags would
+    otherwise make a lookup's memory linear and its pair trials (t = 2) quadratic in ``N``.
     """
 
-    __slots__ = ("_handle_prefix", "_handles", "_shares", "_tags", "header", "layout")
+    __slots__ = (
+        "_handle_prefix",
+        "_handles",
+        "_max_hits",
+        "_shares",
+        "_tags",
+        "header",
+        "layout",
+    )
 
     header: IndexHeader
     layout: Layout
 
-    def __init__(self, data: bytes | memoryview | npt.NDArray[np.uint8], *, verify: bool) -> None:
+    def __init__(
+        self,
+        data: bytes | memoryview | npt.NDArray[np.uint8],
+        *,
+        verify: bool,
+        max_hits: int | None = None,
+    ) -> None:
         buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
         view = buffer.data
         header, layout = decode_header(view)
@@ -580,6 +601,7 @@ class Index:
         tag_dtype = np.dtype("<u4" if header.tag_bytes == 4 else "<u8")
         self.header = header
         self.layout = layout
+        self._max_hits = _check_max_hits(header.banding, max_hits)
         self._tags = np.ndarray(
             (bands, per_band), dtype=tag_dtype, buffer=buffer, offset=layout.tags_offset
         )
@@ -611,10 +633,19 @@ class Index:
                 raise IndexFormatError("index handles are not ascending and distinct")
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, verify: bool = True) -> Self:
+    def open(
+        cls, path: str | os.PathLike[str], *, verify: bool = True, max_hits: int | None = None
+    ) -> Self:
         """Memory-map an index file.
 
+        Args:
+            path: the index file.
+            verify: check the digest and the body invariants (a full read of the file).
+            max_hits: entries one upload may hit over all bands (class docstring);
+                ``None`` means :func:`default_max_hits`.
+
         Raises:
+            InvalidParameter: ``max_hits`` is below ``L``.
             IndexFormatError: the file is not a valid index of this version.
             OSError: the file cannot be read.
         """
@@ -622,18 +653,21 @@ class Index:
         if size == 0:
             raise IndexFormatError("index file is empty")
         mapped = np.memmap(path, dtype=np.uint8, mode="r")
-        return cls(mapped, verify=verify)
+        return cls(mapped, verify=verify, max_hits=max_hits)
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, verify: bool = True) -> Self:
-        """View an index held in memory.
+    def from_bytes(
+        cls, data: bytes, *, verify: bool = True, max_hits: int | None = None
+    ) -> Self:
+        """View an index held in memory (arguments as for :meth:`open`).
 
         Raises:
+            InvalidParameter: ``max_hits`` is below ``L``.
             IndexFormatError: the bytes are not a valid index of this version.
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError("index data must be bytes")
-        return cls(bytes(data), verify=verify)
+        return cls(bytes(data), verify=verify, max_hits=max_hits)
 
     @property
     def digest(self) -> bytes:
@@ -716,6 +750,7 @@ class Index:
         Raises:
             InvalidParameter: an upload does not have ``L`` outputs.
             InvalidEncoding: an output is not 64 bytes.
+            IndexTooDense: an upload hits more than ``max_hits`` entries.
         """
         bands = self.header.banding.count
         uploads = len(outputs_per_upload)
@@ -742,11 +777,23 @@ class Index:
         uploads_parts: list[npt.NDArray[np.int64]] = []
         band_parts: list[npt.NDArray[np.int64]] = []
         share_parts: list[U64Array] = []
-        for j in range(self.header.banding.count):
+        bands = self.header.banding.count
+        ranges: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = []
+        totals = np.zeros(tags.shape[0], dtype=np.int64)
+        for j in range(bands):
             column = self._tags[j]
             keys = tags[:, j].astype(column.dtype)
             left = np.searchsorted(column, keys, side="left")
             right = np.searchsorted(column, keys, side="right")
+            totals += right - left
+            ranges.append((left, right))
+        # Count before expanding: a dense index must cost no memory or pair trials.
+        if totals.size and int(totals.max()) > self._max_hits:
+            raise IndexTooDense(
+                f"an upload hits {int(totals.max())} index entries, over the limit of "
+                f"{self._max_hits}: the index is not one an honest clearinghouse builds"
+            )
+        for j, (left, right) in enumerate(ranges):
             counts = right - left
             hit = np.flatnonzero(counts)
             if hit.size == 0:
@@ -828,6 +875,25 @@ class Index:
             )
             for u in range(uploads)
         ]
+
+
+def default_max_hits(banding: Banding) -> int:
+    """The default bound on the entries one upload may hit: ``max(1024, 8 * L)``.
+
+    Room for 8 references that agree with the upload on every band (near-duplicate
+    references of one image), or 1024 exact duplicates of one hash (t = 1), plus the
+    ~``N * L / 2**32`` chance tag hits; bounds the pair trials of t = 2 at about 4.7
+    million per upload for L = 384.
+    """
+    return max(1024, 8 * banding.count)
+
+
+def _check_max_hits(banding: Banding, max_hits: int | None) -> int:
+    if max_hits is None:
+        return default_max_hits(banding)
+    if type(max_hits) is not int or max_hits < banding.count:
+        raise InvalidParameter("max_hits must be an int of at least L (one hit per band)")
+    return max_hits
 
 
 def _pair_secrets(bands: npt.NDArray[np.int64], values: U64Array) -> U64Array:
