@@ -14,6 +14,7 @@ from blindmatch.psi.shares import (
     FIELD_MODULUS,
     add_mod,
     evaluate_shares,
+    evaluate_shares_at,
     field_inverse,
     interpolate_at_zero,
     interpolate_at_zero_many,
@@ -102,6 +103,15 @@ def test_evaluate_shares_never_uses_zero() -> None:
             assert int(secrets[i]) not in {int(v) for v in shares[i]}
 
 
+@given(st.lists(st.tuples(elements, elements), min_size=1, max_size=20), st.integers(1, 512))
+def test_shares_at_one_point_equal_the_band_column(lines: list[tuple[int, int]], z: int) -> None:
+    secrets = np.array([s for s, _ in lines], dtype=np.uint64)
+    slopes = np.array([a for _, a in lines], dtype=np.uint64)
+    column = evaluate_shares(secrets, slopes, z)[:, z - 1]
+    assert (evaluate_shares_at(secrets, slopes, z) == column).all()
+    assert evaluate_shares_at(secrets, slopes, z).tolist() == [(s + a * z) % P for s, a in lines]
+
+
 def test_constant_lines_for_threshold_one() -> None:
     secrets, slopes = random_lines(20, 1)
     assert not slopes.any()
@@ -150,6 +160,9 @@ def test_trial_recovery_over_many_pairs() -> None:
         lambda: random_field_elements(-1),
         lambda: evaluate_shares(np.zeros(2, np.uint64), np.zeros(3, np.uint64), 2),
         lambda: evaluate_shares(np.zeros(2, np.uint64), np.zeros(2, np.uint64), 0),
+        lambda: evaluate_shares_at(np.zeros(2, np.uint64), np.zeros(3, np.uint64), 1),
+        lambda: evaluate_shares_at(np.zeros(2, np.uint64), np.zeros(2, np.uint64), 0),
+        lambda: evaluate_shares_at(np.zeros(2, np.uint64), np.zeros(2, np.uint64), P),
         lambda: interpolate_at_zero_many(
             np.ones(1, np.uint64),
             np.ones(1, np.uint64),
@@ -167,6 +180,9 @@ def test_trial_recovery_over_many_pairs() -> None:
         "negative-count",
         "shape-mismatch",
         "zero-bands",
+        "at-shape-mismatch",
+        "at-zero",
+        "at-modulus",
         "many-same-point",
     ],
 )

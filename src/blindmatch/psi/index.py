@@ -40,11 +40,13 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import multiprocessing
 import os
 import secrets
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self, TypeVar
@@ -74,7 +76,7 @@ from blindmatch.psi.keys import SecretKey
 from blindmatch.psi.shares import (
     FIELD_MODULUS,
     RandomBytes,
-    evaluate_shares,
+    evaluate_shares_at,
     interpolate_at_zero_many,
     mul_mod_many,
     random_field_elements,
@@ -204,57 +206,95 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def _input_chunks(
+    banding: Banding, hashes: Sequence[bytes], size: int
+) -> Iterator[tuple[int, list[bytes]]]:
+    """``(first reference, band inputs of a run of references)``, about ``size`` inputs each,
+    in order: a build holds the inputs of the chunks in flight, never all ``N * L``."""
+    step = max(1, size // banding.count)
+    for start in range(0, len(hashes), step):
+        rows = banding.band_inputs_many(hashes[start : start + step])
+        yield start, [item for row in rows for item in row]
+
+
+def _joined(inputs: list[bytes]) -> tuple[bytes, int]:
+    width = len(inputs[0])
+    if any(len(item) != width for item in inputs):
+        raise InvalidParameter("band inputs of one build must have one length")
+    return b"".join(inputs), width
+
+
 def _evaluate_entries(
     secret_key: Scalar,
-    inputs: list[bytes],
+    banding: Banding,
+    hashes: Sequence[bytes],
     tag_bytes: int,
     processes: int,
     meanwhile: Callable[[], _T],
 ) -> tuple[U64Array, U64Array, _T]:
-    """Tags and pads of every input, and ``meanwhile()`` run while the workers evaluate.
+    """Tags and pads (``(N, L)`` arrays) of every band of every hash, and ``meanwhile()``
+    run while the workers evaluate.
 
+    Band inputs are made chunk by chunk as the evaluation goes, so memory holds the chunks
+    in flight plus the result arrays (16 bytes per entry), never the ``N * L`` inputs.
     ``meanwhile`` is the build's work that does not need the PRF (secrets, handles): with
-    worker processes it overlaps their evaluation instead of following it. Then this
-    process evaluates, from the end of the queue, every chunk no worker has started
-    (``Future.cancel`` succeeds only for those), so ``processes`` cores stay busy with
-    ``processes - 1`` workers, and a worker that starts late (the fork server's first
-    start imports numpy and blindmatch) delays nothing.
+    worker processes it overlaps their evaluation. ``processes - 1`` workers are kept fed
+    with a window of chunks; this process evaluates the next chunk itself whenever the
+    window is full, and at the end takes back every chunk no worker has started
+    (``Future.cancel`` succeeds only for those), so ``processes`` cores stay busy, and a
+    worker that starts late (the fork server's first start imports numpy and blindmatch)
+    delays nothing.
     """
-    if processes <= 1 or len(inputs) < 2 * _MIN_CHUNK:
-        tags, pads = _chunk_entries(secret_key, inputs, tag_bytes)
+    count, bands = len(hashes), banding.count
+    tags = np.empty((count, bands), dtype=np.uint64)
+    pads = np.empty((count, bands), dtype=np.uint64)
+
+    def store(start: int, part: tuple[U64Array, U64Array]) -> None:
+        rows = part[0].size // bands
+        tags[start : start + rows] = part[0].reshape(rows, bands)
+        pads[start : start + rows] = part[1].reshape(rows, bands)
+
+    total = count * bands
+    if processes <= 1 or total < 2 * _MIN_CHUNK:
+        for start, inputs in _input_chunks(banding, hashes, _MAX_CHUNK):
+            store(start, _chunk_entries(secret_key, inputs, tag_bytes))
         return tags, pads, meanwhile()
-    width = len(inputs[0])
-    if any(len(item) != width for item in inputs):
-        raise InvalidParameter("band inputs of one build must have one length")
-    chunk = min(_MAX_CHUNK, max(_MIN_CHUNK, -(-len(inputs) // (_CHUNKS_PER_PROCESS * processes))))
-    starts = range(0, len(inputs), chunk)
+    size = min(_MAX_CHUNK, max(_MIN_CHUNK, -(-total // (_CHUNKS_PER_PROCESS * processes))))
+    chunks = _input_chunks(banding, hashes, size)
     # The key travels to the workers over the pool's pipes (child processes of this one).
     key = bytes(secret_key)
-    parts: dict[int, tuple[U64Array, U64Array]] = {}
+    window = 2 * (processes - 1)
+    pending: deque[tuple[int, list[bytes], Future[tuple[bytes, bytes]]]] = deque()
     pool = ProcessPoolExecutor(max_workers=processes - 1, mp_context=_context())
+
+    def submit(start: int, inputs: list[bytes]) -> None:
+        joined, width = _joined(inputs)
+        pending.append((start, inputs, pool.submit(_entries_worker, key, joined, width, tag_bytes)))
+
+    def collect(start: int, future: Future[tuple[bytes, bytes]]) -> None:
+        tag_raw, pad_raw = future.result()
+        store(start, (np.frombuffer(tag_raw, np.uint64), np.frombuffer(pad_raw, np.uint64)))
+
     try:
-        futures = [
-            pool.submit(_entries_worker, key, b"".join(inputs[i : i + chunk]), width, tag_bytes)
-            for i in starts
-        ]
+        for start, inputs in itertools.islice(chunks, window):
+            submit(start, inputs)
         extra = meanwhile()
-        for position in reversed(range(len(futures))):
-            if not futures[position].cancel():
-                break  # a worker has it, and every chunk before it: wait for them below
-            i = starts[position]
-            parts[position] = _chunk_entries(secret_key, inputs[i : i + chunk], tag_bytes)
-        for position, future in enumerate(futures):
-            if position not in parts:
-                tag_raw, pad_raw = future.result()
-                parts[position] = (
-                    np.frombuffer(tag_raw, dtype=np.uint64),
-                    np.frombuffer(pad_raw, dtype=np.uint64),
-                )
+        for start, inputs in chunks:
+            while pending and pending[0][2].done():
+                first, _, future = pending.popleft()
+                collect(first, future)
+            if len(pending) < window:
+                submit(start, inputs)
+            else:
+                store(start, _chunk_entries(secret_key, inputs, tag_bytes))
+        for first, inputs, future in reversed(pending):
+            if future.cancel():
+                store(first, _chunk_entries(secret_key, inputs, tag_bytes))
+        for first, _, future in pending:
+            if not future.cancelled():
+                collect(first, future)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    ordered = [parts[position] for position in range(len(futures))]
-    tags = np.concatenate([part[0] for part in ordered])
-    pads = np.concatenate([part[1] for part in ordered])
     return tags, pads, extra
 
 
@@ -302,28 +342,52 @@ def _unique_secrets(count: int, random_bytes: RandomBytes) -> U64Array:
         secrets[repeated] = random_field_elements(len(repeated), random_bytes)
 
 
-def _sorted_bands(tags: U64Array, masked: U64Array, tag_bytes: int) -> tuple[bytes, bytes]:
-    """Sort each band (column) by (tag, masked share); return band-major raw arrays."""
-    order = np.lexsort((masked, tags), axis=0)
-    tags_sorted = np.take_along_axis(tags, order, axis=0).T
-    masked_sorted = np.take_along_axis(masked, order, axis=0).T
-    tag_dtype = "<u4" if tag_bytes == 4 else "<u8"
-    return (
-        np.ascontiguousarray(tags_sorted).astype(tag_dtype).tobytes(),
-        np.ascontiguousarray(masked_sorted).astype("<u8").tobytes(),
+def _sorted_bands(
+    tags: U64Array, masked_band: Callable[[int], U64Array], tag_bytes: int
+) -> tuple[bytes, bytes]:
+    """Sort each band (column of ``tags``, with its masked shares ``masked_band(j)``) by
+    (tag, masked share); return band-major raw arrays. One band at a time: the temporaries
+    are one column, not ``N * L``."""
+    count, bands = tags.shape
+    tag_out = np.empty((bands, count), dtype="<u4" if tag_bytes == 4 else "<u8")
+    share_out = np.empty((bands, count), dtype="<u8")
+    for j in range(bands):
+        masked = masked_band(j)
+        column = tags[:, j]
+        order = np.lexsort((masked, column))
+        tag_out[j] = column[order]
+        share_out[j] = masked[order]
+    return tag_out.tobytes(), share_out.tobytes()
+
+
+def _masked_sorted_entries(
+    evaluated: tuple[U64Array, U64Array, _Lines], tag_bytes: int
+) -> tuple[bytes, bytes, _Lines]:
+    """The sorted band arrays of a build from its tags, pads and lines (the ``(N, L)``
+    tag and pad arrays are freed when this returns, before the file is assembled)."""
+    tags, pads, lines = evaluated
+    tag_raw, share_raw = _sorted_bands(
+        tags,
+        lambda j: evaluate_shares_at(lines.secrets, lines.slopes, j + 1) ^ pads[:, j],
+        tag_bytes,
     )
+    return tag_raw, share_raw, lines
 
 
 def _assemble(header: IndexHeader, tags: bytes, shares: bytes, handles: bytes) -> bytes:
+    """The file: header, bands and handle set written into one buffer, the digest (which
+    skips its own field) patched in last; one copy of the body, not several."""
     layout = header.layout()
-    body = bytearray(layout.total_length - layout.header_length)
-    base = layout.header_length
-    body[layout.tags_offset - base : layout.tags_offset - base + len(tags)] = tags
-    body[layout.shares_offset - base : layout.shares_offset - base + len(shares)] = shares
-    body[layout.handles_offset - base :] = handles
-    unsigned = header.encode(digest=bytes(32)) + bytes(body)
-    digest = compute_digest(unsigned)
-    return header.encode(digest=digest) + bytes(body)
+    encoded = header.encode(digest=bytes(32))
+    out = bytearray(layout.total_length)
+    out[: len(encoded)] = encoded
+    out[layout.tags_offset : layout.tags_offset + len(tags)] = tags
+    out[layout.shares_offset : layout.shares_offset + len(shares)] = shares
+    out[layout.handles_offset :] = handles
+    digest = compute_digest(out)
+    signed = header.encode(digest=digest)
+    out[: len(signed)] = signed
+    return bytes(out)
 
 
 def _handle_set(rows: npt.NDArray[np.uint8], width: int) -> bytes:
@@ -422,18 +486,17 @@ def _build(
     workers = (os.cpu_count() or 1) if processes is None else processes
     if workers < 1:
         raise InvalidParameter("processes must be >= 1")
-    inputs = [item for row in banding.band_inputs_many(hashes) for item in row]
-    tags, pads, lines = _evaluate_entries(
-        secret_key.scalar,
-        inputs,
+    tag_raw, share_raw, lines = _masked_sorted_entries(
+        _evaluate_entries(
+            secret_key.scalar,
+            banding,
+            hashes,
+            tag_bytes,
+            workers,
+            lambda: _draw_lines(references, count, banding.threshold, handle_bytes, random_bytes),
+        ),
         tag_bytes,
-        workers,
-        lambda: _draw_lines(references, count, banding.threshold, handle_bytes, random_bytes),
     )
-    del inputs
-    shares = evaluate_shares(lines.secrets, lines.slopes, banding.count)
-    masked = shares ^ pads.reshape(count, banding.count)
-    tag_raw, share_raw = _sorted_bands(tags.reshape(count, banding.count), masked, tag_bytes)
     raw_handles = lines.raw_handles
     canaries = tuple(
         Canary(canary_hashes[i], ReportHandle(raw_handles[len(references) + i]))
@@ -1034,7 +1097,7 @@ def merge_indexes(base: Index, deltas: Sequence[Index]) -> bytes:
     parts = [base, *deltas]
     tags = np.concatenate([p._tags.astype(np.uint64) for p in parts], axis=1).T
     shares = np.concatenate([p._shares.astype(np.uint64) for p in parts], axis=1).T
-    tag_raw, share_raw = _sorted_bands(tags, shares, header.tag_bytes)
+    tag_raw, share_raw = _sorted_bands(tags, lambda j: shares[:, j], header.tag_bytes)
     handle_set = _handle_set(
         np.concatenate([p._handles for p in parts], axis=0), header.handle_bytes
     )

@@ -47,6 +47,7 @@ __all__ = [
     "RandomBytes",
     "add_mod",
     "evaluate_shares",
+    "evaluate_shares_at",
     "field_inverse",
     "interpolate_at_zero",
     "interpolate_at_zero_many",
@@ -210,6 +211,23 @@ def evaluate_shares(secrets: U64Array, slopes: U64Array, band_count: int) -> U64
     points = np.arange(1, band_count + 1, dtype=np.uint64)
     products = mul_mod_many(slopes[:, None], points[None, :])
     total = secrets[:, None] + products
+    return np.where(total >= _P, total - _P, total)
+
+
+def evaluate_shares_at(secrets: U64Array, slopes: U64Array, z: int) -> U64Array:
+    """Shares ``f_i(z) = s_i + a_i*z`` of every reference at one point (one band's column:
+    ``z = j + 1``), so a build needs temporary memory of one band, not ``N * L`` shares.
+
+    Raises:
+        InvalidParameter: shapes differ or ``z`` is not in ``[1, p)``.
+    """
+    if type(z) is not int or not 0 < z < FIELD_MODULUS:
+        raise InvalidParameter("the share point must be in [1, p)")
+    secrets = np.asarray(secrets, dtype=np.uint64)
+    slopes = np.asarray(slopes, dtype=np.uint64)
+    if secrets.shape != slopes.shape or secrets.ndim != 1:
+        raise InvalidParameter("secrets and slopes must be 1-D arrays of one length")
+    total = secrets + mul_mod_many(slopes, np.full(slopes.shape, z, dtype=np.uint64))
     return np.where(total >= _P, total - _P, total)
 
 
