@@ -39,6 +39,7 @@ from blindmatch.psi.index import (
     build_index,
 )
 from blindmatch.psi.keys import SecretKey
+from blindmatch.psi.parallel import ThreadedEvaluator
 
 KEY = SecretKey.derive(bytes(range(32)), b"test-sessions", mode=oprf.Mode.VOPRF, epoch=3)
 OTHER_KEY = SecretKey.derive(bytes(32), b"test-sessions", mode=oprf.Mode.VOPRF, epoch=3)
@@ -220,6 +221,47 @@ def test_the_quota_does_not_live_in_the_resettable_stats(index: Index) -> None:
     platform.stats = PlatformStats()
     with pytest.raises(errors.LocalProtocolError):
         platform.next_request()
+
+
+def test_threaded_evaluation_answers_the_same_bytes_and_proves() -> None:
+    """A session with a ThreadedEvaluator gives the same answer, byte for byte, as one
+    evaluating on its own thread, and its batches prove like any other."""
+    elements = _elements(600)
+    with ThreadedEvaluator(2, min_chunk=100) as evaluator:
+        threaded = ClearinghouseSession(
+            KEY, element_limit=10_000, max_batch=4096, evaluator=evaluator
+        )
+        threaded.receive(m.Hello().encode())
+        reply = threaded.receive(_request(1, elements))
+        plain = ClearinghouseSession(KEY, element_limit=10_000, max_batch=4096)
+        plain.receive(m.Hello().encode())
+        assert reply == plain.receive(_request(1, elements))
+        proof = m.decode(threaded.receive(m.ProofRequest(2, (1,)).encode()))
+        assert isinstance(proof, m.ProofResponse)
+        answer = m.decode(reply)
+        assert isinstance(answer, m.EvaluateResponse)
+        oprf.verify_proof(
+            GENERATOR, KEY.public_key.element, elements, answer.elements, proof.proof,
+            oprf.Mode.VOPRF,
+        )
+    with pytest.raises(errors.LocalProtocolError):  # closed with its context
+        evaluator.blind_evaluate_batch(KEY.scalar, elements)
+
+
+def test_threaded_evaluator_splits_only_large_batches() -> None:
+    with ThreadedEvaluator(3, min_chunk=4) as evaluator:
+        assert evaluator.threads == 3
+        for count in (0, 1, 7, 8, 13, 64):
+            elements = _elements(count)
+            assert evaluator.blind_evaluate_batch(KEY.scalar, elements) == [
+                KEY.scalar * b for b in elements
+            ]
+    with pytest.raises(errors.InvalidArgument):
+        ThreadedEvaluator(0)
+    with pytest.raises(errors.InvalidArgument):
+        ThreadedEvaluator(2, min_chunk=0)
+    with pytest.raises(errors.LocalProtocolError):
+        ClearinghouseSession(KEY, element_limit=1, evaluator=object())  # type: ignore[arg-type]
 
 
 def test_deferred_proof_verifies_and_each_batch_is_proved_once() -> None:

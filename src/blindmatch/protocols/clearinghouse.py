@@ -63,6 +63,7 @@ from blindmatch.protocols.messages import (
 from blindmatch.psi import oprf
 from blindmatch.psi.group import GENERATOR, Element
 from blindmatch.psi.keys import SecretKey
+from blindmatch.psi.parallel import ThreadedEvaluator
 
 __all__ = [
     "ClearinghouseSession",
@@ -140,6 +141,9 @@ class ClearinghouseSession:
             :class:`~blindmatch.errors.StaleIndex` before it sends an element. Omitted or
             empty: ``ServerInfo`` lists none and platforms cannot tell a stale index of the
             current key epoch (their matches then follow the index they hold).
+        evaluator: spreads each request's scalar multiplications over threads (one
+            :class:`~blindmatch.psi.parallel.ThreadedEvaluator` may serve every session of
+            a server); omitted, requests are evaluated on the calling thread.
 
     Raises:
         errors.LocalProtocolError: a limit is out of range, or ``index_digests`` holds
@@ -154,6 +158,7 @@ class ClearinghouseSession:
         element_limit: int,
         max_batch: int = 4096,
         index_digests: Iterable[IndexDigest] | None = None,
+        evaluator: ThreadedEvaluator | None = None,
     ) -> None:
         if not isinstance(key, SecretKey):
             raise errors.LocalProtocolError("key must be a SecretKey")
@@ -171,6 +176,9 @@ class ClearinghouseSession:
         self._index_digests = tuple(sorted(digests, key=lambda d: d.signal))
         if len(self._index_digests) > MAX_INDEX_DIGESTS:
             raise errors.LocalProtocolError(f"at most {MAX_INDEX_DIGESTS} index digests")
+        if evaluator is not None and not isinstance(evaluator, ThreadedEvaluator):
+            raise errors.LocalProtocolError("evaluator must be a ThreadedEvaluator")
+        self._evaluator = evaluator
         self._key = key
         self._public_key = key.public_key.element
         self._key_id = key.key_id
@@ -292,9 +300,15 @@ class ClearinghouseSession:
         count = len(message.elements)
         if self._evaluated + count > self._element_limit:
             raise errors.LimitExceeded("the session's element quota is spent")
-        evaluated = tuple(
-            oprf.blind_evaluate_batch(self._key.scalar, message.elements, oprf.Mode.VOPRF)
-        )
+        if self._evaluator is None:
+            results = oprf.blind_evaluate_batch(
+                self._key.scalar, message.elements, oprf.Mode.VOPRF
+            )
+        else:
+            results = self._evaluator.blind_evaluate_batch(
+                self._key.scalar, message.elements, oprf.Mode.VOPRF
+            )
+        evaluated = tuple(results)
         self._used_batch_ids.add(message.batch_id)
         self._unproved[message.batch_id] = (message.elements, evaluated)
         self._evaluated += count

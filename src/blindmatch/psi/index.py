@@ -384,7 +384,7 @@ def _assemble(header: IndexHeader, tags: bytes, shares: bytes, handles: bytes) -
     out[layout.tags_offset : layout.tags_offset + len(tags)] = tags
     out[layout.shares_offset : layout.shares_offset + len(shares)] = shares
     out[layout.handles_offset :] = handles
-    digest = compute_digest(out)
+    digest = compute_digest(memoryview(out))
     signed = header.encode(digest=digest)
     out[: len(signed)] = signed
     return bytes(out)
