@@ -370,8 +370,10 @@ class Wire:
         return found
 
 
-def _platform(index: Index, batch_size: int = 8, **kwargs: int) -> PlatformSession:
-    return PlatformSession(index, KEY.public_key, batch_size=batch_size, **kwargs)
+def _platform(index: Index, batch_size: int = 8, canary_interval: int = 64) -> PlatformSession:
+    return PlatformSession(
+        index, KEY.public_key, batch_size=batch_size, canary_interval=canary_interval
+    )
 
 
 def _uploads(ids: range) -> list[tuple[str, str, bytes]]:
@@ -397,6 +399,47 @@ def test_matches_are_exact(built: BuiltIndex, index: Index) -> None:
     assert wire.clearinghouse.stats.elements_evaluated == stats.elements_sent
     assert platform.unfinished() == ()
     assert platform.canary_checked_signals == ("md5",)
+
+
+def test_threaded_platform_and_clearinghouse_match_the_same(
+    built: BuiltIndex, index: Index
+) -> None:
+    """Both sides with a ThreadedEvaluator (batches large enough to split): the same
+    matches as the single-thread run of test_matches_are_exact, canaries included."""
+    with ThreadedEvaluator(2, min_chunk=8) as evaluator:
+        platform = PlatformSession(
+            index, KEY.public_key, batch_size=64, canary_interval=4, evaluator=evaluator
+        )
+        platform.add_uploads(_uploads(range(30, 50)))
+        clearinghouse = ClearinghouseSession(KEY, element_limit=10_000, evaluator=evaluator)
+        found = Wire(platform, clearinghouse).run()
+    assert sorted((f.upload_ref, built.handles[f.handle]) for f in found) == sorted(
+        (f"upload-{i}", f"report-{i}") for i in range(30, 40)
+    )
+    assert platform.stats.canaries_matched == platform.stats.canary_queries == 5
+    with pytest.raises(errors.LocalProtocolError):
+        PlatformSession(index, KEY.public_key, evaluator=object())  # type: ignore[arg-type]
+
+
+def test_threaded_client_steps_equal_the_serial_ones() -> None:
+    inputs = [md5(i) for i in range(40)]
+    blinds = [Scalar.random() for _ in range(20) for _ in range(2)]
+    _, serial = oprf.blind_batch(inputs, oprf.Mode.VOPRF, blinds=blinds)
+    evaluated = oprf.blind_evaluate_batch(KEY.scalar, serial, oprf.Mode.VOPRF)
+    expected = oprf.finalize_batch(inputs, blinds, evaluated, oprf.Mode.VOPRF)
+    assert expected == oprf.evaluate_batch(KEY.scalar, inputs, oprf.Mode.VOPRF)
+    with ThreadedEvaluator(3, min_chunk=5) as evaluator:
+        assert evaluator.blind_batch(inputs, oprf.Mode.VOPRF, blinds=blinds) == serial
+        assert evaluator.blind_evaluate_batch(KEY.scalar, serial, oprf.Mode.VOPRF) == evaluated
+        assert evaluator.finalize_batch(inputs, blinds, evaluated, oprf.Mode.VOPRF) == expected
+        with pytest.raises(errors.InvalidArgument):
+            evaluator.blind_batch(inputs, oprf.Mode.VOPRF, blinds=blinds[:-1])
+        with pytest.raises(errors.InvalidArgument):
+            evaluator.finalize_batch(inputs, blinds, evaluated[:-1], oprf.Mode.VOPRF)
+        with pytest.raises(errors.InvalidScalar):  # a part's error reaches the caller
+            evaluator.blind_batch(
+                inputs, oprf.Mode.VOPRF, blinds=[*blinds[:-1], Scalar.from_int(0, allow_zero=True)]
+            )
 
 
 def test_pipelined_requests_answered_out_of_order(built: BuiltIndex, index: Index) -> None:

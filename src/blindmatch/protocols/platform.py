@@ -97,6 +97,7 @@ from blindmatch.psi.group import GENERATOR, Element, Scalar
 from blindmatch.psi.index import Index, IndexHeader, IndexSet, MatchResult
 from blindmatch.psi.kdf import ReportHandle
 from blindmatch.psi.keys import PublicKey
+from blindmatch.psi.parallel import ThreadedEvaluator
 
 __all__ = [
     "MIN_PDQ_QUALITY",
@@ -253,6 +254,9 @@ class PlatformSession:
         batch_size: elements per evaluation request (fewer if the clearinghouse's
             ``max_batch`` is lower); every request carries exactly this many.
         canary_interval: one canary query per this many uploads of a signal (>= 1).
+        evaluator: spreads the blinding and finalizing of large batches over threads (a
+            :class:`~blindmatch.psi.parallel.ThreadedEvaluator`); omitted, they run on the
+            calling thread. The messages and matches are the same either way.
 
     Raises:
         errors.LocalProtocolError: bad arguments, no index, two indexes of one signal, a
@@ -267,6 +271,7 @@ class PlatformSession:
         *,
         batch_size: int = 256,
         canary_interval: int = 64,
+        evaluator: ThreadedEvaluator | None = None,
     ) -> None:
         chosen = [indexes] if isinstance(indexes, Index | IndexSet) else list(indexes)
         if not chosen or not all(isinstance(i, Index | IndexSet) for i in chosen):
@@ -277,6 +282,9 @@ class PlatformSession:
             raise errors.LocalProtocolError(f"batch_size must be in [1, {MAX_ELEMENTS}]")
         if not isinstance(canary_interval, int) or canary_interval < 1:
             raise errors.LocalProtocolError("canary_interval must be at least 1")
+        if evaluator is not None and not isinstance(evaluator, ThreadedEvaluator):
+            raise errors.LocalProtocolError("evaluator must be a ThreadedEvaluator")
+        self._evaluator = evaluator
         self._indexes: dict[str, _Lookup] = {}
         self._digests: dict[str, IndexDigest] = {}
         for source in chosen:
@@ -507,7 +515,10 @@ class PlatformSession:
                 self.stats.canary_queries += 1
         if not slots:
             return
-        _, blinded = oprf.blind_batch(inputs, _MODE, blinds=blinds)
+        if self._evaluator is None:
+            _, blinded = oprf.blind_batch(inputs, _MODE, blinds=blinds)
+        else:
+            blinded = self._evaluator.blind_batch(inputs, _MODE, blinds=blinds)
         position = 0
         for slot in slots:
             count = len(slot.inputs)
@@ -684,7 +695,10 @@ class PlatformSession:
             inputs = [x for slot in slots for x in slot.inputs]
             blinds = [slot.blind for slot in slots for _ in slot.inputs]
             evaluated = [e for slot in slots for e in slot.evaluated if e is not None]
-            flat = oprf.finalize_batch(inputs, blinds, evaluated, _MODE)
+            if self._evaluator is None:
+                flat = oprf.finalize_batch(inputs, blinds, evaluated, _MODE)
+            else:
+                flat = self._evaluator.finalize_batch(inputs, blinds, evaluated, _MODE)
             outputs: list[list[bytes]] = []
             position = 0
             for slot in slots:

@@ -25,14 +25,21 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from types import TracebackType
-from typing import Final, final
+from typing import Final, TypeVar, final
 
 from blindmatch import errors
 from blindmatch.psi.group import ELEMENT_BYTES, Element, Scalar
-from blindmatch.psi.oprf import Mode, blind_evaluate_batch, blind_evaluate_encoded, evaluate_batch
+from blindmatch.psi.oprf import (
+    Mode,
+    blind_batch,
+    blind_evaluate_batch,
+    blind_evaluate_encoded,
+    evaluate_batch,
+    finalize_batch,
+)
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -45,6 +52,8 @@ __all__ = [
 #: Elements per task: large enough that pickling and scheduling (~tens of microseconds per
 #: task) vanish against ~100 microseconds of group work per element.
 DEFAULT_CHUNK: Final = 2048
+
+_R = TypeVar("_R")
 
 
 def _evaluate_chunk(sk: bytes, mode: int, info: bytes, inputs: list[bytes]) -> list[bytes]:
@@ -171,13 +180,14 @@ class OprfPool:
 
 @final
 class ThreadedEvaluator:
-    """RFC 9497 BlindEvaluate of large batches over threads of this process.
+    """RFC 9497 batch steps over threads of this process: the server's BlindEvaluate and
+    the client's Blind and Finalize.
 
     Batches of fewer than ``2 * min_chunk`` elements run on the calling thread; larger ones
-    are cut into one contiguous part per thread. Results equal
-    :func:`blindmatch.psi.oprf.blind_evaluate_batch` in order. Safe to share between
-    sessions served on different threads (the executor queues their parts). Use as a
-    context manager, or :meth:`close` it.
+    are cut into one contiguous part per thread. Results equal the serial functions of
+    :mod:`blindmatch.psi.oprf` in order (a client part inverts its blinds with one
+    inversion of its own). Safe to share between sessions served on different threads
+    (the executor queues their parts). Use as a context manager, or :meth:`close` it.
 
     Args:
         threads: worker threads; all available cores when omitted.
@@ -201,6 +211,22 @@ class ThreadedEvaluator:
         """The number of worker threads."""
         return self._threads
 
+    def _split(self, count: int, part: Callable[[int, int], list[_R]]) -> list[_R]:
+        """``part(start, end)`` over one contiguous range per thread, concatenated."""
+        if self._executor is None:
+            raise errors.LocalProtocolError("the evaluator is closed")
+        parts = min(self._threads, count // self._min_chunk)
+        if parts < 2:
+            return part(0, count)
+        step = -(-count // parts)
+        futures = [
+            self._executor.submit(part, i, min(i + step, count)) for i in range(0, count, step)
+        ]
+        out: list[_R] = []
+        for future in futures:
+            out.extend(future.result())
+        return out
+
     def blind_evaluate_batch(
         self,
         sk: Scalar,
@@ -215,20 +241,49 @@ class ThreadedEvaluator:
             errors.LocalProtocolError: the evaluator is closed.
             as :func:`blindmatch.psi.oprf.blind_evaluate_batch`.
         """
-        if self._executor is None:
-            raise errors.LocalProtocolError("the evaluator is closed")
-        parts = min(self._threads, len(blinded) // self._min_chunk)
-        if parts < 2:
-            return blind_evaluate_batch(sk, blinded, mode, info=info)
-        step = -(-len(blinded) // parts)
-        futures = [
-            self._executor.submit(blind_evaluate_batch, sk, blinded[i : i + step], mode, info=info)
-            for i in range(0, len(blinded), step)
-        ]
-        out: list[Element] = []
-        for future in futures:
-            out.extend(future.result())
-        return out
+        return self._split(
+            len(blinded), lambda i, j: blind_evaluate_batch(sk, blinded[i:j], mode, info=info)
+        )
+
+    def blind_batch(
+        self, inputs: Sequence[bytes], mode: Mode = Mode.OPRF, *, blinds: Sequence[Scalar]
+    ) -> list[Element]:
+        """The blinded elements of :func:`blindmatch.psi.oprf.blind_batch` with the given
+        blinds (one per input; a platform repeats an upload's blind over its bands).
+
+        Raises:
+            errors.LocalProtocolError: the evaluator is closed.
+            errors.InvalidArgument: ``blinds`` and ``inputs`` differ in length.
+            as :func:`blindmatch.psi.oprf.blind_batch`.
+        """
+        if len(blinds) != len(inputs):
+            raise errors.InvalidArgument("one blind per input")
+        return self._split(
+            len(inputs), lambda i, j: blind_batch(inputs[i:j], mode, blinds=blinds[i:j])[1]
+        )
+
+    def finalize_batch(
+        self,
+        inputs: Sequence[bytes],
+        blinds: Sequence[Scalar],
+        evaluated: Sequence[Element],
+        mode: Mode = Mode.OPRF,
+        *,
+        info: bytes = b"",
+    ) -> list[bytes]:
+        """:func:`blindmatch.psi.oprf.finalize_batch`, spread over the threads.
+
+        Raises:
+            errors.LocalProtocolError: the evaluator is closed.
+            errors.InvalidArgument: the sequences differ in length.
+            as :func:`blindmatch.psi.oprf.finalize_batch`.
+        """
+        if not len(inputs) == len(blinds) == len(evaluated):
+            raise errors.InvalidArgument("inputs, blinds and evaluated elements differ in number")
+        return self._split(
+            len(inputs),
+            lambda i, j: finalize_batch(inputs[i:j], blinds[i:j], evaluated[i:j], mode, info=info),
+        )
 
     def close(self) -> None:
         """Stop the threads (idempotent)."""
