@@ -7,6 +7,10 @@ building process. Both must give exactly what the plain definitions give.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -69,3 +73,30 @@ def test_contains_handles_vectorised_path_equals_set_membership() -> None:
         candidates = stored + strangers + near
         expected = [True] * len(stored) + [False] * len(strangers) + [width == 8] * len(near)
         assert index.contains_handles(candidates) == expected
+
+
+_UNGUARDED_SCRIPT = """
+import hashlib
+from blindmatch.psi.bands import exact_banding
+from blindmatch.psi.index import Reference, build_index
+from blindmatch.psi.keys import SecretKey
+
+references = [
+    Reference(f"r{i}", "sha256", hashlib.sha256(str(i).encode()).digest()) for i in range(600)
+]
+build_index(SecretKey.generate(), exact_banding("sha256", 256), references, processes=2)
+"""
+
+
+def test_a_script_without_a_main_guard_gets_a_clear_error(tmp_path: Path) -> None:
+    """Spawned and fork-server workers re-run the main script; the build must not hang or
+    fail with a bare BrokenProcessPool, but say what to do."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(_UNGUARDED_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("blindmatch.errors.WorkerError:")
+    assert 'if __name__ == "__main__":' in last

@@ -37,6 +37,7 @@ expected shape, not the value. Verification failures say only that verification 
     │   ├── InvalidInput                      RFC 9497 InvalidInputError / input too long
     │   ├── InvalidParameter (InvalidArgument) a banding, share-field or index-build argument
     │   ├── VerifyError                       a DLEQ proof did not verify (no detail)
+    │   ├── WorkerError (RuntimeError)        a worker process died (how to fix in the text)
     │   └── KeyFormatError                    a serialised key is malformed
     ├── IndexFormatError                      an index file is malformed or of another version
     │   └── IndexTooDense                     an upload hits more entries than an honest index has
@@ -90,6 +91,7 @@ __all__ = [
     "UnsupportedMedia",
     "UnsupportedVersion",
     "VerifyError",
+    "WorkerError",
 ]
 
 
@@ -160,6 +162,11 @@ class InvalidInput(CryptoError, ValueError):
 
 class VerifyError(CryptoError):
     """A proof did not verify. Deliberately carries no detail."""
+
+
+class WorkerError(CryptoError, RuntimeError):
+    """A worker process of a parallel OPRF job died before answering (a crash, the OOM
+    killer, or a script that starts work at import time, which spawned workers re-run)."""
 
 
 class InvalidParameter(CryptoError, InvalidArgument):

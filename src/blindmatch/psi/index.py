@@ -47,6 +47,7 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self, TypeVar
@@ -73,6 +74,7 @@ from blindmatch.psi.kdf import (
     derive_handles,
 )
 from blindmatch.psi.keys import SecretKey
+from blindmatch.psi.parallel import worker_error
 from blindmatch.psi.shares import (
     FIELD_MODULUS,
     RandomBytes,
@@ -269,10 +271,17 @@ def _evaluate_entries(
 
     def submit(start: int, inputs: list[bytes]) -> None:
         joined, width = _joined(inputs)
-        pending.append((start, inputs, pool.submit(_entries_worker, key, joined, width, tag_bytes)))
+        try:
+            future = pool.submit(_entries_worker, key, joined, width, tag_bytes)
+        except BrokenProcessPool:
+            raise worker_error() from None
+        pending.append((start, inputs, future))
 
     def collect(start: int, future: Future[tuple[bytes, bytes]]) -> None:
-        tag_raw, pad_raw = future.result()
+        try:
+            tag_raw, pad_raw = future.result()
+        except BrokenProcessPool:
+            raise worker_error() from None
         store(start, (np.frombuffer(tag_raw, np.uint64), np.frombuffer(pad_raw, np.uint64)))
 
     try:

@@ -27,6 +27,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 from typing import Final, TypeVar, final
 
@@ -47,6 +48,7 @@ __all__ = [
     "ThreadedEvaluator",
     "blind_evaluate_encoded_parallel",
     "evaluate_batch_parallel",
+    "worker_error",
 ]
 
 #: Elements per task: large enough that pickling and scheduling (~tens of microseconds per
@@ -54,6 +56,20 @@ __all__ = [
 DEFAULT_CHUNK: Final = 2048
 
 _R = TypeVar("_R")
+
+
+def worker_error() -> errors.WorkerError:
+    """The error to raise when a pool's worker process died (``BrokenProcessPool``).
+
+    The commonest cause in a script is work started at import time: ``spawn`` and
+    ``forkserver`` workers import the main script again, so its top level runs in every
+    worker, which may not start processes of its own.
+    """
+    return errors.WorkerError(
+        "a worker process died before answering; if this runs from a script, start the "
+        'work under `if __name__ == "__main__":` (workers re-import the main script), or '
+        "use one process (processes=1)"
+    )
 
 
 def _evaluate_chunk(sk: bytes, mode: int, info: bytes, inputs: list[bytes]) -> list[bytes]:
@@ -110,7 +126,10 @@ class OprfPool:
         One task per worker is submitted at once, so the executor spawns them all.
         """
         executor = self._live()
-        list(executor.map(_ready, range(self._processes)))
+        try:
+            list(executor.map(_ready, range(self._processes)))
+        except BrokenProcessPool:
+            raise worker_error() from None
 
     def evaluate_batch(
         self, sk: Scalar, inputs: Sequence[bytes], mode: Mode = Mode.OPRF, *, info: bytes = b""
@@ -131,8 +150,11 @@ class OprfPool:
             _evaluate_chunk, [key] * n, [int(Mode(mode))] * n, [info] * n, chunks
         )
         out: list[bytes] = []
-        for part in results:
-            out.extend(part)
+        try:
+            for part in results:
+                out.extend(part)
+        except BrokenProcessPool:
+            raise worker_error() from None
         return out
 
     def blind_evaluate_encoded(
@@ -158,7 +180,10 @@ class OprfPool:
         results = executor.map(
             _blind_evaluate_chunk, [key] * n, [int(Mode(mode))] * n, [info] * n, chunks
         )
-        return b"".join(results)
+        try:
+            return b"".join(results)
+        except BrokenProcessPool:
+            raise worker_error() from None
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""
