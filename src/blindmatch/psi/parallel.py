@@ -26,10 +26,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
-from typing import Final, TypeVar, final
+from typing import Final, Self, TypeVar, final
 
 from blindmatch import errors
 from blindmatch.psi.group import ELEMENT_BYTES, Element, Scalar
@@ -92,8 +92,37 @@ def _processes(processes: int | None) -> int:
     return processes
 
 
+class _Workers:
+    """What :class:`OprfPool` and :class:`ThreadedEvaluator` share: an executor they own,
+    :meth:`close`, and the context-manager protocol."""
+
+    _executor: Executor | None
+
+    def _live(self) -> Executor:
+        if self._executor is None:
+            raise errors.LocalProtocolError(f"the {type(self).__name__} is closed")
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the workers (idempotent)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 @final
-class OprfPool:
+class OprfPool(_Workers):
     """A pool of worker processes for OPRF batches. Use as a context manager.
 
     Args:
@@ -106,7 +135,7 @@ class OprfPool:
             raise errors.InvalidArgument("chunk must be a positive int")
         self._processes = _processes(processes)
         self._chunk = chunk
-        self._executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
+        self._executor = ProcessPoolExecutor(
             max_workers=self._processes, mp_context=multiprocessing.get_context("spawn")
         )
 
@@ -114,11 +143,6 @@ class OprfPool:
     def processes(self) -> int:
         """The number of worker processes."""
         return self._processes
-
-    def _live(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            raise errors.LocalProtocolError("the pool is closed")
-        return self._executor
 
     def warm_up(self) -> None:
         """Start every worker now rather than at the first batch (each costs ~1 s to spawn).
@@ -185,26 +209,10 @@ class OprfPool:
         except BrokenProcessPool:
             raise worker_error() from None
 
-    def close(self) -> None:
-        """Stop the workers (idempotent)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-
-    def __enter__(self) -> OprfPool:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @final
-class ThreadedEvaluator:
+class ThreadedEvaluator(_Workers):
     """RFC 9497 batch steps over threads of this process: the server's BlindEvaluate and
     the client's Blind and Finalize.
 
@@ -227,7 +235,7 @@ class ThreadedEvaluator:
             raise errors.InvalidArgument("min_chunk must be a positive int")
         self._threads = _processes(threads)
         self._min_chunk = min_chunk
-        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
+        self._executor = ThreadPoolExecutor(
             max_workers=self._threads, thread_name_prefix="blindmatch-oprf"
         )
 
@@ -238,14 +246,13 @@ class ThreadedEvaluator:
 
     def _split(self, count: int, part: Callable[[int, int], list[_R]]) -> list[_R]:
         """``part(start, end)`` over one contiguous range per thread, concatenated."""
-        if self._executor is None:
-            raise errors.LocalProtocolError("the evaluator is closed")
+        executor = self._live()
         parts = min(self._threads, count // self._min_chunk)
         if parts < 2:
             return part(0, count)
         step = -(-count // parts)
         futures = [
-            self._executor.submit(part, i, min(i + step, count)) for i in range(0, count, step)
+            executor.submit(part, i, min(i + step, count)) for i in range(0, count, step)
         ]
         out: list[_R] = []
         for future in futures:
@@ -310,22 +317,6 @@ class ThreadedEvaluator:
             lambda i, j: finalize_batch(inputs[i:j], blinds[i:j], evaluated[i:j], mode, info=info),
         )
 
-    def close(self) -> None:
-        """Stop the threads (idempotent)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-
-    def __enter__(self) -> ThreadedEvaluator:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def evaluate_batch_parallel(
