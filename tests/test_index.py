@@ -25,7 +25,6 @@ from blindmatch.psi._index_format import (
     FIXED_SIZE,
     IndexHeader,
     IndexKind,
-    compute_digest,
     decode_header,
 )
 from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
@@ -55,6 +54,7 @@ from blindmatch.psi.kdf import (
 )
 from blindmatch.psi.keys import SecretKey
 from blindmatch.psi.shares import FIELD_MODULUS
+from index_tools import densify, reseal
 
 VECTORS = Path(__file__).parent / "vectors" / "index"
 KEY = SecretKey.derive(bytes(range(32)), b"test_index", mode=oprf.Mode.VOPRF, epoch=3)
@@ -267,12 +267,6 @@ def _golden(case_id: str) -> bytes:
     return (VECTORS / f"{case_id}.bmidx").read_bytes()
 
 
-def _reseal(data: bytearray) -> bytes:
-    """Recompute the digest so a structural check (not the digest) must catch a change."""
-    data[DIGEST_OFFSET : DIGEST_OFFSET + 32] = compute_digest(bytes(data))
-    return bytes(data)
-
-
 @pytest.mark.parametrize("case_id", ["sha256-exact", "md5-exact-tag8-handle8"])
 def test_flip_any_byte_is_caught(case_id: str) -> None:
     data = _golden(case_id)
@@ -321,36 +315,18 @@ def test_truncation_at_every_boundary(case_id: str) -> None:
         Index.from_bytes(data + b"\x00")
 
 
-def _densify(data: bytes, tags: list[int]) -> bytes:
-    """A well-formed index whose every entry of band ``j`` carries ``tags[j]``: what a
-    malicious clearinghouse would serve to make one upload hit all ``N`` entries."""
-    index = Index.from_bytes(data)
-    header, layout = index.header, index.layout
-    count, bands = header.entry_count, header.banding.count
-    body = bytearray(data)
-    tag_dtype = np.dtype("<u4" if header.tag_bytes == 4 else "<u8")
-    dense = np.repeat(np.array(tags, dtype=tag_dtype), count)
-    body[layout.tags_offset : layout.tags_offset + dense.nbytes] = dense.tobytes()
-    shares = np.frombuffer(
-        data, dtype="<u8", count=count * bands, offset=layout.shares_offset
-    ).reshape(bands, count)
-    ordered = np.sort(shares, axis=1)  # ties on the tag: shares ascending keeps it sorted
-    body[layout.shares_offset : layout.shares_offset + ordered.nbytes] = ordered.tobytes()
-    return _reseal(body)
-
-
 def test_dense_index_is_refused_before_expanding_hits() -> None:
     refs = _sha_refs(1500, prefix="dense")
     built = build_index(KEY, SHA, refs, processes=1)
     query = hashlib.sha256(b"an upload of the platform").digest()
     outputs = _outputs(KEY, SHA, [query])[0]
     tags, _ = derive_entries(outputs, built.header.tag_bytes)
-    dense = Index.from_bytes(_densify(built.data, [int(t) for t in tags]))  # well formed
+    dense = Index.from_bytes(densify(built.data, [int(t) for t in tags]))  # well formed
     assert dense.entry_count == 1504
     with pytest.raises(IndexTooDense, match="1504 index entries"):
         dense.match(outputs)
     # Over a raised limit the lookup runs: 1504 hits, none unmasks to a stored handle.
-    roomy = Index.from_bytes(_densify(built.data, [int(t) for t in tags]), max_hits=2000)
+    roomy = Index.from_bytes(densify(built.data, [int(t) for t in tags]), max_hits=2000)
     result = roomy.lookup(outputs)
     assert (result.tag_hits, result.handles) == (1504, ())
 
@@ -361,7 +337,7 @@ def test_dense_pdq_index_counts_hits_over_all_bands() -> None:
     # The planted tags are those of the query's outputs under any key: the index cannot tell.
     flat = _outputs(KEY, banding, [bytes(range(32))])[0]
     tags, _ = derive_entries(flat, Index.from_bytes(data).header.tag_bytes)
-    dense = _densify(data, [int(t) for t in tags])
+    dense = densify(data, [int(t) for t in tags])
     total = Index.from_bytes(dense).entry_count * banding.count
     assert total <= default_max_hits(banding)
     assert Index.from_bytes(dense).lookup(flat).tag_hits == total  # under the default: runs
@@ -417,7 +393,7 @@ def test_structural_errors_with_a_valid_digest(offset: int, value: bytes, messag
     data = bytearray(_golden("sha256-exact"))
     data[offset : offset + len(value)] = value
     with pytest.raises(IndexFormatError, match=message):
-        Index.from_bytes(_reseal(data))
+        Index.from_bytes(reseal(data))
 
 
 def test_body_invariants_with_a_valid_digest() -> None:
@@ -432,30 +408,30 @@ def test_body_invariants_with_a_valid_digest() -> None:
     ]
     swapped[layout.tags_offset + 4 : layout.tags_offset + 8] = first
     with pytest.raises(IndexFormatError, match="sorted"):
-        Index.from_bytes(_reseal(swapped))
+        Index.from_bytes(reseal(swapped))
     # A share with a bit above 2^61.
     wide = bytearray(data)
     wide[layout.shares_offset + 7] |= 0x80
     with pytest.raises(IndexFormatError, match="2\\*\\*61"):
-        Index.from_bytes(_reseal(wide))
+        Index.from_bytes(reseal(wide))
     # Two equal handles.
     doubled = bytearray(data)
     doubled[layout.handles_offset + 16 : layout.handles_offset + 32] = doubled[
         layout.handles_offset : layout.handles_offset + 16
     ]
     with pytest.raises(IndexFormatError, match="handles"):
-        Index.from_bytes(_reseal(doubled))
+        Index.from_bytes(reseal(doubled))
     # Nonzero section padding (between tags and shares).
     padded = bytearray(data)
     padded[layout.shares_offset - 1] = 1
     if layout.shares_offset > layout.tags_offset + 4 * index.entry_count * 256:
         with pytest.raises(IndexFormatError, match="padding"):
-            Index.from_bytes(_reseal(padded))
+            Index.from_bytes(reseal(padded))
     # Nonzero header padding.
     header_pad = bytearray(data)
     header_pad[layout.header_length - 1] = 1
     with pytest.raises(IndexFormatError, match="padding"):
-        Index.from_bytes(_reseal(header_pad))
+        Index.from_bytes(reseal(header_pad))
 
 
 def test_unverified_open_skips_the_digest_only() -> None:

@@ -38,8 +38,10 @@ from blindmatch.psi.index import (
     add_references,
     build_index,
 )
+from blindmatch.psi.kdf import derive_entries
 from blindmatch.psi.keys import SecretKey
 from blindmatch.psi.parallel import ThreadedEvaluator
+from index_tools import densify
 
 KEY = SecretKey.derive(bytes(range(32)), b"test-sessions", mode=oprf.Mode.VOPRF, epoch=3)
 OTHER_KEY = SecretKey.derive(bytes(32), b"test-sessions", mode=oprf.Mode.VOPRF, epoch=3)
@@ -622,6 +624,25 @@ def test_canary_catches_a_wrong_key(index: Index) -> None:
     # The reply's uploads got no answer: they are unfinished, not "looked up, no match".
     assert set(platform.unfinished()) == {f"upload-{i}" for i in range(30, 50)}
     assert platform.stats.uploads_done == 0
+
+
+def test_a_dense_index_fails_the_session_and_keeps_uploads_unfinished(built: BuiltIndex) -> None:
+    """A well-formed index whose entries all carry one upload's tag: the platform refuses
+    the lookup (IndexTooDense), fails cleanly, and reports the reply's uploads unanswered."""
+    banding = built.header.banding
+    target = md5(45)
+    outputs = oprf.evaluate_batch(KEY.scalar, banding.band_inputs(target), oprf.Mode.VOPRF)
+    tags, _ = derive_entries(outputs, built.header.tag_bytes)
+    dense = Index.from_bytes(densify(built.data, [int(t) for t in tags]), max_hits=8)
+    platform, clearinghouse = _ready(dense, batch_size=64)
+    platform.add_uploads(_uploads(range(40, 50)))
+    with pytest.raises(errors.IndexTooDense):
+        Wire(platform, clearinghouse).run()
+    assert platform.state is PlatformState.FAILED
+    assert platform.stats.matches == 0
+    assert set(platform.unfinished()) == {f"upload-{i}" for i in range(40, 50)}
+    with pytest.raises(errors.LocalProtocolError):
+        platform.next_request()
 
 
 def test_an_upload_of_a_canary_hash_is_not_a_match(built: BuiltIndex, index: Index) -> None:

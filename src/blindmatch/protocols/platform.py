@@ -60,10 +60,12 @@ Errors. Bytes that do not decode, a reply to no pending request, or a reply of t
 shape raise a :class:`~blindmatch.errors.RemoteProtocolError` and change nothing: the
 session stays usable (a correct reply may still arrive). A refusal
 (:class:`~blindmatch.errors.RequestRejected`), a key mismatch, a stale index, a canary
-mismatch or a failed proof moves the session to ``FAILED``: the matches it returned before
-stay true (a wrong key loses matches, it cannot invent them), nothing more is sent,
-:meth:`unfinished` lists the uploads without an answer, including those of a reply whose
-canary failed (its answers are not under the published key, so they count as none).
+mismatch, a failed proof or an index that refuses a lookup
+(:class:`~blindmatch.errors.IndexTooDense`) moves the session to ``FAILED``: the matches
+it returned before stay true (a wrong key loses matches, it cannot invent them), nothing
+more is sent, :meth:`unfinished` lists the uploads without an answer, including those of a
+reply whose canary failed (its answers are not under the published key, so they count as
+none) or whose lookup the index refused.
 Calling a method in the wrong state raises :class:`~blindmatch.errors.LocalProtocolError`.
 """
 
@@ -605,6 +607,8 @@ class PlatformSession:
                 :class:`~blindmatch.errors.CanaryMismatch` (the session failed).
             errors.RequestRejected: the clearinghouse refused a request (session failed).
             errors.VerifyError: an audit proof did not verify (session failed).
+            errors.IndexTooDense: an upload hit more index entries than an honest index
+                holds (session failed; the reply's uploads stay unfinished).
         """
         self._require(PlatformState.AWAIT_INFO, PlatformState.READY, PlatformState.CLOSING)
         if not isinstance(data, bytes | bytearray | memoryview):
@@ -704,7 +708,15 @@ class PlatformSession:
             for slot in slots:
                 outputs.append(flat[position : position + len(slot.inputs)])
                 position += len(slot.inputs)
-            looked_up.extend(zip(slots, self._indexes[signal].lookup_many(outputs), strict=True))
+            try:
+                results = self._indexes[signal].lookup_many(outputs)
+            except errors.IndexTooDense:
+                # The index is not one an honest clearinghouse builds: nothing it answers
+                # counts. The uploads of this reply stay unfinished, the session fails.
+                self._unanswered.extend(s.upload.ref for s in completed if s.canary is None)
+                self._state = PlatformState.FAILED
+                raise
+            looked_up.extend(zip(slots, results, strict=True))
         canaries = [(slot.canary, result) for slot, result in looked_up if slot.canary is not None]
         if not all(canary in result.handles for canary, result in canaries):
             # The reply was evaluated under another key: none of its answers is one. Its
