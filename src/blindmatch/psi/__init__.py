@@ -5,7 +5,8 @@ The submodules hold the details: ``group`` (``Element``, ``Scalar``), ``hash_to_
 (RFC 9380), ``oprf`` (RFC 9497, hazmat: every random value is an argument), ``keys`` (key
 material, epochs, serialisation), ``bands`` (bandings, band inputs), ``shares``
 (GF(2**61-1) Shamir lines), ``kdf`` (tags, pads, report handles), ``index`` (the index
-file: build, lookup; docs/index-format.md). ``_sodium`` is the only binding of libsodium.
+file: build, lookup; docs/index-format.md), ``parallel`` (batches over processes or
+threads). ``_sodium`` is the only binding of libsodium.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from blindmatch.psi.index import (
     add_references,
     build_index,
     default_canaries,
+    default_max_hits,
     merge_indexes,
 )
 from blindmatch.psi.kdf import ReportHandle
@@ -48,6 +50,7 @@ from blindmatch.psi.oprf import (
     generate_proof,
     verify_proof,
 )
+from blindmatch.psi.parallel import OprfPool, ThreadedEvaluator
 
 __all__ = [
     "Banding",
@@ -60,6 +63,7 @@ __all__ = [
     "MatchResult",
     "Mode",
     "ORDER",
+    "OprfPool",
     "Proof",
     "PublicKey",
     "Reference",
@@ -67,6 +71,7 @@ __all__ = [
     "SUITE_ID",
     "Scalar",
     "SecretKey",
+    "ThreadedEvaluator",
     "add_references",
     "blind",
     "blind_batch",
@@ -77,6 +82,7 @@ __all__ = [
     "blind_evaluate_verifiable",
     "build_index",
     "default_canaries",
+    "default_max_hits",
     "derive_key_pair",
     "evaluate",
     "evaluate_batch",
