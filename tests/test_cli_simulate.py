@@ -62,6 +62,23 @@ def test_library_call_matches_and_summarises(dirs: tuple[Path, Path]) -> None:
     assert all(type(m.decode(e.data)).__name__ != "ErrorMessage" for e in result.transcript)
 
 
+def test_threads_give_the_same_matches_and_counts(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    refs, ups = dirs
+    plain = simulate(refs, ups, processes=1, batch_size=1024)
+    threaded = simulate(refs, ups, processes=1, batch_size=1024, threads=2)
+    assert [(x.upload, x.report, x.signal) for x in threaded.matches] == [
+        (x.upload, x.report, x.signal) for x in plain.matches
+    ]
+    assert threaded.clearinghouse.elements_evaluated == plain.clearinghouse.elements_evaluated
+    assert main(["simulate", "--references", str(refs), "--uploads", str(ups),
+                 "--processes", "1", "--threads", "2", "--json"]) == 0
+    assert len(_records(capsys.readouterr().out)) == len(plain.matches) + 1
+    with pytest.raises(errors.LocalProtocolError):
+        simulate(refs, ups, threads=0)
+
+
 def test_simulation_with_a_given_key_and_no_audit(dirs: tuple[Path, Path]) -> None:
     refs, ups = dirs
     key = SecretKey.derive(bytes(32), b"cli", mode=oprf.Mode.VOPRF, epoch=9)
@@ -156,8 +173,8 @@ def test_cli_missing_directory_is_one_error_line(
 @pytest.mark.parametrize(
     "extra",
     [["--signals", "md5,crc32"], ["--signals", ""], ["--processes", "0"],
-     ["--batch-size", "x"]],
-    ids=["unknown-signal", "empty-signals", "zero-processes", "batch-not-int"],
+     ["--batch-size", "x"], ["--threads", "0"]],
+    ids=["unknown-signal", "empty-signals", "zero-processes", "batch-not-int", "zero-threads"],
 )
 def test_cli_bad_arguments_exit_2(
     dirs: tuple[Path, Path], extra: list[str], capsys: pytest.CaptureFixture[str]

@@ -16,6 +16,7 @@ PDQ quality is at least 50 (other files are skipped for ``pdq`` and counted).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
 from blindmatch.psi.index import BuiltIndex, Index, Reference, build_index
 from blindmatch.psi.kdf import ReportHandle
 from blindmatch.psi.keys import SecretKey
+from blindmatch.psi.parallel import ThreadedEvaluator
 
 __all__ = [
     "DEFAULT_SIGNALS",
@@ -210,6 +212,7 @@ def simulate(
     batch_size: int = 256,
     audit_batches: int = 2,
     key: SecretKey | None = None,
+    threads: int = 1,
 ) -> SimulationResult:
     """Run the whole protocol between a clearinghouse and a platform in memory.
 
@@ -222,6 +225,8 @@ def simulate(
         audit_batches: how many answered batches the platform audits at the end (a random
             sample; all if fewer were sent).
         key: the clearinghouse key (fresh VOPRF key of epoch 0 when omitted).
+        threads: threads of one :class:`~blindmatch.psi.parallel.ThreadedEvaluator` that
+            both sessions use for large batches (1: everything on this thread).
 
     Returns:
         The matches, both parties' counters, index sizes and the message transcript.
@@ -232,6 +237,25 @@ def simulate(
         ProtocolError, CryptoError: the protocol failed (a bug or a corrupted run).
     """
     chosen = _check_signals(signals)
+    if type(threads) is not int or threads < 1:
+        raise LocalProtocolError("threads must be a positive int")
+    workers = ThreadedEvaluator(threads) if threads > 1 else contextlib.nullcontext()
+    with workers as evaluator:
+        return _simulate(
+            references, uploads, chosen, processes, batch_size, audit_batches, key, evaluator
+        )
+
+
+def _simulate(
+    references: str | os.PathLike[str],
+    uploads: str | os.PathLike[str],
+    chosen: tuple[str, ...],
+    processes: int | None,
+    batch_size: int,
+    audit_batches: int,
+    key: SecretKey | None,
+    evaluator: ThreadedEvaluator | None,
+) -> SimulationResult:
     secret = SecretKey.generate() if key is None else key
     skipped: dict[str, int] = {}
 
@@ -250,7 +274,9 @@ def simulate(
 
     # Platform: open the downloaded indexes, fingerprint the uploads.
     indexes = [Index.from_bytes(data) for data in index_files.values()]
-    platform = PlatformSession(indexes, secret.public_key, batch_size=batch_size)
+    platform = PlatformSession(
+        indexes, secret.public_key, batch_size=batch_size, evaluator=evaluator
+    )
     upload_counts = dict.fromkeys(chosen, 0)
     batch: list[Upload] = []
     for path in list_files(uploads):
@@ -265,6 +291,7 @@ def simulate(
         element_limit=4 * (elements_needed + batch_size) + (1 << 20),
         max_batch=max(batch_size, 1),
         index_digests=[IndexDigest.of(b) for b in built.values()],
+        evaluator=evaluator,
     )
 
     transcript: list[TranscriptEntry] = []

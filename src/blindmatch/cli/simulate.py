@@ -49,6 +49,8 @@ def register(subparsers: Any) -> None:
                         f"default {','.join(DEFAULT_SIGNALS)}")
     parser.add_argument("--processes", type=positive_int, default=None, metavar="N",
                         help="worker processes for the index build (default: every core)")
+    parser.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                        help="threads both sessions use for large batches (default 1)")
     parser.add_argument("--batch-size", type=positive_int, default=256, metavar="N",
                         help="elements per evaluation request (default 256)")
     parser.add_argument("--json", action="store_true",
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         signals=args.signals,
         processes=args.processes,
         batch_size=args.batch_size,
+        threads=args.threads,
     )
     if args.json:
         for match in result.matches:
