@@ -258,7 +258,7 @@ def test_threaded_evaluator_splits_only_large_batches() -> None:
             assert evaluator.blind_evaluate_batch(KEY.scalar, elements) == [
                 KEY.scalar * b for b in elements
             ]
-    with pytest.raises(errors.InvalidArgument):
+    with pytest.raises(errors.InvalidArgument, match="threads"):
         ThreadedEvaluator(0)
     with pytest.raises(errors.InvalidArgument):
         ThreadedEvaluator(2, min_chunk=0)

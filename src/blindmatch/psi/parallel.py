@@ -84,11 +84,11 @@ def _ready(_: int) -> bool:
     return True
 
 
-def _processes(processes: int | None) -> int:
+def _processes(processes: int | None, what: str = "processes") -> int:
     if processes is None:
         return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
     if type(processes) is not int or processes < 1:
-        raise errors.InvalidArgument("processes must be a positive int")
+        raise errors.InvalidArgument(f"{what} must be a positive int")
     return processes
 
 
@@ -210,7 +210,6 @@ class OprfPool(_Workers):
             raise worker_error() from None
 
 
-
 @final
 class ThreadedEvaluator(_Workers):
     """RFC 9497 batch steps over threads of this process: the server's BlindEvaluate and
@@ -233,7 +232,7 @@ class ThreadedEvaluator(_Workers):
     def __init__(self, threads: int | None = None, *, min_chunk: int = 256) -> None:
         if type(min_chunk) is not int or min_chunk < 1:
             raise errors.InvalidArgument("min_chunk must be a positive int")
-        self._threads = _processes(threads)
+        self._threads = _processes(threads, "threads")
         self._min_chunk = min_chunk
         self._executor = ThreadPoolExecutor(
             max_workers=self._threads, thread_name_prefix="blindmatch-oprf"
@@ -316,7 +315,6 @@ class ThreadedEvaluator(_Workers):
             len(inputs),
             lambda i, j: finalize_batch(inputs[i:j], blinds[i:j], evaluated[i:j], mode, info=info),
         )
-
 
 
 def evaluate_batch_parallel(
