@@ -204,7 +204,7 @@ def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, write ``results/protocol.json`` and ``.md``; return 0."""
     parser = argparse.ArgumentParser(prog="bench_protocol")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--references", type=int, default=10_000)
     parser.add_argument("--uploads", type=int, default=4_000)
     parser.add_argument("--pdq-uploads", type=int, default=8)
