@@ -321,13 +321,13 @@ def test_dense_index_is_refused_before_expanding_hits() -> None:
     query = hashlib.sha256(b"an upload of the platform").digest()
     outputs = _outputs(KEY, SHA, [query])[0]
     tags, _ = derive_entries(outputs, built.header.tag_bytes)
-    dense = Index.from_bytes(densify(built.data, [int(t) for t in tags]))  # well formed
+    forged = densify(built.data, [int(t) for t in tags])
+    dense = Index.from_bytes(forged)  # well formed: digest, order and ranges all check out
     assert dense.entry_count == 1504
     with pytest.raises(IndexTooDense, match="1504 index entries"):
         dense.match(outputs)
     # Over a raised limit the lookup runs: 1504 hits, none unmasks to a stored handle.
-    roomy = Index.from_bytes(densify(built.data, [int(t) for t in tags]), max_hits=2000)
-    result = roomy.lookup(outputs)
+    result = Index.from_bytes(forged, max_hits=2000).lookup(outputs)
     assert (result.tag_hits, result.handles) == (1504, ())
 
 
