@@ -786,7 +786,7 @@ def test_write_round_trip(tmp_path: Path, sha_index: tuple[BuiltIndex, list[Refe
 def test_pair_secrets_peels_strong_lines() -> None:
     """Two long lines, one line with exactly two hits, and noise: all three secrets, and few
     garbage candidates (cross pairs of the long lines are set aside)."""
-    from blindmatch.psi.index import _pair_secrets
+    from blindmatch.psi._index_lookup import _pair_secrets
 
     rng = random.Random(41)
     p = FIELD_MODULUS

@@ -15,8 +15,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from blindmatch.psi._index_build import _handle_set
 from blindmatch.psi.bands import exact_banding
-from blindmatch.psi.index import Index, Reference, _handle_set, build_index
+from blindmatch.psi.index import Index, Reference, build_index
 from blindmatch.psi.keys import SecretKey
 from blindmatch.psi.shares import RandomBytes
 

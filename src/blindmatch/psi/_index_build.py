@@ -1,0 +1,577 @@
+"""Building an index (clearinghouse): references in, index file and private handle map out.
+
+Theory of operation
+-------------------
+For every reference ``i`` and band ``j`` the clearinghouse evaluates its direct PRF
+``F_ij = Evaluate(sk, band_input(j, y_i))`` (RFC 9497, VOPRF mode), derives
+``(tag_ij, pad_ij)`` from ``F_ij`` (:mod:`blindmatch.psi.kdf`) and stores
+``(tag_ij, f_i(j + 1) XOR pad_ij)`` in band ``j``, where ``f_i`` is a fresh random line
+whose secret ``s_i`` gives the report handle (:mod:`blindmatch.psi.shares`). Each band is
+sorted by (tag, masked share), so the position of an entry says nothing about which
+reference it came from, and nothing links one reference's entries across bands. The file
+holds no hash and no hash bit: only PRF-derived tags, masked shares and handles.
+
+Builds run the PRF on all cores: the flat list of band inputs is cut into chunks (each
+sent as one joined ``bytes``, not a pickled list) that ``processes - 1`` worker processes
+(fork server, else spawn) evaluate (``oprf.evaluate_batch``) and turn into tags and pads
+there, so only 16 bytes per entry travel back. The building process is the last worker:
+it first draws the lines and handles (work that needs no PRF), then takes the chunks no
+worker has started, from the end of the queue, so no core idles while a worker starts
+up or while the other still has queued work.
+
+The public names are re-exported by :mod:`blindmatch.psi.index`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import multiprocessing
+import os
+import secrets
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from blindmatch.errors import InvalidEncoding, InvalidParameter
+from blindmatch.psi import oprf
+from blindmatch.psi._index_format import (
+    Canary,
+    IndexHeader,
+    IndexKind,
+    compute_digest,
+    decode_header,
+)
+from blindmatch.psi.bands import Banding
+from blindmatch.psi.group import Scalar
+from blindmatch.psi.kdf import (
+    HANDLE_SIZE,
+    ReportHandle,
+    derive_entries,
+    derive_handles,
+)
+from blindmatch.psi.keys import SecretKey
+from blindmatch.psi.parallel import worker_error
+from blindmatch.psi.shares import (
+    RandomBytes,
+    evaluate_shares_at,
+    random_field_elements,
+)
+
+__all__ = [
+    "BuiltIndex",
+    "Reference",
+    "add_references",
+    "build_index",
+    "default_canaries",
+]
+
+U64Array = npt.NDArray[np.uint64]
+_T = TypeVar("_T")
+_CANARY_DOMAIN = b"blindmatch/v1/canary"
+_MAX_REPORT_ID = 1024
+_MIN_CHUNK = 256  # ~30 ms of group work: the task's pickling and pipe cost vanish against it
+_MAX_CHUNK = 1024
+# Small chunks keep the tail short: a worker holds at most its running chunk and one
+# queued (``ProcessPoolExecutor`` pre-queues one call), which the building process cannot
+# take over, so at the end it waits for at most about two chunks.
+_CHUNKS_PER_PROCESS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """One reported hash: the report it belongs to, its signal type and its bytes.
+
+    Raises:
+        InvalidParameter: empty or over-long report id, or a signal that is not a string.
+        InvalidEncoding: a hash that is not bytes.
+    """
+
+    report_id: str
+    signal: str
+    hash: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.report_id, str) or not 0 < len(self.report_id) <= _MAX_REPORT_ID:
+            raise InvalidParameter(f"report id must be a string of 1..{_MAX_REPORT_ID} characters")
+        if not isinstance(self.signal, str):
+            raise InvalidParameter("signal must be a string")
+        if not isinstance(self.hash, bytes):
+            raise InvalidEncoding("reference hash must be bytes")
+
+    def __repr__(self) -> str:
+        # The hash is what the clearinghouse protects: keep it out of logs.
+        return f"Reference(report_id={self.report_id!r}, signal={self.signal!r}, hash=<redacted>)"
+
+
+
+def default_canaries(banding: Banding, count: int = 4) -> list[bytes]:
+    """Public canary hashes: ``SHAKE-256(lp8(domain) || lp8(signal) || u16(i))``.
+
+    Anyone can recompute them, which is the point: a platform queries them and must match.
+
+    Raises:
+        InvalidParameter: ``count`` outside 0..1024.
+    """
+    if not 0 <= count <= 1024:
+        raise InvalidParameter("canary count must be in [0, 1024]")
+    signal = banding.signal.encode("ascii")
+    prefix = bytes([len(_CANARY_DOMAIN)]) + _CANARY_DOMAIN + bytes([len(signal)]) + signal
+    return [
+        hashlib.shake_256(prefix + i.to_bytes(2, "big")).digest(banding.hash_bytes)
+        for i in range(count)
+    ]
+
+
+
+def _entries_worker(key: bytes, joined: bytes, width: int, tag_bytes: int) -> tuple[bytes, bytes]:
+    """Worker: evaluate a chunk of ``width``-byte inputs (joined) and return its tags and
+    pads as raw arrays."""
+    inputs = [joined[i : i + width] for i in range(0, len(joined), width)]
+    tags, pads = _chunk_entries(Scalar.from_bytes(key), inputs, tag_bytes)
+    return tags.tobytes(), pads.tobytes()
+
+
+def _chunk_entries(
+    secret_key: Scalar, inputs: Sequence[bytes], tag_bytes: int
+) -> tuple[U64Array, U64Array]:
+    outputs = oprf.evaluate_batch(secret_key, inputs, oprf.Mode.VOPRF)
+    return derive_entries(outputs, tag_bytes)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Where available, a fork server with this module preloaded: workers start as cheap
+    forks of a clean single-threaded server that already imported numpy and blindmatch
+    (never of the caller, whose threads and state a plain fork would copy); else spawn.
+    Both need only what spawn needs: an importable worker and picklable arguments."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _input_chunks(
+    banding: Banding, hashes: Sequence[bytes], size: int
+) -> Iterator[tuple[int, list[bytes]]]:
+    """``(first reference, band inputs of a run of references)``, about ``size`` inputs each,
+    in order: a build holds the inputs of the chunks in flight, never all ``N * L``."""
+    step = max(1, size // banding.count)
+    for start in range(0, len(hashes), step):
+        rows = banding.band_inputs_many(hashes[start : start + step])
+        yield start, [item for row in rows for item in row]
+
+
+def _joined(inputs: list[bytes]) -> tuple[bytes, int]:
+    width = len(inputs[0])
+    if any(len(item) != width for item in inputs):
+        raise InvalidParameter("band inputs of one build must have one length")
+    return b"".join(inputs), width
+
+
+def _evaluate_entries(
+    secret_key: Scalar,
+    banding: Banding,
+    hashes: Sequence[bytes],
+    tag_bytes: int,
+    processes: int,
+    meanwhile: Callable[[], _T],
+) -> tuple[U64Array, U64Array, _T]:
+    """Tags and pads (``(N, L)`` arrays) of every band of every hash, and ``meanwhile()``
+    run while the workers evaluate.
+
+    Band inputs are made chunk by chunk as the evaluation goes, so memory holds the chunks
+    in flight plus the result arrays (16 bytes per entry), never the ``N * L`` inputs.
+    ``meanwhile`` is the build's work that does not need the PRF (secrets, handles): with
+    worker processes it overlaps their evaluation. ``processes - 1`` workers are kept fed
+    with a window of chunks; this process evaluates the next chunk itself whenever the
+    window is full, and at the end takes back every chunk no worker has started
+    (``Future.cancel`` succeeds only for those), so ``processes`` cores stay busy, and a
+    worker that starts late (the fork server's first start imports numpy and blindmatch)
+    delays nothing.
+    """
+    count, bands = len(hashes), banding.count
+    tags = np.empty((count, bands), dtype=np.uint64)
+    pads = np.empty((count, bands), dtype=np.uint64)
+
+    def store(start: int, part: tuple[U64Array, U64Array]) -> None:
+        rows = part[0].size // bands
+        tags[start : start + rows] = part[0].reshape(rows, bands)
+        pads[start : start + rows] = part[1].reshape(rows, bands)
+
+    total = count * bands
+    if processes <= 1 or total < 2 * _MIN_CHUNK:
+        for start, inputs in _input_chunks(banding, hashes, _MAX_CHUNK):
+            store(start, _chunk_entries(secret_key, inputs, tag_bytes))
+        return tags, pads, meanwhile()
+    size = min(_MAX_CHUNK, max(_MIN_CHUNK, -(-total // (_CHUNKS_PER_PROCESS * processes))))
+    chunks = _input_chunks(banding, hashes, size)
+    # The key travels to the workers over the pool's pipes (child processes of this one).
+    key = bytes(secret_key)
+    window = 2 * (processes - 1)
+    pending: deque[tuple[int, list[bytes], Future[tuple[bytes, bytes]]]] = deque()
+    pool = ProcessPoolExecutor(max_workers=processes - 1, mp_context=_context())
+
+    def submit(start: int, inputs: list[bytes]) -> None:
+        joined, width = _joined(inputs)
+        try:
+            future = pool.submit(_entries_worker, key, joined, width, tag_bytes)
+        except BrokenProcessPool:
+            raise worker_error() from None
+        pending.append((start, inputs, future))
+
+    def collect(start: int, future: Future[tuple[bytes, bytes]]) -> None:
+        try:
+            tag_raw, pad_raw = future.result()
+        except BrokenProcessPool:
+            raise worker_error() from None
+        store(start, (np.frombuffer(tag_raw, np.uint64), np.frombuffer(pad_raw, np.uint64)))
+
+    try:
+        for start, inputs in itertools.islice(chunks, window):
+            submit(start, inputs)
+        extra = meanwhile()
+        for start, inputs in chunks:
+            while pending and pending[0][2].done():
+                first, _, future = pending.popleft()
+                collect(first, future)
+            if len(pending) < window:
+                submit(start, inputs)
+            else:
+                store(start, _chunk_entries(secret_key, inputs, tag_bytes))
+        for first, inputs, future in reversed(pending):
+            if future.cancel():
+                store(first, _chunk_entries(secret_key, inputs, tag_bytes))
+        for first, _, future in pending:
+            if not future.cancelled():
+                collect(first, future)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return tags, pads, extra
+
+
+@dataclass(frozen=True, slots=True)
+class _Lines:
+    """The build's PRF-independent half: lines, handles, the private handle map."""
+
+    secrets: U64Array
+    slopes: U64Array
+    raw_handles: list[bytes]
+    handle_map: dict[ReportHandle, str]
+    handle_set: bytes
+
+
+def _draw_lines(
+    references: Sequence[Reference],
+    count: int,
+    threshold: int,
+    handle_bytes: int,
+    random_bytes: RandomBytes,
+) -> _Lines:
+    secrets = _unique_secrets(count, random_bytes)
+    if threshold == 1:
+        slopes = np.zeros(count, dtype=np.uint64)
+    else:
+        slopes = random_field_elements(count, random_bytes)
+    raw_handles = derive_handles(secrets)
+    trusted = ReportHandle._trusted
+    handle_map = {
+        trusted(handle): reference.report_id
+        for handle, reference in zip(raw_handles, references, strict=False)
+    }
+    rows = np.frombuffer(b"".join(raw_handles), dtype=np.uint8).reshape(count, HANDLE_SIZE)
+    return _Lines(secrets, slopes, raw_handles, handle_map, _handle_set(rows, handle_bytes))
+
+
+def _unique_secrets(count: int, random_bytes: RandomBytes) -> U64Array:
+    """Secrets drawn as in :func:`random_field_elements`, a repeated value redrawn."""
+    secrets = random_field_elements(count, random_bytes)
+    while True:
+        _, first = np.unique(secrets, return_index=True)
+        if len(first) == count:
+            return secrets
+        repeated = np.setdiff1d(np.arange(count), first)
+        secrets[repeated] = random_field_elements(len(repeated), random_bytes)
+
+
+def _sorted_bands(
+    tags: U64Array, masked_band: Callable[[int], U64Array], tag_bytes: int
+) -> tuple[bytes, bytes]:
+    """Sort each band (column of ``tags``, with its masked shares ``masked_band(j)``) by
+    (tag, masked share); return band-major raw arrays. One band at a time: the temporaries
+    are one column, not ``N * L``."""
+    count, bands = tags.shape
+    tag_out = np.empty((bands, count), dtype="<u4" if tag_bytes == 4 else "<u8")
+    share_out = np.empty((bands, count), dtype="<u8")
+    for j in range(bands):
+        masked = masked_band(j)
+        column = tags[:, j]
+        order = np.lexsort((masked, column))
+        tag_out[j] = column[order]
+        share_out[j] = masked[order]
+    return tag_out.tobytes(), share_out.tobytes()
+
+
+def _masked_sorted_entries(
+    evaluated: tuple[U64Array, U64Array, _Lines], tag_bytes: int
+) -> tuple[bytes, bytes, _Lines]:
+    """The sorted band arrays of a build from its tags, pads and lines (the ``(N, L)``
+    tag and pad arrays are freed when this returns, before the file is assembled)."""
+    tags, pads, lines = evaluated
+    tag_raw, share_raw = _sorted_bands(
+        tags,
+        lambda j: evaluate_shares_at(lines.secrets, lines.slopes, j + 1) ^ pads[:, j],
+        tag_bytes,
+    )
+    return tag_raw, share_raw, lines
+
+
+def _assemble(header: IndexHeader, tags: bytes, shares: bytes, handles: bytes) -> bytes:
+    """The file: header, bands and handle set written into one buffer, the digest (which
+    skips its own field) patched in last; one copy of the body, not several."""
+    layout = header.layout()
+    encoded = header.encode(digest=bytes(32))
+    out = bytearray(layout.total_length)
+    out[: len(encoded)] = encoded
+    out[layout.tags_offset : layout.tags_offset + len(tags)] = tags
+    out[layout.shares_offset : layout.shares_offset + len(shares)] = shares
+    out[layout.handles_offset :] = handles
+    digest = compute_digest(memoryview(out))
+    signed = header.encode(digest=digest)
+    out[: len(signed)] = signed
+    return bytes(out)
+
+
+def _handle_set(rows: npt.NDArray[np.uint8], width: int) -> bytes:
+    """The distinct ``width``-byte prefixes of the handle rows (``(n, >= width)`` uint8),
+    ascending as byte strings, joined.
+
+    Sorted in numpy, not through per-handle ``bytes``: a prefix of 8..16 bytes is the pair
+    (first 8 bytes, the rest zero-padded to 8) as big-endian integers, whose order is the
+    byte strings' order because all prefixes have one length.
+    """
+    count = rows.shape[0]
+    if count == 0:
+        return b""
+    padded = np.zeros((count, 16), dtype=np.uint8)
+    padded[:, :width] = rows[:, :width]
+    keys = padded.view(">u8").astype(np.uint64)  # (count, 2): high, low
+    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    ordered = keys[order]
+    distinct = np.ones(count, dtype=bool)
+    distinct[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    return np.ascontiguousarray(padded[order[distinct], :width]).tobytes()
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltIndex:
+    """A freshly built index (or delta) and the clearinghouse-private handle map.
+
+    Attributes:
+        header: the decoded header of :attr:`data`.
+        data: the index file's bytes (what platforms download).
+        handles: report handle -> report id. NOT in the file: only the clearinghouse holds
+            it, to tell a platform which report a matched handle stands for.
+    """
+
+    header: IndexHeader
+    data: bytes
+    handles: dict[ReportHandle, str]
+
+    def to_bytes(self) -> bytes:
+        """The index file's bytes."""
+        return self.data
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        """Write the index file (to a temporary name, then an atomic rename)."""
+        target = Path(path)
+        temporary = target.with_name(target.name + ".tmp")
+        temporary.write_bytes(self.data)
+        temporary.replace(target)
+
+    @property
+    def canaries(self) -> tuple[Canary, ...]:
+        """The public canaries built into this index."""
+        return self.header.canaries
+
+    @property
+    def digest(self) -> bytes:
+        """SHA-256 digest of the file (as in its header)."""
+        return self.header.digest
+
+
+def _check_references(banding: Banding, references: Sequence[Reference]) -> None:
+    for reference in references:
+        if not isinstance(reference, Reference):
+            raise TypeError("references must be Reference values")
+        if reference.signal != banding.signal:
+            raise InvalidParameter("a reference's signal differs from the banding's")
+        if len(reference.hash) != banding.hash_bytes:
+            raise InvalidEncoding(f"a {banding.signal} hash must be {banding.hash_bytes} bytes")
+
+
+def _build(
+    secret_key: SecretKey,
+    banding: Banding,
+    references: Sequence[Reference],
+    canary_hashes: Sequence[bytes],
+    *,
+    kind: IndexKind,
+    base_digest: bytes,
+    tag_bytes: int,
+    handle_bytes: int,
+    processes: int | None,
+    random_bytes: RandomBytes,
+) -> BuiltIndex:
+    if not isinstance(secret_key, SecretKey):
+        raise TypeError("secret_key must be a SecretKey")
+    if secret_key.mode is not oprf.Mode.VOPRF:
+        raise InvalidParameter("index keys are VOPRF keys (MATCHING.md)")
+    _check_references(banding, references)
+    for canary in canary_hashes:
+        if not isinstance(canary, bytes) or len(canary) != banding.hash_bytes:
+            raise InvalidEncoding(f"a {banding.signal} canary must be {banding.hash_bytes} bytes")
+    hashes = [r.hash for r in references] + list(canary_hashes)
+    count = len(hashes)
+    if not isinstance(handle_bytes, int) or not 8 <= handle_bytes <= HANDLE_SIZE:
+        raise InvalidParameter("stored handle width must be 8..16 bytes")
+    workers = (os.cpu_count() or 1) if processes is None else processes
+    if workers < 1:
+        raise InvalidParameter("processes must be >= 1")
+    tag_raw, share_raw, lines = _masked_sorted_entries(
+        _evaluate_entries(
+            secret_key.scalar,
+            banding,
+            hashes,
+            tag_bytes,
+            workers,
+            lambda: _draw_lines(references, count, banding.threshold, handle_bytes, random_bytes),
+        ),
+        tag_bytes,
+    )
+    raw_handles = lines.raw_handles
+    canaries = tuple(
+        Canary(canary_hashes[i], ReportHandle(raw_handles[len(references) + i]))
+        for i in range(len(canary_hashes))
+    )
+    handle_set = lines.handle_set
+    header = IndexHeader(
+        kind=kind,
+        banding=banding,
+        key_epoch=secret_key.epoch,
+        key_id=secret_key.key_id,
+        entry_count=count,
+        handle_count=len(handle_set) // handle_bytes,
+        tag_bytes=tag_bytes,
+        handle_bytes=handle_bytes,
+        canaries=canaries,
+        base_digest=base_digest,
+        digest=bytes(32),
+    )
+    data = _assemble(header, tag_raw, share_raw, handle_set)
+    final_header, _ = decode_header(data)
+    return BuiltIndex(final_header, data, lines.handle_map)
+
+
+def build_index(
+    secret_key: SecretKey,
+    banding: Banding,
+    references: Sequence[Reference],
+    *,
+    canaries: Sequence[bytes] | None = None,
+    tag_bytes: int = 4,
+    handle_bytes: int = HANDLE_SIZE,
+    processes: int | None = None,
+    random_bytes: RandomBytes = secrets.token_bytes,
+) -> BuiltIndex:
+    """Build a full index of ``references`` under the OPRF key ``secret_key``.
+
+    Args:
+        secret_key: the clearinghouse's OPRF key (VOPRF mode); its epoch and key id go
+            into the header, so a platform can check them against the published key.
+        banding: the public banding of the references' signal type.
+        references: the reported hashes, all of ``banding.signal``.
+        canaries: public canary hashes built in like references; ``None`` means
+            :func:`default_canaries`.
+        tag_bytes: tag width, 4 (default) or 8.
+        handle_bytes: stored handle prefix, 8..16 bytes (docs/index-format.md, false
+            positives).
+        processes: worker processes for the PRF; ``None`` uses every core, 1 runs inline.
+        random_bytes: source of the line coefficients (``secrets.token_bytes``; injectable so
+            golden files can be rebuilt byte for byte).
+
+    Returns:
+        The index bytes with their header and the private handle -> report id map.
+
+    Raises:
+        TypeError: ``secret_key`` or a reference has the wrong type.
+        InvalidParameter: not a VOPRF key, a reference of another signal, bad widths or
+            process count.
+        InvalidEncoding: a reference or canary hash of the wrong length.
+    """
+    chosen = default_canaries(banding) if canaries is None else list(canaries)
+    return _build(
+        secret_key,
+        banding,
+        references,
+        chosen,
+        kind=IndexKind.FULL,
+        base_digest=bytes(32),
+        tag_bytes=tag_bytes,
+        handle_bytes=handle_bytes,
+        processes=processes,
+        random_bytes=random_bytes,
+    )
+
+
+def add_references(
+    secret_key: SecretKey,
+    base: IndexHeader,
+    references: Sequence[Reference],
+    *,
+    processes: int | None = None,
+    random_bytes: RandomBytes = secrets.token_bytes,
+) -> BuiltIndex:
+    """Build a delta of new references against ``base`` (same banding, key and widths).
+
+    Args:
+        secret_key: the key ``base`` was built with (same key id).
+        base: the header of the index the delta extends (``Index.header`` or
+            ``BuiltIndex.header``); a delta of a delta is refused.
+        references: the new references.
+        processes: as for :func:`build_index`.
+        random_bytes: as for :func:`build_index`.
+
+    Returns:
+        A delta index (kind ``DELTA``, no canaries) and its handle map.
+
+    Raises:
+        InvalidParameter: ``base`` is not a full index or has another key, or references do
+            not fit its banding.
+    """
+    if base.kind is not IndexKind.FULL:
+        raise InvalidParameter("a delta extends a full index")
+    if not isinstance(secret_key, SecretKey):
+        raise TypeError("secret_key must be a SecretKey")
+    if secret_key.key_id != base.key_id or secret_key.epoch != base.key_epoch:
+        raise InvalidParameter("the delta's key differs from its base's")
+    return _build(
+        secret_key,
+        base.banding,
+        references,
+        [],
+        kind=IndexKind.DELTA,
+        base_digest=base.digest,
+        tag_bytes=base.tag_bytes,
+        handle_bytes=base.handle_bytes,
+        processes=processes,
+        random_bytes=random_bytes,
+    )
+

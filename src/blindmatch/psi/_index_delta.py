@@ -1,0 +1,141 @@
+"""Incremental additions: an index with its deltas, looked up side by side or merged.
+
+Theory of operation
+-------------------
+:func:`~blindmatch.psi.index.add_references` builds a *delta*: a file of the same format
+(kind ``DELTA``) for new references only, with the same banding, key and widths, naming
+the digest of its base. A platform either looks up base and deltas side by side
+(:class:`IndexSet`) or merges them into one full index (:func:`merge_indexes`), which
+needs no key: entries are only re-sorted. A delta tells the platform which entries are
+newer than the base (only that they exist, not what they are).
+
+The public names are re-exported by :mod:`blindmatch.psi.index`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from blindmatch.errors import IndexFormatError
+from blindmatch.psi._index_build import _assemble, _handle_set, _sorted_bands
+from blindmatch.psi._index_format import Canary, IndexHeader, IndexKind
+from blindmatch.psi._index_lookup import Index, MatchResult
+from blindmatch.psi.kdf import ReportHandle
+
+__all__ = [
+    "IndexSet",
+    "merge_indexes",
+]
+
+
+class IndexSet:
+    """A full index and its deltas, looked up side by side (no merge needed).
+
+    Raises:
+        IndexFormatError: a delta names another base, or its parameters differ.
+    """
+
+    __slots__ = ("base", "deltas")
+
+    def __init__(self, base: Index, deltas: Sequence[Index] = ()) -> None:
+        if base.header.kind is not IndexKind.FULL:
+            raise IndexFormatError("the base of an index set must be a full index")
+        for delta in deltas:
+            _check_delta(base.header, delta.header)
+        self.base = base
+        self.deltas = tuple(deltas)
+
+    def lookup_many(self, outputs_per_upload: Sequence[Sequence[bytes]]) -> list[MatchResult]:
+        """:meth:`Index.lookup_many` over the base and every delta, results combined."""
+        results = self.base.lookup_many(outputs_per_upload)
+        for delta in self.deltas:
+            more = delta.lookup_many(outputs_per_upload)
+            results = [
+                MatchResult(
+                    handles=tuple(sorted(set(a.handles) | set(b.handles))),
+                    tag_hits=a.tag_hits + b.tag_hits,
+                    bands_hit=max(a.bands_hit, b.bands_hit),
+                )
+                for a, b in zip(results, more, strict=True)
+            ]
+        return results
+
+    @property
+    def header(self) -> IndexHeader:
+        """The base index's header (banding, key, canaries are shared by the deltas)."""
+        return self.base.header
+
+    @property
+    def canaries(self) -> tuple[Canary, ...]:
+        """The base index's canaries (deltas carry none)."""
+        return self.base.canaries
+
+    @property
+    def entry_count(self) -> int:
+        """Entries per band over the base and every delta."""
+        return self.base.entry_count + sum(d.entry_count for d in self.deltas)
+
+    def match(self, outputs: Sequence[bytes]) -> list[ReportHandle]:
+        """:meth:`Index.match` over the base and every delta."""
+        return list(self.lookup_many([outputs])[0].handles)
+
+    def lookup(self, outputs: Sequence[bytes]) -> MatchResult:
+        """:meth:`Index.lookup` over the base and every delta."""
+        return self.lookup_many([outputs])[0]
+
+    def match_many(self, outputs_per_upload: Sequence[Sequence[bytes]]) -> list[list[ReportHandle]]:
+        """:meth:`Index.match_many` over the base and every delta."""
+        return [list(r.handles) for r in self.lookup_many(outputs_per_upload)]
+
+
+def _check_delta(base: IndexHeader, delta: IndexHeader) -> None:
+    if delta.kind is not IndexKind.DELTA or delta.base_digest != base.digest:
+        raise IndexFormatError("a delta does not name this base index")
+    same = (
+        delta.banding == base.banding
+        and delta.key_epoch == base.key_epoch
+        and delta.key_id == base.key_id
+        and delta.tag_bytes == base.tag_bytes
+        and delta.handle_bytes == base.handle_bytes
+    )
+    if not same:
+        raise IndexFormatError("a delta's parameters differ from its base")
+
+
+def merge_indexes(base: Index, deltas: Sequence[Index]) -> bytes:
+    """Merge deltas into their base: a new full index file (no key needed).
+
+    The result has the base's header fields and canaries, every entry of base and deltas
+    re-sorted per band, the union of the handle sets, and a new digest.
+
+    Raises:
+        IndexFormatError: a delta names another base, or its parameters differ.
+    """
+    header = base.header
+    if header.kind is not IndexKind.FULL:
+        raise IndexFormatError("merge needs a full base index")
+    for delta in deltas:
+        _check_delta(header, delta.header)
+    parts = [base, *deltas]
+    tags = np.concatenate([p._tags.astype(np.uint64) for p in parts], axis=1).T
+    shares = np.concatenate([p._shares.astype(np.uint64) for p in parts], axis=1).T
+    tag_raw, share_raw = _sorted_bands(tags, lambda j: shares[:, j], header.tag_bytes)
+    handle_set = _handle_set(
+        np.concatenate([p._handles for p in parts], axis=0), header.handle_bytes
+    )
+    merged = IndexHeader(
+        kind=IndexKind.FULL,
+        banding=header.banding,
+        key_epoch=header.key_epoch,
+        key_id=header.key_id,
+        entry_count=tags.shape[0],
+        handle_count=len(handle_set) // header.handle_bytes,
+        tag_bytes=header.tag_bytes,
+        handle_bytes=header.handle_bytes,
+        canaries=header.canaries,
+        base_digest=bytes(32),
+        digest=bytes(32),
+    )
+    return _assemble(merged, tag_raw, share_raw, handle_set)
