@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,9 +14,10 @@ from blindmatch.psi import oprf
 from blindmatch.psi.group import GENERATOR, Element, Scalar
 from blindmatch.psi.oprf import Mode, Proof
 from blindmatch.psi.parallel import (
+    SERIAL,
     OprfPool,
-    blind_evaluate_encoded_parallel,
-    evaluate_batch_parallel,
+    ThreadedEvaluator,
+    available_cores,
 )
 
 MODES = [pytest.param(m, id=m.name) for m in Mode]
@@ -294,25 +297,29 @@ def test_parallel_results_equal_serial() -> None:
     sk, _ = key(Mode.POPRF)
     inputs = [i.to_bytes(4, "big") for i in range(90)]
     serial = oprf.evaluate_batch(sk, inputs, Mode.POPRF, info=b"epoch")
-    _, blinded = oprf.blind_batch_shared(inputs, Mode.POPRF)
-    wire = b"".join(map(bytes, blinded))
-    serial_wire = oprf.blind_evaluate_encoded(sk, wire, Mode.POPRF, info=b"epoch")
     with OprfPool(2, chunk=16) as pool:
         assert pool.processes == 2
         pool.warm_up()
         assert pool.evaluate_batch(sk, inputs, Mode.POPRF, info=b"epoch") == serial
-        assert pool.blind_evaluate_encoded(sk, wire, Mode.POPRF, info=b"epoch") == serial_wire
-        with pytest.raises(errors.InvalidElement):
-            pool.blind_evaluate_encoded(sk, wire + bytes(32), Mode.POPRF, info=b"epoch")
     with pytest.raises(errors.LocalProtocolError):
         pool.evaluate_batch(sk, inputs)
-    # the one-call helpers (serial below one chunk, and in one process)
-    assert evaluate_batch_parallel(sk, inputs, Mode.POPRF, info=b"epoch") == serial
-    assert (
-        blind_evaluate_encoded_parallel(sk, wire, Mode.POPRF, info=b"epoch", processes=1)
-        == serial_wire
-    )
     with pytest.raises(InvalidArgument, match="processes"):
-        evaluate_batch_parallel(sk, inputs, processes=0)
+        OprfPool(0)
     with pytest.raises(InvalidArgument, match="chunk"):
         OprfPool(1, chunk=0)
+    assert 1 <= available_cores() <= (os.cpu_count() or 1)
+
+
+def test_threaded_and_serial_evaluators_return_the_same_values() -> None:
+    sk, _ = key(Mode.VOPRF)
+    inputs = [i.to_bytes(4, "big") for i in range(600)]
+    blinds = [Scalar.from_int(i + 2) for i in range(600)]
+    with ThreadedEvaluator(2, min_chunk=64) as threaded:
+        for evaluator in (SERIAL, threaded):
+            blinded = evaluator.blind_batch(inputs, Mode.VOPRF, blinds=blinds)
+            evaluated = evaluator.blind_evaluate_batch(sk, blinded, Mode.VOPRF)
+            outputs = evaluator.finalize_batch(inputs, blinds, evaluated, Mode.VOPRF)
+            assert all(isinstance(e, Element) for e in blinded + evaluated)
+            assert outputs == oprf.evaluate_batch(sk, inputs, Mode.VOPRF)
+        with pytest.raises(InvalidArgument):
+            SERIAL.blind_batch(inputs, Mode.VOPRF, blinds=blinds[:-1])

@@ -5,8 +5,8 @@ The submodules hold the details: ``group`` (``Element``, ``Scalar``), ``hash_to_
 (RFC 9380), ``oprf`` (RFC 9497, hazmat: every random value is an argument), ``keys`` (key
 material, epochs, serialisation), ``bands`` (bandings, band inputs), ``shares``
 (GF(2**61-1) Shamir lines), ``kdf`` (tags, pads, report handles), ``index`` (the index
-file: build, lookup; docs/index-format.md), ``parallel`` (batches over processes or
-threads). ``_sodium`` is the only binding of libsodium.
+file: build, lookup; docs/index-format.md), ``parallel`` (the process pool, evaluators
+over threads). ``_sodium`` is the only binding of libsodium.
 """
 
 from __future__ import annotations
@@ -34,40 +34,37 @@ from blindmatch.psi.oprf import (
     Proof,
     blind,
     blind_batch,
-    blind_batch_shared,
     blind_evaluate,
     blind_evaluate_batch,
-    blind_evaluate_encoded,
     blind_evaluate_verifiable,
     derive_key_pair,
     evaluate,
     evaluate_batch,
     finalize,
     finalize_batch,
-    finalize_batch_shared,
-    finalize_batch_shared_encoded,
     finalize_verifiable,
     generate_proof,
     verify_proof,
 )
-from blindmatch.psi.parallel import OprfPool, ThreadedEvaluator
+from blindmatch.psi.parallel import SERIAL, Evaluator, ThreadedEvaluator
 
 __all__ = [
     "Banding",
     "BuiltIndex",
     "Canary",
     "Element",
+    "Evaluator",
     "GENERATOR",
     "Index",
     "IndexSet",
     "MatchResult",
     "Mode",
     "ORDER",
-    "OprfPool",
     "Proof",
     "PublicKey",
     "Reference",
     "ReportHandle",
+    "SERIAL",
     "SUITE_ID",
     "Scalar",
     "SecretKey",
@@ -75,10 +72,8 @@ __all__ = [
     "add_references",
     "blind",
     "blind_batch",
-    "blind_batch_shared",
     "blind_evaluate",
     "blind_evaluate_batch",
-    "blind_evaluate_encoded",
     "blind_evaluate_verifiable",
     "build_index",
     "default_canaries",
@@ -89,8 +84,6 @@ __all__ = [
     "exact_banding",
     "finalize",
     "finalize_batch",
-    "finalize_batch_shared",
-    "finalize_batch_shared_encoded",
     "finalize_verifiable",
     "generate_proof",
     "merge_indexes",

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import multiprocessing
 import os
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +57,7 @@ from blindmatch.psi.kdf import (
     derive_handles,
 )
 from blindmatch.psi.keys import SecretKey
-from blindmatch.psi.parallel import worker_error
+from blindmatch.psi.parallel import available_cores, process_pool, warn_one_process
 from blindmatch.psi.shares import (
     RandomBytes,
     evaluate_shares_at,
@@ -146,18 +145,6 @@ def _chunk_entries(
     return derive_entries(outputs, tag_bytes)
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    """Where available, a fork server with this module preloaded: workers start as cheap
-    forks of a clean single-threaded server that already imported numpy and blindmatch
-    (never of the caller, whose threads and state a plain fork would copy); else spawn.
-    Both need only what spawn needs: an importable worker and picklable arguments."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-        return context
-    return multiprocessing.get_context("spawn")
-
-
 def _input_chunks(
     banding: Banding, hashes: Sequence[bytes], size: int
 ) -> Iterator[tuple[int, list[bytes]]]:
@@ -206,42 +193,49 @@ def _evaluate_entries(
         tags[start : start + rows] = part[0].reshape(rows, bands)
         pads[start : start + rows] = part[1].reshape(rows, bands)
 
-    total = count * bands
-    if processes <= 1 or total < 2 * _MIN_CHUNK:
-        for start, inputs in _input_chunks(banding, hashes, _MAX_CHUNK):
+    def inline(chunks: Iterator[tuple[int, list[bytes]]]) -> None:
+        for start, inputs in chunks:
             store(start, _chunk_entries(secret_key, inputs, tag_bytes))
+
+    total = count * bands
+    pool = None
+    if processes > 1 and total >= 2 * _MIN_CHUNK:
+        pool = process_pool(processes - 1, preload=__name__)
+        if pool is None:
+            warn_one_process("worker processes cannot import the main module", 4)
+    if pool is None:
+        inline(_input_chunks(banding, hashes, _MAX_CHUNK))
         return tags, pads, meanwhile()
     size = min(_MAX_CHUNK, max(_MIN_CHUNK, -(-total // (_CHUNKS_PER_PROCESS * processes))))
     chunks = _input_chunks(banding, hashes, size)
     # The key travels to the workers over the pool's pipes (child processes of this one).
     key = bytes(secret_key)
     window = 2 * (processes - 1)
+    # A chunk stays here until its result is stored, so a pool that breaks loses none.
     pending: deque[tuple[int, list[bytes], Future[tuple[bytes, bytes]]]] = deque()
-    pool = ProcessPoolExecutor(max_workers=processes - 1, mp_context=_context())
+    extra: list[_T] = []
 
     def submit(start: int, inputs: list[bytes]) -> None:
         joined, width = _joined(inputs)
         try:
             future = pool.submit(_entries_worker, key, joined, width, tag_bytes)
         except BrokenProcessPool:
-            raise worker_error() from None
+            store(start, _chunk_entries(secret_key, inputs, tag_bytes))
+            raise
         pending.append((start, inputs, future))
 
     def collect(start: int, future: Future[tuple[bytes, bytes]]) -> None:
-        try:
-            tag_raw, pad_raw = future.result()
-        except BrokenProcessPool:
-            raise worker_error() from None
+        tag_raw, pad_raw = future.result()
         store(start, (np.frombuffer(tag_raw, np.uint64), np.frombuffer(pad_raw, np.uint64)))
 
     try:
         for start, inputs in itertools.islice(chunks, window):
             submit(start, inputs)
-        extra = meanwhile()
+        extra.append(meanwhile())
         for start, inputs in chunks:
             while pending and pending[0][2].done():
-                first, _, future = pending.popleft()
-                collect(first, future)
+                collect(pending[0][0], pending[0][2])
+                pending.popleft()
             if len(pending) < window:
                 submit(start, inputs)
             else:
@@ -252,9 +246,18 @@ def _evaluate_entries(
         for first, _, future in pending:
             if not future.cancelled():
                 collect(first, future)
+    except BrokenProcessPool:
+        # A worker died: most often it could not import the main script, or that script
+        # started this build again at its top level (parallel.process_pool). The work is
+        # deterministic, so this process redoes what is not stored and goes on alone.
+        warn_one_process("a worker process died (is the work under a main guard?)", 4)
+        inline((first, inputs) for first, inputs, _ in pending)
+        inline(chunks)
+        if not extra:
+            extra.append(meanwhile())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return tags, pads, extra
+    return tags, pads, extra[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,9 +445,9 @@ def _build(
     count = len(hashes)
     if not isinstance(handle_bytes, int) or not 8 <= handle_bytes <= HANDLE_SIZE:
         raise InvalidParameter("stored handle width must be 8..16 bytes")
-    workers = (os.cpu_count() or 1) if processes is None else processes
-    if workers < 1:
-        raise InvalidParameter("processes must be >= 1")
+    if processes is not None and (type(processes) is not int or processes < 1):
+        raise InvalidParameter("processes must be a positive int")
+    workers = available_cores() if processes is None else processes
     tag_raw, share_raw, lines = _masked_sorted_entries(
         _evaluate_entries(
             secret_key.scalar,

@@ -21,8 +21,7 @@ import numpy as np
 from blindmatch.errors import IndexFormatError
 from blindmatch.psi._index_build import _assemble, _handle_set, _sorted_bands
 from blindmatch.psi._index_format import Canary, IndexHeader, IndexKind
-from blindmatch.psi._index_lookup import Index, MatchResult
-from blindmatch.psi.kdf import ReportHandle
+from blindmatch.psi._index_lookup import Index, Lookups, MatchResult
 
 __all__ = [
     "IndexSet",
@@ -30,7 +29,7 @@ __all__ = [
 ]
 
 
-class IndexSet:
+class IndexSet(Lookups):
     """A full index and its deltas, looked up side by side (no merge needed).
 
     Raises:
@@ -76,18 +75,6 @@ class IndexSet:
     def entry_count(self) -> int:
         """Entries per band over the base and every delta."""
         return self.base.entry_count + sum(d.entry_count for d in self.deltas)
-
-    def match(self, outputs: Sequence[bytes]) -> list[ReportHandle]:
-        """:meth:`Index.match` over the base and every delta."""
-        return list(self.lookup_many([outputs])[0].handles)
-
-    def lookup(self, outputs: Sequence[bytes]) -> MatchResult:
-        """:meth:`Index.lookup` over the base and every delta."""
-        return self.lookup_many([outputs])[0]
-
-    def match_many(self, outputs_per_upload: Sequence[Sequence[bytes]]) -> list[list[ReportHandle]]:
-        """:meth:`Index.match_many` over the base and every delta."""
-        return [list(r.handles) for r in self.lookup_many(outputs_per_upload)]
 
 
 def _check_delta(base: IndexHeader, delta: IndexHeader) -> None:

@@ -15,6 +15,7 @@ The public names are re-exported by :mod:`blindmatch.psi.index`.
 
 from __future__ import annotations
 
+import abc
 import bisect
 import os
 from collections.abc import Sequence
@@ -72,7 +73,41 @@ class MatchResult:
 
 
 
-class Index:
+class Lookups(abc.ABC):
+    """The lookup methods of :class:`Index` and :class:`~blindmatch.psi.index.IndexSet`, all
+    from one :meth:`lookup_many`."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def lookup_many(self, outputs_per_upload: Sequence[Sequence[bytes]]) -> list[MatchResult]:
+        """:meth:`lookup` of many uploads."""
+
+    def match(self, outputs: Sequence[bytes]) -> list[ReportHandle]:
+        """The handles one upload matches.
+
+        Args:
+            outputs: the upload's ``L`` finalized OPRF outputs (64 bytes each), band order.
+
+        Returns:
+            Distinct matched handles, sorted.
+
+        Raises:
+            InvalidParameter: not ``L`` outputs.
+            InvalidEncoding: an output is not 64 bytes.
+        """
+        return list(self.lookup_many([outputs])[0].handles)
+
+    def lookup(self, outputs: Sequence[bytes]) -> MatchResult:
+        """:meth:`match` with the diagnostics of :class:`MatchResult`."""
+        return self.lookup_many([outputs])[0]
+
+    def match_many(self, outputs_per_upload: Sequence[Sequence[bytes]]) -> list[list[ReportHandle]]:
+        """:meth:`match` of many uploads in one vectorised pass."""
+        return [list(r.handles) for r in self.lookup_many(outputs_per_upload)]
+
+
+class Index(Lookups):
     """A read-only index, memory-mapped from a file or viewed over bytes.
 
     Build one with :meth:`open` or :meth:`from_bytes`; both check the header and, unless
@@ -235,29 +270,6 @@ class Index:
             key = wanted[i].tobytes()
             present[i] = any(self._handles[e].tobytes() == key for e in range(left[i], right[i]))
         return [bool(hit) for hit in present.tolist()]
-
-    def match(self, outputs: Sequence[bytes]) -> list[ReportHandle]:
-        """The handles one upload matches.
-
-        Args:
-            outputs: the upload's ``L`` finalized OPRF outputs (64 bytes each), band order.
-
-        Returns:
-            Distinct matched handles, sorted.
-
-        Raises:
-            InvalidParameter: not ``L`` outputs.
-            InvalidEncoding: an output is not 64 bytes.
-        """
-        return list(self.lookup_many([outputs])[0].handles)
-
-    def lookup(self, outputs: Sequence[bytes]) -> MatchResult:
-        """:meth:`match` with the diagnostics of :class:`MatchResult`."""
-        return self.lookup_many([outputs])[0]
-
-    def match_many(self, outputs_per_upload: Sequence[Sequence[bytes]]) -> list[list[ReportHandle]]:
-        """:meth:`match` of many uploads in one vectorised pass."""
-        return [list(r.handles) for r in self.lookup_many(outputs_per_upload)]
 
     def lookup_many(self, outputs_per_upload: Sequence[Sequence[bytes]]) -> list[MatchResult]:
         """:meth:`lookup` of many uploads: one KDF batch and one search per band.

@@ -257,8 +257,8 @@ def scalarmult_many(scalar: bytes, points: Sequence[bytes]) -> list[bytes]:
 def scalarmult_concat(scalar: bytes, points: bytes) -> bytes:
     """``scalar * P`` for every 32-byte P of a concatenation, returned concatenated.
 
-    The wire path of a server: the request body is multiplied in place, each element
-    validated by the multiplication itself, and the answer body comes out in one piece.
+    Encoded elements multiplied in place, each validated by the multiplication itself,
+    the result in one piece (for :func:`blindmatch.psi.oprf.blind_evaluate_encoded`).
 
     Raises:
         errors.InvalidEncoding: ``points`` is not a whole number of elements.

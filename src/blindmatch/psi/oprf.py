@@ -23,11 +23,19 @@ Single and batch forms:
     shared blind gives up is unlinkability *within* the batch: the server may learn that
     the elements belong together, which batching tells it anyway.
   * ``blind_evaluate`` / ``blind_evaluate_batch``: server evaluation without proof;
-    ``blind_evaluate_encoded`` the same on the raw wire concatenation, where libsodium's
-    multiplication validates every element as it decodes it (no second decode).
+    ``blind_evaluate_encoded`` the same on the raw concatenation of encoded elements, where
+    libsodium's multiplication validates every element as it decodes it (no second decode).
   * ``blind_evaluate_verifiable``: RFC BlindEvaluate of VOPRF/POPRF, with a batched proof.
-  * ``finalize_batch_shared_encoded``: the client's wire path, the answer's bytes unblinded
-    and validated in one multiplication each.
+  * ``finalize_batch_shared_encoded``: ``finalize_batch_shared`` on encoded answer
+    elements, unblinded and validated in one multiplication each.
+
+Which of them the sessions use. :mod:`blindmatch.protocols` blinds each upload with its
+own blind and decodes messages into typed elements, so it calls ``blind_batch`` (with the
+blinds given), ``blind_evaluate_batch`` and ``finalize_batch``. The ``_shared`` and
+``_encoded`` variants are not used by any session: they stay here, outside the
+``blindmatch.psi`` package surface, because benchmarks/bench_oprf.py measures them as the
+alternatives (one blind per batch, no decode) against which the sessions' choice was made,
+and tests/test_oprf_vectors.py checks them against the RFC vectors.
   * ``finalize`` / ``finalize_batch``: unblind and hash. They do not verify a proof; in
     VOPRF/POPRF use ``finalize_verifiable`` (RFC Finalize: verify, then unblind) or call
     ``verify_proof`` yourself (the matching protocol audits proofs on demand).
@@ -463,7 +471,7 @@ def blind_evaluate_batch(
 def blind_evaluate_encoded(
     sk: Scalar, blinded: bytes, mode: Mode = Mode.OPRF, *, info: bytes = b""
 ) -> bytes:
-    """The server's wire path: evaluate a concatenation of blinded-element encodings.
+    """Evaluate a concatenation of blinded-element encodings (benchmarked; no session uses it).
 
     Every element is decoded and validated (canonical, in the group, not the identity) by
     the multiplication itself, so a peer's batch costs one libsodium call per element and

@@ -1,12 +1,13 @@
 """Spread large OPRF batches over cores (index builds, big server batches).
 
-Two ways, measured on this 2-core machine class:
+Two ways, measured on a 2-core machine:
 
-- **Processes** (:class:`OprfPool`, :func:`evaluate_batch_parallel`,
-  :func:`blind_evaluate_encoded_parallel`): every worker runs the whole pipeline (hashing,
-  SHA-512, Python glue) on its own core: about 1.9x on 2 cores for long jobs, but a worker
-  costs an interpreter and an import of blindmatch to start (about a second with
-  ``spawn``), and arguments and results cross pipes. For index builds and other long jobs.
+- **Processes** (:func:`process_pool`, the one pool of the package): every worker runs the
+  whole pipeline (hashing, SHA-512, Python glue) on its own core: about 1.9x on 2 cores for
+  long jobs, but a worker costs an interpreter and an import of blindmatch to start, and
+  arguments and results cross pipes. :func:`blindmatch.psi.index.build_index` runs on it;
+  :class:`OprfPool` wraps it for ``evaluate_batch`` (benchmarks/bench_oprf.py measures
+  process scaling with it).
 - **Threads** (:class:`ThreadedEvaluator`): ctypes releases the GIL during each libsodium
   call, and a server's BlindEvaluate is nearly all libsodium (one scalar multiplication per
   element), so threads share one process's memory and start for free; the Python between
@@ -14,6 +15,21 @@ Two ways, measured on this 2-core machine class:
   elements, but only 1.3-1.5x for an index build, whose hashing and KDF are more Python.
   For a server answering batches of a few thousand elements, where a process pool's
   transfer would eat the gain, and for a platform's blind/finalize.
+
+"Every core" means the cores this process may run on (:func:`available_cores`), for
+processes and threads alike.
+
+Evaluators. A session does its batch steps (Blind, BlindEvaluate, Finalize) through an
+:class:`Evaluator`: :data:`SERIAL` (the default) runs them on the calling thread, a
+:class:`ThreadedEvaluator` spreads them over threads. Both return the same values.
+
+Worker processes and the main module. ``forkserver`` and ``spawn`` workers import the
+caller's main module again before they run anything. That fails when it cannot be imported
+(a program read from standard input) and misbehaves when its top level starts the work
+itself (a script without an ``if __name__ == "__main__":`` guard: every worker would start
+the build again). :func:`process_pool` returns ``None`` in the first case, and a worker that
+finds itself starting a build while it imports the main module exits at once, quietly; the
+caller then runs in one process with one warning instead of failing.
 
 Secrets: each task carries the 32-byte secret scalar to the worker through the pool's pipe
 (in memory, never a file). Scalars themselves refuse to be pickled; the pool sends the raw
@@ -27,29 +43,34 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
-from typing import Final, Self, TypeVar, final
+from typing import Final, Protocol, Self, TypeVar, final, runtime_checkable
 
 from blindmatch import errors
-from blindmatch.psi.group import ELEMENT_BYTES, Element, Scalar
+from blindmatch.psi.group import Element, Scalar
 from blindmatch.psi.oprf import (
     Mode,
     blind_batch,
     blind_evaluate_batch,
-    blind_evaluate_encoded,
     evaluate_batch,
     finalize_batch,
 )
 
 __all__ = [
     "DEFAULT_CHUNK",
+    "Evaluator",
     "OprfPool",
+    "SERIAL",
+    "SerialEvaluator",
     "ThreadedEvaluator",
-    "blind_evaluate_encoded_parallel",
-    "evaluate_batch_parallel",
+    "available_cores",
+    "process_pool",
+    "warn_one_process",
     "worker_error",
 ]
 
@@ -58,6 +79,17 @@ __all__ = [
 DEFAULT_CHUNK: Final = 2048
 
 _R = TypeVar("_R")
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it), >= 1.
+
+    ``os.cpu_count()`` counts the machine's cores, which a container or ``taskset`` may
+    not grant: starting more workers than granted cores only adds start-up and switching.
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def worker_error() -> errors.WorkerError:
@@ -74,12 +106,70 @@ def worker_error() -> errors.WorkerError:
     )
 
 
+def warn_one_process(reason: str, stacklevel: int) -> None:
+    """The one warning of a build that runs in one process because workers could not."""
+    warnings.warn(
+        f"blindmatch: {reason}; running in one process", RuntimeWarning, stacklevel=stacklevel + 1
+    )
+
+
+def _main_importable() -> bool:
+    """Whether worker processes can import the main module again (see the module docstring).
+
+    A main module run by path must still be a file there: ``python - < file`` names it
+    ``<stdin>``, which a worker cannot read. A module run with ``-m`` is imported by name,
+    and an interactive session or ``-c`` has no path, so workers skip it.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        return True
+    path = getattr(main, "__file__", None)
+    return path is None or os.path.isfile(path)
+
+
+def _starting_inside_a_worker() -> bool:
+    """Whether this process is a worker still importing its parent's main module.
+
+    ``multiprocessing`` marks a starting child ``_inheriting`` until its preparation (the
+    import of the main module) is done, and refuses to start processes meanwhile; it is the
+    flag that refusal reads (``multiprocessing.spawn._check_not_importing_main``).
+    """
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+
+
+def process_pool(workers: int, *, preload: str) -> ProcessPoolExecutor | None:
+    """The package's process pool: ``workers`` processes, or ``None`` when they cannot run.
+
+    Where available, a fork server with ``preload`` (a module name) imported: workers start
+    as cheap forks of a clean single-threaded server that already imported numpy and
+    blindmatch (never of the caller, whose threads and state a plain fork would copy); else
+    spawn. Both need only what spawn needs: an importable worker and picklable arguments.
+
+    Returns:
+        The pool (the caller shuts it down), or ``None`` when worker processes cannot
+        import the main module (the caller runs in one process and warns).
+
+    Raises:
+        SystemExit: in a worker process that is importing its parent's main script, which
+            starts this work again at its top level (no main guard): that worker ends there,
+            quietly, and its parent falls back to one process.
+    """
+    if _starting_inside_a_worker():
+        raise SystemExit(1)
+    if not _main_importable():
+        return None
+    context: multiprocessing.context.BaseContext
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        forkserver = multiprocessing.get_context("forkserver")
+        forkserver.set_forkserver_preload([preload])
+        context = forkserver
+    else:
+        context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
 def _evaluate_chunk(sk: bytes, mode: int, info: bytes, inputs: list[bytes]) -> list[bytes]:
     return evaluate_batch(Scalar.from_bytes(sk), inputs, Mode(mode), info=info)
-
-
-def _blind_evaluate_chunk(sk: bytes, mode: int, info: bytes, blinded: bytes) -> bytes:
-    return blind_evaluate_encoded(Scalar.from_bytes(sk), blinded, Mode(mode), info=info)
 
 
 def _ready(_: int) -> bool:
@@ -88,10 +178,81 @@ def _ready(_: int) -> bool:
 
 def _processes(processes: int | None, what: str = "processes") -> int:
     if processes is None:
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+        return available_cores()
     if type(processes) is not int or processes < 1:
         raise errors.InvalidArgument(f"{what} must be a positive int")
     return processes
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """The batch steps a session delegates: RFC 9497 Blind, BlindEvaluate and Finalize.
+
+    Implementations return exactly what the serial functions of :mod:`blindmatch.psi.oprf`
+    return, in order: :data:`SERIAL` is those functions, :class:`ThreadedEvaluator` spreads
+    them over threads.
+    """
+
+    def blind_batch(
+        self, inputs: Sequence[bytes], mode: Mode, *, blinds: Sequence[Scalar]
+    ) -> list[Element]:
+        """The blinded elements of ``inputs`` under the given blinds (one per input)."""
+        ...
+
+    def blind_evaluate_batch(
+        self, sk: Scalar, blinded: Sequence[Element], mode: Mode, *, info: bytes = b""
+    ) -> list[Element]:
+        """The server's BlindEvaluate of every element."""
+        ...
+
+    def finalize_batch(
+        self,
+        inputs: Sequence[bytes],
+        blinds: Sequence[Scalar],
+        evaluated: Sequence[Element],
+        mode: Mode,
+        *,
+        info: bytes = b"",
+    ) -> list[bytes]:
+        """The client's Finalize of every input."""
+        ...
+
+
+@final
+class SerialEvaluator:
+    """The default :class:`Evaluator`: the serial functions, on the calling thread."""
+
+    __slots__ = ()
+
+    def blind_batch(
+        self, inputs: Sequence[bytes], mode: Mode, *, blinds: Sequence[Scalar]
+    ) -> list[Element]:
+        """:func:`blindmatch.psi.oprf.blind_batch` with the given blinds (elements only)."""
+        if len(blinds) != len(inputs):
+            raise errors.InvalidArgument("one blind per input")
+        return blind_batch(inputs, mode, blinds=blinds)[1]
+
+    def blind_evaluate_batch(
+        self, sk: Scalar, blinded: Sequence[Element], mode: Mode, *, info: bytes = b""
+    ) -> list[Element]:
+        """:func:`blindmatch.psi.oprf.blind_evaluate_batch`."""
+        return blind_evaluate_batch(sk, blinded, mode, info=info)
+
+    def finalize_batch(
+        self,
+        inputs: Sequence[bytes],
+        blinds: Sequence[Scalar],
+        evaluated: Sequence[Element],
+        mode: Mode,
+        *,
+        info: bytes = b"",
+    ) -> list[bytes]:
+        """:func:`blindmatch.psi.oprf.finalize_batch`."""
+        return finalize_batch(inputs, blinds, evaluated, mode, info=info)
+
+
+SERIAL: Final = SerialEvaluator()
+"""The default evaluator of both sessions."""
 
 
 class _Workers:
@@ -125,11 +286,16 @@ class _Workers:
 
 @final
 class OprfPool(_Workers):
-    """A pool of worker processes for OPRF batches. Use as a context manager.
+    """A pool of worker processes for OPRF batches (:func:`process_pool`). Use as a context
+    manager. Nothing in the package needs it; benchmarks/bench_oprf.py measures process
+    scaling of ``evaluate_batch`` with it.
 
     Args:
         processes: worker count; all available cores when omitted.
         chunk: elements per task.
+
+    Raises:
+        errors.WorkerError: worker processes cannot import the main module.
     """
 
     def __init__(self, processes: int | None = None, *, chunk: int = DEFAULT_CHUNK) -> None:
@@ -137,9 +303,10 @@ class OprfPool(_Workers):
             raise errors.InvalidArgument("chunk must be a positive int")
         self._processes = _processes(processes)
         self._chunk = chunk
-        self._executor = ProcessPoolExecutor(
-            max_workers=self._processes, mp_context=multiprocessing.get_context("spawn")
-        )
+        pool = process_pool(self._processes, preload=__name__)
+        if pool is None:
+            raise worker_error()
+        self._executor = pool
 
     @property
     def processes(self) -> int:
@@ -182,34 +349,6 @@ class OprfPool(_Workers):
         except BrokenProcessPool:
             raise worker_error() from None
         return out
-
-    def blind_evaluate_encoded(
-        self, sk: Scalar, blinded: bytes, mode: Mode = Mode.OPRF, *, info: bytes = b""
-    ) -> bytes:
-        """:func:`blindmatch.psi.oprf.blind_evaluate_encoded`, spread over the workers.
-
-        Raises:
-            as :func:`blindmatch.psi.oprf.blind_evaluate_encoded`; an invalid element's
-            index is relative to its chunk.
-        """
-        if not isinstance(sk, Scalar):
-            raise TypeError("sk must be a Scalar")
-        if type(blinded) is not bytes:
-            raise TypeError("blinded must be bytes")
-        if len(blinded) % ELEMENT_BYTES:
-            raise errors.InvalidEncoding("element batch length is not a multiple of 32")
-        executor = self._live()
-        step = self._chunk * ELEMENT_BYTES
-        chunks = [blinded[i : i + step] for i in range(0, len(blinded), step)]
-        n = len(chunks)
-        key = bytes(sk)
-        results = executor.map(
-            _blind_evaluate_chunk, [key] * n, [int(Mode(mode))] * n, [info] * n, chunks
-        )
-        try:
-            return b"".join(results)
-        except BrokenProcessPool:
-            raise worker_error() from None
 
 
 @final
@@ -317,47 +456,3 @@ class ThreadedEvaluator(_Workers):
             len(inputs),
             lambda i, j: finalize_batch(inputs[i:j], blinds[i:j], evaluated[i:j], mode, info=info),
         )
-
-
-def evaluate_batch_parallel(
-    sk: Scalar,
-    inputs: Sequence[bytes],
-    mode: Mode = Mode.OPRF,
-    *,
-    info: bytes = b"",
-    processes: int | None = None,
-    chunk: int = DEFAULT_CHUNK,
-) -> list[bytes]:
-    """:func:`blindmatch.psi.oprf.evaluate_batch` over ``processes`` worker processes.
-
-    Runs in this process when one process is asked for or the batch fits in one chunk.
-
-    Raises:
-        as :func:`blindmatch.psi.oprf.evaluate_batch`.
-    """
-    count = _processes(processes)
-    if count == 1 or len(inputs) <= chunk:
-        return evaluate_batch(sk, inputs, mode, info=info)
-    with OprfPool(count, chunk=chunk) as pool:
-        return pool.evaluate_batch(sk, inputs, mode, info=info)
-
-
-def blind_evaluate_encoded_parallel(
-    sk: Scalar,
-    blinded: bytes,
-    mode: Mode = Mode.OPRF,
-    *,
-    info: bytes = b"",
-    processes: int | None = None,
-    chunk: int = DEFAULT_CHUNK,
-) -> bytes:
-    """:func:`blindmatch.psi.oprf.blind_evaluate_encoded` over worker processes.
-
-    Raises:
-        as :func:`blindmatch.psi.oprf.blind_evaluate_encoded`.
-    """
-    count = _processes(processes)
-    if count == 1 or len(blinded) <= chunk * ELEMENT_BYTES:
-        return blind_evaluate_encoded(sk, blinded, mode, info=info)
-    with OprfPool(count, chunk=chunk) as pool:
-        return pool.blind_evaluate_encoded(sk, blinded, mode, info=info)
