@@ -20,11 +20,11 @@ from blindmatch import errors
 from blindmatch.fingerprint.exact import md5_file, sha256_file
 from blindmatch.protocols import (
     ClearinghouseSession,
-    IndexDigest,
     Match,
     PlatformSession,
     PlatformState,
     Upload,
+    index_digest,
 )
 from blindmatch.protocols import messages as m
 from blindmatch.psi import oprf
@@ -153,7 +153,7 @@ def honest_run(
     indexes = [Index.from_bytes(b.to_bytes()) for b in built.values()]
     platform = PlatformSession(indexes, KEY.public_key, batch_size=16, canary_interval=8)
     platform.add_uploads(_uploads(corpus))
-    current = [IndexDigest.of(b) for b in built.values()]
+    current = [index_digest(b) for b in built.values()]
     clearinghouse = ClearinghouseSession(
         KEY, element_limit=100_000, max_batch=64, index_digests=current
     )

@@ -76,3 +76,17 @@ def test_all_is_sorted_and_exists(name: str) -> None:
     assert list(exported) == sorted(exported), f"{name}.__all__ is not sorted"
     for symbol in exported:
         assert hasattr(module, symbol), f"{name}.__all__ names missing {symbol}"
+
+
+def test_the_wire_codec_knows_no_index() -> None:
+    """``protocols.messages`` encodes bytes; what an index digest is, the index side says."""
+    path = SRC / "protocols" / "messages.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imports = [node for node in ast.walk(tree) if isinstance(node, ast.Import)]
+    modules = {alias.name for node in imports for alias in node.names} | {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    }
+    assert not {name for name in modules if name.startswith("blindmatch.psi.index")}
+    assert not {name for name in modules if name.startswith("blindmatch.psi._index")}

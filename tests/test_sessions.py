@@ -25,12 +25,14 @@ from blindmatch.protocols import (
     PlatformState,
     PlatformStats,
     Upload,
+    index_digest,
 )
 from blindmatch.protocols import messages as m
 from blindmatch.psi import oprf
 from blindmatch.psi.bands import exact_banding, pdq_banding
 from blindmatch.psi.group import GENERATOR, Element, Scalar
 from blindmatch.psi.index import (
+    INDEX_SET_DOMAIN,
     BuiltIndex,
     Index,
     IndexSet,
@@ -950,8 +952,8 @@ def delta_built(index: Index) -> BuiltIndex:
 def test_index_digest_of_a_full_index_is_its_header_digest(
     built: BuiltIndex, index: Index
 ) -> None:
-    assert IndexDigest.of(built) == IndexDigest("md5", built.header.digest)
-    assert IndexDigest.of(index) == IndexDigest.of(built) == IndexDigest.of(IndexSet(index))
+    assert index_digest(built) == IndexDigest("md5", built.header.digest)
+    assert index_digest(index) == index_digest(built) == index_digest(IndexSet(index))
 
 
 def test_index_digest_of_a_base_with_deltas(
@@ -963,29 +965,29 @@ def test_index_digest_of_a_base_with_deltas(
     deltas = [Index.from_bytes(d.to_bytes()) for d in (delta_built, second)]
     ordered = sorted([delta_built.header.digest, second.header.digest])
     expected = hashlib.sha256(
-        bytes([len(m.INDEX_SET_DOMAIN)]) + m.INDEX_SET_DOMAIN + built.header.digest
+        bytes([len(INDEX_SET_DOMAIN)]) + INDEX_SET_DOMAIN + built.header.digest
         + (2).to_bytes(4, "big") + b"".join(ordered)
     ).digest()
-    digest = IndexDigest.of(IndexSet(index, deltas))
+    digest = index_digest(IndexSet(index, deltas))
     assert digest == IndexDigest("md5", expected)
-    assert IndexDigest.of(IndexSet(index, deltas[::-1])) == digest  # order carries no meaning
-    assert IndexDigest.of(built, [second, delta_built]) == digest  # clearinghouse side
-    assert IndexDigest.of(index, deltas[:1]) not in (digest, IndexDigest.of(index))
+    assert index_digest(IndexSet(index, deltas[::-1])) == digest  # order carries no meaning
+    assert index_digest(built, [second, delta_built]) == digest  # clearinghouse side
+    assert index_digest(index, deltas[:1]) not in (digest, index_digest(index))
 
 
 def test_index_digest_misuse(
     built: BuiltIndex, index: Index, newer: BuiltIndex, delta_built: BuiltIndex
 ) -> None:
-    with pytest.raises(errors.LocalProtocolError):
-        IndexDigest.of(delta_built)  # a delta alone
-    with pytest.raises(errors.LocalProtocolError):
-        IndexDigest.of(newer, [delta_built])  # a delta of another base
-    with pytest.raises(errors.LocalProtocolError):
-        IndexDigest.of(IndexSet(index), [delta_built])
-    with pytest.raises(errors.LocalProtocolError):
-        IndexDigest.of(built.to_bytes())  # type: ignore[arg-type]
-    with pytest.raises(errors.LocalProtocolError):
-        IndexDigest.of(built, [delta_built.to_bytes()])  # type: ignore[list-item]
+    with pytest.raises(errors.InvalidParameter):
+        index_digest(delta_built)  # a delta alone
+    with pytest.raises(errors.InvalidParameter):
+        index_digest(newer, [delta_built])  # a delta of another base
+    with pytest.raises(errors.InvalidParameter):
+        index_digest(IndexSet(index), [delta_built])
+    with pytest.raises(TypeError):
+        index_digest(built.to_bytes())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        index_digest(built, [delta_built.to_bytes()])  # type: ignore[list-item]
     with pytest.raises(errors.LocalProtocolError):
         PlatformSession(Index.from_bytes(delta_built.to_bytes()), KEY.public_key)
 
@@ -993,11 +995,11 @@ def test_index_digest_misuse(
 def test_server_info_lists_the_current_digests_sorted(newer: BuiltIndex) -> None:
     sha = IndexDigest("sha256", bytes(range(32)))
     session = ClearinghouseSession(
-        KEY, element_limit=5, max_batch=5, index_digests=[sha, IndexDigest.of(newer)]
+        KEY, element_limit=5, max_batch=5, index_digests=[sha, index_digest(newer)]
     )
     info = m.decode(session.receive(m.Hello().encode()))
     assert isinstance(info, m.ServerInfo)
-    assert info.index_digests == (IndexDigest.of(newer), sha)
+    assert info.index_digests == (index_digest(newer), sha)
     assert session.index_digests == info.index_digests
 
 
@@ -1022,7 +1024,7 @@ def _announcing(*digests: IndexDigest) -> ClearinghouseSession:
 def test_stale_index_fails_before_any_element_is_sent(index: Index, newer: BuiltIndex) -> None:
     platform = _platform(index)
     platform.add_uploads(_uploads(range(3)))
-    clearinghouse = _announcing(IndexDigest.of(newer))
+    clearinghouse = _announcing(index_digest(newer))
     with pytest.raises(errors.StaleIndex) as caught:
         platform.receive(clearinghouse.receive(platform.hello()))
     assert isinstance(caught.value, errors.KeyMismatch)
@@ -1042,9 +1044,9 @@ def test_current_digests_pass_and_the_session_matches(
     platform = _platform(index)
     sha = IndexDigest("sha256", bytes(32))  # a signal the platform does not match
     platform.add_uploads(_uploads(range(38, 42)))
-    found = Wire(platform, _announcing(IndexDigest.of(built), sha)).run()
+    found = Wire(platform, _announcing(index_digest(built), sha)).run()
     assert platform.index_digests_checked
-    assert platform.index_digests == (IndexDigest.of(index),)
+    assert platform.index_digests == (index_digest(index),)
     assert sorted(built.handles[f.handle] for f in found) == ["report-38", "report-39"]
 
 
@@ -1066,7 +1068,7 @@ def test_a_missing_delta_is_stale(
     built: BuiltIndex, index: Index, delta_built: BuiltIndex
 ) -> None:
     delta = Index.from_bytes(delta_built.to_bytes())
-    with_delta = IndexDigest.of(built, [delta_built])
+    with_delta = index_digest(built, [delta_built])
     stale = _platform(index)
     with pytest.raises(errors.StaleIndex):
         stale.receive(_announcing(with_delta).receive(stale.hello()))
@@ -1075,7 +1077,7 @@ def test_a_missing_delta_is_stale(
     assert current.index_digests_checked
     ahead = PlatformSession(IndexSet(index, [delta]), KEY.public_key)
     with pytest.raises(errors.StaleIndex):  # holds a delta the clearinghouse does not serve
-        ahead.receive(_announcing(IndexDigest.of(built)).receive(ahead.hello()))
+        ahead.receive(_announcing(index_digest(built)).receive(ahead.hello()))
 
 
 def test_only_the_stale_signal_is_named() -> None:
@@ -1084,7 +1086,7 @@ def test_only_the_stale_signal_is_named() -> None:
     md5_built, md5_index = _shared_index()
     indexes = [md5_index, Index.from_bytes(sha_built.to_bytes())]
     platform = PlatformSession(indexes, KEY.public_key)
-    announced = _announcing(IndexDigest.of(md5_built), IndexDigest("sha256", bytes(32)))
+    announced = _announcing(index_digest(md5_built), IndexDigest("sha256", bytes(32)))
     with pytest.raises(errors.StaleIndex) as caught:
         platform.receive(announced.receive(platform.hello()))
     assert caught.value.signals == ("sha256",)

@@ -29,10 +29,10 @@ from blindmatch.protocols import (
     MIN_PDQ_QUALITY,
     ClearinghouseSession,
     ClearinghouseStats,
-    IndexDigest,
     PlatformSession,
     PlatformStats,
     Upload,
+    index_digest,
 )
 from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
 from blindmatch.psi.index import BuiltIndex, Index, Reference, build_index
@@ -290,7 +290,7 @@ def _simulate(
         secret,
         element_limit=4 * (elements_needed + batch_size) + (1 << 20),
         max_batch=max(batch_size, 1),
-        index_digests=[IndexDigest.of(b) for b in built.values()],
+        index_digests=[index_digest(b) for b in built.values()],
         evaluator=evaluator,
     )
 

@@ -13,6 +13,7 @@ from blindmatch.protocols.clearinghouse import (
     ClearinghouseState,
     ClearinghouseStats,
 )
+from blindmatch.protocols.indexes import index_digest
 from blindmatch.protocols.messages import IndexDigest, decode
 from blindmatch.protocols.platform import (
     MIN_PDQ_QUALITY,
@@ -35,4 +36,5 @@ __all__ = [
     "PlatformStats",
     "Upload",
     "decode",
+    "index_digest",
 ]

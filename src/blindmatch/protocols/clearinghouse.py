@@ -136,7 +136,7 @@ class ClearinghouseSession:
         max_batch: most elements per evaluation request, at most
             :data:`~blindmatch.protocols.messages.MAX_ELEMENTS`.
         index_digests: the digest of the index currently published for each signal type
-            (:meth:`IndexDigest.of <blindmatch.protocols.messages.IndexDigest.of>`), sent in
+            (:func:`~blindmatch.protocols.index_digest`), sent in
             ``ServerInfo`` so that a platform holding another index of a signal fails with
             :class:`~blindmatch.errors.StaleIndex` before it sends an element. Omitted or
             empty: ``ServerInfo`` lists none and platforms cannot tell a stale index of the

@@ -26,17 +26,15 @@ Platform to clearinghouse: :class:`Hello`, :class:`EvaluateRequest`, :class:`Pro
 from __future__ import annotations
 
 import enum
-import hashlib
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Final, TypeAlias, TypeVar
 
 from blindmatch import errors
 from blindmatch.protocols._codec import Reader, u8, u16, u32, u64
 from blindmatch.psi.group import ELEMENT_BYTES, SCALAR_BYTES, Element
-from blindmatch.psi.index import BuiltIndex, Index, IndexKind, IndexSet
 from blindmatch.psi.oprf import Mode, Proof
 
 __all__ = [
@@ -47,7 +45,6 @@ __all__ = [
     "EvaluateResponse",
     "Hello",
     "INDEX_DIGEST_BYTES",
-    "INDEX_SET_DOMAIN",
     "IndexDigest",
     "KEY_ID_BYTES",
     "MAX_ELEMENTS",
@@ -80,8 +77,6 @@ INDEX_DIGEST_BYTES: Final = 32
 """Bytes of an index digest (SHA-256)."""
 MAX_INDEX_DIGESTS: Final = 255
 """Most index digests one :class:`ServerInfo` lists (a ``u8`` count)."""
-INDEX_SET_DOMAIN: Final = b"blindmatch/v1/index-set"
-"""Domain tag of the digest of a base index with deltas (:meth:`IndexDigest.of`)."""
 _SIGNAL = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 """Signal-type names, as :class:`~blindmatch.psi.bands.Banding` allows them."""
 PROOF_BYTES: Final = 2 * SCALAR_BYTES
@@ -216,13 +211,10 @@ class Hello:
 class IndexDigest:
     """The digest of the index a clearinghouse currently serves for one signal type.
 
-    ``digest`` identifies the published index files of ``signal``
-    (docs/protocol.md section 5.2): for one full index, the SHA-256 digest its header
-    carries (docs/index-format.md 5.4); for a full index with deltas,
-    ``SHA-256(lp8(INDEX_SET_DOMAIN) || base digest || u32(d) || the d distinct delta
-    digests, ascending)``. Deltas are sorted because each names only its base and a
-    lookup is the union over the files, so their order carries no meaning. An index that a
-    platform merged itself (:func:`~blindmatch.psi.index.merge_indexes`) has its own
+    ``digest`` identifies the published index files of ``signal`` (docs/protocol.md
+    section 5.2), as :func:`blindmatch.psi.index.current_digest` computes it on the index
+    side (:func:`blindmatch.protocols.index_digest` makes this value of an index). An index
+    that a platform merged itself (:func:`~blindmatch.psi.index.merge_indexes`) has its own
     digest and compares equal only to a merge the clearinghouse serves.
 
     Layout: ``u8 name_length || signal name || digest[32]``.
@@ -240,59 +232,6 @@ class IndexDigest:
             raise errors.LocalProtocolError("signal must match [a-z0-9][a-z0-9_.-]{0,31}")
         if not isinstance(self.digest, bytes) or len(self.digest) != INDEX_DIGEST_BYTES:
             raise errors.LocalProtocolError(f"digest must be {INDEX_DIGEST_BYTES} bytes")
-
-    @classmethod
-    def of(
-        cls,
-        index: Index | BuiltIndex | IndexSet,
-        deltas: Sequence[Index | BuiltIndex] = (),
-    ) -> IndexDigest:
-        """The digest that identifies a full index, or a full index with its deltas.
-
-        Args:
-            index: a full index (opened or freshly built), or an
-                :class:`~blindmatch.psi.index.IndexSet` (its deltas included).
-            deltas: the deltas of a full ``index`` (not with an ``IndexSet``).
-
-        Returns:
-            The signal type of the index and its digest.
-
-        Raises:
-            errors.LocalProtocolError: a delta given alone, deltas given with an
-                ``IndexSet``, or a delta that does not name ``index`` as its base.
-        """
-        if isinstance(index, IndexSet):
-            if deltas:
-                raise errors.LocalProtocolError("an IndexSet carries its own deltas")
-            base, chosen = index.header, [d.header for d in index.deltas]
-        elif isinstance(index, Index | BuiltIndex):
-            base = index.header
-            chosen = []
-            for delta in deltas:
-                if not isinstance(delta, Index | BuiltIndex):
-                    raise errors.LocalProtocolError("deltas must be Index or BuiltIndex")
-                chosen.append(delta.header)
-        else:
-            raise errors.LocalProtocolError("give an Index, a BuiltIndex or an IndexSet")
-        if base.kind is not IndexKind.FULL:
-            raise errors.LocalProtocolError("a delta alone is not a current index")
-        for header in chosen:
-            if header.kind is not IndexKind.DELTA or header.base_digest != base.digest:
-                raise errors.LocalProtocolError("a delta does not name this base index")
-        signal = base.banding.signal
-        if not chosen:
-            return cls(signal, base.digest)
-        digests = sorted({header.digest for header in chosen})
-        material = b"".join(
-            (
-                u8(len(INDEX_SET_DOMAIN)),
-                INDEX_SET_DOMAIN,
-                base.digest,
-                u32(len(digests)),
-                *digests,
-            )
-        )
-        return cls(signal, hashlib.sha256(material).digest())
 
     def encode(self) -> bytes:
         """The entry's wire bytes (inside :class:`ServerInfo`)."""

@@ -78,6 +78,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from blindmatch import errors
+from blindmatch.protocols.indexes import index_digest
 from blindmatch.protocols.messages import (
     MAX_ELEMENTS,
     Close,
@@ -96,7 +97,7 @@ from blindmatch.protocols.messages import (
 )
 from blindmatch.psi import oprf
 from blindmatch.psi.group import GENERATOR, Element, Scalar
-from blindmatch.psi.index import Index, IndexHeader, IndexSet, MatchResult
+from blindmatch.psi.index import Index, IndexHeader, IndexKind, IndexSet, MatchResult
 from blindmatch.psi.kdf import ReportHandle
 from blindmatch.psi.keys import PublicKey
 from blindmatch.psi.parallel import ThreadedEvaluator
@@ -294,10 +295,12 @@ class PlatformSession:
             header = index.header
             if header.banding.signal in self._indexes:
                 raise errors.LocalProtocolError("two indexes of one signal type")
+            if header.kind is not IndexKind.FULL:
+                raise errors.LocalProtocolError("a delta needs its base: give an IndexSet")
             if header.key_epoch != public_key.epoch or header.key_id != public_key.key_id:
                 raise errors.KeyMismatch("an index was built under another key")
             self._indexes[header.banding.signal] = index
-            self._digests[header.banding.signal] = IndexDigest.of(source)
+            self._digests[header.banding.signal] = index_digest(source)
         self._digests_checked = False
         self._public_key = public_key
         self._key_id = public_key.key_id

@@ -14,19 +14,26 @@ The public names are re-exported by :mod:`blindmatch.psi.index`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from typing import Final
 
 import numpy as np
 
-from blindmatch.errors import IndexFormatError
-from blindmatch.psi._index_build import _assemble, _handle_set, _sorted_bands
+from blindmatch.errors import IndexFormatError, InvalidParameter
+from blindmatch.psi._index_build import BuiltIndex, _assemble, _handle_set, _sorted_bands
 from blindmatch.psi._index_format import Canary, IndexHeader, IndexKind
 from blindmatch.psi._index_lookup import Index, Lookups, MatchResult
 
 __all__ = [
+    "INDEX_SET_DOMAIN",
     "IndexSet",
+    "current_digest",
     "merge_indexes",
 ]
+
+INDEX_SET_DOMAIN: Final = b"blindmatch/v1/index-set"
+"""Domain tag of the digest of a base index with deltas (:func:`current_digest`)."""
 
 
 class IndexSet(Lookups):
@@ -126,3 +133,57 @@ def merge_indexes(base: Index, deltas: Sequence[Index]) -> bytes:
         digest=bytes(32),
     )
     return _assemble(merged, tag_raw, share_raw, handle_set)
+
+
+
+def current_digest(
+    index: Index | BuiltIndex | IndexSet, deltas: Sequence[Index | BuiltIndex] = ()
+) -> tuple[str, bytes]:
+    """The signal and the digest that name a full index, or a full index with its deltas.
+
+    For one full index, the SHA-256 digest its header carries (docs/index-format.md 5.4);
+    for a full index with deltas, ``SHA-256(lp8(INDEX_SET_DOMAIN) || base digest || u32(d)
+    || the d distinct delta digests, ascending)``: each delta names only its base and a
+    lookup is the union over the files, so their order carries no meaning. A clearinghouse
+    announces it, a platform compares it (docs/protocol.md section 5.2).
+
+    Args:
+        index: a full index (opened or freshly built), or an :class:`IndexSet` (its deltas
+            included).
+        deltas: the deltas of a full ``index`` (not with an ``IndexSet``).
+
+    Raises:
+        TypeError: something else than indexes.
+        InvalidParameter: a delta given alone, deltas given with an ``IndexSet``, or a delta
+            that does not name ``index`` as its base.
+    """
+    if isinstance(index, IndexSet):
+        if deltas:
+            raise InvalidParameter("an IndexSet carries its own deltas")
+        base, chosen = index.header, [d.header for d in index.deltas]
+    elif isinstance(index, Index | BuiltIndex):
+        base = index.header
+        if not all(isinstance(delta, Index | BuiltIndex) for delta in deltas):
+            raise TypeError("deltas must be Index or BuiltIndex values")
+        chosen = [delta.header for delta in deltas]
+    else:
+        raise TypeError("give an Index, a BuiltIndex or an IndexSet")
+    if base.kind is not IndexKind.FULL:
+        raise InvalidParameter("a delta alone is not a current index")
+    for header in chosen:
+        if header.kind is not IndexKind.DELTA or header.base_digest != base.digest:
+            raise InvalidParameter("a delta does not name this base index")
+    signal = base.banding.signal
+    if not chosen:
+        return signal, base.digest
+    digests = sorted({header.digest for header in chosen})
+    material = b"".join(
+        (
+            bytes([len(INDEX_SET_DOMAIN)]),
+            INDEX_SET_DOMAIN,
+            base.digest,
+            len(digests).to_bytes(4, "big"),
+            *digests,
+        )
+    )
+    return signal, hashlib.sha256(material).digest()

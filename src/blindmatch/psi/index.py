@@ -14,7 +14,8 @@ surface (this one):
   turns an upload's ``L`` OPRF outputs into matched report handles, with bounded work;
 - deltas (:mod:`blindmatch.psi._index_delta`): :class:`IndexSet` looks a base and its
   deltas up side by side; :func:`merge_indexes` merges them into one full index without
-  the key.
+  the key; :func:`current_digest` names the published files of a signal (a full index, or
+  one with its deltas) for the protocol's stale-index check.
 
 The protocol behind it is in docs/design.md ("The index") and docs/protocol.md.
 """
@@ -28,13 +29,14 @@ from blindmatch.psi._index_build import (
     build_index,
     default_canaries,
 )
-from blindmatch.psi._index_delta import IndexSet, merge_indexes
+from blindmatch.psi._index_delta import INDEX_SET_DOMAIN, IndexSet, current_digest, merge_indexes
 from blindmatch.psi._index_format import Canary, IndexHeader, IndexKind
 from blindmatch.psi._index_lookup import Index, MatchResult, default_max_hits
 
 __all__ = [
     "BuiltIndex",
     "Canary",
+    "INDEX_SET_DOMAIN",
     "Index",
     "IndexHeader",
     "IndexKind",
@@ -43,6 +45,7 @@ __all__ = [
     "Reference",
     "add_references",
     "build_index",
+    "current_digest",
     "default_canaries",
     "default_max_hits",
     "merge_indexes",
