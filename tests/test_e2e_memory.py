@@ -23,6 +23,7 @@ from blindmatch.protocols import (
     Match,
     PlatformSession,
     PlatformState,
+    SessionPair,
     Upload,
     index_digest,
 )
@@ -124,32 +125,10 @@ def _uploads(corpus: Corpus) -> list[Upload]:
     ]
 
 
-class Transcript:
-    """A platform and a clearinghouse exchanging encoded messages; records every one."""
-
-    def __init__(self, platform: PlatformSession, clearinghouse: ClearinghouseSession) -> None:
-        self.platform = platform
-        self.clearinghouse = clearinghouse
-        self.messages: list[tuple[str, bytes]] = []
-
-    def exchange(self, request: bytes) -> list[Match]:
-        self.messages.append(("platform", request))
-        reply = self.clearinghouse.receive(request)
-        self.messages.append(("clearinghouse", reply))
-        return self.platform.receive(reply)
-
-    def run(self) -> list[Match]:
-        self.exchange(self.platform.hello())
-        found: list[Match] = []
-        while self.platform.wants_to_send:
-            found += self.exchange(self.platform.next_request())
-        return found
-
-
 @pytest.fixture(scope="module")
 def honest_run(
     corpus: Corpus, built: dict[str, BuiltIndex]
-) -> tuple[Transcript, list[Match]]:
+) -> tuple[SessionPair, list[Match]]:
     indexes = [Index.from_bytes(b.to_bytes()) for b in built.values()]
     platform = PlatformSession(indexes, KEY.public_key, batch_size=16, canary_interval=8)
     platform.add_uploads(_uploads(corpus))
@@ -157,7 +136,7 @@ def honest_run(
     clearinghouse = ClearinghouseSession(
         KEY, element_limit=100_000, max_batch=64, index_digests=current
     )
-    wire = Transcript(platform, clearinghouse)
+    wire = SessionPair(platform, clearinghouse)
     found = wire.run()
     wire.exchange(platform.audit_request(platform.auditable_batches))
     wire.exchange(platform.close())
@@ -165,7 +144,7 @@ def honest_run(
 
 
 def test_matches_are_exactly_right(
-    corpus: Corpus, built: dict[str, BuiltIndex], honest_run: tuple[Transcript, list[Match]]
+    corpus: Corpus, built: dict[str, BuiltIndex], honest_run: tuple[SessionPair, list[Match]]
 ) -> None:
     _, found = honest_run
     resolved = [(f.upload_ref, f.signal, built[f.signal].handles[f.handle]) for f in found]
@@ -174,7 +153,7 @@ def test_matches_are_exactly_right(
 
 
 def test_the_run_ends_cleanly_with_a_verified_audit(
-    corpus: Corpus, honest_run: tuple[Transcript, list[Match]]
+    corpus: Corpus, honest_run: tuple[SessionPair, list[Match]]
 ) -> None:
     wire, _ = honest_run
     stats = wire.platform.stats
@@ -185,18 +164,18 @@ def test_the_run_ends_cleanly_with_a_verified_audit(
     assert stats.canaries_matched == stats.canary_queries > 0
     assert stats.uploads_done == 2 * len(corpus.uploads)
     assert wire.clearinghouse.stats.elements_evaluated == stats.elements_sent
-    sent = sum(len(d) for who, d in wire.messages if who == "platform")
-    received = sum(len(d) for who, d in wire.messages if who == "clearinghouse")
+    sent = sum(len(d) for who, d in wire.transcript if who == "platform")
+    received = sum(len(d) for who, d in wire.transcript if who == "clearinghouse")
     assert stats.bytes_sent == sent == wire.clearinghouse.stats.bytes_received
     assert stats.bytes_received == received == wire.clearinghouse.stats.bytes_sent
 
 
 def test_every_message_decodes_and_requests_are_uniform(
-    honest_run: tuple[Transcript, list[Match]],
+    honest_run: tuple[SessionPair, list[Match]],
 ) -> None:
     wire, _ = honest_run
     sizes = set()
-    for _, data in wire.messages:
+    for _, data in wire.transcript:
         message = m.decode(data)
         assert not isinstance(message, m.ErrorMessage)
         if isinstance(message, m.EvaluateRequest):
@@ -205,19 +184,19 @@ def test_every_message_decodes_and_requests_are_uniform(
 
 
 def test_the_same_uploads_look_different_every_time(
-    corpus: Corpus, built: dict[str, BuiltIndex], honest_run: tuple[Transcript, list[Match]]
+    corpus: Corpus, built: dict[str, BuiltIndex], honest_run: tuple[SessionPair, list[Match]]
 ) -> None:
     """Fresh blinds: a second run over the same uploads shares no element with the first."""
     first, _ = honest_run
     indexes = [Index.from_bytes(b.to_bytes()) for b in built.values()]
     platform = PlatformSession(indexes, KEY.public_key, batch_size=16, canary_interval=8)
     platform.add_uploads(_uploads(corpus))
-    second = Transcript(platform, ClearinghouseSession(KEY, element_limit=100_000))
+    second = SessionPair(platform, ClearinghouseSession(KEY, element_limit=100_000))
     second.run()
 
-    def elements(wire: Transcript) -> set[bytes]:
+    def elements(wire: SessionPair) -> set[bytes]:
         seen: set[bytes] = set()
-        for who, data in wire.messages:
+        for who, data in wire.transcript:
             message = m.decode(data)
             if who == "platform" and isinstance(message, m.EvaluateRequest):
                 seen.update(bytes(e) for e in message.elements)
@@ -249,11 +228,11 @@ def _leaks(blob: bytes, raw: set[bytes], text: set[bytes]) -> int:
 
 
 def test_no_hash_or_hash_piece_in_transcript_or_index(
-    corpus: Corpus, built: dict[str, BuiltIndex], honest_run: tuple[Transcript, list[Match]]
+    corpus: Corpus, built: dict[str, BuiltIndex], honest_run: tuple[SessionPair, list[Match]]
 ) -> None:
     raw, text = _windows(corpus)
     wire, _ = honest_run
-    blobs = [d for _, d in wire.messages] + [b.to_bytes() for b in built.values()]
+    blobs = [d for _, d in wire.transcript] + [b.to_bytes() for b in built.values()]
     assert sum(len(b) for b in blobs) > 5_000
     assert [_leaks(blob, raw, text) for blob in blobs] == [0] * len(blobs)
 

@@ -24,6 +24,7 @@ from blindmatch.protocols import (
     PlatformSession,
     PlatformState,
     PlatformStats,
+    SessionPair,
     Upload,
     index_digest,
 )
@@ -358,22 +359,6 @@ def test_any_bytes_get_a_well_formed_answer(data: bytes) -> None:
 # ====================================================================== platform
 
 
-class Wire:
-    """A platform wired to a clearinghouse over real encoded messages."""
-
-    def __init__(self, platform: PlatformSession, clearinghouse: ClearinghouseSession) -> None:
-        self.platform = platform
-        self.clearinghouse = clearinghouse
-
-    def run(self) -> list[Match]:
-        if self.platform.state is PlatformState.START:
-            self.platform.receive(self.clearinghouse.receive(self.platform.hello()))
-        found: list[Match] = []
-        while self.platform.wants_to_send:
-            found += self.platform.receive(self.clearinghouse.receive(self.platform.next_request()))
-        return found
-
-
 def _platform(index: Index, batch_size: int = 8, canary_interval: int = 64) -> PlatformSession:
     return PlatformSession(
         index, KEY.public_key, batch_size=batch_size, canary_interval=canary_interval
@@ -387,7 +372,7 @@ def _uploads(ids: range) -> list[tuple[str, str, bytes]]:
 def test_matches_are_exact(built: BuiltIndex, index: Index) -> None:
     platform = _platform(index, batch_size=8, canary_interval=4)
     platform.add_uploads(_uploads(range(30, 50)))
-    wire = Wire(platform, ClearinghouseSession(KEY, element_limit=10_000))
+    wire = SessionPair(platform, ClearinghouseSession(KEY, element_limit=10_000))
     found = wire.run()
     assert sorted((f.upload_ref, built.handles[f.handle]) for f in found) == sorted(
         (f"upload-{i}", f"report-{i}") for i in range(30, 40)
@@ -416,7 +401,7 @@ def test_threaded_platform_and_clearinghouse_match_the_same(
         )
         platform.add_uploads(_uploads(range(30, 50)))
         clearinghouse = ClearinghouseSession(KEY, element_limit=10_000, evaluator=evaluator)
-        found = Wire(platform, clearinghouse).run()
+        found = SessionPair(platform, clearinghouse).run()
     assert sorted((f.upload_ref, built.handles[f.handle]) for f in found) == sorted(
         (f"upload-{i}", f"report-{i}") for i in range(30, 40)
     )
@@ -486,7 +471,7 @@ def test_batch_size_shrinks_to_the_servers_max_batch(index: Index) -> None:
 def test_platform_checks_the_quota_before_sending(index: Index) -> None:
     platform = _platform(index, batch_size=8)
     platform.add_uploads(_uploads(range(12)))
-    wire = Wire(platform, ClearinghouseSession(KEY, element_limit=10))
+    wire = SessionPair(platform, ClearinghouseSession(KEY, element_limit=10))
     with pytest.raises(errors.LocalProtocolError):
         wire.run()
     assert platform.state is PlatformState.READY
@@ -639,7 +624,7 @@ def test_a_dense_index_fails_the_session_and_keeps_uploads_unfinished(built: Bui
     platform, clearinghouse = _ready(dense, batch_size=64)
     platform.add_uploads(_uploads(range(40, 50)))
     with pytest.raises(errors.IndexTooDense):
-        Wire(platform, clearinghouse).run()
+        SessionPair(platform, clearinghouse).run()
     assert platform.state is PlatformState.FAILED
     assert platform.stats.matches == 0
     assert set(platform.unfinished()) == {f"upload-{i}" for i in range(40, 50)}
@@ -653,7 +638,7 @@ def test_an_upload_of_a_canary_hash_is_not_a_match(built: BuiltIndex, index: Ind
     platform, clearinghouse = _ready(index)
     canary = index.canaries[0]
     platform.add_uploads([("looks-like-a-canary", "md5", canary.hash), *_uploads(range(39, 41))])
-    found = Wire(platform, clearinghouse).run()
+    found = SessionPair(platform, clearinghouse).run()
     assert [(f.upload_ref, built.handles[f.handle]) for f in found] == [("upload-39", "report-39")]
     assert platform.stats.uploads_matched == platform.stats.matches == 1
 
@@ -683,7 +668,7 @@ def test_canary_failure_keeps_earlier_answers_and_lists_the_rest(
 def test_audit_verifies_and_catches_a_wrong_proof(index: Index) -> None:
     platform, clearinghouse = _ready(index, batch_size=4)
     platform.add_uploads(_uploads(range(10)))
-    Wire(platform, clearinghouse).run()
+    SessionPair(platform, clearinghouse).run()
     batches = platform.auditable_batches
     assert len(batches) >= 3
     sample = platform.sample_for_audit(2)
@@ -732,7 +717,7 @@ def test_audit_samples_are_drawn_fresh(index: Index) -> None:
     """The clearinghouse must not predict the audit: samples come from the CSPRNG."""
     platform, clearinghouse = _ready(index, batch_size=1)
     platform.add_uploads(_uploads(range(11)))
-    Wire(platform, clearinghouse).run()
+    SessionPair(platform, clearinghouse).run()
     pool = set(platform.auditable_batches)
     samples = {platform.sample_for_audit(2) for _ in range(40)}
     assert len(samples) > 10  # 66 possible pairs; a fixed or seeded draw would repeat
@@ -762,7 +747,7 @@ def test_one_hash_uploaded_many_times_never_repeats_an_element(index: Index) -> 
 def test_audit_misuse(index: Index, ids: tuple[int, ...]) -> None:
     platform, clearinghouse = _ready(index, batch_size=4)
     platform.add_uploads(_uploads(range(3)))
-    Wire(platform, clearinghouse).run()
+    SessionPair(platform, clearinghouse).run()
     with pytest.raises(errors.LocalProtocolError):
         platform.audit_request(ids)
     with pytest.raises(errors.LocalProtocolError):
@@ -892,7 +877,7 @@ def test_answered_uploads_leave_no_blind_or_input_behind(index: Index) -> None:
     elements an audit needs stay (an unaudited batch is kept until the session ends)."""
     platform, clearinghouse = _ready(index, batch_size=4)
     platform.add_uploads(_uploads(range(10)))
-    Wire(platform, clearinghouse).run()
+    SessionPair(platform, clearinghouse).run()
     assert len(platform.auditable_batches) >= 3
     reachable = "\n".join(_session_reprs(platform))
     assert "_Slot" not in reachable
@@ -925,7 +910,7 @@ def test_index_set_with_a_delta(built: BuiltIndex, index: Index) -> None:
     platform = PlatformSession(IndexSet(index, [delta]), KEY.public_key, batch_size=8)
     platform.add_uploads([("old", "md5", md5(3)), ("new", "md5", md5(1000)),
                           ("none", "md5", md5(2000))])
-    found = Wire(platform, ClearinghouseSession(KEY, element_limit=1000)).run()
+    found = SessionPair(platform, ClearinghouseSession(KEY, element_limit=1000)).run()
     handles = {**built.handles, **delta_built.handles}
     assert sorted((f.upload_ref, handles[f.handle]) for f in found) == [
         ("new", "late-report"), ("old", "report-3")
@@ -1044,7 +1029,7 @@ def test_current_digests_pass_and_the_session_matches(
     platform = _platform(index)
     sha = IndexDigest("sha256", bytes(32))  # a signal the platform does not match
     platform.add_uploads(_uploads(range(38, 42)))
-    found = Wire(platform, _announcing(index_digest(built), sha)).run()
+    found = SessionPair(platform, _announcing(index_digest(built), sha)).run()
     assert platform.index_digests_checked
     assert platform.index_digests == (index_digest(index),)
     assert sorted(built.handles[f.handle] for f in found) == ["report-38", "report-39"]
@@ -1123,7 +1108,8 @@ def test_pdq_bands_match_near_duplicates_only() -> None:
         platform.add_uploads([Upload("blurry", "pdq", far, 49)])
     with pytest.raises(errors.LocalProtocolError):
         platform.add_uploads([("no-quality", "pdq", far)])
-    found = Wire(platform, ClearinghouseSession(KEY, element_limit=10_000, max_batch=512)).run()
+    clearinghouse = ClearinghouseSession(KEY, element_limit=10_000, max_batch=512)
+    found = SessionPair(platform, clearinghouse).run()
     assert sorted((f.upload_ref, built_pdq.handles[f.handle]) for f in found) == [
         ("near", "pdq-0"), ("same", "pdq-2")
     ]

@@ -10,8 +10,11 @@ deployment would not take, except one: a match's report id is looked up in the
 clearinghouse's private handle map, which in a deployment only the clearinghouse holds
 (the platform reports the handle to it).
 
-Signals: ``md5`` and ``sha256`` of the file bytes (every file); ``pdq`` of images whose
-PDQ quality is at least 50 (other files are skipped for ``pdq`` and counted).
+Signals: every signal type of the registry that has a banding
+(:meth:`~blindmatch.fingerprint.signals.SignalRegistry.matchable`): ``md5`` and ``sha256``
+of the file bytes (every file), ``pdq`` of images at or above its quality floor (other
+files are skipped for it and counted). The signal type says how to hash, which quality
+suffices and how its index is banded; nothing here is specific to one signal.
 """
 
 from __future__ import annotations
@@ -21,24 +24,25 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from blindmatch.errors import FingerprintError, LocalProtocolError
-from blindmatch.fingerprint.exact import file_digests
+from blindmatch.fingerprint.signals import SignalType, default_registry
 from blindmatch.protocols import (
-    MIN_PDQ_QUALITY,
     ClearinghouseSession,
     ClearinghouseStats,
     PlatformSession,
     PlatformStats,
+    SessionPair,
+    TranscriptEntry,
     Upload,
     index_digest,
+    signal_banding,
 )
-from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
 from blindmatch.psi.index import BuiltIndex, Index, Reference, build_index
 from blindmatch.psi.kdf import ReportHandle
 from blindmatch.psi.keys import SecretKey
-from blindmatch.psi.parallel import ThreadedEvaluator
+from blindmatch.psi.parallel import SERIAL, Evaluator, ThreadedEvaluator
 
 __all__ = [
     "DEFAULT_SIGNALS",
@@ -50,9 +54,10 @@ __all__ = [
     "simulate",
 ]
 
-SIGNALS: Final = ("md5", "sha256", "pdq")
-"""Signal types the simulation can run."""
-DEFAULT_SIGNALS: Final = ("md5", "sha256")
+_REGISTRY: Final = default_registry()
+SIGNALS: Final = tuple(s.name for s in _REGISTRY.matchable())
+"""Signal types the simulation can run: those with a banding, in name order."""
+DEFAULT_SIGNALS: Final = tuple(s.name for s in _REGISTRY.matchable() if s.exact)
 """The exact signals, run when none are named."""
 
 
@@ -73,14 +78,6 @@ class SimulationMatch:
             "handle": self.handle.hex(),
             "signal": self.signal,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class TranscriptEntry:
-    """One message on the wire: ``"platform"`` sent it to the clearinghouse, or back."""
-
-    sender: str
-    data: bytes
 
 
 @dataclass(slots=True)
@@ -160,39 +157,28 @@ def list_files(directory: str | os.PathLike[str]) -> list[Path]:
     )
 
 
-def _banding(signal: str) -> Banding:
-    if signal == "md5":
-        return exact_banding("md5", 128)
-    if signal == "sha256":
-        return exact_banding("sha256", 256)
-    return pdq_banding()
-
-
 def _fingerprints(
-    path: Path, signals: Sequence[str], skipped: dict[str, int]
+    path: Path, signals: Sequence[SignalType[Any]], skipped: dict[str, int]
 ) -> list[tuple[str, bytes, int | None]]:
-    """``(signal, hash bytes, quality)`` of one file for every signal it has."""
-    found: list[tuple[str, bytes, int | None]] = []
-    if "md5" in signals or "sha256" in signals:
-        md5, sha256 = file_digests(path)
-        if "md5" in signals:
-            found.append(("md5", bytes(md5), None))
-        if "sha256" in signals:
-            found.append(("sha256", bytes(sha256), None))
-    if "pdq" in signals:
-        # Imported here: the PDQ path pulls in the image decoder, exact-only runs do not.
-        from blindmatch.fingerprint.frontend import load_rgb
-        from blindmatch.fingerprint.pdq import pdq_from_rgb
+    """``(signal, hash bytes, quality)`` of one file for every signal it has.
 
+    A file an exact signal cannot read is an error (it hashes any file it can read); a file
+    another signal cannot hash, or hashes below its quality floor, is skipped and counted.
+    """
+    found: list[tuple[str, bytes, int | None]] = []
+    for signal in signals:
         try:
-            fingerprint = pdq_from_rgb(load_rgb(path))
+            value = signal.hash(path)
         except FingerprintError:
-            skipped["pdq"] = skipped.get("pdq", 0) + 1
+            if signal.exact:
+                raise
+            skipped[signal.name] = skipped.get(signal.name, 0) + 1
+            continue
+        quality = None if signal.exact else signal.quality(value)
+        if signal.accepts(quality):
+            found.append((signal.name, signal.match_bytes(value), quality))
         else:
-            if fingerprint.quality >= MIN_PDQ_QUALITY:
-                found.append(("pdq", bytes(fingerprint.hash), fingerprint.quality))
-            else:
-                skipped["pdq"] = skipped.get("pdq", 0) + 1
+            skipped[signal.name] = skipped.get(signal.name, 0) + 1
     return found
 
 
@@ -239,7 +225,7 @@ def simulate(
     chosen = _check_signals(signals)
     if type(threads) is not int or threads < 1:
         raise LocalProtocolError("threads must be a positive int")
-    workers = ThreadedEvaluator(threads) if threads > 1 else contextlib.nullcontext()
+    workers = ThreadedEvaluator(threads) if threads > 1 else contextlib.nullcontext(SERIAL)
     with workers as evaluator:
         return _simulate(
             references, uploads, chosen, processes, batch_size, audit_batches, key, evaluator
@@ -254,20 +240,23 @@ def _simulate(
     batch_size: int,
     audit_batches: int,
     key: SecretKey | None,
-    evaluator: ThreadedEvaluator | None,
+    evaluator: Evaluator,
 ) -> SimulationResult:
     secret = SecretKey.generate() if key is None else key
     skipped: dict[str, int] = {}
 
     # Clearinghouse: fingerprint the references, build and serialise one index per signal.
+    signal_types = [_REGISTRY.get(name) for name in chosen]
     reference_root = Path(references)
     per_signal: dict[str, list[Reference]] = {s: [] for s in chosen}
     for path in list_files(reference_root):
         report_id = path.relative_to(reference_root).as_posix()
-        for signal, hash_bytes, _ in _fingerprints(path, chosen, skipped):
+        for signal, hash_bytes, _ in _fingerprints(path, signal_types, skipped):
             per_signal[signal].append(Reference(report_id, signal, hash_bytes))
     built: dict[str, BuiltIndex] = {
-        signal: build_index(secret, _banding(signal), refs, processes=processes)
+        signal: build_index(
+            secret, signal_banding(_REGISTRY.get(signal)), refs, processes=processes
+        )
         for signal, refs in per_signal.items()
     }
     index_files = {signal: b.to_bytes() for signal, b in built.items()}
@@ -280,12 +269,13 @@ def _simulate(
     upload_counts = dict.fromkeys(chosen, 0)
     batch: list[Upload] = []
     for path in list_files(uploads):
-        for signal, hash_bytes, quality in _fingerprints(path, chosen, skipped):
+        for signal, hash_bytes, quality in _fingerprints(path, signal_types, skipped):
             batch.append(Upload(str(path), signal, hash_bytes, quality))
             upload_counts[signal] += 1
     platform.add_uploads(batch)
 
-    elements_needed = sum(_banding(u.signal).count for u in batch)
+    bands = {signal: b.header.banding.count for signal, b in built.items()}
+    elements_needed = sum(bands[u.signal] for u in batch)
     clearinghouse = ClearinghouseSession(
         secret,
         element_limit=4 * (elements_needed + batch_size) + (1 << 20),
@@ -294,25 +284,10 @@ def _simulate(
         evaluator=evaluator,
     )
 
-    transcript: list[TranscriptEntry] = []
-
-    def exchange(request: bytes) -> bytes:
-        transcript.append(TranscriptEntry("platform", request))
-        reply = clearinghouse.receive(request)
-        transcript.append(TranscriptEntry("clearinghouse", reply))
-        return reply
-
-    platform.receive(exchange(platform.hello()))
-    found = []
-    while platform.wants_to_send:
-        found.extend(platform.receive(exchange(platform.next_request())))
-    audits = 0
-    available = len(platform.auditable_batches)
-    if audit_batches > 0 and available:
-        sample = platform.sample_for_audit(min(audit_batches, available))
-        platform.receive(exchange(platform.audit_request(sample)))
-        audits = 1
-    platform.receive(exchange(platform.close()))
+    pair = SessionPair(platform, clearinghouse)
+    found = pair.run()
+    audits = 1 if pair.audit(audit_batches) else 0
+    pair.close()
 
     matches = sorted(
         (
@@ -331,6 +306,6 @@ def _simulate(
         uploads=upload_counts,
         skipped=skipped,
         audits=audits,
-        transcript=transcript,
+        transcript=pair.transcript,
         indexes=index_files,
     )

@@ -31,10 +31,11 @@ from typing import Any
 
 from blindmatch.cli._argtypes import non_negative_int, positive_int
 from blindmatch.cli.hash import HashOptions, Progress, fingerprint_files, video_from_record
+from blindmatch.fingerprint.signals import PdqSignal
 from blindmatch.fingerprint.types import PdqHash
 from blindmatch.fingerprint.video import is_match, video_match
 from blindmatch.samples import SampleManifest, make_samples
-from blindmatch.simulate import SimulationResult, simulate
+from blindmatch.simulate import SIGNALS, SimulationResult, simulate
 
 __all__ = [
     "DEFAULT_IMAGES",
@@ -55,9 +56,11 @@ DEFAULT_IMAGES = 6
 DEFAULT_VIDEOS = 2
 """Original videos the demo generates (each with 3 edited copies)."""
 
-_MATCH_DISTANCE = 31
-_MIN_QUALITY = 50
-_DEMO_SIGNALS = ("md5", "sha256", "pdq")
+# What a PDQ match is, as the signal type says (the plaintext check and the private
+# protocol must agree on it); the demo runs every signal private matching can run.
+_MATCH_DISTANCE = PdqSignal.match_threshold
+_MIN_QUALITY = PdqSignal.quality_floor
+_DEMO_SIGNALS = SIGNALS
 
 Record = dict[str, Any]
 
@@ -373,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} files failed: " + ", ".join(r["path"] for r in failed))
     print()
-    print("Edited copies against their originals (a PDQ match is distance <= 31):")
+    print(f"Edited copies against their originals (a PDQ match is distance <= {_MATCH_DISTANCE}):")
     for s in summarise(manifest, records):
         if s.kind == "image":
             print(

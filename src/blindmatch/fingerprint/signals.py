@@ -15,7 +15,16 @@ it asks the signal type. The contract, :class:`SignalType`, is what every algori
 - ``match_threshold``: ``distance <= match_threshold`` is a match;
 - ``quality(value)`` and ``quality_floor``: values of quality below the floor match nothing;
 - ``to_text`` / ``from_text``: the value's text form (hex based), exact round trip;
-- ``exact``: ``True`` for hashes of the raw bytes (any file hashes; distance is 0 or 1).
+- ``exact``: ``True`` for hashes of the raw bytes (any file hashes; distance is 0 or 1);
+- ``banding``: how private matching cuts the hash into bands (a
+  :class:`~blindmatch.fingerprint.types.BandingSpec`), ``None`` for a signal that is only
+  compared in the clear; with it, ``match_bytes(value)`` gives the bytes the bands sample.
+
+This is the one place that says what a signal is. Everything that matches derives from it:
+the index of a signal is built with its banding, a platform session refuses uploads below
+its quality floor, the simulation and the demo fingerprint with ``hash`` and match what
+``matches`` would. Adding a signal type is its module (a :class:`SignalType`) and one line in
+:func:`default_registry`.
 
 :class:`SignalRegistry` is an explicit object, not import-time magic: it refuses a second
 signal type of the same name and raises on unknown names (both
@@ -60,12 +69,14 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from blindmatch._fixed import FixedBytes
 from blindmatch.errors import InvalidEncoding, RegistryError
 from blindmatch.fingerprint._files import PathLike
 from blindmatch.fingerprint.exact import md5_file, sha256_file
 from blindmatch.fingerprint.frontend import Policy, load_rgb, load_rgb_image
 from blindmatch.fingerprint.pdq import pdq_from_rgb
 from blindmatch.fingerprint.types import (
+    BandingSpec,
     ImageHash64,
     Md5Digest,
     PdqFingerprint,
@@ -112,6 +123,7 @@ class SignalType(abc.ABC, Generic[V]):
     match_threshold: ClassVar[int]
     quality_floor: ClassVar[int]
     exact: ClassVar[bool] = False
+    banding: ClassVar[BandingSpec | None] = None
 
     @abc.abstractmethod
     def hash(self, path: PathLike) -> V:
@@ -142,6 +154,25 @@ class SignalType(abc.ABC, Generic[V]):
     @abc.abstractmethod
     def from_text(self, text: str) -> V:
         """Parse :meth:`to_text` output; raises :class:`InvalidEncoding` on anything else."""
+
+    def match_bytes(self, value: V) -> bytes:
+        """The bytes private matching bands: the hash alone, ``banding.hash_bytes`` long.
+
+        Raises:
+            RegistryError: the signal type has no banding (it is not matched privately).
+            TypeError: ``value`` is not of the signal's value type.
+        """
+        if self.banding is None:
+            raise RegistryError(f"{self.name} is not matched privately (no banding)")
+        if not isinstance(value, FixedBytes):
+            raise TypeError(f"a {self.name} value must be a {self.value_type.__name__}")
+        return bytes(value)
+
+    def accepts(self, quality: int | None) -> bool:
+        """Whether a value of this quality may match at all (``None``: no quality given)."""
+        if self.quality_floor == 0:
+            return True
+        return quality is not None and quality >= self.quality_floor
 
     def matches(self, a: V, b: V) -> bool:
         """Whether two values match: both at or above the quality floor, and within threshold.
@@ -196,6 +227,11 @@ class SignalRegistry:
             raise RegistryError(f"{name}: match_threshold must be an int >= 0")
         if not isinstance(signal.quality_floor, int) or not 0 <= signal.quality_floor <= 100:
             raise RegistryError(f"{name}: quality_floor must be an int in 0..100")
+        banding = signal.banding
+        if banding is not None and (
+            not isinstance(banding, BandingSpec) or banding.exact != signal.exact
+        ):
+            raise RegistryError(f"{name}: banding must be a BandingSpec, exact iff the signal is")
         self._signals[name] = signal
 
     def get(self, name: str) -> SignalType[Any]:
@@ -219,6 +255,10 @@ class SignalRegistry:
             raise RegistryError("content type must be 'image' or 'video'")
         return tuple(s for n, s in sorted(self._signals.items()) if content_type in s.content_types)
 
+    def matchable(self) -> tuple[SignalType[Any], ...]:
+        """The signal types private matching can run (those with a banding), in name order."""
+        return tuple(s for n, s in sorted(self._signals.items()) if s.banding is not None)
+
     def __contains__(self, name: object) -> bool:
         return name in self._signals
 
@@ -240,6 +280,10 @@ class PdqSignal(SignalType[PdqFingerprint]):
     value_type: ClassVar[type[Any]] = PdqFingerprint
     match_threshold: ClassVar[int] = 31
     quality_floor: ClassVar[int] = 50
+    # L = 384 bands of k = 32 bits, two agreeing: docs/design.md "Bands" for the choice.
+    banding: ClassVar[BandingSpec | None] = BandingSpec(
+        256, 32, 384, 2, b"blindmatch/v1/pdq-bands/seed-0"
+    )
 
     def __init__(self, policy: Policy = "default") -> None:
         """Args: policy: the front-end policy (``default`` is comparable with everyone)."""
@@ -256,6 +300,10 @@ class PdqSignal(SignalType[PdqFingerprint]):
     def quality(self, value: PdqFingerprint) -> int:
         """The PDQ quality the core computed."""
         return value.quality
+
+    def match_bytes(self, value: PdqFingerprint) -> bytes:
+        """The 32 hash bytes (the quality is checked, not matched)."""
+        return bytes(value.hash)
 
     def to_text(self, value: PdqFingerprint) -> str:
         """``"<hash hex>,<quality>"``."""
@@ -274,6 +322,7 @@ class Md5Signal(SignalType[Md5Digest]):
     """MD5 of the file bytes: what NCMEC's hash sharing accepts for images and videos."""
 
     name: ClassVar[str] = "md5"
+    banding: ClassVar[BandingSpec | None] = BandingSpec.whole(128)
     content_types: ClassVar[frozenset[ContentType]] = frozenset({"image", "video"})
     value_type: ClassVar[type[Any]] = Md5Digest
     match_threshold: ClassVar[int] = 0
@@ -305,6 +354,7 @@ class Sha256Signal(SignalType[Sha256Digest]):
     """SHA-256 of the file bytes."""
 
     name: ClassVar[str] = "sha256"
+    banding: ClassVar[BandingSpec | None] = BandingSpec.whole(256)
     content_types: ClassVar[frozenset[ContentType]] = frozenset({"image", "video"})
     value_type: ClassVar[type[Any]] = Sha256Digest
     match_threshold: ClassVar[int] = 0

@@ -19,6 +19,7 @@ from blindmatch._fixed import FixedBytes
 from blindmatch.errors import InvalidEncoding
 
 __all__ = [
+    "BandingSpec",
     "ImageHash64",
     "Md5Digest",
     "PdqFingerprint",
@@ -27,6 +28,57 @@ __all__ = [
     "VideoFingerprint",
     "VideoFrame",
 ]
+
+@dataclass(frozen=True, slots=True)
+class BandingSpec:
+    """How a signal type's hashes are cut into bands for private matching: plain numbers.
+
+    The signal type owns them (:attr:`blindmatch.fingerprint.signals.SignalType.banding`);
+    the protocol layer makes the :class:`blindmatch.psi.bands.Banding` of the index from them
+    (``blindmatch.protocols.signal_banding``), since fingerprinting knows nothing of the
+    cryptography. The fields mean what they mean there (docs/index-format.md "Bandings").
+
+    Attributes:
+        hash_bits: bits of the hash the bands sample.
+        k: bits per band.
+        count: bands ``L``.
+        threshold: bands that must agree for a match (1 for an exact signal, else 2).
+        seed: the public seed of the position draw (empty for an exact signal).
+
+    Raises:
+        InvalidEncoding: a field of the wrong type or out of range.
+    """
+
+    hash_bits: int
+    k: int
+    count: int
+    threshold: int
+    seed: bytes = b""
+
+    def __post_init__(self) -> None:
+        numbers = (self.hash_bits, self.k, self.count, self.threshold)
+        if not all(type(n) is int and n >= 1 for n in numbers) or not isinstance(
+            self.seed, bytes
+        ):
+            raise InvalidEncoding("a banding spec holds positive ints and a bytes seed")
+        if self.hash_bits % 8 or self.k > self.hash_bits or self.threshold > self.count:
+            raise InvalidEncoding("a banding spec's bands must fit its hash")
+
+    @classmethod
+    def whole(cls, hash_bits: int) -> BandingSpec:
+        """The banding of an exact signal: one band of all ``hash_bits`` bits, t = 1."""
+        return cls(hash_bits, hash_bits, 1, 1)
+
+    @property
+    def exact(self) -> bool:
+        """Whether a match means equal hashes (one band of every bit)."""
+        return self.count == 1 and self.k == self.hash_bits
+
+    @property
+    def hash_bytes(self) -> int:
+        """Bytes of a hash of the signal."""
+        return self.hash_bits // 8
+
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
 class PdqHash(FixedBytes):

@@ -4,6 +4,9 @@ out; sockets, files and clocks live in thin adapters around them.
 - :mod:`blindmatch.protocols.messages`: the versioned wire encodings (docs/protocol.md).
 - :class:`ClearinghouseSession`: the server side (validate, evaluate, count, prove).
 - :class:`PlatformSession`: the client side (blind, pad, finalize, look up, audit).
+- :class:`SessionPair`: the two wired together in memory (simulation, tests, examples).
+- :func:`index_digest`, :func:`signal_banding`: what an index is called on the wire, and
+  the banding an index of a signal type is built with.
 """
 
 from __future__ import annotations
@@ -15,26 +18,29 @@ from blindmatch.protocols.clearinghouse import (
 )
 from blindmatch.protocols.indexes import index_digest
 from blindmatch.protocols.messages import IndexDigest, decode
+from blindmatch.protocols.pair import SessionPair, TranscriptEntry
 from blindmatch.protocols.platform import (
-    MIN_PDQ_QUALITY,
     Match,
     PlatformSession,
     PlatformState,
     PlatformStats,
     Upload,
 )
+from blindmatch.protocols.signals import signal_banding
 
 __all__ = [
     "ClearinghouseSession",
     "ClearinghouseState",
     "ClearinghouseStats",
     "IndexDigest",
-    "MIN_PDQ_QUALITY",
     "Match",
     "PlatformSession",
     "PlatformState",
     "PlatformStats",
+    "SessionPair",
+    "TranscriptEntry",
     "Upload",
     "decode",
     "index_digest",
+    "signal_banding",
 ]

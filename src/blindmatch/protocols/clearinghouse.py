@@ -39,10 +39,12 @@ elements to it (docs/protocol.md, "What each party learns").
 from __future__ import annotations
 
 import enum
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from blindmatch import errors
+from blindmatch.protocols._random import SessionRandom
 from blindmatch.protocols.messages import (
     MAX_ELEMENTS,
     MAX_INDEX_DIGESTS,
@@ -63,7 +65,8 @@ from blindmatch.protocols.messages import (
 from blindmatch.psi import oprf
 from blindmatch.psi.group import GENERATOR, Element
 from blindmatch.psi.keys import SecretKey
-from blindmatch.psi.parallel import ThreadedEvaluator
+from blindmatch.psi.parallel import SERIAL, Evaluator
+from blindmatch.psi.shares import RandomBytes
 
 __all__ = [
     "ClearinghouseSession",
@@ -141,9 +144,12 @@ class ClearinghouseSession:
             :class:`~blindmatch.errors.StaleIndex` before it sends an element. Omitted or
             empty: ``ServerInfo`` lists none and platforms cannot tell a stale index of the
             current key epoch (their matches then follow the index they hold).
-        evaluator: spreads each request's scalar multiplications over threads (one
-            :class:`~blindmatch.psi.parallel.ThreadedEvaluator` may serve every session of
-            a server); omitted, requests are evaluated on the calling thread.
+        evaluator: does each request's scalar multiplications: :data:`~blindmatch.psi.
+            parallel.SERIAL` on the calling thread by default, or a
+            :class:`~blindmatch.psi.parallel.ThreadedEvaluator` (one may serve every
+            session of a server) to spread them over threads.
+        random_bytes: the source of the proofs' nonces (``secrets.token_bytes``; a test
+            injects a seeded source to replay a session byte for byte).
 
     Raises:
         errors.LocalProtocolError: a limit is out of range, or ``index_digests`` holds
@@ -158,7 +164,8 @@ class ClearinghouseSession:
         element_limit: int,
         max_batch: int = 4096,
         index_digests: Iterable[IndexDigest] | None = None,
-        evaluator: ThreadedEvaluator | None = None,
+        evaluator: Evaluator = SERIAL,
+        random_bytes: RandomBytes = secrets.token_bytes,
     ) -> None:
         if not isinstance(key, SecretKey):
             raise errors.LocalProtocolError("key must be a SecretKey")
@@ -176,9 +183,10 @@ class ClearinghouseSession:
         self._index_digests = tuple(sorted(digests, key=lambda d: d.signal))
         if len(self._index_digests) > MAX_INDEX_DIGESTS:
             raise errors.LocalProtocolError(f"at most {MAX_INDEX_DIGESTS} index digests")
-        if evaluator is not None and not isinstance(evaluator, ThreadedEvaluator):
-            raise errors.LocalProtocolError("evaluator must be a ThreadedEvaluator")
+        if not isinstance(evaluator, Evaluator):
+            raise errors.LocalProtocolError("evaluator must be an Evaluator")
         self._evaluator = evaluator
+        self._random = SessionRandom(random_bytes)
         self._key = key
         self._public_key = key.public_key.element
         self._key_id = key.key_id
@@ -300,14 +308,9 @@ class ClearinghouseSession:
         count = len(message.elements)
         if self._evaluated + count > self._element_limit:
             raise errors.LimitExceeded("the session's element quota is spent")
-        if self._evaluator is None:
-            results = oprf.blind_evaluate_batch(
-                self._key.scalar, message.elements, oprf.Mode.VOPRF
-            )
-        else:
-            results = self._evaluator.blind_evaluate_batch(
-                self._key.scalar, message.elements, oprf.Mode.VOPRF
-            )
+        results = self._evaluator.blind_evaluate_batch(
+            self._key.scalar, message.elements, oprf.Mode.VOPRF
+        )
         evaluated = tuple(results)
         self._used_batch_ids.add(message.batch_id)
         self._unproved[message.batch_id] = (message.elements, evaluated)
@@ -339,6 +342,7 @@ class ClearinghouseSession:
             blinded,
             evaluated,
             oprf.Mode.VOPRF,
+            r=self._random.scalar(),
         )
         for batch_id in message.batch_ids:
             del self._unproved[batch_id]

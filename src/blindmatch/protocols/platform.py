@@ -76,8 +76,11 @@ import secrets
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from blindmatch import errors
+from blindmatch.fingerprint.signals import SignalRegistry, SignalType, default_registry
+from blindmatch.protocols._random import SessionRandom
 from blindmatch.protocols.indexes import index_digest
 from blindmatch.protocols.messages import (
     MAX_ELEMENTS,
@@ -100,10 +103,10 @@ from blindmatch.psi.group import GENERATOR, Element, Scalar
 from blindmatch.psi.index import Index, IndexHeader, IndexKind, IndexSet, MatchResult
 from blindmatch.psi.kdf import ReportHandle
 from blindmatch.psi.keys import PublicKey
-from blindmatch.psi.parallel import ThreadedEvaluator
+from blindmatch.psi.parallel import SERIAL, Evaluator
+from blindmatch.psi.shares import RandomBytes
 
 __all__ = [
-    "MIN_PDQ_QUALITY",
     "Match",
     "PlatformSession",
     "PlatformState",
@@ -111,8 +114,6 @@ __all__ = [
     "Upload",
 ]
 
-MIN_PDQ_QUALITY = 50
-"""PDQ hashes of lower quality are not trusted for matching (PDQ reference guidance)."""
 _MAX_REF = 4096
 _MODE = oprf.Mode.VOPRF
 
@@ -137,7 +138,8 @@ class Upload:
         signal: the signal type, the name of an index's banding (``"md5"``, ``"sha256"``,
             ``"pdq"``).
         hash: the hash bytes (``bytes(digest)`` of a typed digest).
-        quality: the PDQ quality (0..100) for PDQ signals, ``None`` for exact signals.
+        quality: the quality (0..100) of a signal with a quality floor (PDQ), ``None`` for
+            exact signals.
 
     Raises:
         errors.LocalProtocolError: a field has the wrong type or range.
@@ -257,13 +259,21 @@ class PlatformSession:
         batch_size: elements per evaluation request (fewer if the clearinghouse's
             ``max_batch`` is lower); every request carries exactly this many.
         canary_interval: one canary query per this many uploads of a signal (>= 1).
-        evaluator: spreads the blinding and finalizing of large batches over threads (a
-            :class:`~blindmatch.psi.parallel.ThreadedEvaluator`); omitted, they run on the
-            calling thread. The messages and matches are the same either way.
+        evaluator: does the batch steps (Blind, Finalize): :data:`~blindmatch.psi.parallel.
+            SERIAL` on the calling thread by default, a
+            :class:`~blindmatch.psi.parallel.ThreadedEvaluator` to spread large batches over
+            threads. The messages and matches are the same either way.
+        random_bytes: the source of every random choice (blinds, pads, shuffles, canary
+            positions, audit samples); ``secrets.token_bytes`` unless a test injects a
+            seeded source to replay a session byte for byte.
+        signals: the signal types, by name, whose quality floors apply to uploads
+            (:func:`~blindmatch.fingerprint.signals.default_registry` when omitted); every
+            index must be of a registered signal type.
 
     Raises:
         errors.LocalProtocolError: bad arguments, no index, two indexes of one signal, a
-            delta without its base, or a key that is not a VOPRF key.
+            delta without its base, an index of an unregistered signal type, or a key that
+            is not a VOPRF key.
         errors.KeyMismatch: an index was built under another key epoch or key id.
     """
 
@@ -274,7 +284,9 @@ class PlatformSession:
         *,
         batch_size: int = 256,
         canary_interval: int = 64,
-        evaluator: ThreadedEvaluator | None = None,
+        evaluator: Evaluator = SERIAL,
+        signals: SignalRegistry | None = None,
+        random_bytes: RandomBytes = secrets.token_bytes,
     ) -> None:
         chosen = [indexes] if isinstance(indexes, Index | IndexSet) else list(indexes)
         if not chosen or not all(isinstance(i, Index | IndexSet) for i in chosen):
@@ -285,9 +297,14 @@ class PlatformSession:
             raise errors.LocalProtocolError(f"batch_size must be in [1, {MAX_ELEMENTS}]")
         if not isinstance(canary_interval, int) or canary_interval < 1:
             raise errors.LocalProtocolError("canary_interval must be at least 1")
-        if evaluator is not None and not isinstance(evaluator, ThreadedEvaluator):
-            raise errors.LocalProtocolError("evaluator must be a ThreadedEvaluator")
+        if not isinstance(evaluator, Evaluator):
+            raise errors.LocalProtocolError("evaluator must be an Evaluator")
+        registry = default_registry() if signals is None else signals
+        if not isinstance(registry, SignalRegistry):
+            raise errors.LocalProtocolError("signals must be a SignalRegistry")
         self._evaluator = evaluator
+        self._random = SessionRandom(random_bytes)
+        self._signal_types: dict[str, SignalType[Any]] = {}
         self._indexes: dict[str, _Lookup] = {}
         self._digests: dict[str, IndexDigest] = {}
         for source in chosen:
@@ -299,6 +316,9 @@ class PlatformSession:
                 raise errors.LocalProtocolError("a delta needs its base: give an IndexSet")
             if header.key_epoch != public_key.epoch or header.key_id != public_key.key_id:
                 raise errors.KeyMismatch("an index was built under another key")
+            if header.banding.signal not in registry:
+                raise errors.LocalProtocolError("an index of an unregistered signal type")
+            self._signal_types[header.banding.signal] = registry.get(header.banding.signal)
             self._indexes[header.banding.signal] = index
             self._digests[header.banding.signal] = index_digest(source)
         self._digests_checked = False
@@ -416,8 +436,9 @@ class PlatformSession:
             uploads: :class:`Upload` values or ``(ref, signal, hash_bytes)`` tuples.
 
         Raises:
-            errors.LocalProtocolError: an unknown signal, a hash of the wrong length, a PDQ
-                upload without quality or below :data:`MIN_PDQ_QUALITY`, or the wrong state.
+            errors.LocalProtocolError: an unknown signal, a hash of the wrong length, an
+                upload of a signal with a quality floor (PDQ) without a quality or below the
+                floor, or the wrong state.
         """
         self._require(PlatformState.START, PlatformState.AWAIT_INFO, PlatformState.READY)
         checked = [_as_upload(item) for item in uploads]
@@ -429,9 +450,11 @@ class PlatformSession:
             banding = index.header.banding
             if len(upload.hash) != banding.hash_bytes:
                 raise errors.LocalProtocolError("hash length does not fit the signal type")
-            if banding.count > 1 and (upload.quality is None or upload.quality < MIN_PDQ_QUALITY):
+            signal_type = self._signal_types[upload.signal]
+            if not signal_type.accepts(upload.quality):
                 raise errors.LocalProtocolError(
-                    f"fuzzy signals need a quality of at least {MIN_PDQ_QUALITY}"
+                    f"{upload.signal} uploads need a quality of at least "
+                    f"{signal_type.quality_floor}"
                 )
             per_signal[upload.signal] = per_signal.get(upload.signal, 0) + 1
         items: list[tuple[Upload, ReportHandle | None]] = [(u, None) for u in checked]
@@ -440,9 +463,9 @@ class PlatformSession:
             if not canaries:
                 continue
             for _ in range(-(-count // self._canary_interval)):
-                canary = canaries[secrets.randbelow(len(canaries))]
+                canary = canaries[self._random.below(len(canaries))]
                 upload = Upload("<canary>", signal, canary.hash, 100)
-                items.insert(secrets.randbelow(len(items) + 1), (upload, canary.handle))
+                items.insert(self._random.below(len(items) + 1), (upload, canary.handle))
         self._queue.extend(items)
 
     def next_request(self) -> bytes:
@@ -468,10 +491,10 @@ class PlatformSession:
         pads = size - len(elements)
         for _ in range(pads):
             positions.append(None)
-            elements.append(Scalar.random().multiply_base())
+            elements.append(self._random.scalar().multiply_base())
         order = list(range(size))
         for i in range(size - 1, 0, -1):  # Fisher-Yates with the CSPRNG
-            j = secrets.randbelow(i + 1)
+            j = self._random.below(i + 1)
             order[i], order[j] = order[j], order[i]
         batch = _Batch(tuple(elements[i] for i in order), tuple(positions[i] for i in order))
         batch_id = self._next_batch_id
@@ -508,7 +531,7 @@ class PlatformSession:
             upload, canary = self._queue.popleft()
             banding = self._indexes[upload.signal].header.banding
             band_inputs = banding.band_inputs(upload.hash)
-            blind = Scalar.random()
+            blind = self._random.scalar()
             slots.append(
                 _Slot(upload, band_inputs, blind, [None] * len(band_inputs), len(band_inputs),
                       canary)
@@ -520,10 +543,7 @@ class PlatformSession:
                 self.stats.canary_queries += 1
         if not slots:
             return
-        if self._evaluator is None:
-            _, blinded = oprf.blind_batch(inputs, _MODE, blinds=blinds)
-        else:
-            blinded = self._evaluator.blind_batch(inputs, _MODE, blinds=blinds)
+        blinded = self._evaluator.blind_batch(inputs, _MODE, blinds=blinds)
         position = 0
         for slot in slots:
             count = len(slot.inputs)
@@ -563,7 +583,7 @@ class PlatformSession:
         return self._sent(ProofRequest(audit_id, ids).encode())
 
     def sample_for_audit(self, count: int) -> tuple[int, ...]:
-        """A uniformly random sample (CSPRNG) of ``count`` auditable batch ids.
+        """A uniformly random sample of ``count`` auditable batch ids.
 
         Raises:
             errors.LocalProtocolError: fewer auditable batches than ``count``, or count < 1.
@@ -573,7 +593,7 @@ class PlatformSession:
             raise errors.LocalProtocolError("cannot sample that many auditable batches")
         chosen = []
         for _ in range(count):
-            chosen.append(pool.pop(secrets.randbelow(len(pool))))
+            chosen.append(pool.pop(self._random.below(len(pool))))
         return tuple(sorted(chosen))
 
     def close(self) -> bytes:
@@ -702,10 +722,7 @@ class PlatformSession:
             inputs = [x for slot in slots for x in slot.inputs]
             blinds = [slot.blind for slot in slots for _ in slot.inputs]
             evaluated = [e for slot in slots for e in slot.evaluated if e is not None]
-            if self._evaluator is None:
-                flat = oprf.finalize_batch(inputs, blinds, evaluated, _MODE)
-            else:
-                flat = self._evaluator.finalize_batch(inputs, blinds, evaluated, _MODE)
+            flat = self._evaluator.finalize_batch(inputs, blinds, evaluated, _MODE)
             outputs: list[list[bytes]] = []
             position = 0
             for slot in slots:
