@@ -722,7 +722,7 @@ def test_delta_misuse(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
         (lambda: build_index(KEY, SHA, [], handle_bytes=17), InvalidParameter),
         (lambda: build_index(KEY, SHA, [], processes=0), InvalidParameter),
         (lambda: Reference("", "sha256", bytes(32)), InvalidParameter),
-        (lambda: Reference("r", "sha256", "00" * 32), InvalidEncoding),  # type: ignore[arg-type]
+        (lambda: Reference("r", "sha256", "00" * 32), TypeError),  # type: ignore[arg-type]
         (lambda: default_canaries(SHA, 2000), InvalidParameter),
     ],
     ids=[

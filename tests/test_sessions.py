@@ -265,7 +265,7 @@ def test_threaded_evaluator_splits_only_large_batches() -> None:
         ThreadedEvaluator(0)
     with pytest.raises(errors.InvalidArgument):
         ThreadedEvaluator(2, min_chunk=0)
-    with pytest.raises(errors.LocalProtocolError):
+    with pytest.raises(TypeError):
         ClearinghouseSession(KEY, element_limit=1, evaluator=object())  # type: ignore[arg-type]
 
 
@@ -339,7 +339,7 @@ def test_clearinghouse_needs_a_voprf_secret_key() -> None:
     oprf_key = SecretKey.derive(bytes(32), b"x", mode=oprf.Mode.OPRF)
     with pytest.raises(errors.LocalProtocolError):
         ClearinghouseSession(oprf_key, element_limit=1)
-    with pytest.raises(errors.LocalProtocolError):
+    with pytest.raises(TypeError):
         ClearinghouseSession(KEY.public_key, element_limit=1)  # type: ignore[arg-type]
 
 
@@ -406,7 +406,7 @@ def test_threaded_platform_and_clearinghouse_match_the_same(
         (f"upload-{i}", f"report-{i}") for i in range(30, 40)
     )
     assert platform.stats.canaries_matched == platform.stats.canary_queries == 5
-    with pytest.raises(errors.LocalProtocolError):
+    with pytest.raises(TypeError):
         PlatformSession(index, KEY.public_key, evaluator=object())  # type: ignore[arg-type]
 
 
@@ -801,18 +801,21 @@ def test_hello_twice_and_nothing_to_send(index: Index) -> None:
 
 
 @pytest.mark.parametrize(
-    "upload",
+    ("upload", "error"),
     [
-        pytest.param(("u", "sha256", bytes(32)), id="unknown-signal"),
-        pytest.param(("u", "md5", bytes(15)), id="short-hash"),
-        pytest.param(("u", "md5"), id="short-tuple"),
-        pytest.param(("", "md5", bytes(16)), id="empty-ref"),
-        pytest.param(("u", "md5", "00" * 16), id="hex-hash"),
+        pytest.param(("u", "sha256", bytes(32)), errors.LocalProtocolError, id="unknown-signal"),
+        pytest.param(("u", "md5", bytes(15)), errors.LocalProtocolError, id="short-hash"),
+        pytest.param(("u", "md5"), TypeError, id="short-tuple"),
+        pytest.param(("", "md5", bytes(16)), errors.LocalProtocolError, id="empty-ref"),
+        pytest.param(("u", "md5", "00" * 16), TypeError, id="hex-hash"),
     ],
 )
-def test_add_uploads_rejects_bad_uploads(index: Index, upload: tuple[object, ...]) -> None:
+def test_add_uploads_rejects_bad_uploads(
+    index: Index, upload: tuple[object, ...], error: type[Exception]
+) -> None:
+    """A wrong type is a TypeError (as in psi and everywhere), a wrong value typed."""
     platform = _platform(index)
-    with pytest.raises(errors.LocalProtocolError):
+    with pytest.raises(error):
         platform.add_uploads([upload])  # type: ignore[list-item]
     assert platform.unfinished() == ()
 
@@ -898,8 +901,12 @@ def test_platform_constructor_checks(built: BuiltIndex, index: Index) -> None:
         PlatformSession(index, KEY.public_key, batch_size=0)
     with pytest.raises(errors.LocalProtocolError):
         PlatformSession(index, KEY.public_key, canary_interval=0)
-    with pytest.raises(errors.LocalProtocolError):
+    with pytest.raises(TypeError):
         PlatformSession(index, KEY)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        PlatformSession([built.to_bytes()], KEY.public_key)  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        Upload("u", "md5", bytes(16), quality="90")  # type: ignore[arg-type]
 
 
 def test_index_set_with_a_delta(built: BuiltIndex, index: Index) -> None:

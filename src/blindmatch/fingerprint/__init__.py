@@ -44,8 +44,10 @@ from blindmatch.fingerprint.signals import (
     SignalRegistry,
     SignalType,
     default_registry,
+    hash_file,
 )
 from blindmatch.fingerprint.types import (
+    BandingSpec,
     ImageHash64,
     Md5Digest,
     PdqFingerprint,
@@ -56,6 +58,7 @@ from blindmatch.fingerprint.types import (
 )
 
 __all__ = [
+    "BandingSpec",
     "ContentType",
     "DEFAULT_MAX_PIXELS",
     "DIHEDRAL_NAMES",
@@ -74,6 +77,7 @@ __all__ = [
     "file_digests",
     "hamming_many_to_many",
     "hamming_one_to_many",
+    "hash_file",
     "load_rgb",
     "load_rgb_image",
     "md5_bytes",

@@ -102,6 +102,7 @@ __all__ = [
     "VpdqSignal",
     "WhashSignal",
     "default_registry",
+    "hash_file",
 ]
 
 ContentType = Literal["image", "video"]
@@ -591,6 +592,28 @@ def default_registry() -> SignalRegistry:
             WhashSignal(),
         ]
     )
+
+
+def hash_file(
+    path: PathLike, signal: str = "pdq", *, registry: SignalRegistry | None = None
+) -> Any:
+    """Fingerprint one file with one signal type of a registry (the default one if omitted).
+
+    Args:
+        path: the file.
+        signal: the signal type's name (``"pdq"``, ``"md5"``, ``"sha256"``, ``"vpdq"``, ...).
+        registry: where to find it; :func:`default_registry` when omitted.
+
+    Returns:
+        The signal type's typed value (:attr:`SignalType.value_type`), e.g. a
+        :class:`~blindmatch.fingerprint.types.PdqFingerprint` with its quality.
+
+    Raises:
+        RegistryError: no signal type of that name.
+        FingerprintError: the file cannot be hashed (a subclass says why).
+    """
+    chosen = default_registry() if registry is None else registry
+    return chosen.get(signal).hash(path)
 
 
 # --- text helpers ----------------------------------------------------------------------

@@ -152,6 +152,7 @@ class ClearinghouseSession:
             injects a seeded source to replay a session byte for byte).
 
     Raises:
+        TypeError: ``key`` or ``evaluator`` of the wrong type.
         errors.LocalProtocolError: a limit is out of range, or ``index_digests`` holds
             something else than :class:`IndexDigest` values of distinct signals (at most
             255).
@@ -168,7 +169,7 @@ class ClearinghouseSession:
         random_bytes: RandomBytes = secrets.token_bytes,
     ) -> None:
         if not isinstance(key, SecretKey):
-            raise errors.LocalProtocolError("key must be a SecretKey")
+            raise TypeError("key must be a SecretKey")
         if key.mode is not oprf.Mode.VOPRF:
             raise errors.LocalProtocolError("the matching protocol runs in VOPRF mode")
         if not isinstance(element_limit, int) or not 0 <= element_limit < 1 << 64:
@@ -184,7 +185,7 @@ class ClearinghouseSession:
         if len(self._index_digests) > MAX_INDEX_DIGESTS:
             raise errors.LocalProtocolError(f"at most {MAX_INDEX_DIGESTS} index digests")
         if not isinstance(evaluator, Evaluator):
-            raise errors.LocalProtocolError("evaluator must be an Evaluator")
+            raise TypeError("evaluator must be an Evaluator")
         self._evaluator = evaluator
         self._random = SessionRandom(random_bytes)
         self._key = key

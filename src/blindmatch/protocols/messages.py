@@ -429,7 +429,7 @@ class EvaluateResponse:
 
 @dataclass(frozen=True, slots=True)
 class ProofRequest:
-    """Asks for one RFC 9497 batched DLEQ proof over earlier batches (MATCHING.md "Audit").
+    """Asks for one RFC 9497 batched DLEQ proof over earlier batches (docs/design.md "Audit").
 
     The proof covers the concatenation, in the order given, of every ``(B_j, Z_j)`` pair of
     the named batches, pads included. The clearinghouse proves only batches it evaluated in

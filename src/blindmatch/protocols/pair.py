@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from blindmatch import errors
 from blindmatch.protocols.clearinghouse import ClearinghouseSession
 from blindmatch.protocols.platform import Match, PlatformSession, PlatformState
 
@@ -33,7 +32,7 @@ class SessionPair:
         clearinghouse: the server session it talks to.
 
     Raises:
-        errors.LocalProtocolError: the arguments are not the two sessions.
+        TypeError: the arguments are not the two sessions.
     """
 
     __slots__ = ("clearinghouse", "platform", "transcript")
@@ -42,7 +41,7 @@ class SessionPair:
         if not isinstance(platform, PlatformSession) or not isinstance(
             clearinghouse, ClearinghouseSession
         ):
-            raise errors.LocalProtocolError("wire a PlatformSession to a ClearinghouseSession")
+            raise TypeError("wire a PlatformSession to a ClearinghouseSession")
         self.platform = platform
         self.clearinghouse = clearinghouse
         self.transcript: list[TranscriptEntry] = []

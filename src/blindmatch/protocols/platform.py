@@ -142,7 +142,8 @@ class Upload:
             exact signals.
 
     Raises:
-        errors.LocalProtocolError: a field has the wrong type or range.
+        TypeError: a field has the wrong type.
+        errors.LocalProtocolError: a field is out of range.
     """
 
     ref: str
@@ -151,13 +152,18 @@ class Upload:
     quality: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.ref, str) or not 0 < len(self.ref) <= _MAX_REF:
-            raise errors.LocalProtocolError(f"upload ref must be a string of 1..{_MAX_REF}")
-        if not isinstance(self.signal, str) or not isinstance(self.hash, bytes):
-            raise errors.LocalProtocolError("signal must be a str and hash bytes")
+        # A wrong type is a TypeError everywhere (blindmatch.errors), a wrong value typed.
+        if not isinstance(self.ref, str) or not isinstance(self.signal, str):
+            raise TypeError("an upload's ref and signal must be str")
+        if not isinstance(self.hash, bytes):
+            raise TypeError("an upload's hash must be bytes")
         if self.quality is not None and (
-            not isinstance(self.quality, int) or not 0 <= self.quality <= 100
+            not isinstance(self.quality, int) or isinstance(self.quality, bool)
         ):
+            raise TypeError("an upload's quality must be an int or None")
+        if not 0 < len(self.ref) <= _MAX_REF:
+            raise errors.LocalProtocolError(f"upload ref must be a string of 1..{_MAX_REF}")
+        if self.quality is not None and not 0 <= self.quality <= 100:
             raise errors.LocalProtocolError("quality must be an integer in [0, 100]")
 
     def __repr__(self) -> str:
@@ -245,7 +251,7 @@ def _as_upload(item: Upload | tuple[str, str, bytes]) -> Upload:
         return item
     if isinstance(item, tuple) and len(item) == 3:
         return Upload(item[0], item[1], item[2])
-    raise errors.LocalProtocolError("an upload is an Upload or a (ref, signal, hash) tuple")
+    raise TypeError("an upload is an Upload or a (ref, signal, hash) tuple")
 
 
 class PlatformSession:
@@ -271,7 +277,8 @@ class PlatformSession:
             index must be of a registered signal type.
 
     Raises:
-        errors.LocalProtocolError: bad arguments, no index, two indexes of one signal, a
+        TypeError: an argument of the wrong type.
+        errors.LocalProtocolError: bad values, no index, two indexes of one signal, a
             delta without its base, an index of an unregistered signal type, or a key that
             is not a VOPRF key.
         errors.KeyMismatch: an index was built under another key epoch or key id.
@@ -289,19 +296,23 @@ class PlatformSession:
         random_bytes: RandomBytes = secrets.token_bytes,
     ) -> None:
         chosen = [indexes] if isinstance(indexes, Index | IndexSet) else list(indexes)
-        if not chosen or not all(isinstance(i, Index | IndexSet) for i in chosen):
+        if not all(isinstance(i, Index | IndexSet) for i in chosen):
+            raise TypeError("indexes must be Index or IndexSet values")
+        if not chosen:
             raise errors.LocalProtocolError("give at least one Index or IndexSet")
-        if not isinstance(public_key, PublicKey) or public_key.mode is not _MODE:
+        if not isinstance(public_key, PublicKey):
+            raise TypeError("public_key must be a PublicKey")
+        if public_key.mode is not _MODE:
             raise errors.LocalProtocolError("public_key must be a VOPRF PublicKey")
         if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_ELEMENTS:
             raise errors.LocalProtocolError(f"batch_size must be in [1, {MAX_ELEMENTS}]")
         if not isinstance(canary_interval, int) or canary_interval < 1:
             raise errors.LocalProtocolError("canary_interval must be at least 1")
         if not isinstance(evaluator, Evaluator):
-            raise errors.LocalProtocolError("evaluator must be an Evaluator")
+            raise TypeError("evaluator must be an Evaluator")
         registry = default_registry() if signals is None else signals
         if not isinstance(registry, SignalRegistry):
-            raise errors.LocalProtocolError("signals must be a SignalRegistry")
+            raise TypeError("signals must be a SignalRegistry")
         self._evaluator = evaluator
         self._random = SessionRandom(random_bytes)
         self._signal_types: dict[str, SignalType[Any]] = {}
@@ -339,8 +350,7 @@ class PlatformSession:
         self._outstanding: dict[int, _Batch] = {}
         # Answered batches keep only (B, Z) for audits: their slots (blinds, band inputs)
         # are dropped once the uploads are finalized.
-        self._answered: dict[int, tuple[Element, ...]] = {}
-        self._answers: dict[int, tuple[Element, ...]] = {}
+        self._auditable: dict[int, tuple[tuple[Element, ...], tuple[Element, ...]]] = {}
         self._audits: dict[int, tuple[list[Element], list[Element]]] = {}
         self.stats = PlatformStats()
 
@@ -397,7 +407,7 @@ class PlatformSession:
     @property
     def auditable_batches(self) -> tuple[int, ...]:
         """Ids of answered batches not audited yet, ascending."""
-        return tuple(sorted(self._answered))
+        return tuple(sorted(self._auditable))
 
     def unfinished(self) -> tuple[str, ...]:
         """Refs of uploads without an answer: queued, in flight, or answered by the reply
@@ -553,7 +563,7 @@ class PlatformSession:
             position += count
 
     def audit_request(self, batch_ids: Sequence[int]) -> bytes:
-        """Ask for one DLEQ proof over the named answered batches (MATCHING.md "Audit").
+        """Ask for one DLEQ proof over the named answered batches (docs/design.md "Audit").
 
         Args:
             batch_ids: distinct ids from :attr:`auditable_batches`, e.g. a random sample.
@@ -567,17 +577,16 @@ class PlatformSession:
         """
         self._require(PlatformState.READY)
         ids = tuple(batch_ids)
-        if not ids or len(set(ids)) != len(ids) or any(b not in self._answered for b in ids):
+        if not ids or len(set(ids)) != len(ids) or any(b not in self._auditable for b in ids):
             raise errors.LocalProtocolError("audit distinct answered batches not audited yet")
-        blinded = [e for b in ids for e in self._answered[b]]
-        evaluated = [e for b in ids for e in self._answers[b]]
+        blinded = [e for b in ids for e in self._auditable[b][0]]
+        evaluated = [e for b in ids for e in self._auditable[b][1]]
         if len(blinded) > oprf.MAX_PROOF_BATCH:
             raise errors.LocalProtocolError("an audit covers at most 2**16 elements")
         audit_id = self._next_audit_id
         self._next_audit_id += 1
         for b in ids:
-            del self._answered[b]
-            del self._answers[b]
+            del self._auditable[b]
         self._audits[audit_id] = (blinded, evaluated)
         self.stats.audits_sent += 1
         return self._sent(ProofRequest(audit_id, ids).encode())
@@ -697,8 +706,7 @@ class PlatformSession:
         if len(response.elements) != len(batch.elements):
             raise errors.MessageDecodeError("reply holds another number of elements")
         del self._outstanding[response.batch_id]
-        self._answered[response.batch_id] = batch.elements
-        self._answers[response.batch_id] = response.elements
+        self._auditable[response.batch_id] = (batch.elements, response.elements)
         completed: list[_Slot] = []
         for position, element in zip(batch.positions, response.elements, strict=True):
             if position is None:

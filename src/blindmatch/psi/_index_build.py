@@ -89,8 +89,8 @@ class Reference:
     """One reported hash: the report it belongs to, its signal type and its bytes.
 
     Raises:
-        InvalidParameter: empty or over-long report id, or a signal that is not a string.
-        InvalidEncoding: a hash that is not bytes.
+        TypeError: a report id or signal that is not a ``str``, a hash that is not bytes.
+        InvalidParameter: an empty or over-long report id.
     """
 
     report_id: str
@@ -98,12 +98,13 @@ class Reference:
     hash: bytes
 
     def __post_init__(self) -> None:
-        if not isinstance(self.report_id, str) or not 0 < len(self.report_id) <= _MAX_REPORT_ID:
-            raise InvalidParameter(f"report id must be a string of 1..{_MAX_REPORT_ID} characters")
-        if not isinstance(self.signal, str):
-            raise InvalidParameter("signal must be a string")
+        # A wrong type is a TypeError everywhere (blindmatch.errors), a wrong value typed.
+        if not isinstance(self.report_id, str) or not isinstance(self.signal, str):
+            raise TypeError("a reference's report id and signal must be str")
         if not isinstance(self.hash, bytes):
-            raise InvalidEncoding("reference hash must be bytes")
+            raise TypeError("a reference's hash must be bytes")
+        if not 0 < len(self.report_id) <= _MAX_REPORT_ID:
+            raise InvalidParameter(f"report id must be a string of 1..{_MAX_REPORT_ID} characters")
 
     def __repr__(self) -> str:
         # The hash is what the clearinghouse protects: keep it out of logs.
@@ -436,7 +437,7 @@ def _build(
     if not isinstance(secret_key, SecretKey):
         raise TypeError("secret_key must be a SecretKey")
     if secret_key.mode is not oprf.Mode.VOPRF:
-        raise InvalidParameter("index keys are VOPRF keys (MATCHING.md)")
+        raise InvalidParameter("index keys are VOPRF keys (docs/design.md)")
     _check_references(banding, references)
     for canary in canary_hashes:
         if not isinstance(canary, bytes) or len(canary) != banding.hash_bytes:

@@ -58,7 +58,7 @@ class MatchResult:
     Attributes:
         handles: distinct matched report handles, sorted.
         tag_hits: single-band tag hits (entries whose tag equals the upload's in that band);
-            MATCHING.md "What each party learns": about ``N*L/2**32`` for a non-match.
+            docs/design.md "What each party learns": about ``N*L/2**32`` for a non-match.
         bands_hit: number of bands with at least one tag hit.
     """
 

@@ -10,8 +10,8 @@ holder can derive for that band's value. The share point is ``z = j + 1`` and ne
 reference on two bands unmasks two points of the line and recovers ``s_i`` by Lagrange
 interpolation at zero; ``handle(s_i)`` found in the index's handle set is a match.
 
-Why 61 bits is enough (MATCHING.md, "Share field")
---------------------------------------------------
+Why 61 bits is enough (docs/design.md "Share field")
+----------------------------------------------------
 The report handle ``BLAKE2b(key=s_i, data="blindmatch/v1/handle")`` is public (it is in the
 index), so ``s_i`` can be brute-forced against it with about 2**61 work. That is fine
 *because the handle is the only value ever derived from* ``s_i``: recovering ``s_i``
