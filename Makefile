@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/blindmatch demo --out demo-out
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks && $(BIN)/ruff format --check --extend-exclude tests/vectors src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-import subprocess
-import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +36,7 @@ from blindmatch.fingerprint.frontend import (
 )
 from blindmatch.fingerprint.pdq import pdq_from_rgb
 from blindmatch.fingerprint.types import PdqHash
+from low_memory import run_limited
 
 VECTORS = Path(__file__).parent / "vectors"
 IMAGES = VECTORS / "pdq" / "images"
@@ -565,7 +564,7 @@ def test_damaged_files_raise_only_typed_errors(fmt: str) -> None:
 
 
 _LOW_MEMORY_SCRIPT = """
-import io, json, resource, sys
+import io
 import numpy as np
 from PIL import Image
 from blindmatch.errors import BlindmatchError
@@ -580,12 +579,10 @@ data = png(3000)
 # Warm up on a small image: every plugin imported before the limit, and no large freed
 # block left in the allocator for the limited decodes to reuse.
 load_rgb(png(64))
-with open("/proc/self/status") as status:
-    size = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) * 1024
-soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+size = address_space()
 out = []
 for margin in range(0, 101, 5):  # MB above what the process holds: each step of the decode
-    resource.setrlimit(resource.RLIMIT_AS, (size + margin * 2**20, hard))
+    resource.setrlimit(resource.RLIMIT_AS, (size + margin * 2**20, _HARD))
     try:
         shape = load_rgb(data).shape
         out.append("decoded" if shape == (3000, 3000, 3) else "wrong shape")
@@ -594,8 +591,8 @@ for margin in range(0, 101, 5):  # MB above what the process holds: each step of
     except MemoryError as exc:
         out.append("raw " + type(exc).__name__)
     finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-json.dump(out, sys.stdout)
+        lift()
+report(out)
 """
 
 
@@ -603,15 +600,7 @@ def test_out_of_memory_is_media_too_large() -> None:
     # Under an address-space limit (in a child process) raised step by step, every stage
     # of decoding that runs out of memory -- Pillow's decode, its copy into the array --
     # says MediaTooLarge; none lets a raw MemoryError out. The last, roomy step decodes.
-    result = subprocess.run(
-        [sys.executable, "-c", _LOW_MEMORY_SCRIPT],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    outcomes = json.loads(result.stdout)
+    outcomes = run_limited(_LOW_MEMORY_SCRIPT)
     assert set(outcomes) <= {"MediaTooLarge", "decoded"}, outcomes
     assert outcomes[0] == "MediaTooLarge"
     assert outcomes[-1] == "decoded"

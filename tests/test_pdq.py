@@ -6,8 +6,6 @@ few-valued images whose DCT coefficients tie at the median)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from blindmatch.fingerprint.pdq import (
     pdq_from_rgb_many,
 )
 from blindmatch.fingerprint.types import PdqFingerprint, PdqHash
+from low_memory import run_limited
 
 VECTORS = Path(__file__).parent / "vectors" / "pdq"
 RGB = npt.NDArray[np.uint8]
@@ -443,7 +442,6 @@ def test_bad_luma_input_is_rejected(bad: Any) -> None:
 
 
 _LOW_MEMORY_SCRIPT = """
-import json, resource, sys
 import numpy as np
 from blindmatch.errors import BlindmatchError
 from blindmatch.fingerprint.pdq import pdq_dihedral_from_rgb, pdq_from_luma, pdq_from_rgb
@@ -451,10 +449,7 @@ from blindmatch.fingerprint.pdq import pdq_dihedral_from_rgb, pdq_from_luma, pdq
 pdq_from_rgb(np.full((64, 64, 3), 9, np.uint8))  # load the backend before the limit
 rgb = np.full((3000, 3000, 3), 9, np.uint8)  # 27 MB; the PDQ filter needs ~4 x 36 MB more
 luma = np.full((3000, 3000), 9.0, np.float32)
-with open("/proc/self/status") as status:
-    size = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) * 1024
-_, hard = resource.getrlimit(resource.RLIMIT_AS)
-resource.setrlimit(resource.RLIMIT_AS, (size + 40 * 2**20, hard))
+limit_to(40 * 2**20)
 out = {}
 for name, call in [
     ("rgb", lambda: pdq_from_rgb(rgb)),
@@ -466,22 +461,14 @@ for name, call in [
         out[name] = "hashed"
     except BlindmatchError as exc:
         out[name] = type(exc).__name__
-json.dump(out, sys.stdout)
+report(out)
 """
 
 
 def test_out_of_memory_is_media_too_large() -> None:
     # An image whose filter buffers do not fit (an address-space limit set in a child
     # process) is MediaTooLarge, not numpy's raw MemoryError escaping to the caller.
-    result = subprocess.run(
-        [sys.executable, "-c", _LOW_MEMORY_SCRIPT],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout) == {
+    assert run_limited(_LOW_MEMORY_SCRIPT) == {
         "rgb": "MediaTooLarge",
         "dihedral": "MediaTooLarge",
         "luma": "MediaTooLarge",
