@@ -61,11 +61,15 @@ shape raise a :class:`~blindmatch.errors.RemoteProtocolError` and change nothing
 session stays usable (a correct reply may still arrive). A refusal
 (:class:`~blindmatch.errors.RequestRejected`), a key mismatch, a stale index, a canary
 mismatch, a failed proof or an index that refuses a lookup
-(:class:`~blindmatch.errors.IndexTooDense`) moves the session to ``FAILED``: the matches
-it returned before stay true (a wrong key loses matches, it cannot invent them), nothing
-more is sent, :meth:`unfinished` lists the uploads without an answer, including those of a
-reply whose canary failed (its answers are not under the published key, so they count as
-none) or whose lookup the index refused.
+(:class:`~blindmatch.errors.IndexTooDense`: an upload over ``max_hits``, or a reply over
+``max_lookup_trials``) moves the session to ``FAILED``: the matches it returned before
+stay true (a wrong key loses matches, it cannot invent them), nothing more is sent,
+:meth:`unfinished` lists the uploads without an answer, including those of a reply whose
+canary failed (its answers are not under the published key, so they count as none) or
+whose lookup the index refused. A reply is checked whole (every element decoded
+canonically, its uploads finalized and looked up, its canaries matched) before the session
+records any of it, so whatever a reply holds, every upload ends either answered (matched or
+not) or in :meth:`unfinished`.
 Calling a method in the wrong state raises :class:`~blindmatch.errors.LocalProtocolError`.
 """
 
@@ -102,6 +106,7 @@ from blindmatch.psi.keys import PublicKey
 from blindmatch.psi.parallel import ThreadedEvaluator
 
 __all__ = [
+    "DEFAULT_MAX_LOOKUP_TRIALS",
     "MIN_PDQ_QUALITY",
     "Match",
     "PlatformSession",
@@ -112,6 +117,11 @@ __all__ = [
 
 MIN_PDQ_QUALITY = 50
 """PDQ hashes of lower quality are not trusted for matching (PDQ reference guidance)."""
+DEFAULT_MAX_LOOKUP_TRIALS = 1 << 19
+"""Candidate trials (:func:`~blindmatch.psi.index.lookup_trials`) one reply's lookup of one
+signal may make: about 0.6 s and 140 MB of lookup work at worst on a 2-core machine. An
+honest reply needs far fewer: one PDQ upload (L = 384) that agrees with a reference on every
+band makes 73,536 trials, with two such references 294,528."""
 _MAX_REF = 4096
 _MODE = oprf.Mode.VOPRF
 
@@ -233,8 +243,10 @@ class _Lookup:
         # Canary handles stand for no report: an upload that hits one is not a match.
         self.canary_handles = frozenset(c.handle for c in self.canaries)
 
-    def lookup_many(self, outputs: Sequence[Sequence[bytes]]) -> list[MatchResult]:
-        return self.source.lookup_many(outputs)
+    def lookup_many(
+        self, outputs: Sequence[Sequence[bytes]], *, max_trials: int
+    ) -> list[MatchResult]:
+        return self.source.lookup_many(outputs, max_trials=max_trials)
 
 
 def _as_upload(item: Upload | tuple[str, str, bytes]) -> Upload:
@@ -259,6 +271,9 @@ class PlatformSession:
         evaluator: spreads the blinding and finalizing of large batches over threads (a
             :class:`~blindmatch.psi.parallel.ThreadedEvaluator`); omitted, they run on the
             calling thread. The messages and matches are the same either way.
+        max_lookup_trials: bound on the lookup work of one reply per signal, in candidate
+            trials (:data:`DEFAULT_MAX_LOOKUP_TRIALS`); a reply over it fails the session
+            with :class:`~blindmatch.errors.IndexTooDense`, its uploads unfinished.
 
     Raises:
         errors.LocalProtocolError: bad arguments, no index, two indexes of one signal, a
@@ -274,6 +289,7 @@ class PlatformSession:
         batch_size: int = 256,
         canary_interval: int = 64,
         evaluator: ThreadedEvaluator | None = None,
+        max_lookup_trials: int = DEFAULT_MAX_LOOKUP_TRIALS,
     ) -> None:
         chosen = [indexes] if isinstance(indexes, Index | IndexSet) else list(indexes)
         if not chosen or not all(isinstance(i, Index | IndexSet) for i in chosen):
@@ -286,6 +302,9 @@ class PlatformSession:
             raise errors.LocalProtocolError("canary_interval must be at least 1")
         if evaluator is not None and not isinstance(evaluator, ThreadedEvaluator):
             raise errors.LocalProtocolError("evaluator must be a ThreadedEvaluator")
+        if type(max_lookup_trials) is not int or max_lookup_trials < 1:
+            raise errors.LocalProtocolError("max_lookup_trials must be a positive int")
+        self._max_lookup_trials = max_lookup_trials
         self._evaluator = evaluator
         self._indexes: dict[str, _Lookup] = {}
         self._digests: dict[str, IndexDigest] = {}
@@ -309,7 +328,6 @@ class PlatformSession:
         self._queue: deque[tuple[Upload, ReportHandle | None]] = deque()
         self._carry: deque[tuple[_Slot, int, Element]] = deque()
         self._in_flight: dict[int, _Slot] = {}
-        self._unanswered: list[str] = []
         self._canaries_seen: set[str] = set()
         self._next_batch_id = 0
         self._next_audit_id = 0
@@ -377,10 +395,10 @@ class PlatformSession:
         return tuple(sorted(self._answered))
 
     def unfinished(self) -> tuple[str, ...]:
-        """Refs of uploads without an answer: queued, in flight, or answered by the reply
-        whose canary failed (its answers are not under the published key)."""
-        refs = list(self._unanswered)
-        refs.extend(upload.ref for upload, canary in self._queue if canary is None)
+        """Refs of uploads without an answer: queued, or in flight, which includes those of
+        a reply that failed the session (a canary that did not match: its answers are not
+        under the published key; an index that refused or failed the lookup)."""
+        refs = [upload.ref for upload, canary in self._queue if canary is None]
         seen = {id(slot): slot for slot, _, _ in self._carry}
         seen.update({id(slot): slot for slot in self._in_flight.values()})
         refs.extend(s.upload.ref for s in seen.values() if s.canary is None)
@@ -608,7 +626,9 @@ class PlatformSession:
             errors.RequestRejected: the clearinghouse refused a request (session failed).
             errors.VerifyError: an audit proof did not verify (session failed).
             errors.IndexTooDense: an upload hit more index entries than an honest index
-                holds (session failed; the reply's uploads stay unfinished).
+                holds, or the reply's lookup would exceed ``max_lookup_trials`` (session
+                failed; the reply's uploads stay unfinished).
+            errors.IndexFormatError: the index failed the lookup (session failed, likewise).
         """
         self._require(PlatformState.AWAIT_INFO, PlatformState.READY, PlatformState.CLOSING)
         if not isinstance(data, bytes | bytearray | memoryview):
@@ -670,61 +690,105 @@ class PlatformSession:
         self._state = PlatformState.READY
 
     def _evaluated(self, response: EvaluateResponse) -> list[Match]:
+        """Finalize and look up what a reply completes, then (only then) record it.
+
+        The reply is staged first: each slot's answers are filled in a copy, the uploads
+        it completes are finalized, looked up and their canaries checked, and nothing of
+        the session changes until all of that succeeded. So an answer that does not
+        finalize leaves the session as it was (the batch stays outstanding, its uploads in
+        :meth:`unfinished`), and a reply that fails the session (an index that refuses the
+        lookup, a canary that does not match) leaves its uploads in flight, hence in
+        :meth:`unfinished`: no upload is ever dropped from the bookkeeping unanswered.
+        """
         batch = self._outstanding[response.batch_id]
         if len(response.elements) != len(batch.elements):
             raise errors.MessageDecodeError("reply holds another number of elements")
-        del self._outstanding[response.batch_id]
-        self._answered[response.batch_id] = batch.elements
-        self._answers[response.batch_id] = response.elements
-        completed: list[_Slot] = []
+        staged: dict[int, tuple[_Slot, list[Element | None], int]] = {}
+        completed: list[tuple[_Slot, list[Element]]] = []
         for position, element in zip(batch.positions, response.elements, strict=True):
             if position is None:
                 continue
             slot, band = position
-            slot.evaluated[band] = element
-            slot.missing -= 1
-            if slot.missing == 0:
-                completed.append(slot)
-                del self._in_flight[id(slot)]
-        return self._look_up(completed)
+            slot_id = id(slot)
+            _, evaluated, missing = staged.get(slot_id, (slot, list(slot.evaluated), slot.missing))
+            evaluated[band] = element
+            staged[slot_id] = (slot, evaluated, missing - 1)
+            if missing == 1:
+                completed.append((slot, [e for e in evaluated if e is not None]))
+        looked_up = self._look_up(completed)
+        # Everything checked: record the reply.
+        del self._outstanding[response.batch_id]
+        self._answered[response.batch_id] = batch.elements
+        self._answers[response.batch_id] = response.elements
+        for slot, evaluated, missing in staged.values():
+            slot.evaluated = evaluated
+            slot.missing = missing
+        for slot, _ in completed:
+            del self._in_flight[id(slot)]
+        return self._record(looked_up)
 
-    def _look_up(self, completed: list[_Slot]) -> list[Match]:
-        by_signal: dict[str, list[_Slot]] = {}
-        for slot in completed:
-            by_signal.setdefault(slot.upload.signal, []).append(slot)
+    def _look_up(
+        self, completed: list[tuple[_Slot, list[Element]]]
+    ) -> list[tuple[_Slot, MatchResult]]:
+        """Finalize and look up completed uploads and check their canaries; changes nothing
+        but the state (to ``FAILED``) when the reply fails the session.
+
+        Raises:
+            errors.InvalidPeerElement: an answer does not finalize (session unchanged).
+            errors.IndexTooDense: the index refuses the lookup (session failed).
+            errors.IndexFormatError: the index is corrupt (session failed).
+            errors.CanaryMismatch: a canary did not match (session failed).
+        """
+        by_signal: dict[str, list[tuple[_Slot, list[Element]]]] = {}
+        for slot, evaluated in completed:
+            by_signal.setdefault(slot.upload.signal, []).append((slot, evaluated))
         looked_up: list[tuple[_Slot, MatchResult]] = []
-        for signal, slots in sorted(by_signal.items()):
+        for signal, items in sorted(by_signal.items()):
             # One call for every completed upload of the signal: blinds repeated per band, so
             # the batch inversion covers all of them (outputs are RFC 9497 Finalize).
-            inputs = [x for slot in slots for x in slot.inputs]
-            blinds = [slot.blind for slot in slots for _ in slot.inputs]
-            evaluated = [e for slot in slots for e in slot.evaluated if e is not None]
-            if self._evaluator is None:
-                flat = oprf.finalize_batch(inputs, blinds, evaluated, _MODE)
-            else:
-                flat = self._evaluator.finalize_batch(inputs, blinds, evaluated, _MODE)
+            inputs = [x for slot, _ in items for x in slot.inputs]
+            blinds = [slot.blind for slot, _ in items for _ in slot.inputs]
+            answers = [e for _, evaluated in items for e in evaluated]
+            try:
+                if self._evaluator is None:
+                    flat = oprf.finalize_batch(inputs, blinds, answers, _MODE)
+                else:
+                    flat = self._evaluator.finalize_batch(inputs, blinds, answers, _MODE)
+            except errors.InvalidElement:
+                # Decoding validated every element (canonical, not the identity), so a
+                # product cannot fail; should a backend disagree, the reply is refused as
+                # malformed before anything changed.
+                raise errors.InvalidPeerElement("an answer does not finalize") from None
             outputs: list[list[bytes]] = []
             position = 0
-            for slot in slots:
+            for slot, _ in items:
                 outputs.append(flat[position : position + len(slot.inputs)])
                 position += len(slot.inputs)
             try:
-                results = self._indexes[signal].lookup_many(outputs)
-            except errors.IndexTooDense:
-                # The index is not one an honest clearinghouse builds: nothing it answers
-                # counts. The uploads of this reply stay unfinished, the session fails.
-                self._unanswered.extend(s.upload.ref for s in completed if s.canary is None)
+                results = self._indexes[signal].lookup_many(
+                    outputs, max_trials=self._max_lookup_trials
+                )
+            except errors.IndexFormatError:
+                # The index is not one an honest clearinghouse builds (or is corrupt):
+                # nothing it answers counts. The reply's uploads stay in flight, so
+                # unfinished() lists them; the session fails.
                 self._state = PlatformState.FAILED
                 raise
-            looked_up.extend(zip(slots, results, strict=True))
+            looked_up.extend(
+                (slot, result) for (slot, _), result in zip(items, results, strict=True)
+            )
         canaries = [(slot.canary, result) for slot, result in looked_up if slot.canary is not None]
         if not all(canary in result.handles for canary, result in canaries):
             # The reply was evaluated under another key: none of its answers is one. Its
             # uploads stay unfinished (not "no match"), so a caller can query them again.
-            self._unanswered.extend(s.upload.ref for s, _ in looked_up if s.canary is None)
             self._state = PlatformState.FAILED
             raise errors.CanaryMismatch("a canary did not match: index and key disagree")
-        self.stats.canaries_matched += len(canaries)
+        return looked_up
+
+    def _record(self, looked_up: list[tuple[_Slot, MatchResult]]) -> list[Match]:
+        """Count a recorded reply's lookups and return its matches."""
+        canaries = sum(1 for slot, _ in looked_up if slot.canary is not None)
+        self.stats.canaries_matched += canaries
         self._canaries_seen.update(s.upload.signal for s, _ in looked_up if s.canary is not None)
         matches: list[Match] = []
         for slot, result in looked_up:
