@@ -666,9 +666,8 @@ class Index:
     ) -> None:
         buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
         view = buffer.data
-        header, layout = decode_header(view)
-        if verify and compute_digest(view) != header.digest:
-            raise IndexFormatError("index digest does not match its contents")
+        # Length, digest and bounds are checked before the header is expanded.
+        header, layout = decode_header(view, verify_digest=verify)
         per_band = header.entry_count
         bands = header.banding.count
         tag_dtype = np.dtype("<u4" if header.tag_bytes == 4 else "<u8")
@@ -866,6 +865,8 @@ class Index:
             keys = tags[:, j].astype(column.dtype)
             left = np.searchsorted(column, keys, side="left")
             right = np.searchsorted(column, keys, side="right")
+            if np.any(right < left):  # only on an unverified index with unsorted tags
+                raise IndexFormatError("index band entries are not sorted")
             totals += right - left
             ranges.append((left, right))
         # Count before expanding: a dense index must cost no memory or pair trials.
