@@ -1317,3 +1317,27 @@ def test_clearinghouse_answers_a_high_bit_element_with_an_error(bad: bytes) -> N
     reply = m.decode(session.receive(good))
     assert isinstance(reply, m.EvaluateResponse)
     assert reply.batch_id == 5
+
+
+def test_a_dense_pdq_canary_is_refused_within_the_lookup_bound() -> None:
+    """Issue 7.5: a well-formed PDQ index whose every entry carries the canary's tags
+    makes the canary query hit N * L entries (within max_hits): the reply's pair trials
+    are over max_lookup_trials, so the session fails before the quadratic work, uploads
+    kept unfinished."""
+    banding = pdq_banding(256)
+    rng = random.Random(5)
+    references = [Reference(f"pdq-{i}", "pdq", rng.randbytes(32)) for i in range(3)]
+    canary = rng.randbytes(32)
+    built_pdq = build_index(KEY, banding, references, canaries=[canary], processes=1)
+    outputs = oprf.evaluate_batch(KEY.scalar, banding.band_inputs(canary), oprf.Mode.VOPRF)
+    tags, _ = derive_entries(outputs, built_pdq.header.tag_bytes)
+    dense = Index.from_bytes(densify(built_pdq.data, [int(t) for t in tags]))
+    assert dense.lookup(outputs).tag_hits == 4 * 256  # under max_hits: not refused by it
+    platform = PlatformSession(dense, KEY.public_key, batch_size=512, max_lookup_trials=50_000)
+    clearinghouse = ClearinghouseSession(KEY, element_limit=100_000, max_batch=512)
+    platform.receive(clearinghouse.receive(platform.hello()))
+    platform.add_uploads([Upload("u", "pdq", references[0].hash, 90)])
+    with pytest.raises(errors.IndexTooDense, match="candidate trials"):
+        Wire(platform, clearinghouse).run()
+    assert platform.state is PlatformState.FAILED
+    assert platform.unfinished() == ("u",)
