@@ -119,9 +119,10 @@ MIN_PDQ_QUALITY = 50
 """PDQ hashes of lower quality are not trusted for matching (PDQ reference guidance)."""
 DEFAULT_MAX_LOOKUP_TRIALS = 1 << 19
 """Candidate trials (:func:`~blindmatch.psi.index.lookup_trials`) one reply's lookup of one
-signal may make: about 0.6 s and 140 MB of lookup work at worst on a 2-core machine. An
-honest reply needs far fewer: one PDQ upload (L = 384) that agrees with a reference on every
-band makes 73,536 trials, with two such references 294,528."""
+signal may make (per index file of an index set): at the bound, about 0.7 s and 135 MB of
+lookup work (measured on a 2-core machine, 1024 hits of one PDQ upload, L = 256). An honest
+reply needs far fewer: one PDQ upload (L = 384) that agrees with a reference on every band
+makes 73,536 trials, with two such references 294,528."""
 _MAX_REF = 4096
 _MODE = oprf.Mode.VOPRF
 
