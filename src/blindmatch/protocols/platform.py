@@ -810,7 +810,7 @@ class PlatformSession:
         return matches
 
     def _verify(self, response: ProofResponse) -> None:
-        blinded, evaluated = self._audits.pop(response.audit_id)
+        blinded, evaluated = self._audits[response.audit_id]
         try:
             oprf.verify_proof(
                 GENERATOR, self._public_key.element, blinded, evaluated, response.proof, _MODE
@@ -818,5 +818,6 @@ class PlatformSession:
         except errors.VerifyError:
             self._state = PlatformState.FAILED
             raise
+        del self._audits[response.audit_id]  # recorded only once verified
         self.stats.audits_verified += 1
         self.stats.elements_audited += len(blinded)
