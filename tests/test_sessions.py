@@ -1341,3 +1341,29 @@ def test_a_dense_pdq_canary_is_refused_within_the_lookup_bound() -> None:
         Wire(platform, clearinghouse).run()
     assert platform.state is PlatformState.FAILED
     assert platform.unfinished() == ("u",)
+
+
+def test_an_answer_that_does_not_finalize_changes_nothing(built: BuiltIndex, index: Index) -> None:
+    """Defence in depth for issue 7.1: should an element pass decoding and still fail to
+    finalize (a backend that disagrees with the decoder; here the identity encoded with
+    bit 255 set, wrapped without validation as libsodium 1.0.18 would have let it pass),
+    the reply is refused as malformed and the session is exactly as before."""
+    platform, clearinghouse = _ready(index, batch_size=4)
+    platform.add_uploads(_uploads(range(36, 40)))
+    reply = clearinghouse.receive(platform.next_request())
+    honest = m.decode(reply)
+    assert isinstance(honest, m.EvaluateResponse)
+    bad = Element._trusted(bytes(31) + b"\x80")
+    forged = m.EvaluateResponse(honest.batch_id, (*honest.elements[:-1], bad))
+    unfinished = platform.unfinished()
+    with pytest.raises(errors.InvalidPeerElement):
+        platform._dispatch(forged)
+    assert platform.state is PlatformState.READY
+    assert platform.unfinished() == unfinished
+    assert platform.outstanding == 1
+    assert platform.stats.uploads_done == 0
+    found = platform.receive(reply)
+    while platform.wants_to_send:
+        found += platform.receive(clearinghouse.receive(platform.next_request()))
+    assert sorted(built.handles[f.handle] for f in found) == [f"report-{i}" for i in range(36, 40)]
+    assert not platform.unfinished()
