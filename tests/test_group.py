@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blindmatch import errors
+from blindmatch.psi import _sodium
 from blindmatch.psi.group import (
     GENERATOR,
     ORDER,
@@ -201,3 +205,56 @@ def test_decode_elements_rejects_bad_batches() -> None:
     assert good.hex() not in str(excinfo.value)
     with pytest.raises(TypeError):
         decode_elements("00")  # type: ignore[arg-type]
+
+
+NONCANONICAL: list[dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "vectors" / "ristretto255-noncanonical.json").read_text()
+)["noncanonical_high_bit"]
+
+
+@pytest.mark.parametrize("case", NONCANONICAL, ids=[c["name"] for c in NONCANONICAL])
+def test_high_bit_encodings_rejected_by_every_decode_path(case: dict[str, Any]) -> None:
+    """RFC 9496 4.3.1: bit 255 set is non-canonical, even where the low 255 bits encode a
+    valid point (libsodium 1.0.18 accepts it): every path that decodes a point refuses it."""
+    data = bytes.fromhex(case["encoding"])
+    low = bytes.fromhex(case["clear_bit255"])
+    assert data[:31] == low[:31]
+    assert data[31] == low[31] | 0x80
+    assert not _sodium.is_valid_point(data)
+    with pytest.raises(errors.InvalidElement, match="canonical"):
+        Element.from_bytes(data)
+    with pytest.raises(errors.InvalidElement, match="element 1 "):
+        decode_elements(bytes(GENERATOR) + data)
+    seven = (7).to_bytes(32, "little")
+    g = bytes(GENERATOR)
+    with pytest.raises(errors.InvalidElement):
+        _sodium.scalarmult(seven, data)
+    with pytest.raises(errors.InvalidElement, match="element 1 "):
+        _sodium.scalarmult_many(seven, [g, data])
+    with pytest.raises(errors.InvalidElement, match="element 2 "):
+        _sodium.scalarmult_concat(seven, g + g + data)
+    with pytest.raises(errors.InvalidElement, match="element 1 "):
+        _sodium.scalarmult_pairs([seven, seven], [g, data])
+    with pytest.raises(errors.InvalidElement, match="element 0 "):
+        _sodium.sum_of_products([seven], [data])
+    for add in (_sodium.add, _sodium.sub):
+        with pytest.raises(errors.InvalidElement):
+            add(g, data)
+        with pytest.raises(errors.InvalidElement):
+            add(data, g)
+    # The same bits with 255 clear are the RFC's point: only the canonical form decodes.
+    if low != bytes(32):
+        assert Element.from_bytes(low).hex() == case["clear_bit255"]
+    else:
+        with pytest.raises(errors.InvalidElement, match="identity"):
+            Element.from_bytes(low)
+
+
+def test_one_point_has_one_encoding() -> None:
+    """No element decodes from two encodings: a set bit 255 never names a point."""
+    for k in range(1, 40):
+        encoding = bytearray(bytes(element(k)))
+        assert encoding[31] < 0x80  # libsodium's own output is canonical
+        encoding[31] |= 0x80
+        with pytest.raises(errors.InvalidElement):
+            Element.from_bytes(bytes(encoding))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -23,6 +24,7 @@ from blindmatch.psi import oprf
 from blindmatch.psi._index_format import (
     DIGEST_OFFSET,
     FIXED_SIZE,
+    MAX_BAND_POSITIONS,
     IndexHeader,
     IndexKind,
     decode_header,
@@ -826,3 +828,96 @@ def test_pdq_duplicate_and_near_references() -> None:
     result = index.lookup(_outputs(KEY, banding, [_flip(rng, base, 2)])[0])
     assert sorted(built.handles[h] for h in result.handles) == ["first", "near", "second"]
     assert result.tag_hits >= 2 * result.bands_hit
+
+
+# ================================================================ hostile headers and bodies
+
+_FIXED_FORMAT = struct.Struct("<8sHBBIQQIHHBBBBIH6s32s32s8s")
+
+
+def _bare_header(*, bands: int, hash_bits: int, k: int, threshold: int = 2) -> bytearray:
+    """A header-only index file (no entries, no handles) asking for the given banding,
+    its variable part ``lp8(suite) lp8(signal) lp8(seed) lp8(key id)`` padded to 64."""
+    suite = b"ristretto255-SHA512"
+    variable = bytes([len(suite)]) + suite + b"\x01x" + b"\x00" + b"\x00"
+    length = -(-(FIXED_SIZE + len(variable)) // 64) * 64
+    fixed = _FIXED_FORMAT.pack(
+        b"\x89BMIDX\r\n", 1, 0, 1, length, 0, 0, bands, hash_bits, k, threshold, 4, 8, 16, 0,
+        0, bytes(6), bytes(32), bytes(32), bytes(8),
+    )
+    return bytearray((fixed + variable).ljust(length, b"\x00"))
+
+
+def test_a_192_byte_header_cannot_ask_for_millions_of_band_positions() -> None:
+    """Issue 7.4: L = 4096 bands of k = 4095 bits (each within Banding's own bounds) took
+    40 s and 900 MB to draw for a 192-byte file. The header is refused by the position
+    bound, checked before the banding is built, with or without the digest check."""
+    data = _bare_header(bands=4096, hash_bits=4096, k=4095)
+    assert len(data) == 192
+    sealed = reseal(data)
+    for verify in (True, False):
+        with pytest.raises(IndexFormatError, match="at most 65536 positions"):
+            Index.from_bytes(sealed, verify=verify)
+    with pytest.raises(IndexFormatError, match="at most 65536 positions"):
+        decode_header(sealed)
+    assert MAX_BAND_POSITIONS >= 512 * 32  # the largest PDQ banding fits
+
+
+def test_cheap_checks_come_before_the_banding_is_built() -> None:
+    """Length, then digest, then bounds, then the banding: a header whose banding is
+    invalid fails on the digest first when verified, and on the length first always."""
+    data = _bare_header(bands=4, hash_bits=256, k=32, threshold=3)  # t = 3: no such banding
+    with pytest.raises(IndexFormatError, match="digest"):
+        Index.from_bytes(bytes(data), verify=True)  # digest field is zero: does not match
+    with pytest.raises(IndexFormatError, match="banding"):
+        Index.from_bytes(bytes(data), verify=False)
+    with pytest.raises(IndexFormatError, match="length"):
+        Index.from_bytes(bytes(data) + bytes(64), verify=True)
+    data[16:24] = struct.pack("<Q", 1 << 40)  # entries the file does not hold
+    with pytest.raises(IndexFormatError, match="length"):
+        Index.from_bytes(reseal(data), verify=True)
+
+
+def test_a_writer_cannot_make_a_header_over_the_position_bound() -> None:
+    banding = Banding(signal="x", hash_bits=256, k=129, count=512, threshold=2, seed=b"")
+    with pytest.raises(IndexFormatError, match="positions"):
+        IndexHeader(
+            kind=IndexKind.FULL, banding=banding, key_epoch=0, key_id=b"", entry_count=0,
+            handle_count=0, tag_bytes=4, handle_bytes=16, canaries=(), base_digest=bytes(32),
+            digest=bytes(32),
+        )
+
+
+def test_unsorted_tags_of_an_unverified_index_raise_a_typed_error() -> None:
+    """Issue 7.6: with verify=False, tags out of order made numpy's searchsorted return
+    ranges that end before they start, and np.repeat raised a bare ValueError."""
+    case = CASES[0]
+    assert case["id"] == "sha256-exact"
+    data = _golden("sha256-exact")
+    index = Index.from_bytes(data)
+    key = SecretKey.derive(
+        bytes.fromhex(str(case["key_seed"])), str(case["key_info"]).encode(),
+        mode=oprf.Mode.VOPRF, epoch=int(str(case["epoch"])),
+    )
+    references = case["references"]
+    canaries = case["canaries"]
+    assert isinstance(references, list)
+    assert isinstance(canaries, list)
+    hashes_ = [bytes.fromhex(str(r["hash"])) for r in references]
+    hashes_ += [bytes.fromhex(str(c)) for c in canaries]
+    outputs = _outputs(key, index.header.banding, hashes_)
+    offset, count = index.layout.tags_offset, index.entry_count
+    tags = np.frombuffer(data, dtype="<u4", count=count, offset=offset)
+    backwards = [0, 4, 1, 5, 2, 3]  # an order where numpy's ranges run backwards
+    for order in (backwards, [5, 4, 3, 2, 1, 0], [1, 0, 2, 3, 4, 5]):
+        body = bytearray(data)
+        body[offset : offset + tags.nbytes] = tags[order].tobytes()
+        with pytest.raises(IndexFormatError, match="not sorted"):
+            Index.from_bytes(reseal(body))  # verified: refused on opening
+        unverified = Index.from_bytes(bytes(body), verify=False)
+        if order == backwards:
+            with pytest.raises(IndexFormatError, match="not sorted"):
+                unverified.lookup_many(outputs)
+        else:  # a lookup may succeed (with wrong answers) or refuse; nothing else
+            with contextlib.suppress(IndexFormatError):
+                unverified.lookup_many(outputs)

@@ -301,3 +301,31 @@ def test_constructor_checks() -> None:
         SecretKey(Scalar.from_int(3), mode=Mode.OPRF, epoch="0")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         PublicKey(b"", mode=Mode.OPRF, epoch=0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 1000, "[" * 4000, '{"a":' * 2000, "[" * 100_000, " " * 5000 + "{}"],
+    ids=["1000-brackets", "4000-brackets", "2000-objects", "100k-brackets", "long-padding"],
+)
+def test_public_key_json_nesting_and_length_are_typed_errors(text: str) -> None:
+    """Issue 7.6: deep nesting made json.loads raise RecursionError; now KeyFormatError."""
+    with pytest.raises(errors.KeyFormatError):
+        PublicKey.from_json(text)
+
+
+def test_high_bit_public_key_is_refused() -> None:
+    """A public key element with bit 255 set is the same point re-encoded (RFC 9496 says
+    non-canonical): refused in both forms, never a second encoding of one key."""
+    doc = json.loads(KEY.public_key.to_json())
+    encoding = bytearray.fromhex(doc["public_key"])
+    encoding[31] |= 0x80
+    doc["public_key"] = encoding.hex()
+    with pytest.raises(errors.KeyFormatError, match="element"):
+        PublicKey.from_json(json.dumps(doc))
+    data = bytearray(PUBLIC)
+    data[MATERIAL_OFFSET + 31] |= 0x80
+    body = bytes(data[:-8])  # the check value is the first 8 bytes of SHA-512 of the rest
+    resealed = body + hashlib.sha512(body).digest()[:8]
+    with pytest.raises(errors.KeyFormatError, match="element"):
+        PublicKey.from_bytes(resealed)

@@ -358,3 +358,36 @@ def test_max_size_server_info_fits_the_message_limit() -> None:
     data = _info(digests).encode()
     assert len(data) == 62 + 255 * (1 + 32 + 32)
     assert m.decode(data) == _info(digests)
+
+
+def _element_offsets(message: m.Message, size: int) -> list[int]:
+    """Offsets of the elements in a message's encoding (they are its last fields)."""
+    if isinstance(message, m.EvaluateRequest | m.EvaluateResponse):
+        count = len(message.elements)
+        return [size - 32 * (count - i) for i in range(count)]
+    return []
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in VALID if c["type"] in ("EvaluateRequest", "EvaluateResponse", "ServerInfo")],
+    ids=lambda c: c["name"],
+)
+def test_an_element_with_bit_255_set_is_refused(case: dict[str, Any]) -> None:
+    """Issue 7.2: every element of a message is decoded as RFC 9496 says; bit 255 set (the
+    same point's low bits, or the identity's: 00...0080) is an InvalidPeerElement."""
+    data = bytes.fromhex(case["hex"])
+    message = m.decode(data)
+    offsets = _element_offsets(message, len(data))
+    if isinstance(message, m.ServerInfo):
+        offsets = [data.index(bytes(message.public_key))]
+    assert offsets
+    for offset in offsets:
+        for replacement in (None, bytes(31) + b"\x80"):
+            bad = bytearray(data)
+            if replacement is None:
+                bad[offset + 31] |= 0x80
+            else:
+                bad[offset : offset + 32] = replacement
+            with pytest.raises(errors.InvalidPeerElement):
+                m.decode(bytes(bad))

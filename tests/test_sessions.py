@@ -1121,3 +1121,244 @@ def test_pdq_bands_match_near_duplicates_only() -> None:
         ("near", "pdq-0"), ("same", "pdq-2")
     ]
     assert platform.stats.elements_sent == 3 * 256 + platform.stats.pad_elements
+
+
+# ====================================================== hostile replies: no upload vanishes
+
+
+def _set_element(reply: bytes, position: int, encoding: bytes) -> bytes:
+    """The reply with its element at ``position`` (from the end, 1-based) replaced."""
+    start = len(reply) - 32 * position
+    return reply[:start] + encoding + reply[start + 32 :]
+
+
+def _high_bit(reply: bytes) -> bytes:
+    data = bytearray(reply)
+    data[-1] |= 0x80  # the last element's bit 255: the same point, a second encoding
+    return bytes(data)
+
+
+_FAULTS: dict[str, Callable[[bytes, bytes], bytes]] = {
+    "identity-bit255": lambda req, r: _set_element(r, 1, bytes(31) + b"\x80"),
+    "answer-bit255": lambda req, r: _high_bit(r),
+    "identity": lambda req, r: _set_element(r, 2, bytes(32)),
+    "truncated": lambda req, r: r[:-7],
+    "fewer-elements": lambda req, r: r[:6] + (7).to_bytes(4, "big") + r[10:-32],
+    "other-key": lambda req, r: _evil_reply(req, OTHER_KEY),
+    "refusal": lambda req, r: m.ErrorMessage(m.ErrorCode.MALFORMED, 1, "no").encode(),
+}
+
+
+def _exchange_with_fault(
+    platform: PlatformSession,
+    clearinghouse: ClearinghouseSession,
+    fault: Callable[[bytes, bytes], bytes],
+    at: int,
+    *,
+    persistent: bool = False,
+) -> tuple[set[str], list[Match], list[Exception]]:
+    """Run the session, replacing reply number ``at`` (every reply from ``at`` on, if
+    ``persistent``) with ``fault(request, reply)``, then delivering the honest reply if the
+    fault was refused. Returns the uploads answered (they left ``unfinished()`` in a
+    receive that returned), the matches and the errors."""
+    answered: set[str] = set()
+    found: list[Match] = []
+    raised: list[Exception] = []
+
+    def deliver(reply: bytes) -> None:
+        before = set(platform.unfinished())
+        try:
+            found.extend(platform.receive(reply))
+        except errors.BlindmatchError as exc:
+            raised.append(exc)
+            assert set(platform.unfinished()) == before  # an error never drops an upload
+            return
+        answered.update(before - set(platform.unfinished()))
+
+    number = 0
+    while platform.wants_to_send:
+        request = platform.next_request()
+        reply = clearinghouse.receive(request)
+        if number == at or (persistent and number > at):
+            errors_before = len(raised)
+            deliver(fault(request, reply))
+            if platform.state is PlatformState.READY and len(raised) > errors_before:
+                deliver(reply)
+        else:
+            deliver(reply)
+        number += 1
+    return answered, found, raised
+
+
+@pytest.mark.parametrize("fault", list(_FAULTS), ids=list(_FAULTS))
+def test_no_upload_vanishes_whatever_a_reply_holds(
+    built: BuiltIndex, index: Index, fault: str
+) -> None:
+    """Issue 7.1: every upload ends matched, not matched, or in unfinished(), whatever the
+    clearinghouse answers; a reply is refused or recorded whole, and an identity encoded
+    with bit 255 set is refused while decoding (before any state changes)."""
+    platform, clearinghouse = _ready(index, batch_size=4)
+    uploads = {f"upload-{i}" for i in range(34, 46)}
+    platform.add_uploads(_uploads(range(34, 46)))
+    # A clearinghouse with another key answers every reply with it (its first canary then
+    # fails the session); the other faults hit one reply.
+    wrong_key = fault == "other-key"
+    answered, found, raised = _exchange_with_fault(
+        platform, clearinghouse, _FAULTS[fault], 0 if wrong_key else 1, persistent=wrong_key
+    )
+    assert raised, "the fault must be noticed"
+    unfinished = set(platform.unfinished())
+    assert answered.isdisjoint(unfinished)
+    assert answered | unfinished == uploads
+    assert platform.stats.uploads_done == len(answered)
+    assert all(built.handles[f.handle] == f.upload_ref.replace("upload", "report") for f in found)
+    assert {f.upload_ref for f in found} <= answered
+    if platform.state is PlatformState.READY:  # refused whole, then answered honestly
+        assert isinstance(raised[0], errors.RemoteProtocolError)
+        assert not unfinished
+        assert answered == uploads
+        assert platform.stats.canaries_matched == platform.stats.canary_queries
+        assert sorted(f.upload_ref for f in found) == [f"upload-{i}" for i in range(34, 40)]
+    else:
+        assert platform.state is PlatformState.FAILED
+
+
+@pytest.mark.parametrize("fault", ["identity-bit255", "answer-bit255"])
+def test_a_high_bit_answer_is_refused_while_decoding(index: Index, fault: str) -> None:
+    platform, clearinghouse = _ready(index, batch_size=4)
+    platform.add_uploads(_uploads(range(36, 40)))
+    request = platform.next_request()
+    reply = clearinghouse.receive(request)
+    with pytest.raises(errors.InvalidPeerElement):
+        platform.receive(_FAULTS[fault](request, reply))
+    assert platform.outstanding == 1
+    assert not platform.auditable_batches
+    platform.receive(reply)
+    assert platform.auditable_batches == (0,)
+
+
+def test_a_reply_over_the_lookup_budget_fails_cleanly(built: BuiltIndex, index: Index) -> None:
+    """Issue 7.5: the lookup work of one reply is bounded (max_lookup_trials); over it, the
+    session fails with IndexTooDense and the reply's uploads stay unfinished."""
+    platform = PlatformSession(index, KEY.public_key, batch_size=8, max_lookup_trials=1)
+    clearinghouse = ClearinghouseSession(KEY, element_limit=10_000)
+    platform.receive(clearinghouse.receive(platform.hello()))
+    uploads = {f"upload-{i}" for i in range(30, 40)}  # every one matches: one trial each
+    platform.add_uploads(_uploads(range(30, 40)))
+    answered, found, raised = _exchange_with_fault(
+        platform, clearinghouse, lambda req, r: r, -1
+    )
+    assert [type(e) for e in raised] == [errors.IndexTooDense]
+    assert "candidate trials" in str(raised[0])
+    assert platform.state is PlatformState.FAILED
+    assert answered | set(platform.unfinished()) == uploads
+    assert answered.isdisjoint(platform.unfinished())
+    assert len(found) == len(answered)  # before the failure, every answered one matched
+
+
+def test_max_lookup_trials_is_checked(index: Index) -> None:
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(errors.LocalProtocolError):
+            PlatformSession(index, KEY.public_key, max_lookup_trials=bad)  # type: ignore[arg-type]
+
+
+def test_a_fault_in_the_middle_of_a_spanning_upload_loses_nothing() -> None:
+    """PDQ uploads span several batches: a refused middle batch leaves their earlier
+    answers staged in place, and the honest reply then completes them."""
+    rng = random.Random(11)
+    banding = pdq_banding(256)
+    references = [Reference(f"pdq-{i}", "pdq", rng.randbytes(32)) for i in range(2)]
+    built_pdq = build_index(KEY, banding, references, processes=1)
+    pdq_index = Index.from_bytes(built_pdq.to_bytes())
+    for fault in ("identity-bit255", "other-key"):
+        platform = PlatformSession(pdq_index, KEY.public_key, batch_size=100)
+        clearinghouse = ClearinghouseSession(KEY, element_limit=100_000, max_batch=100)
+        platform.receive(clearinghouse.receive(platform.hello()))
+        platform.add_uploads(
+            [Upload("same", "pdq", references[1].hash, 90),
+             Upload("other", "pdq", rng.randbytes(32), 90)]
+        )
+        answered, found, raised = _exchange_with_fault(
+            platform, clearinghouse, _FAULTS[fault], 0 if fault == "other-key" else 3,
+            persistent=fault == "other-key",
+        )
+        assert raised
+        assert answered | set(platform.unfinished()) == {"same", "other"}
+        assert answered.isdisjoint(platform.unfinished())
+        if fault == "identity-bit255":
+            assert platform.state is PlatformState.READY
+            assert answered == {"same", "other"}
+            assert [(f.upload_ref, built_pdq.handles[f.handle]) for f in found] == [
+                ("same", "pdq-1")
+            ]
+        else:
+            assert platform.state is PlatformState.FAILED
+
+
+@pytest.mark.parametrize(
+    "bad", [bytes(31) + b"\x80", bytes(GENERATOR)[:31] + bytes([bytes(GENERATOR)[31] | 0x80])],
+    ids=["identity-bit255", "generator-bit255"],
+)
+def test_clearinghouse_answers_a_high_bit_element_with_an_error(bad: bytes) -> None:
+    """Issue 7.3: receive never raises on peer bytes; a non-canonical element is refused
+    with INVALID_ELEMENT, nothing is counted, and the session keeps serving."""
+    session = _active()
+    good = _request(5, _elements(3))
+    request = good[:-32] + bad
+    error = _error(session.receive(request))
+    assert error.code == m.ErrorCode.INVALID_ELEMENT
+    assert bad.hex() not in error.text
+    assert session.elements_evaluated == 0
+    reply = m.decode(session.receive(good))
+    assert isinstance(reply, m.EvaluateResponse)
+    assert reply.batch_id == 5
+
+
+def test_a_dense_pdq_canary_is_refused_within_the_lookup_bound() -> None:
+    """Issue 7.5: a well-formed PDQ index whose every entry carries the canary's tags
+    makes the canary query hit N * L entries (within max_hits): the reply's pair trials
+    are over max_lookup_trials, so the session fails before the quadratic work, uploads
+    kept unfinished."""
+    banding = pdq_banding(256)
+    rng = random.Random(5)
+    references = [Reference(f"pdq-{i}", "pdq", rng.randbytes(32)) for i in range(3)]
+    canary = rng.randbytes(32)
+    built_pdq = build_index(KEY, banding, references, canaries=[canary], processes=1)
+    outputs = oprf.evaluate_batch(KEY.scalar, banding.band_inputs(canary), oprf.Mode.VOPRF)
+    tags, _ = derive_entries(outputs, built_pdq.header.tag_bytes)
+    dense = Index.from_bytes(densify(built_pdq.data, [int(t) for t in tags]))
+    assert dense.lookup(outputs).tag_hits == 4 * 256  # under max_hits: not refused by it
+    platform = PlatformSession(dense, KEY.public_key, batch_size=512, max_lookup_trials=50_000)
+    clearinghouse = ClearinghouseSession(KEY, element_limit=100_000, max_batch=512)
+    platform.receive(clearinghouse.receive(platform.hello()))
+    platform.add_uploads([Upload("u", "pdq", references[0].hash, 90)])
+    with pytest.raises(errors.IndexTooDense, match="candidate trials"):
+        SessionPair(platform, clearinghouse).run()
+    assert platform.state is PlatformState.FAILED
+    assert platform.unfinished() == ("u",)
+
+
+def test_an_answer_that_does_not_finalize_changes_nothing(built: BuiltIndex, index: Index) -> None:
+    """Defence in depth for issue 7.1: should an element pass decoding and still fail to
+    finalize (a backend that disagrees with the decoder; here the identity encoded with
+    bit 255 set, wrapped without validation as libsodium 1.0.18 would have let it pass),
+    the reply is refused as malformed and the session is exactly as before."""
+    platform, clearinghouse = _ready(index, batch_size=4)
+    platform.add_uploads(_uploads(range(36, 40)))
+    reply = clearinghouse.receive(platform.next_request())
+    honest = m.decode(reply)
+    assert isinstance(honest, m.EvaluateResponse)
+    bad = Element._trusted(bytes(31) + b"\x80")
+    forged = m.EvaluateResponse(honest.batch_id, (*honest.elements[:-1], bad))
+    unfinished = platform.unfinished()
+    with pytest.raises(errors.InvalidPeerElement):
+        platform._dispatch(forged)
+    assert platform.state is PlatformState.READY
+    assert platform.unfinished() == unfinished
+    assert platform.outstanding == 1
+    assert platform.stats.uploads_done == 0
+    found = platform.receive(reply)
+    while platform.wants_to_send:
+        found += platform.receive(clearinghouse.receive(platform.next_request()))
+    assert sorted(built.handles[f.handle] for f in found) == [f"report-{i}" for i in range(36, 40)]
+    assert not platform.unfinished()

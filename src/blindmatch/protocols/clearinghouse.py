@@ -309,9 +309,15 @@ class ClearinghouseSession:
         count = len(message.elements)
         if self._evaluated + count > self._element_limit:
             raise errors.LimitExceeded("the session's element quota is spent")
-        results = self._evaluator.blind_evaluate_batch(
-            self._key.scalar, message.elements, oprf.Mode.VOPRF
-        )
+        try:
+            results = self._evaluator.blind_evaluate_batch(
+                self._key.scalar, message.elements, oprf.Mode.VOPRF
+            )
+        except errors.InvalidElement:
+            # Decoding validated every element, so this cannot happen with a canonical
+            # decoder; if a backend ever disagrees with it, the peer's bytes are still
+            # answered with an error, never raised (module docstring).
+            raise errors.InvalidPeerElement("an element of the batch is invalid") from None
         evaluated = tuple(results)
         self._used_batch_ids.add(message.batch_id)
         self._unproved[message.batch_id] = (message.elements, evaluated)

@@ -61,11 +61,15 @@ shape raise a :class:`~blindmatch.errors.RemoteProtocolError` and change nothing
 session stays usable (a correct reply may still arrive). A refusal
 (:class:`~blindmatch.errors.RequestRejected`), a key mismatch, a stale index, a canary
 mismatch, a failed proof or an index that refuses a lookup
-(:class:`~blindmatch.errors.IndexTooDense`) moves the session to ``FAILED``: the matches
-it returned before stay true (a wrong key loses matches, it cannot invent them), nothing
-more is sent, :meth:`unfinished` lists the uploads without an answer, including those of a
-reply whose canary failed (its answers are not under the published key, so they count as
-none) or whose lookup the index refused.
+(:class:`~blindmatch.errors.IndexTooDense`: an upload over ``max_hits``, or a reply over
+``max_lookup_trials``) moves the session to ``FAILED``: the matches it returned before
+stay true (a wrong key loses matches, it cannot invent them), nothing more is sent,
+:meth:`unfinished` lists the uploads without an answer, including those of a reply whose
+canary failed (its answers are not under the published key, so they count as none) or
+whose lookup the index refused. A reply is checked whole (every element decoded
+canonically, its uploads finalized and looked up, its canaries matched) before the session
+records any of it, so whatever a reply holds, every upload ends either answered (matched or
+not) or in :meth:`unfinished`.
 Calling a method in the wrong state raises :class:`~blindmatch.errors.LocalProtocolError`.
 """
 
@@ -107,6 +111,7 @@ from blindmatch.psi.parallel import SERIAL, Evaluator
 from blindmatch.psi.shares import RandomBytes
 
 __all__ = [
+    "DEFAULT_MAX_LOOKUP_TRIALS",
     "Match",
     "PlatformSession",
     "PlatformState",
@@ -114,6 +119,12 @@ __all__ = [
     "Upload",
 ]
 
+DEFAULT_MAX_LOOKUP_TRIALS = 1 << 19
+"""Candidate trials (:func:`~blindmatch.psi.index.lookup_trials`) one reply's lookup of one
+signal may make (per index file of an index set): at the bound, about 0.7 s and 135 MB of
+lookup work (measured on a 2-core machine, 1024 hits of one PDQ upload, L = 256). An honest
+reply needs far fewer: one PDQ upload (L = 384) that agrees with a reference on every band
+makes 73,536 trials, with two such references 294,528."""
 _MAX_REF = 4096
 _MODE = oprf.Mode.VOPRF
 
@@ -242,8 +253,10 @@ class _Lookup:
         # Canary handles stand for no report: an upload that hits one is not a match.
         self.canary_handles = frozenset(c.handle for c in self.canaries)
 
-    def lookup_many(self, outputs: Sequence[Sequence[bytes]]) -> list[MatchResult]:
-        return self.source.lookup_many(outputs)
+    def lookup_many(
+        self, outputs: Sequence[Sequence[bytes]], *, max_trials: int
+    ) -> list[MatchResult]:
+        return self.source.lookup_many(outputs, max_trials=max_trials)
 
 
 def _as_upload(item: Upload | tuple[str, str, bytes]) -> Upload:
@@ -275,6 +288,9 @@ class PlatformSession:
         signals: the signal types, by name, whose quality floors apply to uploads
             (:func:`~blindmatch.fingerprint.signals.default_registry` when omitted); every
             index must be of a registered signal type.
+        max_lookup_trials: bound on the lookup work of one reply per signal, in candidate
+            trials (:data:`DEFAULT_MAX_LOOKUP_TRIALS`); a reply over it fails the session
+            with :class:`~blindmatch.errors.IndexTooDense`, its uploads unfinished.
 
     Raises:
         TypeError: an argument of the wrong type.
@@ -294,6 +310,7 @@ class PlatformSession:
         evaluator: Evaluator = SERIAL,
         signals: SignalRegistry | None = None,
         random_bytes: RandomBytes = secrets.token_bytes,
+        max_lookup_trials: int = DEFAULT_MAX_LOOKUP_TRIALS,
     ) -> None:
         chosen = [indexes] if isinstance(indexes, Index | IndexSet) else list(indexes)
         if not all(isinstance(i, Index | IndexSet) for i in chosen):
@@ -313,6 +330,9 @@ class PlatformSession:
         registry = default_registry() if signals is None else signals
         if not isinstance(registry, SignalRegistry):
             raise TypeError("signals must be a SignalRegistry")
+        if type(max_lookup_trials) is not int or max_lookup_trials < 1:
+            raise errors.LocalProtocolError("max_lookup_trials must be a positive int")
+        self._max_lookup_trials = max_lookup_trials
         self._evaluator = evaluator
         self._random = SessionRandom(random_bytes)
         self._signal_types: dict[str, SignalType[Any]] = {}
@@ -343,7 +363,6 @@ class PlatformSession:
         self._queue: deque[tuple[Upload, ReportHandle | None]] = deque()
         self._carry: deque[tuple[_Slot, int, Element]] = deque()
         self._in_flight: dict[int, _Slot] = {}
-        self._unanswered: list[str] = []
         self._canaries_seen: set[str] = set()
         self._next_batch_id = 0
         self._next_audit_id = 0
@@ -410,10 +429,10 @@ class PlatformSession:
         return tuple(sorted(self._auditable))
 
     def unfinished(self) -> tuple[str, ...]:
-        """Refs of uploads without an answer: queued, in flight, or answered by the reply
-        whose canary failed (its answers are not under the published key)."""
-        refs = list(self._unanswered)
-        refs.extend(upload.ref for upload, canary in self._queue if canary is None)
+        """Refs of uploads without an answer: queued, or in flight, which includes those of
+        a reply that failed the session (a canary that did not match: its answers are not
+        under the published key; an index that refused or failed the lookup)."""
+        refs = [upload.ref for upload, canary in self._queue if canary is None]
         seen = {id(slot): slot for slot, _, _ in self._carry}
         seen.update({id(slot): slot for slot in self._in_flight.values()})
         refs.extend(s.upload.ref for s in seen.values() if s.canary is None)
@@ -640,7 +659,9 @@ class PlatformSession:
             errors.RequestRejected: the clearinghouse refused a request (session failed).
             errors.VerifyError: an audit proof did not verify (session failed).
             errors.IndexTooDense: an upload hit more index entries than an honest index
-                holds (session failed; the reply's uploads stay unfinished).
+                holds, or the reply's lookup would exceed ``max_lookup_trials`` (session
+                failed; the reply's uploads stay unfinished).
+            errors.IndexFormatError: the index failed the lookup (session failed, likewise).
         """
         self._require(PlatformState.AWAIT_INFO, PlatformState.READY, PlatformState.CLOSING)
         if not isinstance(data, bytes | bytearray | memoryview):
@@ -702,57 +723,101 @@ class PlatformSession:
         self._state = PlatformState.READY
 
     def _evaluated(self, response: EvaluateResponse) -> list[Match]:
+        """Finalize and look up what a reply completes, then (only then) record it.
+
+        The reply is staged first: each slot's answers are filled in a copy, the uploads
+        it completes are finalized, looked up and their canaries checked, and nothing of
+        the session changes until all of that succeeded. So an answer that does not
+        finalize leaves the session as it was (the batch stays outstanding, its uploads in
+        :meth:`unfinished`), and a reply that fails the session (an index that refuses the
+        lookup, a canary that does not match) leaves its uploads in flight, hence in
+        :meth:`unfinished`: no upload is ever dropped from the bookkeeping unanswered.
+        """
         batch = self._outstanding[response.batch_id]
         if len(response.elements) != len(batch.elements):
             raise errors.MessageDecodeError("reply holds another number of elements")
-        del self._outstanding[response.batch_id]
-        self._auditable[response.batch_id] = (batch.elements, response.elements)
-        completed: list[_Slot] = []
+        staged: dict[int, tuple[_Slot, list[Element | None], int]] = {}
+        completed: list[tuple[_Slot, list[Element]]] = []
         for position, element in zip(batch.positions, response.elements, strict=True):
             if position is None:
                 continue
             slot, band = position
-            slot.evaluated[band] = element
-            slot.missing -= 1
-            if slot.missing == 0:
-                completed.append(slot)
-                del self._in_flight[id(slot)]
-        return self._look_up(completed)
+            slot_id = id(slot)
+            _, evaluated, missing = staged.get(slot_id, (slot, list(slot.evaluated), slot.missing))
+            evaluated[band] = element
+            staged[slot_id] = (slot, evaluated, missing - 1)
+            if missing == 1:
+                completed.append((slot, [e for e in evaluated if e is not None]))
+        looked_up = self._look_up(completed)
+        # Everything checked: record the reply.
+        del self._outstanding[response.batch_id]
+        self._auditable[response.batch_id] = (batch.elements, response.elements)
+        for slot, evaluated, missing in staged.values():
+            slot.evaluated = evaluated
+            slot.missing = missing
+        for slot, _ in completed:
+            del self._in_flight[id(slot)]
+        return self._record(looked_up)
 
-    def _look_up(self, completed: list[_Slot]) -> list[Match]:
-        by_signal: dict[str, list[_Slot]] = {}
-        for slot in completed:
-            by_signal.setdefault(slot.upload.signal, []).append(slot)
+    def _look_up(
+        self, completed: list[tuple[_Slot, list[Element]]]
+    ) -> list[tuple[_Slot, MatchResult]]:
+        """Finalize and look up completed uploads and check their canaries; changes nothing
+        but the state (to ``FAILED``) when the reply fails the session.
+
+        Raises:
+            errors.InvalidPeerElement: an answer does not finalize (session unchanged).
+            errors.IndexTooDense: the index refuses the lookup (session failed).
+            errors.IndexFormatError: the index is corrupt (session failed).
+            errors.CanaryMismatch: a canary did not match (session failed).
+        """
+        by_signal: dict[str, list[tuple[_Slot, list[Element]]]] = {}
+        for slot, evaluated in completed:
+            by_signal.setdefault(slot.upload.signal, []).append((slot, evaluated))
         looked_up: list[tuple[_Slot, MatchResult]] = []
-        for signal, slots in sorted(by_signal.items()):
+        for signal, items in sorted(by_signal.items()):
             # One call for every completed upload of the signal: blinds repeated per band, so
             # the batch inversion covers all of them (outputs are RFC 9497 Finalize).
-            inputs = [x for slot in slots for x in slot.inputs]
-            blinds = [slot.blind for slot in slots for _ in slot.inputs]
-            evaluated = [e for slot in slots for e in slot.evaluated if e is not None]
-            flat = self._evaluator.finalize_batch(inputs, blinds, evaluated, _MODE)
+            inputs = [x for slot, _ in items for x in slot.inputs]
+            blinds = [slot.blind for slot, _ in items for _ in slot.inputs]
+            answers = [e for _, evaluated in items for e in evaluated]
+            try:
+                flat = self._evaluator.finalize_batch(inputs, blinds, answers, _MODE)
+            except errors.InvalidElement:
+                # Decoding validated every element (canonical, not the identity), so a
+                # product cannot fail; should a backend disagree, the reply is refused as
+                # malformed before anything changed.
+                raise errors.InvalidPeerElement("an answer does not finalize") from None
             outputs: list[list[bytes]] = []
             position = 0
-            for slot in slots:
+            for slot, _ in items:
                 outputs.append(flat[position : position + len(slot.inputs)])
                 position += len(slot.inputs)
             try:
-                results = self._indexes[signal].lookup_many(outputs)
-            except errors.IndexTooDense:
-                # The index is not one an honest clearinghouse builds: nothing it answers
-                # counts. The uploads of this reply stay unfinished, the session fails.
-                self._unanswered.extend(s.upload.ref for s in completed if s.canary is None)
+                results = self._indexes[signal].lookup_many(
+                    outputs, max_trials=self._max_lookup_trials
+                )
+            except errors.IndexFormatError:
+                # The index is not one an honest clearinghouse builds (or is corrupt):
+                # nothing it answers counts. The reply's uploads stay in flight, so
+                # unfinished() lists them; the session fails.
                 self._state = PlatformState.FAILED
                 raise
-            looked_up.extend(zip(slots, results, strict=True))
+            looked_up.extend(
+                (slot, result) for (slot, _), result in zip(items, results, strict=True)
+            )
         canaries = [(slot.canary, result) for slot, result in looked_up if slot.canary is not None]
         if not all(canary in result.handles for canary, result in canaries):
             # The reply was evaluated under another key: none of its answers is one. Its
             # uploads stay unfinished (not "no match"), so a caller can query them again.
-            self._unanswered.extend(s.upload.ref for s, _ in looked_up if s.canary is None)
             self._state = PlatformState.FAILED
             raise errors.CanaryMismatch("a canary did not match: index and key disagree")
-        self.stats.canaries_matched += len(canaries)
+        return looked_up
+
+    def _record(self, looked_up: list[tuple[_Slot, MatchResult]]) -> list[Match]:
+        """Count a recorded reply's lookups and return its matches."""
+        canaries = sum(1 for slot, _ in looked_up if slot.canary is not None)
+        self.stats.canaries_matched += canaries
         self._canaries_seen.update(s.upload.signal for s, _ in looked_up if s.canary is not None)
         matches: list[Match] = []
         for slot, result in looked_up:
@@ -773,7 +838,7 @@ class PlatformSession:
         return matches
 
     def _verify(self, response: ProofResponse) -> None:
-        blinded, evaluated = self._audits.pop(response.audit_id)
+        blinded, evaluated = self._audits[response.audit_id]
         try:
             oprf.verify_proof(
                 GENERATOR, self._public_key.element, blinded, evaluated, response.proof, _MODE
@@ -781,5 +846,6 @@ class PlatformSession:
         except errors.VerifyError:
             self._state = PlatformState.FAILED
             raise
+        del self._audits[response.audit_id]  # recorded only once verified
         self.stats.audits_verified += 1
         self.stats.elements_audited += len(blinded)

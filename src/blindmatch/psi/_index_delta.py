@@ -53,11 +53,14 @@ class IndexSet(Lookups):
         self.base = base
         self.deltas = tuple(deltas)
 
-    def lookup_many(self, outputs_per_upload: Sequence[Sequence[bytes]]) -> list[MatchResult]:
-        """:meth:`Index.lookup_many` over the base and every delta, results combined."""
-        results = self.base.lookup_many(outputs_per_upload)
+    def lookup_many(
+        self, outputs_per_upload: Sequence[Sequence[bytes]], *, max_trials: int | None = None
+    ) -> list[MatchResult]:
+        """:meth:`Index.lookup_many` over the base and every delta, results combined
+        (``max_trials`` bounds each of them)."""
+        results = self.base.lookup_many(outputs_per_upload, max_trials=max_trials)
         for delta in self.deltas:
-            more = delta.lookup_many(outputs_per_upload)
+            more = delta.lookup_many(outputs_per_upload, max_trials=max_trials)
             results = [
                 MatchResult(
                     handles=tuple(sorted(set(a.handles) | set(b.handles))),

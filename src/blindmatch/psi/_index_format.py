@@ -59,6 +59,7 @@ __all__ = [
     "IndexKind",
     "Layout",
     "MAGIC",
+    "MAX_BAND_POSITIONS",
     "SHARE_BYTES",
     "SUITE_ID",
     "VOPRF_MODE",
@@ -80,6 +81,12 @@ _FIXED = struct.Struct("<8sHBBIQQIHHBBBBIH6s32s32s8s")
 _MIN_HANDLE_BYTES = 8
 _MAX_KEY_ID = 64
 _MAX_CANARIES = 1024
+_MAX_COUNT = 1 << 48
+#: Band positions (``L * k``) a header may ask for. Drawing them is the one piece of work a
+#: header alone controls: ``L = k = 4096`` (each within ``Banding``'s own bounds) took 40 s
+#: and 900 MB for a 192-byte file. PDQ at L = 512 needs 16,384; the worst case under this
+#: bound draws in about 0.3 s.
+MAX_BAND_POSITIONS = 1 << 16
 
 assert _FIXED.size == FIXED_SIZE
 
@@ -140,8 +147,10 @@ class IndexHeader:
             raise IndexFormatError("key epoch must fit 32 bits")
         if len(self.key_id) > _MAX_KEY_ID:
             raise IndexFormatError(f"key id must be at most {_MAX_KEY_ID} bytes")
-        if not 0 <= self.entry_count < 1 << 48 or not 0 <= self.handle_count < 1 << 48:
+        if not 0 <= self.entry_count < _MAX_COUNT or not 0 <= self.handle_count < _MAX_COUNT:
             raise IndexFormatError("entry and handle counts must be below 2**48")
+        if self.banding.count * self.banding.k > MAX_BAND_POSITIONS:
+            raise IndexFormatError(f"a banding may have at most {MAX_BAND_POSITIONS} positions")
         if self.tag_bytes not in TAG_SIZES:
             raise IndexFormatError("tag width must be 4 or 8 bytes")
         if not _MIN_HANDLE_BYTES <= self.handle_bytes <= HANDLE_SIZE:
@@ -158,13 +167,12 @@ class IndexHeader:
 
     def layout(self) -> Layout:
         """Section offsets implied by this header."""
-        header_length = align(len(self.variable_part()) + FIXED_SIZE)
-        per_band = self.entry_count * self.banding.count
-        tags_offset = header_length
-        shares_offset = align(tags_offset + per_band * self.tag_bytes)
-        handles_offset = align(shares_offset + per_band * SHARE_BYTES)
-        total = handles_offset + self.handle_count * self.handle_bytes
-        return Layout(header_length, tags_offset, shares_offset, handles_offset, total)
+        return _layout(
+            align(len(self.variable_part()) + FIXED_SIZE),
+            self.entry_count * self.banding.count,
+            self.tag_bytes,
+            self.handle_count * self.handle_bytes,
+        )
 
     def variable_part(self) -> bytes:
         """The variable header fields, unpadded."""
@@ -207,6 +215,16 @@ class IndexHeader:
         return (fixed + variable).ljust(header_length, b"\x00")
 
 
+def _layout(header_length: int, entries: int, tag_bytes: int, handle_bytes: int) -> Layout:
+    """Section offsets from the header length, the entries over all bands, the tag width
+    and the handle section's size."""
+    tags_offset = header_length
+    shares_offset = align(tags_offset + entries * tag_bytes)
+    handles_offset = align(shares_offset + entries * SHARE_BYTES)
+    total = handles_offset + handle_bytes
+    return Layout(header_length, tags_offset, shares_offset, handles_offset, total)
+
+
 def _lp8(data: bytes) -> bytes:
     if len(data) > 255:
         raise IndexFormatError("a length-prefixed header field is over 255 bytes")
@@ -245,18 +263,27 @@ def _ascii(data: bytes, what: str) -> str:
         raise IndexFormatError(f"index {what} is not ASCII") from None
 
 
-def decode_header(data: bytes | memoryview) -> tuple[IndexHeader, Layout]:
-    """Parse and check the header of an index file; does not check the digest.
+def decode_header(
+    data: bytes | memoryview, *, verify_digest: bool = False
+) -> tuple[IndexHeader, Layout]:
+    """Parse and check the header of an index file.
+
+    Cheap checks come first and nothing is expanded before they pass: the fixed fields,
+    then the file length against the counts, then (``verify_digest``) the digest, then
+    the bound on band positions (:data:`MAX_BAND_POSITIONS`); only then are the band
+    positions drawn (``Banding``) and the canaries read.
 
     Args:
         data: the whole file (its length is checked against the header's counts).
+        verify_digest: also check the SHA-256 digest (a full read of the file).
 
     Returns:
         The header and the section layout.
 
     Raises:
         IndexFormatError: wrong magic or version, truncated or inconsistent fields,
-            nonzero reserved or padding bytes, or a file length that does not match.
+            nonzero reserved or padding bytes, a file length that does not match, a
+            banding over the bound, or (``verify_digest``) a digest that does not match.
     """
     view = memoryview(data).cast("B")
     if len(view) < FIXED_SIZE:
@@ -297,6 +324,21 @@ def decode_header(data: bytes | memoryview) -> tuple[IndexHeader, Layout]:
         raise IndexFormatError("reserved header bytes must be zero")
     if header_length < FIXED_SIZE or header_length % _ALIGN or header_length > len(view):
         raise IndexFormatError("bad or truncated header length")
+    if tag_bytes not in TAG_SIZES:
+        raise IndexFormatError("tag width must be 4 or 8 bytes")
+    if not _MIN_HANDLE_BYTES <= handle_bytes <= HANDLE_SIZE:
+        raise IndexFormatError("stored handle width must be 8..16 bytes")
+    if entry_count >= _MAX_COUNT or handle_count >= _MAX_COUNT:
+        raise IndexFormatError("entry and handle counts must be below 2**48")
+    expected = _layout(
+        header_length, entry_count * band_count, tag_bytes, handle_count * handle_bytes
+    )
+    if expected.total_length != len(view):
+        raise IndexFormatError("index file length does not match its header (truncated?)")
+    if verify_digest and compute_digest(view) != digest:
+        raise IndexFormatError("index digest does not match its contents")
+    if band_count * k > MAX_BAND_POSITIONS:
+        raise IndexFormatError(f"a banding may have at most {MAX_BAND_POSITIONS} positions")
     reader = _Reader(view, FIXED_SIZE, header_length)
     suite = _ascii(reader.lp8(), "suite id")
     if suite != SUITE_ID:

@@ -20,6 +20,15 @@ bound to locals, one foreign call per element and no per-element Python objects 
 result ``bytes``: a Python loop around a ctypes call costs about half a microsecond, against
 tens of microseconds for a scalar multiplication.
 
+Canonical decoding: RFC 9496 4.3.1 decodes only a field element ``s`` that is
+non-negative and reduced, which rules out every encoding with bit 255 set. libsodium
+1.0.18 (Debian 12's) masks that bit off before its canonical check, so ``00...0080``
+decodes as the identity and ``e2f2...2df6`` as the generator: one point, two encodings,
+and a "non-identity" element that is the identity. Every function here that decodes a
+point therefore refuses a set bit 255 itself, before any foreign call, whatever version
+is loaded (newer releases check it too; the test of the RFC 9496 negative vectors and of
+``tests/vectors/ristretto255-noncanonical.json`` runs against the loaded one).
+
 Return codes: ``crypto_scalarmult_ristretto255`` returns -1 when the point does not decode
 (non-canonical, not on the group) *or* the product is the identity; with a non-zero scalar
 below the group order (prime) the product is the identity only if the point is. One call
@@ -192,6 +201,25 @@ def _element_error(what: str) -> errors.InvalidElement:
     return errors.InvalidElement(f"{what} is not a valid non-identity ristretto255 element")
 
 
+_HIGH_BIT: Final = 0x80
+
+
+def _check_point(value: bytes, what: str) -> None:
+    """Length and type as :func:`_check`, and bit 255 clear (RFC 9496 4.3.1: ``s`` must be
+    a reduced, non-negative field element; libsodium 1.0.18 ignores that bit)."""
+    _check(value, ELEMENT_BYTES, what)
+    if value[31] & _HIGH_BIT:
+        raise _element_error(what)
+
+
+def _check_points(points: Sequence[bytes]) -> None:
+    """:func:`_check_point` of every point, naming the index (never the bytes) of a bad one."""
+    for index, p in enumerate(points):
+        _check(p, ELEMENT_BYTES, "element")
+        if p[31] & _HIGH_BIT:
+            raise _element_error(f"element {index}")
+
+
 def from_hash(uniform: bytes) -> bytes:
     """ristretto255 element derivation (RFC 9496 4.3.4) of 64 uniform bytes."""
     _check(uniform, HASH_BYTES, "hash input")
@@ -217,6 +245,8 @@ def from_hash_many(uniforms: Sequence[bytes]) -> list[bytes]:
 def is_valid_point(encoding: bytes) -> bool:
     """True if ``encoding`` is a canonical ristretto255 encoding (the identity included)."""
     _check(encoding, ELEMENT_BYTES, "element")
+    if encoding[31] & _HIGH_BIT:  # non-canonical (RFC 9496 4.3.1), whatever libsodium says
+        return False
     return bool(_is_valid_point(encoding) == 1)
 
 
@@ -227,7 +257,7 @@ def scalarmult(scalar: bytes, point: bytes) -> bytes:
         errors.InvalidElement: the point does not decode or the product is the identity.
     """
     _check(scalar, SCALAR_BYTES, "scalar")
-    _check(point, ELEMENT_BYTES, "element")
+    _check_point(point, "element")
     out = _new_buffer(ELEMENT_BYTES)
     if _scalarmult(out, scalar, point) != 0:
         raise _element_error("element")
@@ -241,8 +271,7 @@ def scalarmult_many(scalar: bytes, points: Sequence[bytes]) -> list[bytes]:
         errors.InvalidElement: naming the index of the first invalid point.
     """
     _check(scalar, SCALAR_BYTES, "scalar")
-    for p in points:
-        _check(p, ELEMENT_BYTES, "element")
+    _check_points(points)
     out = _new_buffer(ELEMENT_BYTES)
     f = _scalarmult
     result: list[bytes] = []
@@ -270,6 +299,9 @@ def scalarmult_concat(scalar: bytes, points: bytes) -> bytes:
     total = len(points)
     if total % ELEMENT_BYTES:
         raise errors.InvalidEncoding("element batch length is not a multiple of 32")
+    if total and max(points[31::ELEMENT_BYTES]) & _HIGH_BIT:
+        first = next(i for i, top in enumerate(points[31::ELEMENT_BYTES]) if top & _HIGH_BIT)
+        raise _element_error(f"element {first}")
     src = _new_buffer(points, total)
     out = _new_buffer(total)
     f = _scalarmult
@@ -291,8 +323,7 @@ def scalarmult_pairs(scalars: Sequence[bytes], points: Sequence[bytes]) -> list[
         raise errors.InvalidEncoding("scalars and elements differ in number")
     for s in scalars:
         _check(s, SCALAR_BYTES, "scalar")
-    for p in points:
-        _check(p, ELEMENT_BYTES, "element")
+    _check_points(points)
     out = _new_buffer(ELEMENT_BYTES)
     f = _scalarmult
     result: list[bytes] = []
@@ -319,8 +350,7 @@ def sum_of_products(scalars: Sequence[bytes], points: Sequence[bytes]) -> bytes:
         raise errors.InvalidEncoding("scalars and elements differ in number")
     for s in scalars:
         _check(s, SCALAR_BYTES, "scalar")
-    for p in points:
-        _check(p, ELEMENT_BYTES, "element")
+    _check_points(points)
     product = _new_buffer(ELEMENT_BYTES)
     total = _new_buffer(IDENTITY, ELEMENT_BYTES)
     mult = _scalarmult
@@ -365,8 +395,8 @@ def add(p: bytes, q: bytes) -> bytes:
     Raises:
         errors.InvalidElement: an operand does not decode.
     """
-    _check(p, ELEMENT_BYTES, "element")
-    _check(q, ELEMENT_BYTES, "element")
+    _check_point(p, "element")
+    _check_point(q, "element")
     out = _new_buffer(ELEMENT_BYTES)
     if _add(out, p, q) != 0:
         raise _element_error("operand")
@@ -379,8 +409,8 @@ def sub(p: bytes, q: bytes) -> bytes:
     Raises:
         errors.InvalidElement: an operand does not decode.
     """
-    _check(p, ELEMENT_BYTES, "element")
-    _check(q, ELEMENT_BYTES, "element")
+    _check_point(p, "element")
+    _check_point(q, "element")
     out = _new_buffer(ELEMENT_BYTES)
     if _sub(out, p, q) != 0:
         raise _element_error("operand")

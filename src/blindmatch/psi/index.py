@@ -31,7 +31,7 @@ from blindmatch.psi._index_build import (
 )
 from blindmatch.psi._index_delta import INDEX_SET_DOMAIN, IndexSet, current_digest, merge_indexes
 from blindmatch.psi._index_format import Canary, IndexHeader, IndexKind
-from blindmatch.psi._index_lookup import Index, MatchResult, default_max_hits
+from blindmatch.psi._index_lookup import Index, MatchResult, default_max_hits, lookup_trials
 
 __all__ = [
     "BuiltIndex",
@@ -48,5 +48,6 @@ __all__ = [
     "current_digest",
     "default_canaries",
     "default_max_hits",
+    "lookup_trials",
     "merge_indexes",
 ]

@@ -84,6 +84,7 @@ _JSON_MEMBERS: Final = frozenset(
     {"format", "version", "suite", "mode", "epoch", "key_id", "public_key"}
 )
 _LOWER_HEX: Final = re.compile(r"[0-9a-f]*")
+_MAX_JSON: Final = 4096
 
 
 def _hex_field(value: object, size: int, name: str) -> bytes:
@@ -251,9 +252,11 @@ class PublicKey:
         """
         if not isinstance(text, str):
             raise errors.KeyFormatError("a JSON public key must be str")
+        if len(text) > _MAX_JSON:  # the documented form is about 250 characters
+            raise errors.KeyFormatError(f"a JSON public key is at most {_MAX_JSON} characters")
         try:
             doc = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: deep nesting ("[[[[...")
             raise errors.KeyFormatError("public key is not valid JSON") from None
         if not isinstance(doc, dict) or set(doc) != _JSON_MEMBERS:
             raise errors.KeyFormatError("public key JSON must have exactly the documented members")
