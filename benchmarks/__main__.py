@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "psi": "benchmarks.bench_psi",
     "protocol": "benchmarks.bench_protocol",
     "startup": "benchmarks.bench_startup",
+    "install_size": "benchmarks.bench_install_size",
 }
 
 
