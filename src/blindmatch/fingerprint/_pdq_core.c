@@ -18,18 +18,47 @@
  *
  * It MUST be compiled without -ffast-math and with -ffp-contract=off (pyproject.toml):
  * a fused multiply-add in the DCT, or a reassociated sum, moves hashes by a bit. The pragma
- * below says the same to compilers that honour it (clang, e.g. for WebAssembly). No Python
- * API here: _pdq_cext.c is the binding.
+ * below says the same to clang (e.g. for WebAssembly); gcc ignores it and needs the flag.
+ * No Python API here: _pdq_cext.c is the binding.
  */
+#if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
+#endif
+
+#if defined(__linux__)
+#define _DEFAULT_SOURCE /* posix_memalign, madvise */
+#endif
 
 #include "_pdq_core.h"
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 /* Rows per strip of a column pass: two 128-bit or one 256-bit vector of float32. */
 #define LANES 8
+
+/* Rows per strip of the luma conversion: its transposed stores then fill whole 64-byte
+ * cache lines. */
+#define LUMA_LANES 16
+
+/* A whole-image buffer. The transposes touch one image column per store, each on another
+ * 4 KiB page for a photo-sized image, so on Linux the large buffers ask for transparent huge
+ * pages (as numpy does for its arrays): twice as fast on a 12-megapixel image. free() it. */
+static void *image_alloc(size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const size_t huge = (size_t)2 << 20;
+    if (bytes >= 2 * huge) {
+        void *p = NULL;
+        if (posix_memalign(&p, huge, bytes) != 0) return NULL;
+        (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: fine if refused */
+        return p;
+    }
+#endif
+    return malloc(bytes);
+}
 
 /* The reference box filter along axis 0 of src (length x lanes), once per lane.
  *
@@ -139,7 +168,7 @@ static int filter_transposed(float *image_t, size_t rows, size_t cols, size_t ro
                              const ptrdiff_t *col_idx, int passes, float *out) {
     size_t longest = rows > cols ? rows : cols, i, j, r;
     int pass, status = PDQ_NO_MEMORY;
-    float *other = malloc(rows * cols * sizeof(float));
+    float *other = image_alloc(rows * cols * sizeof(float));
     float *s = malloc((longest > PDQ_SAMPLES ? longest : PDQ_SAMPLES) * sizeof(float));
     float *strip = calloc(rows * LANES, sizeof(float));
     float *strip_out = calloc(rows * LANES, sizeof(float));
@@ -201,17 +230,17 @@ int pdq_samples_from_rgb(const uint8_t *rgb, size_t rows, size_t cols, size_t ch
         green[r] = (double)r * 0.587;
         blue[r] = (double)r * 0.114;
     }
-    luma_t = malloc(rows * cols * sizeof(float));
-    line = malloc(LANES * cols * sizeof(float));
+    luma_t = image_alloc(rows * cols * sizeof(float));
+    line = malloc(LUMA_LANES * cols * sizeof(float));
     if (!luma_t || !line) {
         free(luma_t);
         free(line);
         return PDQ_NO_MEMORY;
     }
     /* luma_t[c][r] = (0.299 R + 0.587 G) + 0.114 B of pixel (r, c), in double, rounded once;
-     * a strip of LANES rows at a time into `line`, then stored transposed. */
-    for (first = 0; first < rows; first += LANES) {
-        size_t count = rows - first < LANES ? rows - first : LANES;
+     * a strip of LUMA_LANES rows at a time into `line`, then stored transposed. */
+    for (first = 0; first < rows; first += LUMA_LANES) {
+        size_t count = rows - first < LUMA_LANES ? rows - first : LUMA_LANES;
         for (r = 0; r < count; r++) {
             const uint8_t *p = rgb + (first + r) * cols * channels;
             float *l = line + r * cols;
@@ -236,10 +265,10 @@ int pdq_samples_from_luma(const float *luma, size_t rows, size_t cols, size_t ro
     float *luma_t;
     if (bad_geometry(rows, cols, row_window, col_window, row_idx, col_idx, passes))
         return PDQ_BAD_ARGUMENT;
-    luma_t = malloc(rows * cols * sizeof(float));
+    luma_t = image_alloc(rows * cols * sizeof(float));
     if (!luma_t) return PDQ_NO_MEMORY;
-    for (first = 0; first < rows; first += LANES) {
-        size_t count = rows - first < LANES ? rows - first : LANES;
+    for (first = 0; first < rows; first += LUMA_LANES) {
+        size_t count = rows - first < LUMA_LANES ? rows - first : LUMA_LANES;
         for (c = 0; c < cols; c++)
             for (r = 0; r < count; r++) luma_t[c * rows + first + r] = luma[(first + r) * cols + c];
     }
