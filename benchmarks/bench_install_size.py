@@ -65,17 +65,21 @@ def _top_level_sizes(site: Path) -> dict[str, int]:
     """Bytes per top-level entry of ``site-packages`` (packages, their .libs, dist-info)."""
     sizes: dict[str, int] = {}
     for entry in site.iterdir():
+        if entry.name.startswith(SEED_PACKAGES) or entry.name == "__pycache__":
+            continue
         key = entry.name.split("-")[0].split(".")[0].lower()
         key = ALIASES.get(key, key)
-        if key.startswith(SEED_PACKAGES) or key == "__pycache__":
-            continue
         size = _du(entry) if entry.is_dir() else os.lstat(entry).st_blocks * 512
         sizes[key] = sizes.get(key, 0) + size
     return sizes
 
 
 def _run(argv: list[str]) -> None:
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
+    """Run a command quietly; on failure show what it said and raise."""
+    done = subprocess.run(argv, capture_output=True, check=False)  # noqa: S603
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr.decode(errors="replace"))
+        raise RuntimeError(f"{argv[:4]} exited with {done.returncode}")
 
 
 def measure(wheel: Path, extras: str, tmp: Path) -> dict[str, Any]:

@@ -1,30 +1,36 @@
 """Type stub of the C extension built from ``_pdq_cext.c`` (see :mod:`._pdq_c`)."""
 
+from typing import Any
+
+import numpy as np
 from typing_extensions import Buffer
 
+# Any C-contiguous buffer: numpy arrays are buffers, but numpy's stubs say so for 3.12+ only.
+_Buffer = Buffer | np.ndarray[Any, Any]
+
 def samples_from_rgb(
-    rgb: Buffer,
+    rgb: _Buffer,
     rows: int,
     cols: int,
     channels: int,
     row_window: int,
     col_window: int,
-    row_idx: Buffer,
-    col_idx: Buffer,
+    row_idx: _Buffer,
+    col_idx: _Buffer,
     passes: int,
-    out: Buffer,
+    out: _Buffer,
     /,
 ) -> None: ...
 def samples_from_luma(
-    luma: Buffer,
+    luma: _Buffer,
     rows: int,
     cols: int,
     row_window: int,
     col_window: int,
-    row_idx: Buffer,
-    col_idx: Buffer,
+    row_idx: _Buffer,
+    col_idx: _Buffer,
     passes: int,
-    out: Buffer,
+    out: _Buffer,
     /,
 ) -> None: ...
-def dct16(samples: Buffer, matrix: Buffer, block: Buffer, /) -> None: ...
+def dct16(samples: _Buffer, matrix: _Buffer, block: _Buffer, /) -> None: ...
