@@ -14,7 +14,7 @@
  * lane per image row, straight from memory; a column pass (along H) copies strips of LANES
  * rows into a small transposed buffer first. The last row pass divides out only the 64
  * sampled columns, and the last column pass runs on those only. This is the algorithm of
- * _pdq_numba.py (the previous backend), written once more in C.
+ * the numba backend this extension replaced, written once more in C.
  *
  * It MUST be compiled without -ffast-math and with -ffp-contract=off (pyproject.toml):
  * a fused multiply-add in the DCT, or a reassociated sum, moves hashes by a bit. The pragma
