@@ -18,6 +18,8 @@ BENCHMARKS: dict[str, str] = {
     "oprf": "benchmarks.bench_oprf",
     "psi": "benchmarks.bench_psi",
     "protocol": "benchmarks.bench_protocol",
+    "startup": "benchmarks.bench_startup",
+    "install_size": "benchmarks.bench_install_size",
 }
 
 

@@ -19,10 +19,10 @@ imagehash.phash           ``Image.open`` -> ``imagehash.phash`` (64-bit DCT hash
 
 Every round runs every pipeline over all images back to back, timed with the process CPU
 clock (``time.process_time``: time spent descheduled on this shared machine does not count;
-all threads of the process do, so the figure is per core). One warm-up round first (numba
-loads its cached compilation). Reported: images/s from the best round and from the median
-round; the verdict uses the median over rounds of the per-round ratio fast/reference (the two
-are timed moments apart, so load from other processes hits both alike).
+all threads of the process do, so the figure is per core). One warm-up round first.
+Reported: images/s from the best round and from the median round; the verdict uses the
+median over rounds of the per-round ratio fast/reference (the two are timed moments apart,
+so load from other processes hits both alike).
 
 Deviation: PDQ Hamming distance between the ``fast`` and ``default`` hashes of the same
 file, mean and max, over the generated JPEGs and over the 43 reference vector images.
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             path = Path(tmp) / f"photo{seed:03d}.jpg"
             path.write_bytes(photo_like_jpeg(seed))
             paths.append(path)
-        for func in PIPELINES.values():  # warm-up: caches, numba's compiled code
+        for func in PIPELINES.values():  # warm-up: caches, the PDQ backend
             _time_round(func, paths[:2])
         rounds: dict[str, list[float]] = {name: [] for name in PIPELINES}
         for _ in range(args.rounds):

@@ -6,6 +6,8 @@ few-valued images whose DCT coefficients tie at the median)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 from blindmatch.errors import InvalidEncoding
-from blindmatch.fingerprint import _pdq_numpy, pdq
+from blindmatch.fingerprint import _pdq_c, _pdq_cext, _pdq_numpy, pdq
 from blindmatch.fingerprint.pdq import (
     DIHEDRAL_NAMES,
     MIN_HASHABLE_SIDE,
@@ -261,21 +263,58 @@ def test_sides_below_5_give_zero_hash(shape: tuple[int, int], channels: int) -> 
 # ---------------------------------------------------------------- both backends
 
 
-def _available_backends() -> list[Any]:
-    """The pure-numpy backend, and the compiled one where numba is installed."""
-    backends: list[Any] = [_pdq_numpy]
-    try:
-        from blindmatch.fingerprint import _pdq_numba
-    except ImportError:
-        return backends
-    return [*backends, _pdq_numba]
-
-
-BACKENDS = _available_backends()
+BACKENDS: list[Any] = [_pdq_numpy, _pdq_c]
+"""Every backend, slowest first. The C extension is built by every install with a C compiler
+(``make`` installs gcc), so the suite requires it: a silent fallback would hide a broken build."""
 
 
 def test_backend_in_use_is_the_fastest_available() -> None:
-    assert pdq_backend() == BACKENDS[-1].NAME
+    assert pdq_backend() == BACKENDS[-1].NAME == "c"
+
+
+def test_numpy_backend_is_used_without_the_extension() -> None:
+    # A real interpreter in which the compiled extension cannot be imported, as on a
+    # machine without a compiler at install: PDQ still works, on numpy, with the same bits.
+    rgb = KINDS["gradient"](40, 50, np.random.default_rng(7))
+    code = (
+        "import sys, numpy as np\n"
+        "sys.modules['blindmatch.fingerprint._pdq_cext'] = None\n"  # import raises ImportError
+        "from blindmatch.fingerprint.pdq import pdq_backend, pdq_from_rgb\n"
+        "rgb = np.frombuffer(sys.stdin.buffer.read(), np.uint8).reshape(40, 50, 3)\n"
+        "print(pdq_backend(), pdq_from_rgb(rgb).hash.hex())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=rgb.tobytes(), capture_output=True, check=True
+    )
+    assert done.stdout.decode().split() == ["numpy", pdq_from_rgb(rgb).hash.hex()]
+
+
+IDX5: npt.NDArray[np.intp] = np.array([(2 * i + 1) * 5 // 128 for i in range(64)], dtype=np.intp)
+IDX6: npt.NDArray[np.intp] = np.where(np.arange(64) == 63, 5, IDX5).astype(np.intp)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        # A buffer shorter than the shape says: refused before the core reads it.
+        lambda out: _pdq_cext.samples_from_rgb(bytes(10), 5, 5, 3, 1, 1, IDX5, IDX5, 2, out),
+        # Windows wider than the side they run along, or zero.
+        lambda out: _pdq_cext.samples_from_rgb(bytes(75), 5, 5, 3, 6, 1, IDX5, IDX5, 2, out),
+        lambda out: _pdq_cext.samples_from_rgb(bytes(75), 5, 5, 3, 0, 1, IDX5, IDX5, 2, out),
+        # A sampled index outside the image.
+        lambda out: _pdq_cext.samples_from_rgb(bytes(75), 5, 5, 3, 1, 1, IDX5, IDX6, 2, out),
+        lambda out: _pdq_cext.samples_from_rgb(bytes(100), 5, 5, 4, 1, 1, IDX5, IDX5, 0, out),
+        lambda out: _pdq_cext.samples_from_luma(bytes(99), 5, 5, 1, 1, IDX5, IDX5, 2, out),
+        lambda out: _pdq_cext.dct16(out, bytes(16), np.empty(256, np.float32)),
+        lambda out: _pdq_cext.samples_from_rgb(bytes(75), 5, 5, 3, 1, 1, IDX5, IDX5, 2, out[1:]),
+    ],
+    ids=["short", "wide-window", "zero-window", "index", "passes", "luma", "dct", "out"],
+)
+def test_c_extension_checks_sizes(call: Callable[[npt.NDArray[np.float32]], None]) -> None:
+    out = np.zeros(4096, np.float32)
+    with pytest.raises(ValueError, match=r"size|range|window"):
+        call(out)
+    assert not out.any()
 
 
 def _assert_backend_matches_reference(backend: Any, rgb: RGB) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -383,6 +385,50 @@ def test_imagehash_text_equals_imagehash_str(
 
 def test_imagehash_policy_is_kept() -> None:
     assert PhashSignal(policy="fast").policy == "fast"
+
+
+_WITHOUT_IMAGEHASH = """\
+import json, sys
+sys.modules["imagehash"] = None  # as if not installed: import fails, find_spec is None
+from blindmatch.errors import RegistryError
+from blindmatch.fingerprint.signals import PhashSignal, default_registry
+registry = default_registry()
+report = {"names": list(registry.names()), "pdq": registry.get("pdq").hash(sys.argv[1]).hash.hex()}
+for what, call in [("get", lambda: registry.get("phash")),
+                   ("hash", lambda: PhashSignal().hash(sys.argv[1]))]:
+    try:
+        call()
+    except RegistryError as exc:
+        report[what] = str(exc)
+report["imported"] = [n for n in ("imagehash", "scipy") if sys.modules.get(n)]
+print(json.dumps(report))
+"""
+
+
+def test_registry_without_the_secondary_extra(media: dict[str, list[Path]]) -> None:
+    # A real interpreter in which imagehash cannot be imported, as in a base install.
+    path = str(media["image"][0])
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_IMAGEHASH, path], capture_output=True, check=True
+    )
+    report = json.loads(done.stdout)
+    assert report["names"] == ["md5", "pdq", "sha256", "vpdq"]
+    assert report["pdq"] == REGISTRY.get("pdq").hash(path).hash.hex()
+    for what in ("get", "hash"):
+        assert "'secondary' extra" in report[what], what
+        assert "pip install 'blindmatch[secondary]'" in report[what]
+    assert report["imported"] == []
+
+
+def test_secondary_signals_import_imagehash_on_first_use() -> None:
+    code = (
+        "import sys\n"
+        "from blindmatch.fingerprint import default_registry\n"
+        "registry = default_registry()\n"
+        "print(sorted({'imagehash', 'scipy'} & set(sys.modules)), 'phash' in registry)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert done.stdout.decode().split() == ["[]", "True"]
 
 
 def test_vpdq_text_layout() -> None:

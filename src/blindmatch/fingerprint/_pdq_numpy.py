@@ -1,8 +1,8 @@
 """Pure-numpy PDQ downsampling: luma, the Jarosz filter and the 64x64 decimation, with the
 reference's float32 operations in the reference's order (see :mod:`.pdq`).
 
-The fallback when numba is not installed; bit-identical to :mod:`._pdq_numba`, and about as
-fast as the reference core. The reference's running sum along a row,
+The fallback where the C extension was not built; bit-identical to :mod:`._pdq_c`, and about
+as fast as the reference core. The reference's running sum along a row,
 ``s += x[enter]; s -= x[leave]``, is the prefix sum of the interleaved sequence
 ``x[0..w-1], +x[w], -x[0], +x[w+1], -x[1], ...`` (``a - b == a + (-b)`` in IEEE), and
 :func:`numpy.add.accumulate` along the last axis is strictly sequential, so row passes

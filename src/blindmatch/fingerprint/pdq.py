@@ -25,9 +25,12 @@ lanes (rows, columns, DCT coefficients) but never reassociated *within* one sum:
    coefficients (the reference's Torben median, ``sorted(B)[127]``) is the threshold.
 5. The 8 dihedral variants come from sign flips and a transpose of the 16x16 DCT block.
 
-Steps 1-3 (and the DCT) run in a backend: :mod:`._pdq_numba` (compiled, several times
-faster than the reference core) when numba is installed, else :mod:`._pdq_numpy` (about as
-fast as the reference). Both are tested bit for bit against ``pdqhash``.
+Steps 1-3 (and the DCT) run in a backend: :mod:`._pdq_c` (a C extension of the project,
+several times faster than the reference core) when it was built at install, else
+:mod:`._pdq_numpy` (about as fast as the reference). Both are tested bit for bit against
+``pdqhash``. (The numba backend this replaced was no faster than the C one, measured side
+by side from 1024x768 to 12 megapixels, while numba and llvmlite weigh about 200 MB and
+their import and cache load cost about a second per process.)
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ def _geometry(
 
 
 class _Backend(Protocol):
-    """A downsampling backend module (:mod:`._pdq_numba`, :mod:`._pdq_numpy`): both give the
+    """A downsampling backend module (:mod:`._pdq_c`, :mod:`._pdq_numpy`): both give the
     same bits, the reference's."""
 
     NAME: str
@@ -139,15 +142,14 @@ class _Backend(Protocol):
 
 @lru_cache(maxsize=1)
 def _backend() -> _Backend:
-    """The compiled backend if numba is importable, else the pure-numpy one.
+    """The C backend if its extension was built at install, else the pure-numpy one.
 
-    Loaded on first use, so importing this module does not pay numba's import time.
+    Loaded on first use; the C extension loads in about a millisecond.
     """
     try:
-        from blindmatch.fingerprint import _pdq_numba as compiled
-    except (ImportError, RuntimeError):
-        # ImportError: numba is not installed. RuntimeError: numba is installed but finds
-        # no writable directory for its on-disk cache. Either way, the numpy backend.
+        from blindmatch.fingerprint import _pdq_c as compiled
+    except ImportError:
+        # The extension was not built (no C compiler when the package was installed).
         from blindmatch.fingerprint import _pdq_numpy as fallback
 
         return fallback
@@ -155,10 +157,11 @@ def _backend() -> _Backend:
 
 
 def pdq_backend() -> str:
-    """Which downsampling backend this process uses: ``"numba"`` or ``"numpy"``.
+    """Which downsampling backend this process uses: ``"c"`` or ``"numpy"``.
 
-    Both give the reference's bits. numba (an optional dependency) is several times faster
-    than the reference C++ core; the pure-numpy fallback is about as fast as it.
+    Both give the reference's bits. The C extension (built at install where a C compiler
+    is present) is several times faster than the reference C++ core; the pure-numpy
+    fallback is about as fast as it.
     """
     return _backend().NAME
 

@@ -59,13 +59,13 @@ from __future__ import annotations
 
 import abc
 import importlib
+import importlib.util
 import math
 import re
 from collections.abc import Iterable, Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeVar
 
-import imagehash
 import numpy as np
 from PIL import Image
 
@@ -87,6 +87,8 @@ from blindmatch.fingerprint.types import (
 )
 
 if TYPE_CHECKING:
+    import imagehash
+
     from blindmatch.fingerprint.video import VideoMatch
 
 __all__ = [
@@ -96,6 +98,7 @@ __all__ = [
     "Md5Signal",
     "PdqSignal",
     "PhashSignal",
+    "SECONDARY_EXTRA",
     "Sha256Signal",
     "SignalRegistry",
     "SignalType",
@@ -113,6 +116,14 @@ V = TypeVar("V")
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _QUALITY = re.compile(r"(?:0|[1-9][0-9]{0,2})\Z")
 _CONTENT_TYPES: Final = frozenset({"image", "video"})
+
+SECONDARY_EXTRA: Final = "secondary"
+"""The extra that installs imagehash, which the phash/dhash/ahash/whash signals need."""
+_SECONDARY_NAMES: Final = frozenset({"phash", "dhash", "ahash", "whash"})
+_NO_SECONDARY: Final = (
+    "the secondary signals (phash, dhash, ahash, whash) need imagehash: install blindmatch "
+    f"with the '{SECONDARY_EXTRA}' extra (pip install 'blindmatch[{SECONDARY_EXTRA}]')"
+)
 
 
 class SignalType(abc.ABC, Generic[V]):
@@ -244,6 +255,8 @@ class SignalRegistry:
         try:
             return self._signals[name]
         except (KeyError, TypeError):
+            if name in _SECONDARY_NAMES and not _has_imagehash():
+                raise RegistryError(_NO_SECONDARY) from None
             raise RegistryError("no signal type of that name is registered") from None
 
     def names(self) -> tuple[str, ...]:
@@ -497,6 +510,28 @@ def _video() -> ModuleType:
 
 
 # --- imagehash family ------------------------------------------------------------------
+#
+# imagehash pulls scipy and PyWavelets (over 100 MB, a tenth of a second to import) for
+# signals PDQ outranks, so it is the 'secondary' extra, imported when one of them first
+# hashes: the default registry holds them only where it is installed, and asking for one
+# where it is not raises a RegistryError naming the extra.
+
+
+def _has_imagehash() -> bool:
+    """Whether imagehash is installed (found on the path; not imported)."""
+    return importlib.util.find_spec("imagehash") is not None
+
+
+def _imagehash() -> ModuleType:
+    """imagehash, imported on first use.
+
+    Raises:
+        RegistryError: It is not installed (the message names the extra).
+    """
+    try:
+        return importlib.import_module("imagehash")
+    except ImportError:
+        raise RegistryError(_NO_SECONDARY) from None
 
 
 class _ImageHashSignal(SignalType[ImageHash64]):
@@ -544,7 +579,7 @@ class PhashSignal(_ImageHashSignal):
     name: ClassVar[str] = "phash"
 
     def _compute(self, image: Image.Image) -> imagehash.ImageHash:
-        return imagehash.phash(image)
+        return _imagehash().phash(image)  # type: ignore[no-any-return]
 
 
 class DhashSignal(_ImageHashSignal):
@@ -553,7 +588,7 @@ class DhashSignal(_ImageHashSignal):
     name: ClassVar[str] = "dhash"
 
     def _compute(self, image: Image.Image) -> imagehash.ImageHash:
-        return imagehash.dhash(image)
+        return _imagehash().dhash(image)  # type: ignore[no-any-return]
 
 
 class AhashSignal(_ImageHashSignal):
@@ -562,7 +597,7 @@ class AhashSignal(_ImageHashSignal):
     name: ClassVar[str] = "ahash"
 
     def _compute(self, image: Image.Image) -> imagehash.ImageHash:
-        return imagehash.average_hash(image)
+        return _imagehash().average_hash(image)  # type: ignore[no-any-return]
 
 
 class WhashSignal(_ImageHashSignal):
@@ -571,27 +606,23 @@ class WhashSignal(_ImageHashSignal):
     name: ClassVar[str] = "whash"
 
     def _compute(self, image: Image.Image) -> imagehash.ImageHash:
-        return imagehash.whash(image)
+        return _imagehash().whash(image)  # type: ignore[no-any-return]
 
 
 def default_registry() -> SignalRegistry:
     """A new registry holding every built-in signal type with default settings.
 
+    The secondary types (phash, dhash, ahash, whash) are included where imagehash, the
+    :data:`SECONDARY_EXTRA` extra, is installed; :meth:`SignalRegistry.get` of one of them
+    elsewhere raises :class:`~blindmatch.errors.RegistryError` naming the extra.
+
     Returns:
         A fresh :class:`SignalRegistry` (callers may register more without affecting others).
     """
-    return SignalRegistry(
-        [
-            PdqSignal(),
-            Md5Signal(),
-            Sha256Signal(),
-            VpdqSignal(),
-            PhashSignal(),
-            DhashSignal(),
-            AhashSignal(),
-            WhashSignal(),
-        ]
-    )
+    signals: list[SignalType[Any]] = [PdqSignal(), Md5Signal(), Sha256Signal(), VpdqSignal()]
+    if _has_imagehash():
+        signals += [PhashSignal(), DhashSignal(), AhashSignal(), WhashSignal()]
+    return SignalRegistry(signals)
 
 
 def hash_file(
