@@ -5,10 +5,37 @@ high-quality hashes (smooth gradients, objects with edges, some texture -- not n
 PDQ rates well but which no edit leaves recognisable), (b) comes with the edits a platform
 sees in practice (re-encoding, resizing, brightness, mirroring, trimming), each recorded in
 a manifest so a caller knows which file derives from which, and (c) is the same bytes for
-the same seed on the same library versions, so tests and demo runs are reproducible.
+the same seed on the same library versions on any machine, so tests and demo runs are
+reproducible (videos: see the theory of operation below).
 
 Nothing here reads a user's files; everything is drawn from ``numpy.random`` seeded by the
 caller. Videos need PyAV (the ``video`` extra); images only Pillow.
+
+Theory of operation: deterministic videos
+-----------------------------------------
+A video's bytes are a function of (the frames, the encoder's build and settings, the
+muxer's build). Three things would otherwise leak the machine or the library version into
+them, and each is pinned here:
+
+1. **Colour conversion.** Handing RGB frames to the encoder makes PyAV convert them with
+   swscale, which picks SIMD special cases by CPU, with coarser rounding than its portable
+   C path (see :mod:`blindmatch.fingerprint.video`), and whose arithmetic changes between
+   FFmpeg releases. :func:`yuv420p_from_rgb` does the BT.601 conversion in integer numpy
+   instead, so the encoder's input is the same on every machine and version.
+2. **Version strings.** Without ``+bitexact``, the MP4 muxer writes an ``encoder`` tag
+   (``Lavf62.12.102``) and the MPEG-4 Part 2 encoder a ``Lavc...`` user-data string: two
+   PyAV wheels built on the same FFmpeg release then differ in exactly those bytes. The
+   ``fflags``/``flags`` ``+bitexact`` options drop both, and keep FFmpeg's own encoders on
+   their bit-exact DSP routines.
+3. **Threads.** x264's decisions depend on its thread count (by default 1.5x the cores),
+   so it runs on one thread. x264's assembly is bit-exact with its C code, so the CPU does
+   not matter.
+
+What is *not* pinned, and cannot be from here, is the encoder itself: x264 (its SEI names
+its core version) or FFmpeg's MPEG-4 encoder may make other decisions in another release.
+So the same seed gives the same bytes for a given PyAV build (the one ``requirements/``
+locks), on any machine and in any process; the tests check exactly that, in fresh
+processes, and check the decoded frames -- not the bytes -- against the input.
 """
 
 from __future__ import annotations
@@ -39,6 +66,7 @@ __all__ = [
     "photo_like",
     "video_codec",
     "write_video",
+    "yuv420p_from_rgb",
 ]
 
 SampleKind = Literal["image", "video"]
@@ -65,6 +93,12 @@ _FORMATS: Final[tuple[tuple[str, str], ...]] = (("JPEG", "jpg"), ("PNG", "png"),
 _VIDEO_SIZE: Final = (320, 240)
 _VIDEO_FPS: Final = 24
 _VIDEO_SECONDS: Final = 3
+_BITEXACT_MUXER: Final[dict[str, str]] = {"fflags": "+bitexact"}
+"""Muxer options: no ``encoder`` tag naming the libavformat version (see the module
+docstring)."""
+_BITEXACT_CODEC: Final[dict[str, str]] = {"flags": "+bitexact"}
+"""Encoder options: no libavcodec version string in the MPEG-4 user data, and FFmpeg's own
+encoders restricted to their bit-exact (CPU-independent) DSP routines."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +264,40 @@ def make_sample_images(directory: str | os.PathLike[str], n: int, seed: int) -> 
     return SampleManifest(tuple(files))
 
 
+def yuv420p_from_rgb(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Convert an RGB picture to BT.601 limited-range Y'CbCr 4:2:0, in exact integer
+    arithmetic (the same bytes on every machine; see the module docstring).
+
+    Luma is computed per pixel; chroma from the sum of each 2x2 block's RGB, so the
+    subsampling rounds once. Coefficients are the 8-bit BT.601 ones FFmpeg also uses.
+
+    Args:
+        rgb: An ``H x W x 3`` ``uint8`` array, H and W even and >= 2.
+
+    Returns:
+        PyAV's ``yuv420p`` layout: a ``(H * 3 // 2) x W`` ``uint8`` array holding the Y
+        plane, then the Cb and the Cr planes (each ``H/2 x W/2``) row after row.
+
+    Raises:
+        InvalidArgument: The array is not ``H x W x 3`` with even, non-zero H and W.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise InvalidArgument("frames must be H x W x 3 RGB arrays")
+    height, width = rgb.shape[0], rgb.shape[1]
+    if height < 2 or width < 2 or height % 2 or width % 2:
+        raise InvalidArgument("frame width and height must be even and at least 2")
+    c = rgb.astype(np.int32)
+    r, g, b = c[..., 0], c[..., 1], c[..., 2]
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+    block = c[0::2, 0::2] + c[1::2, 0::2] + c[0::2, 1::2] + c[1::2, 1::2]  # 4x the mean
+    r4, g4, b4 = block[..., 0], block[..., 1], block[..., 2]
+    cb = ((-38 * r4 - 74 * g4 + 112 * b4 + 512) >> 10) + 128
+    cr = ((112 * r4 - 94 * g4 - 18 * b4 + 512) >> 10) + 128
+    planes = np.concatenate([y.ravel(), cb.ravel(), cr.ravel()]).astype(np.uint8)
+    result: npt.NDArray[np.uint8] = planes.reshape(height * 3 // 2, width)
+    return result
+
+
 def video_codec() -> str:
     """The H.264 encoder if the bundled FFmpeg has one, else MPEG-4 Part 2.
 
@@ -253,7 +321,8 @@ def write_video(
     options: dict[str, str] | None = None,
     container_format: str | None = None,
 ) -> None:
-    """Encode RGB frames into a video file with PyAV (yuv420p, deterministic settings).
+    """Encode RGB frames into a video file with PyAV: the same frames and settings give the
+    same bytes on any machine for a given PyAV build (see the module docstring).
 
     Args:
         path: The file to write; the container follows its extension unless
@@ -266,21 +335,24 @@ def write_video(
 
     Raises:
         UnsupportedMedia: PyAV is not installed.
+        InvalidArgument: A frame is not ``H x W x 3`` with even H and W.
     """
     av = _import_av()
     name = codec or video_codec()
-    with av.open(os.fspath(path), mode="w", format=container_format) as container:
+    codec_options = {**(options or {}), **_BITEXACT_CODEC}
+    with av.open(
+        os.fspath(path), mode="w", format=container_format, container_options=_BITEXACT_MUXER
+    ) as container:
         stream = container.add_stream(name, rate=fps)
         stream.pix_fmt = "yuv420p"
-        stream.thread_count = 1  # one thread: the encoded bytes do not depend on the machine
-        if options:
-            stream.options = dict(options)
+        stream.thread_count = 1  # x264's output depends on its thread count
+        stream.options = codec_options
         first = True
         for array in frames:
             if first:
                 stream.height, stream.width = array.shape[0], array.shape[1]
                 first = False
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(yuv420p_from_rgb(array), format="yuv420p")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode(None):
