@@ -120,8 +120,8 @@ def _run(rounds: int, references: int, uploads: int, pdq_uploads: int) -> dict[s
         ).to_bytes()
     )
     exact_uploads: list[tuple[str, str, bytes, int | None]] = [
-        (f"u{i}", "md5", _md5(i), None) for i in range(references - uploads // 2,
-                                                       references + uploads // 2)
+        (f"u{i}", "md5", _md5(i), None)
+        for i in range(references - uploads // 2, references + uploads // 2)
     ]
     pdq_batch: list[tuple[str, str, bytes, int | None]] = [
         (f"q{i}", "pdq", rng.randbytes(32), 90) for i in range(pdq_uploads)
@@ -151,9 +151,7 @@ def _run(rounds: int, references: int, uploads: int, pdq_uploads: int) -> dict[s
             "pads": last["pads"],
             "requests": last["requests"],
             "floor_scalarmult_us_median": statistics.median(r["floor_mult_us"] for r in results),
-            "floor_hash_to_group_us_median": statistics.median(
-                r["floor_h2g_us"] for r in results
-            ),
+            "floor_hash_to_group_us_median": statistics.median(r["floor_h2g_us"] for r in results),
             "clearinghouse_us_per_element_median": statistics.median(
                 r["ch_per_element_us"] for r in results
             ),

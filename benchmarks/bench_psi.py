@@ -216,9 +216,7 @@ def group_costs(operations: int = 2000, rounds: int = 3) -> dict[str, float]:
     best = {"p256_ecdh_openssl": math.inf, "ristretto255_scalarmult_libsodium": math.inf}
     for _ in range(rounds):
         p256, _ = _cpu(lambda: [private.exchange(ec.ECDH(), peer) for _ in range(operations)])
-        ristretto, _ = _cpu(
-            lambda: [_sodium.scalarmult(scalar, point) for _ in range(operations)]
-        )
+        ristretto, _ = _cpu(lambda: [_sodium.scalarmult(scalar, point) for _ in range(operations)])
         best["p256_ecdh_openssl"] = min(best["p256_ecdh_openssl"], p256 / operations * 1e6)
         best["ristretto255_scalarmult_libsodium"] = min(
             best["ristretto255_scalarmult_libsodium"], ristretto / operations * 1e6
@@ -310,9 +308,7 @@ def _run_size(
         "repeats": repeats,
         "client_rounds": client_rounds,
         "handle_bytes": case.handle_bytes,
-        "fp_bound_ours_per_query": queries
-        * (size / 2**32)
-        * (size / 2 ** (8 * case.handle_bytes)),
+        "fp_bound_ours_per_query": queries * (size / 2**32) * (size / 2 ** (8 * case.handle_bytes)),
         "us_per_item_best": best,
         "us_per_item_median": median,
         "bytes_per_item_ours": index_bytes / size,
@@ -431,8 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     environment = (
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"openmined-psi {_psi_version()}"
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, openmined-psi {_psi_version()}"
     )
     report: dict[str, Any] = {
         "benchmark": "psi",

@@ -72,8 +72,23 @@ def test_threads_give_the_same_matches_and_counts(
         (x.upload, x.report, x.signal) for x in plain.matches
     ]
     assert threaded.clearinghouse.elements_evaluated == plain.clearinghouse.elements_evaluated
-    assert main(["simulate", "--references", str(refs), "--uploads", str(ups),
-                 "--processes", "1", "--threads", "2", "--json"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--references",
+                str(refs),
+                "--uploads",
+                str(ups),
+                "--processes",
+                "1",
+                "--threads",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert len(_records(capsys.readouterr().out)) == len(plain.matches) + 1
     with pytest.raises(errors.LocalProtocolError):
         simulate(refs, ups, threads=0)
@@ -113,8 +128,20 @@ def test_cli_json_lines_in_process(
     dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     refs, ups = dirs
-    code = main(["simulate", "--references", str(refs), "--uploads", str(ups),
-                 "--signals", "md5", "--processes", "1", "--json"])
+    code = main(
+        [
+            "simulate",
+            "--references",
+            str(refs),
+            "--uploads",
+            str(ups),
+            "--signals",
+            "md5",
+            "--processes",
+            "1",
+            "--json",
+        ]
+    )
     assert code == 0
     records = _records(capsys.readouterr().out)
     assert records[:-1] == [
@@ -133,8 +160,10 @@ def test_cli_json_lines_in_process(
 
 def test_cli_text_output(dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     refs, ups = dirs
-    assert main(["simulate", "--references", str(refs), "--uploads", str(ups),
-                 "--processes", "1"]) == 0
+    assert (
+        main(["simulate", "--references", str(refs), "--uploads", str(ups), "--processes", "1"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.count("match  ") == 2
     assert "clearinghouse saw:" in out
@@ -144,8 +173,21 @@ def test_cli_text_output(dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[
 def test_cli_subprocess(dirs: tuple[Path, Path]) -> None:
     refs, ups = dirs
     done = subprocess.run(
-        [sys.executable, "-m", "blindmatch", "simulate", "--references", str(refs),
-         "--uploads", str(ups), "--signals", "md5,sha256", "--processes", "1", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "blindmatch",
+            "simulate",
+            "--references",
+            str(refs),
+            "--uploads",
+            str(ups),
+            "--signals",
+            "md5,sha256",
+            "--processes",
+            "1",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -162,8 +204,7 @@ def test_cli_subprocess(dirs: tuple[Path, Path]) -> None:
 def test_cli_missing_directory_is_one_error_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["simulate", "--references", str(tmp_path / "nope"),
-                 "--uploads", str(tmp_path)])
+    code = main(["simulate", "--references", str(tmp_path / "nope"), "--uploads", str(tmp_path)])
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("blindmatch: error:")
@@ -172,8 +213,13 @@ def test_cli_missing_directory_is_one_error_line(
 
 @pytest.mark.parametrize(
     "extra",
-    [["--signals", "md5,crc32"], ["--signals", ""], ["--processes", "0"],
-     ["--batch-size", "x"], ["--threads", "0"]],
+    [
+        ["--signals", "md5,crc32"],
+        ["--signals", ""],
+        ["--processes", "0"],
+        ["--batch-size", "x"],
+        ["--threads", "0"],
+    ],
     ids=["unknown-signal", "empty-signals", "zero-processes", "batch-not-int", "zero-threads"],
 )
 def test_cli_bad_arguments_exit_2(

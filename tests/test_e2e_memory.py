@@ -126,9 +126,7 @@ def _uploads(corpus: Corpus) -> list[Upload]:
 
 
 @pytest.fixture(scope="module")
-def honest_run(
-    corpus: Corpus, built: dict[str, BuiltIndex]
-) -> tuple[SessionPair, list[Match]]:
+def honest_run(corpus: Corpus, built: dict[str, BuiltIndex]) -> tuple[SessionPair, list[Match]]:
     indexes = [Index.from_bytes(b.to_bytes()) for b in built.values()]
     platform = PlatformSession(indexes, KEY.public_key, batch_size=16, canary_interval=8)
     platform.add_uploads(_uploads(corpus))
@@ -221,9 +219,7 @@ def _windows(corpus: Corpus) -> tuple[set[bytes], set[bytes]]:
 def _leaks(blob: bytes, raw: set[bytes], text: set[bytes]) -> int:
     found = sum(blob[i : i + WINDOW] in raw for i in range(len(blob) - WINDOW + 1))
     lowered = blob.lower()
-    found += sum(
-        lowered[i : i + 2 * WINDOW] in text for i in range(len(lowered) - 2 * WINDOW + 1)
-    )
+    found += sum(lowered[i : i + 2 * WINDOW] in text for i in range(len(lowered) - 2 * WINDOW + 1))
     return found
 
 
@@ -253,9 +249,7 @@ def _wrong_key_reply(request: bytes) -> bytes:
     return m.EvaluateResponse(message.batch_id, tuple(evaluated)).encode()
 
 
-def test_wrong_key_is_caught_by_the_canaries(
-    corpus: Corpus, built: dict[str, BuiltIndex]
-) -> None:
+def test_wrong_key_is_caught_by_the_canaries(corpus: Corpus, built: dict[str, BuiltIndex]) -> None:
     indexes = [Index.from_bytes(b.to_bytes()) for b in built.values()]
     platform = PlatformSession(indexes, KEY.public_key, batch_size=128)
     platform.add_uploads(_uploads(corpus))
@@ -282,8 +276,12 @@ def test_wrong_key_is_caught_by_the_audit_without_canaries(corpus: Corpus) -> No
         request = m.decode(platform.next_request())
         assert isinstance(request, m.EvaluateRequest)
         rekeyed = m.EvaluateRequest(
-            request.suite, request.mode, request.key_epoch, WRONG_KEY.key_id,
-            request.batch_id, request.elements,
+            request.suite,
+            request.mode,
+            request.key_epoch,
+            WRONG_KEY.key_id,
+            request.batch_id,
+            request.elements,
         )
         found += platform.receive(evil.receive(rekeyed.encode()))
     assert found == []  # true matches silently lost ...

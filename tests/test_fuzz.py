@@ -120,8 +120,18 @@ def _duplicate(rng: random.Random, data: bytearray) -> None:
 
 
 _MUTATIONS: tuple[Callable[[random.Random, bytearray], None], ...] = (
-    _flip_bit, _set_byte, _set_byte, _high_bit, _high_bit, _identity, _edge_int, _edge_int,
-    _truncate, _insert, _delete, _duplicate,
+    _flip_bit,
+    _set_byte,
+    _set_byte,
+    _high_bit,
+    _high_bit,
+    _identity,
+    _edge_int,
+    _edge_int,
+    _truncate,
+    _insert,
+    _delete,
+    _duplicate,
 )
 
 
@@ -339,18 +349,20 @@ def _index_corpus(built: BuiltIndex) -> list[tuple[bytes, list[list[bytes]]]]:
         data = (VECTORS / "index" / case["file"]).read_bytes()
         banding = Index.from_bytes(data).header.banding
         key = SecretKey.derive(
-            bytes.fromhex(case["key_seed"]), case["key_info"].encode(),
-            mode=oprf.Mode.VOPRF, epoch=case["epoch"],
+            bytes.fromhex(case["key_seed"]),
+            case["key_info"].encode(),
+            mode=oprf.Mode.VOPRF,
+            epoch=case["epoch"],
         )
         hashes = [bytes.fromhex(r["hash"]) for r in case["references"]]
         hashes += [bytes.fromhex(c) for c in case["canaries"]]
         outputs = [
-            oprf.evaluate_batch(key.scalar, banding.band_inputs(h), oprf.Mode.VOPRF)
-            for h in hashes
+            oprf.evaluate_batch(key.scalar, banding.band_inputs(h), oprf.Mode.VOPRF) for h in hashes
         ]
         corpus.append((data, outputs))
-    outputs = [oprf.evaluate_batch(KEY.scalar, MD5.band_inputs(md5(i)), oprf.Mode.VOPRF)
-               for i in range(12)]
+    outputs = [
+        oprf.evaluate_batch(KEY.scalar, MD5.band_inputs(md5(i)), oprf.Mode.VOPRF) for i in range(12)
+    ]
     corpus.append((built.to_bytes(), outputs))
     return corpus
 
@@ -423,4 +435,3 @@ def test_fuzz_keys() -> None:
             continue
         except Exception as exc:  # pragma: no cover - the failure report
             pytest.fail(f"{type(exc).__name__}: {exc}; {_where('json', iteration, data)}")
-

@@ -842,8 +842,26 @@ def _bare_header(*, bands: int, hash_bits: int, k: int, threshold: int = 2) -> b
     variable = bytes([len(suite)]) + suite + b"\x01x" + b"\x00" + b"\x00"
     length = -(-(FIXED_SIZE + len(variable)) // 64) * 64
     fixed = _FIXED_FORMAT.pack(
-        b"\x89BMIDX\r\n", 1, 0, 1, length, 0, 0, bands, hash_bits, k, threshold, 4, 8, 16, 0,
-        0, bytes(6), bytes(32), bytes(32), bytes(8),
+        b"\x89BMIDX\r\n",
+        1,
+        0,
+        1,
+        length,
+        0,
+        0,
+        bands,
+        hash_bits,
+        k,
+        threshold,
+        4,
+        8,
+        16,
+        0,
+        0,
+        bytes(6),
+        bytes(32),
+        bytes(32),
+        bytes(8),
     )
     return bytearray((fixed + variable).ljust(length, b"\x00"))
 
@@ -882,8 +900,16 @@ def test_a_writer_cannot_make_a_header_over_the_position_bound() -> None:
     banding = Banding(signal="x", hash_bits=256, k=129, count=512, threshold=2, seed=b"")
     with pytest.raises(IndexFormatError, match="positions"):
         IndexHeader(
-            kind=IndexKind.FULL, banding=banding, key_epoch=0, key_id=b"", entry_count=0,
-            handle_count=0, tag_bytes=4, handle_bytes=16, canaries=(), base_digest=bytes(32),
+            kind=IndexKind.FULL,
+            banding=banding,
+            key_epoch=0,
+            key_id=b"",
+            entry_count=0,
+            handle_count=0,
+            tag_bytes=4,
+            handle_bytes=16,
+            canaries=(),
+            base_digest=bytes(32),
             digest=bytes(32),
         )
 
@@ -896,8 +922,10 @@ def test_unsorted_tags_of_an_unverified_index_raise_a_typed_error() -> None:
     data = _golden("sha256-exact")
     index = Index.from_bytes(data)
     key = SecretKey.derive(
-        bytes.fromhex(str(case["key_seed"])), str(case["key_info"]).encode(),
-        mode=oprf.Mode.VOPRF, epoch=int(str(case["epoch"])),
+        bytes.fromhex(str(case["key_seed"])),
+        str(case["key_info"]).encode(),
+        mode=oprf.Mode.VOPRF,
+        epoch=int(str(case["epoch"])),
     )
     references = case["references"]
     canaries = case["canaries"]

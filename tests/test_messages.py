@@ -210,9 +210,7 @@ def _info(digests: object) -> m.ServerInfo:
             id="request-batch-id-bool",
         ),
         pytest.param(
-            lambda: m.EvaluateRequest(
-                SUITE, Mode.VOPRF, 1, KEY_ID, 1, (G,) * (m.MAX_ELEMENTS + 1)
-            ),
+            lambda: m.EvaluateRequest(SUITE, Mode.VOPRF, 1, KEY_ID, 1, (G,) * (m.MAX_ELEMENTS + 1)),
             id="request-too-many",
         ),
         pytest.param(

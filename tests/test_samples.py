@@ -181,10 +181,12 @@ def test_yuv420p_from_rgb_agrees_with_swscale() -> None:
     frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
     theirs = frame.reformat(format="yuv420p", interpolation=0x20 | 0x40000 | 0x80000)
     sizes = [(48, 64), (24, 32), (24, 32)]
-    expected = np.concatenate([
-        np.asarray(plane).reshape(rows, -1)[:, :columns].reshape(-1)  # drop the row padding
-        for plane, (rows, columns) in zip(theirs.planes, sizes, strict=True)
-    ])
+    expected = np.concatenate(
+        [
+            np.asarray(plane).reshape(rows, -1)[:, :columns].reshape(-1)  # drop the row padding
+            for plane, (rows, columns) in zip(theirs.planes, sizes, strict=True)
+        ]
+    )
     diff = np.abs(ours.reshape(-1).astype(np.int16) - expected.astype(np.int16))
     assert diff.max() <= 1
     assert diff.mean() < 0.5

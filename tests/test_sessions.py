@@ -121,44 +121,95 @@ def test_evaluation_is_sk_times_b() -> None:
 @pytest.mark.parametrize(
     ("before", "request_bytes", "code"),
     [
-        pytest.param(False, lambda: _request(1, _elements(1)), m.ErrorCode.UNEXPECTED_MESSAGE,
-                     id="evaluate-before-hello"),
-        pytest.param(False, lambda: m.ProofRequest(1, (1,)).encode(),
-                     m.ErrorCode.UNEXPECTED_MESSAGE, id="proof-before-hello"),
-        pytest.param(True, lambda: m.Hello().encode(), m.ErrorCode.UNEXPECTED_MESSAGE,
-                     id="second-hello"),
-        pytest.param(False, lambda: m.Hello(SUITE, oprf.Mode.OPRF).encode(),
-                     m.ErrorCode.UNSUPPORTED_VERSION, id="hello-oprf-mode"),
-        pytest.param(True, lambda: _request(1, _elements(1), OTHER_KEY),
-                     m.ErrorCode.KEY_MISMATCH, id="other-key-id"),
-        pytest.param(True, lambda: m.EvaluateRequest(
-            SUITE, oprf.Mode.VOPRF, 4, KEY.key_id, 1, _elements(1)).encode(),
-                     m.ErrorCode.KEY_MISMATCH, id="other-epoch"),
-        pytest.param(True, lambda: m.EvaluateRequest(
-            SUITE, oprf.Mode.POPRF, 3, KEY.key_id, 1, _elements(1)).encode(),
-                     m.ErrorCode.UNSUPPORTED_VERSION, id="request-poprf-mode"),
-        pytest.param(True, lambda: _request(1, _elements(65)), m.ErrorCode.LIMIT_EXCEEDED,
-                     id="over-max-batch"),
-        pytest.param(True, lambda: _request(1, _elements(1))[:-5], m.ErrorCode.MALFORMED,
-                     id="truncated"),
+        pytest.param(
+            False,
+            lambda: _request(1, _elements(1)),
+            m.ErrorCode.UNEXPECTED_MESSAGE,
+            id="evaluate-before-hello",
+        ),
+        pytest.param(
+            False,
+            lambda: m.ProofRequest(1, (1,)).encode(),
+            m.ErrorCode.UNEXPECTED_MESSAGE,
+            id="proof-before-hello",
+        ),
+        pytest.param(
+            True, lambda: m.Hello().encode(), m.ErrorCode.UNEXPECTED_MESSAGE, id="second-hello"
+        ),
+        pytest.param(
+            False,
+            lambda: m.Hello(SUITE, oprf.Mode.OPRF).encode(),
+            m.ErrorCode.UNSUPPORTED_VERSION,
+            id="hello-oprf-mode",
+        ),
+        pytest.param(
+            True,
+            lambda: _request(1, _elements(1), OTHER_KEY),
+            m.ErrorCode.KEY_MISMATCH,
+            id="other-key-id",
+        ),
+        pytest.param(
+            True,
+            lambda: m.EvaluateRequest(
+                SUITE, oprf.Mode.VOPRF, 4, KEY.key_id, 1, _elements(1)
+            ).encode(),
+            m.ErrorCode.KEY_MISMATCH,
+            id="other-epoch",
+        ),
+        pytest.param(
+            True,
+            lambda: m.EvaluateRequest(
+                SUITE, oprf.Mode.POPRF, 3, KEY.key_id, 1, _elements(1)
+            ).encode(),
+            m.ErrorCode.UNSUPPORTED_VERSION,
+            id="request-poprf-mode",
+        ),
+        pytest.param(
+            True,
+            lambda: _request(1, _elements(65)),
+            m.ErrorCode.LIMIT_EXCEEDED,
+            id="over-max-batch",
+        ),
+        pytest.param(
+            True, lambda: _request(1, _elements(1))[:-5], m.ErrorCode.MALFORMED, id="truncated"
+        ),
         pytest.param(True, lambda: b"", m.ErrorCode.MALFORMED, id="empty"),
-        pytest.param(True, lambda: b"\x02\x01\x00\x01\x01", m.ErrorCode.UNSUPPORTED_VERSION,
-                     id="version-2"),
-        pytest.param(True, lambda: _request(1, _elements(1))[:-32] + bytes(32),
-                     m.ErrorCode.INVALID_ELEMENT, id="identity-element"),
-        pytest.param(True, lambda: m.EvaluateResponse(1, _elements(1)).encode(),
-                     m.ErrorCode.UNEXPECTED_MESSAGE, id="response-sent-to-server"),
-        pytest.param(True, lambda: m.ErrorMessage(m.ErrorCode.MALFORMED, None, "x").encode(),
-                     m.ErrorCode.UNEXPECTED_MESSAGE, id="error-sent-to-server"),
-        pytest.param(True, lambda: m.ProofRequest(7, (99,)).encode(),
-                     m.ErrorCode.UNEXPECTED_MESSAGE, id="proof-of-unknown-batch"),
+        pytest.param(
+            True, lambda: b"\x02\x01\x00\x01\x01", m.ErrorCode.UNSUPPORTED_VERSION, id="version-2"
+        ),
+        pytest.param(
+            True,
+            lambda: _request(1, _elements(1))[:-32] + bytes(32),
+            m.ErrorCode.INVALID_ELEMENT,
+            id="identity-element",
+        ),
+        pytest.param(
+            True,
+            lambda: m.EvaluateResponse(1, _elements(1)).encode(),
+            m.ErrorCode.UNEXPECTED_MESSAGE,
+            id="response-sent-to-server",
+        ),
+        pytest.param(
+            True,
+            lambda: m.ErrorMessage(m.ErrorCode.MALFORMED, None, "x").encode(),
+            m.ErrorCode.UNEXPECTED_MESSAGE,
+            id="error-sent-to-server",
+        ),
+        pytest.param(
+            True,
+            lambda: m.ProofRequest(7, (99,)).encode(),
+            m.ErrorCode.UNEXPECTED_MESSAGE,
+            id="proof-of-unknown-batch",
+        ),
     ],
 )
 def test_peer_errors_are_answered_and_leave_the_session_usable(
     before: bool, request_bytes: Callable[[], bytes], code: m.ErrorCode
 ) -> None:
-    session = _active(max_batch=64) if before else ClearinghouseSession(
-        KEY, element_limit=1000, max_batch=64
+    session = (
+        _active(max_batch=64)
+        if before
+        else ClearinghouseSession(KEY, element_limit=1000, max_batch=64)
     )
     state = session.state
     error = _error(session.receive(request_bytes()))
@@ -246,7 +297,11 @@ def test_threaded_evaluation_answers_the_same_bytes_and_proves() -> None:
         answer = m.decode(reply)
         assert isinstance(answer, m.EvaluateResponse)
         oprf.verify_proof(
-            GENERATOR, KEY.public_key.element, elements, answer.elements, proof.proof,
+            GENERATOR,
+            KEY.public_key.element,
+            elements,
+            answer.elements,
+            proof.proof,
             oprf.Mode.VOPRF,
         )
     with pytest.raises(errors.LocalProtocolError):  # closed with its context
@@ -331,8 +386,9 @@ def test_close_from_idle() -> None:
 )
 def test_clearinghouse_bad_arguments(kwargs: dict[str, int]) -> None:
     with pytest.raises(errors.LocalProtocolError):
-        ClearinghouseSession(KEY, element_limit=kwargs["element_limit"],
-                             max_batch=kwargs.get("max_batch", 4096))
+        ClearinghouseSession(
+            KEY, element_limit=kwargs["element_limit"], max_batch=kwargs.get("max_batch", 4096)
+        )
 
 
 def test_clearinghouse_needs_a_voprf_secret_key() -> None:
@@ -463,8 +519,9 @@ def test_every_request_has_batch_size_elements(index: Index) -> None:
 
 def test_batch_size_shrinks_to_the_servers_max_batch(index: Index) -> None:
     platform = _platform(index, batch_size=64)
-    platform.receive(ClearinghouseSession(KEY, element_limit=10, max_batch=5).receive(
-        platform.hello()))
+    platform.receive(
+        ClearinghouseSession(KEY, element_limit=10, max_batch=5).receive(platform.hello())
+    )
     assert platform.batch_size == 5
 
 
@@ -482,8 +539,9 @@ def test_wrong_server_key_fails_cleanly(index: Index) -> None:
     platform = _platform(index)
     platform.add_uploads(_uploads(range(3)))
     with pytest.raises(errors.KeyMismatch):
-        platform.receive(ClearinghouseSession(OTHER_KEY, element_limit=100).receive(
-            platform.hello()))
+        platform.receive(
+            ClearinghouseSession(OTHER_KEY, element_limit=100).receive(platform.hello())
+        )
     assert platform.state is PlatformState.FAILED
     with pytest.raises(errors.LocalProtocolError):
         platform.next_request()
@@ -505,22 +563,29 @@ def _ready(index: Index, batch_size: int = 8) -> tuple[PlatformSession, Clearing
         pytest.param(lambda r: b"\x02" + r[1:], errors.UnsupportedVersion, id="version"),
         pytest.param(lambda r: r[:-32] + bytes(32), errors.InvalidPeerElement, id="identity"),
         pytest.param(
-            lambda r: r[:2] + (99).to_bytes(4, "big") + r[6:], errors.UnexpectedMessage,
+            lambda r: r[:2] + (99).to_bytes(4, "big") + r[6:],
+            errors.UnexpectedMessage,
             id="unknown-batch-id",
         ),
         pytest.param(
-            lambda r: r[:6] + (7).to_bytes(4, "big") + r[10:-32], errors.MessageDecodeError,
+            lambda r: r[:6] + (7).to_bytes(4, "big") + r[10:-32],
+            errors.MessageDecodeError,
             id="fewer-elements",
         ),
         pytest.param(lambda r: m.Close().encode(), errors.UnexpectedMessage, id="close-unasked"),
         pytest.param(
-            lambda r: m.ServerInfo(SUITE, oprf.Mode.VOPRF, 3, KEY.key_id,
-                                   KEY.public_key.element, 1, 1).encode(),
-            errors.UnexpectedMessage, id="server-info-again",
+            lambda r: m.ServerInfo(
+                SUITE, oprf.Mode.VOPRF, 3, KEY.key_id, KEY.public_key.element, 1, 1
+            ).encode(),
+            errors.UnexpectedMessage,
+            id="server-info-again",
         ),
         pytest.param(
-            lambda r: m.ProofResponse(0, oprf.Proof(Scalar.from_int(1), Scalar.from_int(1)))
-            .encode(), errors.UnexpectedMessage, id="proof-unasked",
+            lambda r: m.ProofResponse(
+                0, oprf.Proof(Scalar.from_int(1), Scalar.from_int(1))
+            ).encode(),
+            errors.UnexpectedMessage,
+            id="proof-unasked",
         ),
     ],
 )
@@ -691,9 +756,7 @@ def test_audit_verifies_and_catches_a_wrong_proof(index: Index) -> None:
 def test_audit_catches_evaluations_under_another_key() -> None:
     """Without canaries a wrong key only loses matches; the DLEQ audit still catches it."""
     no_canary = Index.from_bytes(
-        build_index(
-            KEY, MD5, [Reference("r", "md5", md5(1))], canaries=[], processes=1
-        ).to_bytes()
+        build_index(KEY, MD5, [Reference("r", "md5", md5(1))], canaries=[], processes=1).to_bytes()
     )
     platform = PlatformSession(no_canary, KEY.public_key, batch_size=4)
     platform.receive(ClearinghouseSession(KEY, element_limit=100).receive(platform.hello()))
@@ -741,9 +804,7 @@ def test_one_hash_uploaded_many_times_never_repeats_an_element(index: Index) -> 
     assert sorted(f.upload_ref for f in found) == [f"same-{i}" for i in range(6)]
 
 
-@pytest.mark.parametrize(
-    "ids", [(), (0, 0), (5,)], ids=["empty", "duplicate", "unanswered"]
-)
+@pytest.mark.parametrize("ids", [(), (0, 0), (5,)], ids=["empty", "duplicate", "unanswered"])
 def test_audit_misuse(index: Index, ids: tuple[int, ...]) -> None:
     platform, clearinghouse = _ready(index, batch_size=4)
     platform.add_uploads(_uploads(range(3)))
@@ -862,8 +923,9 @@ def test_no_upload_hash_in_the_reprs_of_session_state(index: Index) -> None:
     """Slots of uploads in flight hold band inputs (the raw hash, for exact signals) and
     blinds: their reprs must not print them (logs, debuggers, tracebacks)."""
     platform, clearinghouse = _ready(index, batch_size=4)
-    hashes = [hashlib.md5(f"private-{i}".encode(), usedforsecurity=False).digest()
-              for i in range(6)]
+    hashes = [
+        hashlib.md5(f"private-{i}".encode(), usedforsecurity=False).digest() for i in range(6)
+    ]
     platform.add_uploads([(f"u{i}", "md5", h) for i, h in enumerate(hashes)])
     request = platform.next_request()  # some uploads in flight, some carried or queued
     platform.next_request()
@@ -915,12 +977,14 @@ def test_index_set_with_a_delta(built: BuiltIndex, index: Index) -> None:
     )
     delta = Index.from_bytes(delta_built.to_bytes())
     platform = PlatformSession(IndexSet(index, [delta]), KEY.public_key, batch_size=8)
-    platform.add_uploads([("old", "md5", md5(3)), ("new", "md5", md5(1000)),
-                          ("none", "md5", md5(2000))])
+    platform.add_uploads(
+        [("old", "md5", md5(3)), ("new", "md5", md5(1000)), ("none", "md5", md5(2000))]
+    )
     found = SessionPair(platform, ClearinghouseSession(KEY, element_limit=1000)).run()
     handles = {**built.handles, **delta_built.handles}
     assert sorted((f.upload_ref, handles[f.handle]) for f in found) == [
-        ("new", "late-report"), ("old", "report-3")
+        ("new", "late-report"),
+        ("old", "report-3"),
     ]
     assert platform.stats.canaries_matched == platform.stats.canary_queries == 1
 
@@ -941,9 +1005,7 @@ def delta_built(index: Index) -> BuiltIndex:
     )
 
 
-def test_index_digest_of_a_full_index_is_its_header_digest(
-    built: BuiltIndex, index: Index
-) -> None:
+def test_index_digest_of_a_full_index_is_its_header_digest(built: BuiltIndex, index: Index) -> None:
     assert index_digest(built) == IndexDigest("md5", built.header.digest)
     assert index_digest(index) == index_digest(built) == index_digest(IndexSet(index))
 
@@ -951,14 +1013,15 @@ def test_index_digest_of_a_full_index_is_its_header_digest(
 def test_index_digest_of_a_base_with_deltas(
     built: BuiltIndex, index: Index, delta_built: BuiltIndex
 ) -> None:
-    second = add_references(
-        KEY, index.header, [Reference("later", "md5", md5(1001))], processes=1
-    )
+    second = add_references(KEY, index.header, [Reference("later", "md5", md5(1001))], processes=1)
     deltas = [Index.from_bytes(d.to_bytes()) for d in (delta_built, second)]
     ordered = sorted([delta_built.header.digest, second.header.digest])
     expected = hashlib.sha256(
-        bytes([len(INDEX_SET_DOMAIN)]) + INDEX_SET_DOMAIN + built.header.digest
-        + (2).to_bytes(4, "big") + b"".join(ordered)
+        bytes([len(INDEX_SET_DOMAIN)])
+        + INDEX_SET_DOMAIN
+        + built.header.digest
+        + (2).to_bytes(4, "big")
+        + b"".join(ordered)
     ).digest()
     digest = index_digest(IndexSet(index, deltas))
     assert digest == IndexDigest("md5", expected)
@@ -998,8 +1061,10 @@ def test_server_info_lists_the_current_digests_sorted(newer: BuiltIndex) -> None
 @pytest.mark.parametrize(
     "digests",
     [
-        pytest.param([IndexDigest("md5", bytes(32)), IndexDigest("md5", bytes(range(32)))],
-                     id="two-of-one-signal"),
+        pytest.param(
+            [IndexDigest("md5", bytes(32)), IndexDigest("md5", bytes(range(32)))],
+            id="two-of-one-signal",
+        ),
         pytest.param([("md5", bytes(32))], id="not-index-digest"),
         pytest.param([IndexDigest(f"s{i}", bytes(32)) for i in range(256)], id="256"),
     ],
@@ -1030,9 +1095,7 @@ def test_stale_index_fails_before_any_element_is_sent(index: Index, newer: Built
     assert platform.stats.elements_sent == 0
 
 
-def test_current_digests_pass_and_the_session_matches(
-    built: BuiltIndex, index: Index
-) -> None:
+def test_current_digests_pass_and_the_session_matches(built: BuiltIndex, index: Index) -> None:
     platform = _platform(index)
     sha = IndexDigest("sha256", bytes(32))  # a signal the platform does not match
     platform.add_uploads(_uploads(range(38, 42)))
@@ -1056,9 +1119,7 @@ def test_a_held_signal_missing_from_the_list_is_stale(index: Index) -> None:
     assert platform.state is PlatformState.FAILED
 
 
-def test_a_missing_delta_is_stale(
-    built: BuiltIndex, index: Index, delta_built: BuiltIndex
-) -> None:
+def test_a_missing_delta_is_stale(built: BuiltIndex, index: Index, delta_built: BuiltIndex) -> None:
     delta = Index.from_bytes(delta_built.to_bytes())
     with_delta = index_digest(built, [delta_built])
     stale = _platform(index)
@@ -1100,16 +1161,17 @@ def test_pdq_bands_match_near_duplicates_only() -> None:
     rng = random.Random(7)
     banding = pdq_banding(256)
     references = [Reference(f"pdq-{i}", "pdq", rng.randbytes(32)) for i in range(4)]
-    built_pdq = build_index(
-        KEY, banding, references, canaries=[], processes=1
-    )
+    built_pdq = build_index(KEY, banding, references, canaries=[], processes=1)
     pdq_index = Index.from_bytes(built_pdq.to_bytes())
     platform = PlatformSession(pdq_index, KEY.public_key, batch_size=512)
     near = _flip(references[0].hash, rng.sample(range(256), 12))
     far = rng.randbytes(32)
     platform.add_uploads(
-        [Upload("near", "pdq", near, 90), Upload("far", "pdq", far, 90),
-         Upload("same", "pdq", references[2].hash, 60)]
+        [
+            Upload("near", "pdq", near, 90),
+            Upload("far", "pdq", far, 90),
+            Upload("same", "pdq", references[2].hash, 60),
+        ]
     )
     with pytest.raises(errors.LocalProtocolError):
         platform.add_uploads([Upload("blurry", "pdq", far, 49)])
@@ -1118,7 +1180,8 @@ def test_pdq_bands_match_near_duplicates_only() -> None:
     clearinghouse = ClearinghouseSession(KEY, element_limit=10_000, max_batch=512)
     found = SessionPair(platform, clearinghouse).run()
     assert sorted((f.upload_ref, built_pdq.handles[f.handle]) for f in found) == [
-        ("near", "pdq-0"), ("same", "pdq-2")
+        ("near", "pdq-0"),
+        ("same", "pdq-2"),
     ]
     assert platform.stats.elements_sent == 3 * 256 + platform.stats.pad_elements
 
@@ -1245,9 +1308,7 @@ def test_a_reply_over_the_lookup_budget_fails_cleanly(built: BuiltIndex, index: 
     platform.receive(clearinghouse.receive(platform.hello()))
     uploads = {f"upload-{i}" for i in range(30, 40)}  # every one matches: one trial each
     platform.add_uploads(_uploads(range(30, 40)))
-    answered, found, raised = _exchange_with_fault(
-        platform, clearinghouse, lambda req, r: r, -1
-    )
+    answered, found, raised = _exchange_with_fault(platform, clearinghouse, lambda req, r: r, -1)
     assert [type(e) for e in raised] == [errors.IndexTooDense]
     assert "candidate trials" in str(raised[0])
     assert platform.state is PlatformState.FAILED
@@ -1275,11 +1336,16 @@ def test_a_fault_in_the_middle_of_a_spanning_upload_loses_nothing() -> None:
         clearinghouse = ClearinghouseSession(KEY, element_limit=100_000, max_batch=100)
         platform.receive(clearinghouse.receive(platform.hello()))
         platform.add_uploads(
-            [Upload("same", "pdq", references[1].hash, 90),
-             Upload("other", "pdq", rng.randbytes(32), 90)]
+            [
+                Upload("same", "pdq", references[1].hash, 90),
+                Upload("other", "pdq", rng.randbytes(32), 90),
+            ]
         )
         answered, found, raised = _exchange_with_fault(
-            platform, clearinghouse, _FAULTS[fault], 0 if fault == "other-key" else 3,
+            platform,
+            clearinghouse,
+            _FAULTS[fault],
+            0 if fault == "other-key" else 3,
             persistent=fault == "other-key",
         )
         assert raised
@@ -1296,7 +1362,8 @@ def test_a_fault_in_the_middle_of_a_spanning_upload_loses_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [bytes(31) + b"\x80", bytes(GENERATOR)[:31] + bytes([bytes(GENERATOR)[31] | 0x80])],
+    "bad",
+    [bytes(31) + b"\x80", bytes(GENERATOR)[:31] + bytes([bytes(GENERATOR)[31] | 0x80])],
     ids=["identity-bit255", "generator-bit255"],
 )
 def test_clearinghouse_answers_a_high_bit_element_with_an_error(bad: bytes) -> None:

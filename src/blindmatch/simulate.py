@@ -102,7 +102,8 @@ class SimulationResult:
         pf = self.platform
         matched_refs = {m.upload for m in self.matches}
         unmatched_hits = {
-            ref: hits for ref, hits in sorted(pf.tag_hits_per_upload.items())
+            ref: hits
+            for ref, hits in sorted(pf.tag_hits_per_upload.items())
             if ref not in matched_refs
         }
         return {

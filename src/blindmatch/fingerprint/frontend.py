@@ -303,7 +303,6 @@ def load_rgb_image(
             return _decode(image, policy, max_pixels, caught)
 
 
-
 def _open_image(handle: BinaryIO, kind: MediaKind | None) -> Image.Image:
     try:
         return Image.open(handle, formats=IMAGE_FORMATS)

@@ -29,6 +29,7 @@ __all__ = [
     "VideoFrame",
 ]
 
+
 @dataclass(frozen=True, slots=True)
 class BandingSpec:
     """How a signal type's hashes are cut into bands for private matching: plain numbers.
@@ -57,9 +58,7 @@ class BandingSpec:
 
     def __post_init__(self) -> None:
         numbers = (self.hash_bits, self.k, self.count, self.threshold)
-        if not all(type(n) is int and n >= 1 for n in numbers) or not isinstance(
-            self.seed, bytes
-        ):
+        if not all(type(n) is int and n >= 1 for n in numbers) or not isinstance(self.seed, bytes):
             raise InvalidEncoding("a banding spec holds positive ints and a bytes seed")
         if self.hash_bits % 8 or self.k > self.hash_bits or self.threshold > self.count:
             raise InvalidEncoding("a banding spec's bands must fit its hash")

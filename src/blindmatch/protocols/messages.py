@@ -330,9 +330,7 @@ class ServerInfo:
         digests = tuple(IndexDigest._read(reader) for _ in range(reader.u8("digest_count")))
         if not _ascending_signals(digests):
             raise errors.MessageDecodeError("index digests are not sorted by distinct signal")
-        return cls(
-            suite, mode, key_epoch, key_id, public_key, element_limit, max_batch, digests
-        )
+        return cls(suite, mode, key_epoch, key_id, public_key, element_limit, max_batch, digests)
 
 
 @dataclass(frozen=True, slots=True)

@@ -440,9 +440,7 @@ class PlatformSession:
 
     def _require(self, *states: PlatformState) -> None:
         if self._state not in states:
-            raise errors.LocalProtocolError(
-                f"not allowed in state {self._state.value}"
-            )
+            raise errors.LocalProtocolError(f"not allowed in state {self._state.value}")
 
     # ------------------------------------------------------------------ sending
 
@@ -562,8 +560,9 @@ class PlatformSession:
             band_inputs = banding.band_inputs(upload.hash)
             blind = self._random.scalar()
             slots.append(
-                _Slot(upload, band_inputs, blind, [None] * len(band_inputs), len(band_inputs),
-                      canary)
+                _Slot(
+                    upload, band_inputs, blind, [None] * len(band_inputs), len(band_inputs), canary
+                )
             )
             inputs.extend(band_inputs)
             blinds.extend([blind] * len(band_inputs))

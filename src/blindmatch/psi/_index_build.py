@@ -111,7 +111,6 @@ class Reference:
         return f"Reference(report_id={self.report_id!r}, signal={self.signal!r}, hash=<redacted>)"
 
 
-
 def default_canaries(banding: Banding, count: int = 4) -> list[bytes]:
     """Public canary hashes: ``SHAKE-256(lp8(domain) || lp8(signal) || u16(i))``.
 
@@ -128,7 +127,6 @@ def default_canaries(banding: Banding, count: int = 4) -> list[bytes]:
         hashlib.shake_256(prefix + i.to_bytes(2, "big")).digest(banding.hash_bytes)
         for i in range(count)
     ]
-
 
 
 def _entries_worker(key: bytes, joined: bytes, width: int, tag_bytes: int) -> tuple[bytes, bytes]:
@@ -578,4 +576,3 @@ def add_references(
         processes=processes,
         random_bytes=random_bytes,
     )
-

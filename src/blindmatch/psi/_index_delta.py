@@ -138,7 +138,6 @@ def merge_indexes(base: Index, deltas: Sequence[Index]) -> bytes:
     return _assemble(merged, tag_raw, share_raw, handle_set)
 
 
-
 def current_digest(
     index: Index | BuiltIndex | IndexSet, deltas: Sequence[Index | BuiltIndex] = ()
 ) -> tuple[str, bytes]:

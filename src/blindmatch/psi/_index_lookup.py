@@ -72,7 +72,6 @@ class MatchResult:
         return bool(self.handles)
 
 
-
 class Lookups(abc.ABC):
     """The lookup methods of :class:`Index` and :class:`~blindmatch.psi.index.IndexSet`, all
     from one :meth:`lookup_many`."""
@@ -207,9 +206,7 @@ class Index(Lookups):
         return cls(mapped, verify=verify, max_hits=max_hits)
 
     @classmethod
-    def from_bytes(
-        cls, data: bytes, *, verify: bool = True, max_hits: int | None = None
-    ) -> Self:
+    def from_bytes(cls, data: bytes, *, verify: bool = True, max_hits: int | None = None) -> Self:
         """View an index held in memory (arguments as for :meth:`open`).
 
         Raises:
@@ -506,4 +503,3 @@ def _per_band_unsorted(tags: npt.NDArray[np.unsignedinteger], shares: U64Array) 
         if down.any() or (tie & (band_shares[1:] < band_shares[:-1])).any():
             return True
     return False
-

@@ -391,9 +391,7 @@ class ThreadedEvaluator(_Workers):
         if parts < 2:
             return part(0, count)
         step = -(-count // parts)
-        futures = [
-            executor.submit(part, i, min(i + step, count)) for i in range(0, count, step)
-        ]
+        futures = [executor.submit(part, i, min(i + step, count)) for i in range(0, count, step)]
         out: list[_R] = []
         for future in futures:
             out.extend(future.result())
