@@ -11,7 +11,10 @@ clearinghouse's private handle map, which in a deployment only the clearinghouse
 (the platform reports the handle to it).
 
 Signals: ``md5`` and ``sha256`` of the file bytes (every file); ``pdq`` of images whose
-PDQ quality is at least 50 (other files are skipped for ``pdq`` and counted).
+PDQ quality is at least 50. A file left out of a signal is a :class:`SkippedFile` with its
+reason (not an image, corrupt, low quality for ``pdq``; empty or unreadable for every
+signal), counted per signal in ``skipped``: one bad file does not stop the run, and none
+is left out silently. A reference folder without a single usable reference is an error.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from blindmatch.errors import FingerprintError, LocalProtocolError
+from blindmatch.errors import CorruptMedia, FingerprintError, LocalProtocolError
 from blindmatch.fingerprint.exact import file_digests
 from blindmatch.protocols import (
     MIN_PDQ_QUALITY,
@@ -45,6 +48,7 @@ __all__ = [
     "SIGNALS",
     "SimulationMatch",
     "SimulationResult",
+    "SkippedFile",
     "TranscriptEntry",
     "list_files",
     "simulate",
@@ -76,6 +80,28 @@ class SimulationMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedFile:
+    """A file left out of one signal, and why.
+
+    Attributes:
+        folder: ``"references"`` or ``"uploads"``.
+        path: The file (the folder as given joined with its relative path).
+        signal: The signal it is left out of.
+        reason: The error type and message (never file content), or the low quality.
+    """
+
+    folder: str
+    path: str
+    signal: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        """A JSON-ready object of the four fields."""
+        return {"folder": self.folder, "path": self.path, "signal": self.signal,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptEntry:
     """One message on the wire: ``"platform"`` sent it to the clearinghouse, or back."""
 
@@ -98,6 +124,7 @@ class SimulationResult:
     audits: int
     transcript: list[TranscriptEntry] = field(repr=False)
     indexes: dict[str, bytes] = field(repr=False)
+    skipped_files: list[SkippedFile] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         """What each party saw, as a JSON-ready object (counts only, never a hash)."""
@@ -148,11 +175,12 @@ def list_files(directory: str | os.PathLike[str]) -> list[Path]:
     """Regular files under ``directory`` (recursively, hidden names skipped), sorted.
 
     Raises:
-        LocalProtocolError: ``directory`` is not a directory.
+        LocalProtocolError: ``directory`` is missing or not a directory (the message names it).
     """
     root = Path(directory)
     if not root.is_dir():
-        raise LocalProtocolError("not a directory: give a directory of files")
+        problem = "not a directory" if root.exists() else "no such directory"
+        raise LocalProtocolError(f"{os.fspath(directory)}: {problem}")
     return sorted(
         p
         for p in root.rglob("*")
@@ -168,31 +196,67 @@ def _banding(signal: str) -> Banding:
     return pdq_banding()
 
 
+class _Skips:
+    """The files left out, in the order met, for :class:`SimulationResult`."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.files: list[SkippedFile] = []
+
+    def add(self, folder: str, path: Path, signals: Sequence[str], reason: str) -> None:
+        for signal in signals:
+            self.counts[signal] = self.counts.get(signal, 0) + 1
+            self.files.append(SkippedFile(folder, str(path), signal, reason))
+
+
+def _reason(exc: FingerprintError) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _fingerprints(
-    path: Path, signals: Sequence[str], skipped: dict[str, int]
+    path: Path,
+    signals: Sequence[str],
+    skips: _Skips,
+    folder: str,
+    max_pixels: int | None,
 ) -> list[tuple[str, bytes, int | None]]:
-    """``(signal, hash bytes, quality)`` of one file for every signal it has."""
+    """``(signal, hash bytes, quality)`` of one file for every signal it has; the others
+    are recorded in ``skips``."""
     found: list[tuple[str, bytes, int | None]] = []
-    if "md5" in signals or "sha256" in signals:
-        md5, sha256 = file_digests(path)
+    try:
+        if path.stat().st_size == 0:
+            # Every empty file has the same md5: as a reference it would match every empty
+            # upload, and it is no picture either.
+            raise CorruptMedia("the file is empty")
+        digests = file_digests(path) if "md5" in signals or "sha256" in signals else None
+    except FingerprintError as exc:
+        skips.add(folder, path, signals, _reason(exc))
+        return found
+    except OSError as exc:  # stat: gone or not listable since the folder was walked
+        skips.add(folder, path, signals, f"UnreadableMedia: {exc.strerror or 'cannot read'}")
+        return found
+    if digests is not None:
+        md5, sha256 = digests
         if "md5" in signals:
             found.append(("md5", bytes(md5), None))
         if "sha256" in signals:
             found.append(("sha256", bytes(sha256), None))
     if "pdq" in signals:
         # Imported here: the PDQ path pulls in the image decoder, exact-only runs do not.
-        from blindmatch.fingerprint.frontend import load_rgb
+        from blindmatch.fingerprint.frontend import DEFAULT_MAX_PIXELS, load_rgb
         from blindmatch.fingerprint.pdq import pdq_from_rgb
 
+        limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
         try:
-            fingerprint = pdq_from_rgb(load_rgb(path))
-        except FingerprintError:
-            skipped["pdq"] = skipped.get("pdq", 0) + 1
+            fingerprint = pdq_from_rgb(load_rgb(path, max_pixels=limit))
+        except FingerprintError as exc:
+            skips.add(folder, path, ["pdq"], _reason(exc))
         else:
             if fingerprint.quality >= MIN_PDQ_QUALITY:
                 found.append(("pdq", bytes(fingerprint.hash), fingerprint.quality))
             else:
-                skipped["pdq"] = skipped.get("pdq", 0) + 1
+                reason = f"PDQ quality {fingerprint.quality} is below {MIN_PDQ_QUALITY}"
+                skips.add(folder, path, ["pdq"], reason)
     return found
 
 
@@ -213,6 +277,7 @@ def simulate(
     audit_batches: int = 2,
     key: SecretKey | None = None,
     threads: int = 1,
+    max_pixels: int | None = None,
 ) -> SimulationResult:
     """Run the whole protocol between a clearinghouse and a platform in memory.
 
@@ -227,13 +292,15 @@ def simulate(
         key: the clearinghouse key (fresh VOPRF key of epoch 0 when omitted).
         threads: threads of one :class:`~blindmatch.psi.parallel.ThreadedEvaluator` that
             both sessions use for large batches (1: everything on this thread).
+        max_pixels: the largest image decoded for ``pdq`` (``None``: the front end's
+            default, :data:`blindmatch.fingerprint.frontend.DEFAULT_MAX_PIXELS`).
 
     Returns:
         The matches, both parties' counters, index sizes and the message transcript.
 
     Raises:
-        LocalProtocolError: bad signals or directories.
-        FingerprintError: a file could not be read.
+        LocalProtocolError: bad signals; a folder that is missing or not a folder; no
+            usable reference file (the message names the folder).
         ProtocolError, CryptoError: the protocol failed (a bug or a corrupted run).
     """
     chosen = _check_signals(signals)
@@ -242,7 +309,15 @@ def simulate(
     workers = ThreadedEvaluator(threads) if threads > 1 else contextlib.nullcontext()
     with workers as evaluator:
         return _simulate(
-            references, uploads, chosen, processes, batch_size, audit_batches, key, evaluator
+            references,
+            uploads,
+            chosen,
+            processes,
+            batch_size,
+            audit_batches,
+            key,
+            evaluator,
+            max_pixels,
         )
 
 
@@ -255,17 +330,32 @@ def _simulate(
     audit_batches: int,
     key: SecretKey | None,
     evaluator: ThreadedEvaluator | None,
+    max_pixels: int | None,
 ) -> SimulationResult:
     secret = SecretKey.generate() if key is None else key
-    skipped: dict[str, int] = {}
+    skips = _Skips()
 
     # Clearinghouse: fingerprint the references, build and serialise one index per signal.
     reference_root = Path(references)
+    reference_files = list_files(reference_root)
+    upload_files = list_files(uploads)  # checked now, before the work on the references
+    if not reference_files:
+        raise LocalProtocolError(
+            f"{os.fspath(references)}: no reference files in this folder (hidden names "
+            "are skipped)"
+        )
     per_signal: dict[str, list[Reference]] = {s: [] for s in chosen}
-    for path in list_files(reference_root):
+    for path in reference_files:
         report_id = path.relative_to(reference_root).as_posix()
-        for signal, hash_bytes, _ in _fingerprints(path, chosen, skipped):
+        for signal, hash_bytes, _ in _fingerprints(
+            path, chosen, skips, "references", max_pixels
+        ):
             per_signal[signal].append(Reference(report_id, signal, hash_bytes))
+    if not any(per_signal.values()):
+        raise LocalProtocolError(
+            f"{os.fspath(references)}: no file in this folder gave a reference for "
+            f"{', '.join(chosen)} (every one was skipped)"
+        )
     built: dict[str, BuiltIndex] = {
         signal: build_index(secret, _banding(signal), refs, processes=processes)
         for signal, refs in per_signal.items()
@@ -279,8 +369,10 @@ def _simulate(
     )
     upload_counts = dict.fromkeys(chosen, 0)
     batch: list[Upload] = []
-    for path in list_files(uploads):
-        for signal, hash_bytes, quality in _fingerprints(path, chosen, skipped):
+    for path in upload_files:
+        for signal, hash_bytes, quality in _fingerprints(
+            path, chosen, skips, "uploads", max_pixels
+        ):
             batch.append(Upload(str(path), signal, hash_bytes, quality))
             upload_counts[signal] += 1
     platform.add_uploads(batch)
@@ -329,8 +421,9 @@ def _simulate(
         index_entries={i.header.banding.signal: i.entry_count for i in indexes},
         references={s: len(r) for s, r in per_signal.items()},
         uploads=upload_counts,
-        skipped=skipped,
+        skipped=skips.counts,
         audits=audits,
         transcript=transcript,
         indexes=index_files,
+        skipped_files=skips.files,
     )
