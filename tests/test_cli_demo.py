@@ -128,8 +128,9 @@ def _read_terminal(controller: int) -> str:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["--out"], ["--out", "x", "--images", "-1"], ["--out", "x", "--jobs", "0"]],
-    ids=["no-out", "out-empty", "images-neg", "jobs0"],
+    [[], ["--out"], ["--out", "x", "--images", "-1"], ["--out", "x", "--jobs", "0"],
+     ["--out", "x", "--seed", "-1"], ["--out", "x", "--max-pixels", "0"]],
+    ids=["no-out", "out-empty", "images-neg", "jobs0", "seed-neg", "max-pixels0"],
 )
 def test_demo_usage_errors(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -145,6 +146,15 @@ def _demo(*args: str, code: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300
     )
+
+
+def test_demo_with_no_samples_is_a_usage_mistake(tmp_path: Path) -> None:
+    result = _demo("demo", "--out", str(tmp_path / "out"), "--images", "0", "--videos", "0")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "blindmatch: error: nothing to demonstrate: --images and --videos are both 0\n"
+    )
+    assert not (tmp_path / "out").exists()
 
 
 def test_demo_out_is_a_file(tmp_path: Path) -> None:

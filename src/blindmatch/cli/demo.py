@@ -370,7 +370,10 @@ def register(subparsers: Any) -> None:
         "0 runs without it (default %(default)s)",
     )
     parser.add_argument(
-        "--seed", type=int, default=2024, help="seed of the sample generator (default %(default)s)"
+        "--seed",
+        type=non_negative_int,
+        default=2024,
+        help="seed of the sample generator, an integer >= 0 (default %(default)s)",
     )
     parser.add_argument(
         "--jobs",
@@ -403,6 +406,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``blindmatch demo``; returns the exit code (1 if any sample failed to hash or
     the private protocol reported a match the plaintext comparison does not back)."""
     out = Path(args.out)
+    if not args.images and not args.videos:
+        raise InvalidArgument("nothing to demonstrate: --images and --videos are both 0")
     if out.exists() and not out.is_dir():
         raise InvalidArgument(f"--out {out}: exists and is not a folder")
     if args.videos:
