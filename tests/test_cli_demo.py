@@ -157,6 +157,19 @@ def test_demo_with_no_samples_is_a_usage_mistake(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_demo_in_a_folder_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    out = os.fsencode(tmp_path) + b"/demo\xff"
+    args = [b"demo", b"--out", out, b"--images", b"1", b"--videos", b"0"]
+    result = subprocess.run(
+        [sys.executable, "-m", "blindmatch", *args], capture_output=True, check=False, timeout=300
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert out + b"/fingerprints.jsonl" in result.stdout  # the name's own bytes, as ls does
+    with open(out + b"/fingerprints.jsonl", "rb") as handle:
+        records = [json.loads(line.decode("utf-8")) for line in handle]
+    assert all(bytes.fromhex(r["path_hex"]).startswith(out + b"/media/") for r in records)
+
+
 def test_demo_out_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("mine\n", encoding="utf-8")
     result = _demo("demo", "--out", str(tmp_path / "afile"), "--images", "1", "--videos", "0")

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from blindmatch.cli import main
+from blindmatch.cli._paths import json_path, path_from_json
 from blindmatch.cli.hash import (
     HashOptions,
     Progress,
@@ -324,6 +325,16 @@ def test_undecodable_file_name_is_valid_json(media: Path, tmp_path: Path) -> Non
     assert empty["path"] == f"{tmp_path}/empty\ufffd.jpg"
     assert empty["error"]["type"] == "CorruptMedia"
     assert bytes.fromhex(empty["path_hex"]).endswith(b"/empty\xfe.jpg")
+
+
+@given(st.binary(min_size=1, max_size=40).filter(lambda b: b"\x00" not in b))
+def test_json_path_round_trip(raw: bytes) -> None:
+    name = os.fsdecode(raw)
+    parsed = json.loads(json.dumps(json_path("path", name)))
+    for value in parsed.values():
+        value.encode("utf-8")  # strict: a lone surrogate (what strict parsers reject) raises
+    assert path_from_json(parsed) == name
+    assert ("path_hex" in parsed) == (raw.decode("utf-8", "replace").encode() != raw)
 
 
 def test_a_full_disk_on_stdout_is_one_line(media: Path) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["json_path"]
+__all__ = ["json_path", "path_from_json"]
 
 
 def json_path(key: str, name: str) -> dict[str, str]:
@@ -31,3 +31,22 @@ def json_path(key: str, name: str) -> dict[str, str]:
         raw = os.fsencode(name)
         return {key: raw.decode("utf-8", "replace"), f"{key}_hex": raw.hex()}
     return {key: name}
+
+
+def path_from_json(record: dict[str, object], key: str = "path") -> str:
+    """The exact file name of a record written with :func:`json_path` (its inverse).
+
+    Args:
+        record: A parsed JSON object.
+        key: The field's name.
+
+    Returns:
+        The name as Python has it, ``KEY_hex`` decoded when present.
+    """
+    raw = record.get(f"{key}_hex")
+    if isinstance(raw, str):
+        return os.fsdecode(bytes.fromhex(raw))
+    name = record[key]
+    if not isinstance(name, str):
+        raise TypeError(f"{key} must be a string")
+    return name

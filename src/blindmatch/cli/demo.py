@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from blindmatch.cli._argtypes import non_negative_int, positive_int
+from blindmatch.cli._paths import path_from_json
 from blindmatch.cli.hash import (
     HashOptions,
     Progress,
@@ -164,7 +165,7 @@ def summarise(manifest: SampleManifest, records: Sequence[Record]) -> list[EditS
     Returns:
         One summary per (kind, edit), in the order the edits first appear.
     """
-    by_path = {Path(r["path"]): r for r in records}
+    by_path = {Path(path_from_json(r)): r for r in records}
     groups: dict[tuple[str, str], list[tuple[Record, Record]]] = defaultdict(list)
     for sample in manifest.derived():
         assert sample.derived_from is not None
@@ -255,7 +256,7 @@ def match_privately(
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-    by_path = {Path(r["path"]): r for r in records}
+    by_path = {Path(path_from_json(r)): r for r in records}
     media = out / "media"
     reported = [f.path for f in manifest.originals()][::2]
     for path in reported:
