@@ -129,8 +129,10 @@ def _read_terminal(controller: int) -> str:
 @pytest.mark.parametrize(
     "args",
     [[], ["--out"], ["--out", "x", "--images", "-1"], ["--out", "x", "--jobs", "0"],
-     ["--out", "x", "--seed", "-1"], ["--out", "x", "--max-pixels", "0"]],
-    ids=["no-out", "out-empty", "images-neg", "jobs0", "seed-neg", "max-pixels0"],
+     ["--out", "x", "--seed", "-1"], ["--out", "x", "--max-pixels", "0"],
+     ["--out", "x", "--images", "1001"], ["--out", "x", "--videos", "10**20"]],
+    ids=["no-out", "out-empty", "images-neg", "jobs0", "seed-neg", "max-pixels0",
+         "images-huge", "videos-text"],
 )
 def test_demo_usage_errors(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:

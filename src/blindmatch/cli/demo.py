@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blindmatch.cli._argtypes import non_negative_int, positive_int
+from blindmatch.cli._argtypes import int_up_to, non_negative_int, positive_int
 from blindmatch.cli._paths import path_from_json
 from blindmatch.cli.hash import (
     HashOptions,
@@ -64,6 +64,8 @@ DEFAULT_IMAGES = 6
 DEFAULT_VIDEOS = 2
 """Original videos the demo generates (each with 3 edited copies)."""
 
+_MAX_IMAGES = 1000
+_MAX_VIDEOS = 100
 _MATCH_DISTANCE = 31
 _MIN_QUALITY = 50
 _DEMO_SIGNALS = ("md5", "sha256", "pdq")
@@ -357,18 +359,19 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--images",
-        type=non_negative_int,
+        type=int_up_to(_MAX_IMAGES),
         default=DEFAULT_IMAGES,
         metavar="N",
-        help="original images, each with 4 edited copies (default %(default)s)",
+        help=f"original images, each with 4 edited copies, at most {_MAX_IMAGES} "
+        "(default %(default)s)",
     )
     parser.add_argument(
         "--videos",
-        type=non_negative_int,
+        type=int_up_to(_MAX_VIDEOS),
         default=DEFAULT_VIDEOS,
         metavar="N",
-        help="original videos, each with 3 edited copies; they need the 'video' extra, "
-        "0 runs without it (default %(default)s)",
+        help=f"original videos, each with 3 edited copies, at most {_MAX_VIDEOS}; they need "
+        "the 'video' extra, 0 runs without it (default %(default)s)",
     )
     parser.add_argument(
         "--seed",

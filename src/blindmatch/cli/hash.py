@@ -343,7 +343,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Fingerprint files and folders (recursively). Images and videos are detected by "
             "content. Writes one JSON object per file to stdout; a file that fails gets an "
-            "'error' object and the others continue. Exit code 1 if any file failed."
+            "'error' object and the others continue. Exit code 1 if any file failed, 2 for "
+            "a usage mistake (one line on stderr), including paths that hold no file."
         ),
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
