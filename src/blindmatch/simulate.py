@@ -309,14 +309,7 @@ def simulate(
     workers = ThreadedEvaluator(threads) if threads > 1 else contextlib.nullcontext()
     with workers as evaluator:
         return _simulate(
-            references,
-            uploads,
-            chosen,
-            processes,
-            batch_size,
-            audit_batches,
-            key,
-            evaluator,
+            references, uploads, chosen, processes, batch_size, audit_batches, key, evaluator,
             max_pixels,
         )
 
