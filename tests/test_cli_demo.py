@@ -128,11 +128,26 @@ def _read_terminal(controller: int) -> str:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["--out"], ["--out", "x", "--images", "-1"], ["--out", "x", "--jobs", "0"],
-     ["--out", "x", "--seed", "-1"], ["--out", "x", "--max-pixels", "0"],
-     ["--out", "x", "--images", "1001"], ["--out", "x", "--videos", "10**20"]],
-    ids=["no-out", "out-empty", "images-neg", "jobs0", "seed-neg", "max-pixels0",
-         "images-huge", "videos-text"],
+    [
+        [],
+        ["--out"],
+        ["--out", "x", "--images", "-1"],
+        ["--out", "x", "--jobs", "0"],
+        ["--out", "x", "--seed", "-1"],
+        ["--out", "x", "--max-pixels", "0"],
+        ["--out", "x", "--images", "1001"],
+        ["--out", "x", "--videos", "10**20"],
+    ],
+    ids=[
+        "no-out",
+        "out-empty",
+        "images-neg",
+        "jobs0",
+        "seed-neg",
+        "max-pixels0",
+        "images-huge",
+        "videos-text",
+    ],
 )
 def test_demo_usage_errors(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -203,18 +218,34 @@ def test_demo_without_pyav_says_what_to_do(tmp_path: Path) -> None:
     assert "pip install 'blindmatch[video]'" in line
     assert "--videos 0" in line
     assert not out.exists()  # checked before anything is written
-    assert _demo(
-        "demo", "--out", str(out), "--images", "1", "--videos", "0", "--no-progress",
-        code="sys.modules['av'] = None",
-    ).returncode == 0
+    assert (
+        _demo(
+            "demo",
+            "--out",
+            str(out),
+            "--images",
+            "1",
+            "--videos",
+            "0",
+            "--no-progress",
+            code="sys.modules['av'] = None",
+        ).returncode
+        == 0
+    )
 
 
 def test_demo_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for default in ("(default 6)", "(default 2)", "(default 2024)", "default 80000000",
-                    "(default 500000)", "(default 40000000)"):
+    for default in (
+        "(default 6)",
+        "(default 2)",
+        "(default 2024)",
+        "default 80000000",
+        "(default 500000)",
+        "(default 40000000)",
+    ):
         assert default in text
 
 

@@ -73,8 +73,23 @@ def test_threads_give_the_same_matches_and_counts(
         (x.upload, x.report, x.signal) for x in plain.matches
     ]
     assert threaded.clearinghouse.elements_evaluated == plain.clearinghouse.elements_evaluated
-    assert main(["simulate", "--references", str(refs), "--uploads", str(ups),
-                 "--processes", "1", "--threads", "2", "--json"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--references",
+                str(refs),
+                "--uploads",
+                str(ups),
+                "--processes",
+                "1",
+                "--threads",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert len(_records(capsys.readouterr().out)) == len(plain.matches) + 1
     with pytest.raises(errors.LocalProtocolError):
         simulate(refs, ups, threads=0)
@@ -114,8 +129,20 @@ def test_cli_json_lines_in_process(
     dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     refs, ups = dirs
-    code = main(["simulate", "--references", str(refs), "--uploads", str(ups),
-                 "--signals", "md5", "--processes", "1", "--json"])
+    code = main(
+        [
+            "simulate",
+            "--references",
+            str(refs),
+            "--uploads",
+            str(ups),
+            "--signals",
+            "md5",
+            "--processes",
+            "1",
+            "--json",
+        ]
+    )
     assert code == 0
     records = _records(capsys.readouterr().out)
     assert records[:-1] == [
@@ -134,8 +161,10 @@ def test_cli_json_lines_in_process(
 
 def test_cli_text_output(dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     refs, ups = dirs
-    assert main(["simulate", "--references", str(refs), "--uploads", str(ups),
-                 "--processes", "1"]) == 0
+    assert (
+        main(["simulate", "--references", str(refs), "--uploads", str(ups), "--processes", "1"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.count("match  ") == 2
     assert "clearinghouse saw:" in out
@@ -145,8 +174,21 @@ def test_cli_text_output(dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[
 def test_cli_subprocess(dirs: tuple[Path, Path]) -> None:
     refs, ups = dirs
     done = subprocess.run(
-        [sys.executable, "-m", "blindmatch", "simulate", "--references", str(refs),
-         "--uploads", str(ups), "--signals", "md5,sha256", "--processes", "1", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "blindmatch",
+            "simulate",
+            "--references",
+            str(refs),
+            "--uploads",
+            str(ups),
+            "--signals",
+            "md5,sha256",
+            "--processes",
+            "1",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -163,8 +205,7 @@ def test_cli_subprocess(dirs: tuple[Path, Path]) -> None:
 def test_cli_missing_directory_is_one_error_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["simulate", "--references", str(tmp_path / "nope"),
-                 "--uploads", str(tmp_path)])
+    code = main(["simulate", "--references", str(tmp_path / "nope"), "--uploads", str(tmp_path)])
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("blindmatch: error:")
@@ -173,8 +214,13 @@ def test_cli_missing_directory_is_one_error_line(
 
 @pytest.mark.parametrize(
     "extra",
-    [["--signals", "md5,crc32"], ["--signals", ""], ["--processes", "0"],
-     ["--batch-size", "x"], ["--threads", "0"]],
+    [
+        ["--signals", "md5,crc32"],
+        ["--signals", ""],
+        ["--processes", "0"],
+        ["--batch-size", "x"],
+        ["--threads", "0"],
+    ],
     ids=["unknown-signal", "empty-signals", "zero-processes", "batch-not-int", "zero-threads"],
 )
 def test_cli_bad_arguments_exit_2(
@@ -263,8 +309,17 @@ def test_skipped_files_are_named_with_their_reason(dirs: tuple[Path, Path], tmp_
     (refs / "cut.png").write_bytes(png[: len(png) // 2])
     (refs / "empty.jpg").write_bytes(b"")
     (refs / "notes.txt").write_bytes(b"not an image")
-    result = _run("--references", str(refs), "--uploads", str(ups), "--signals", "md5,pdq",
-                  "--processes", "1", "--json")
+    result = _run(
+        "--references",
+        str(refs),
+        "--uploads",
+        str(ups),
+        "--signals",
+        "md5,pdq",
+        "--processes",
+        "1",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stderr.decode().splitlines()
     assert lines == [
@@ -275,8 +330,11 @@ def test_skipped_files_are_named_with_their_reason(dirs: tuple[Path, Path], tmp_
         f"blindmatch: skipped {refs / 'flat.png'} for pdq: PDQ quality 0 is below 50",
         f"blindmatch: skipped {refs / 'notes.txt'} for pdq: UnsupportedMedia: not an image "
         "format blindmatch decodes",
-        *(f"blindmatch: skipped {ups / name} for pdq: UnsupportedMedia: not an image format "
-          "blindmatch decodes" for name in ("fresh.bin", "hidden-copy.bin", "same-as-item-3.bin")),
+        *(
+            f"blindmatch: skipped {ups / name} for pdq: UnsupportedMedia: not an image format "
+            "blindmatch decodes"
+            for name in ("fresh.bin", "hidden-copy.bin", "same-as-item-3.bin")
+        ),
     ]
     summary = _records(result.stdout.decode())[-1]["summary"]
     assert isinstance(summary, dict)
@@ -305,8 +363,17 @@ def test_undecodable_file_names_are_valid_json(tmp_path: Path) -> None:
     raw_name = os.fsencode(ups) + b"/bad\xff.bin"
     with open(raw_name, "wb") as handle:
         handle.write(b"the same bytes")
-    result = _run("--references", str(refs), "--uploads", str(ups), "--signals", "md5",
-                  "--processes", "1", "--json")
+    result = _run(
+        "--references",
+        str(refs),
+        "--uploads",
+        str(ups),
+        "--signals",
+        "md5",
+        "--processes",
+        "1",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     text = result.stdout.decode("utf-8")  # strict: no raw invalid bytes either
     assert "\\udc" not in text
@@ -314,7 +381,8 @@ def test_undecodable_file_names_are_valid_json(tmp_path: Path) -> None:
     assert match["upload"] == f"{ups}/bad\ufffd.bin"
     assert bytes.fromhex(match["upload_hex"]) == raw_name
     # Text output writes the name's own bytes, as ls does.
-    plain = _run("--references", str(refs), "--uploads", str(ups), "--signals", "md5",
-                 "--processes", "1")
+    plain = _run(
+        "--references", str(refs), "--uploads", str(ups), "--signals", "md5", "--processes", "1"
+    )
     assert plain.returncode == 0, plain.stderr
     assert b"match  " + raw_name + b"  ->  report reported.bin" in plain.stdout

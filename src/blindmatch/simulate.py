@@ -97,8 +97,12 @@ class SkippedFile:
 
     def to_json(self) -> dict[str, str]:
         """A JSON-ready object of the four fields."""
-        return {"folder": self.folder, "path": self.path, "signal": self.signal,
-                "reason": self.reason}
+        return {
+            "folder": self.folder,
+            "path": self.path,
+            "signal": self.signal,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +136,8 @@ class SimulationResult:
         pf = self.platform
         matched_refs = {m.upload for m in self.matches}
         unmatched_hits = {
-            ref: hits for ref, hits in sorted(pf.tag_hits_per_upload.items())
+            ref: hits
+            for ref, hits in sorted(pf.tag_hits_per_upload.items())
             if ref not in matched_refs
         }
         return {
@@ -309,7 +314,14 @@ def simulate(
     workers = ThreadedEvaluator(threads) if threads > 1 else contextlib.nullcontext()
     with workers as evaluator:
         return _simulate(
-            references, uploads, chosen, processes, batch_size, audit_batches, key, evaluator,
+            references,
+            uploads,
+            chosen,
+            processes,
+            batch_size,
+            audit_batches,
+            key,
+            evaluator,
             max_pixels,
         )
 
@@ -334,15 +346,12 @@ def _simulate(
     upload_files = list_files(uploads)  # checked now, before the work on the references
     if not reference_files:
         raise LocalProtocolError(
-            f"{os.fspath(references)}: no reference files in this folder (hidden names "
-            "are skipped)"
+            f"{os.fspath(references)}: no reference files in this folder (hidden names are skipped)"
         )
     per_signal: dict[str, list[Reference]] = {s: [] for s in chosen}
     for path in reference_files:
         report_id = path.relative_to(reference_root).as_posix()
-        for signal, hash_bytes, _ in _fingerprints(
-            path, chosen, skips, "references", max_pixels
-        ):
+        for signal, hash_bytes, _ in _fingerprints(path, chosen, skips, "references", max_pixels):
             per_signal[signal].append(Reference(report_id, signal, hash_bytes))
     if not any(per_signal.values()):
         raise LocalProtocolError(

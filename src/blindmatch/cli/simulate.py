@@ -48,30 +48,58 @@ def register(subparsers: Any) -> None:
             "real wire messages. Prints the matches and what each party saw."
         ),
     )
-    parser.add_argument("--references", required=True, metavar="DIR",
-                        help="directory of reference (reported) files; report id = relative path")
-    parser.add_argument("--uploads", required=True, metavar="DIR",
-                        help="directory of upload files to check")
-    parser.add_argument("--signals", type=_signals, default=list(DEFAULT_SIGNALS),
-                        metavar="LIST",
-                        help=f"comma list of signals ({', '.join(SIGNALS)}); "
-                        f"default {','.join(DEFAULT_SIGNALS)}")
-    parser.add_argument("--processes", type=positive_int, default=None, metavar="N",
-                        help="worker processes for the index build (default: every core)")
-    parser.add_argument("--threads", type=positive_int, default=1, metavar="N",
-                        help="threads both sessions use for large batches (default 1)")
-    parser.add_argument("--batch-size", type=positive_int, default=256, metavar="N",
-                        help="elements per evaluation request (default 256)")
+    parser.add_argument(
+        "--references",
+        required=True,
+        metavar="DIR",
+        help="directory of reference (reported) files; report id = relative path",
+    )
+    parser.add_argument(
+        "--uploads", required=True, metavar="DIR", help="directory of upload files to check"
+    )
+    parser.add_argument(
+        "--signals",
+        type=_signals,
+        default=list(DEFAULT_SIGNALS),
+        metavar="LIST",
+        help=f"comma list of signals ({', '.join(SIGNALS)}); default {','.join(DEFAULT_SIGNALS)}",
+    )
+    parser.add_argument(
+        "--processes",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="worker processes for the index build (default: every core)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="threads both sessions use for large batches (default 1)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=256,
+        metavar="N",
+        help="elements per evaluation request (default 256)",
+    )
     add_limit_options(parser, video=False)
-    parser.add_argument("--json", action="store_true",
-                        help="print JSON Lines: one object per match, then {\"summary\": ...}")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print JSON Lines: one object per match, then {"summary": ...}',
+    )
     parser.set_defaults(func=run)
 
 
 def _print_text(result: SimulationResult) -> None:
     for match in result.matches:
-        print(f"match  {match.upload}  ->  report {match.report}  "
-              f"[{match.signal} {match.handle.hex()}]")
+        print(
+            f"match  {match.upload}  ->  report {match.report}  "
+            f"[{match.signal} {match.handle.hex()}]"
+        )
     if not result.matches:
         print("no matches")
     summary = result.summary()
@@ -107,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
     )
     for skip in result.skipped_files:
-        print(f"blindmatch: skipped {skip.path} for {skip.signal}: {skip.reason}",
-              file=sys.stderr)
+        print(f"blindmatch: skipped {skip.path} for {skip.signal}: {skip.reason}", file=sys.stderr)
     if args.json:
         for match in result.matches:
             record = match.to_json()
@@ -123,4 +150,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_text(result)
     return 0
-

@@ -482,4 +482,3 @@ def _import_av() -> ModuleType:
             "video support needs PyAV: install blindmatch with the 'video' extra"
         ) from None
     return av
-
