@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -76,7 +78,8 @@ def test_summarise_skips_failed_files(tmp_path: Path) -> None:
     assert mirrored.matched == 1  # ... its dihedral variants find it
 
 
-def test_demo_subprocess_with_progress(tmp_path: Path) -> None:
+def test_demo_subprocess_draws_no_bar_into_a_log(tmp_path: Path) -> None:
+    # `make demo > log 2>&1`: stderr is not a terminal, so no \r redraws (issue 7).
     args = ["demo", "--out", str(tmp_path), "--images", "1", "--videos", "0"]
     result = subprocess.run(
         [sys.executable, "-m", "blindmatch", *args],
@@ -85,20 +88,165 @@ def test_demo_subprocess_with_progress(tmp_path: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr.decode()
-    assert b"5/5 files 100%" in result.stderr
+    assert result.stderr == b""
+    assert b"\r" not in result.stdout
     assert b"Fingerprinted 5 images and 0 videos" in result.stdout
+
+
+def test_demo_draws_the_bar_on_a_terminal(tmp_path: Path) -> None:
+    args = ["demo", "--out", str(tmp_path), "--images", "1", "--videos", "0"]
+    controller, terminal = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "blindmatch", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+    ) as proc:
+        os.close(terminal)
+        screen = _read_terminal(controller)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        code = proc.wait(timeout=300)
+    os.close(controller)
+    assert code == 0
+    assert "\r[" + "#" * 30 + "] 5/5 files 100%" in screen
+    assert b"Fingerprinted 5 images and 0 videos" in out
+
+
+def _read_terminal(controller: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
 
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["--out"], ["--out", "x", "--images", "-1"], ["--out", "x", "--jobs", "0"]],
-    ids=["no-out", "out-empty", "images-neg", "jobs0"],
+    [
+        [],
+        ["--out"],
+        ["--out", "x", "--images", "-1"],
+        ["--out", "x", "--jobs", "0"],
+        ["--out", "x", "--seed", "-1"],
+        ["--out", "x", "--max-pixels", "0"],
+        ["--out", "x", "--images", "1001"],
+        ["--out", "x", "--videos", "10**20"],
+    ],
+    ids=[
+        "no-out",
+        "out-empty",
+        "images-neg",
+        "jobs0",
+        "seed-neg",
+        "max-pixels0",
+        "images-huge",
+        "videos-text",
+    ],
 )
 def test_demo_usage_errors(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["demo", *args])
     assert exc.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("blindmatch demo: error: ")
+
+
+def _demo(*args: str, code: str = "") -> subprocess.CompletedProcess[str]:
+    """``blindmatch demo ARGS`` as a subprocess; ``code`` runs first (to remove PyAV)."""
+    script = f"import sys\n{code}\nfrom blindmatch.cli import main\nsys.exit(main({list(args)!r}))"
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+def test_demo_with_no_samples_is_a_usage_mistake(tmp_path: Path) -> None:
+    result = _demo("demo", "--out", str(tmp_path / "out"), "--images", "0", "--videos", "0")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "blindmatch: error: nothing to demonstrate: --images and --videos are both 0\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_in_a_folder_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    out = os.fsencode(tmp_path) + b"/demo\xff"
+    args = [b"demo", b"--out", out, b"--images", b"1", b"--videos", b"0"]
+    result = subprocess.run(
+        [sys.executable, "-m", "blindmatch", *args], capture_output=True, check=False, timeout=300
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert out + b"/fingerprints.jsonl" in result.stdout  # the name's own bytes, as ls does
+    with open(out + b"/fingerprints.jsonl", "rb") as handle:
+        records = [json.loads(line.decode("utf-8")) for line in handle]
+    assert all(bytes.fromhex(r["path_hex"]).startswith(out + b"/media/") for r in records)
+
+
+def test_demo_out_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("mine\n", encoding="utf-8")
+    result = _demo("demo", "--out", str(tmp_path / "afile"), "--images", "1", "--videos", "0")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"blindmatch: error: --out {tmp_path / 'afile'}: exists and is not a folder\n"
+    )
+    assert (tmp_path / "afile").read_text(encoding="utf-8") == "mine\n"
+
+
+@pytest.mark.parametrize(
+    ("out", "reason"),
+    [("/proc/nope", "No such file or directory"), ("/proc/self/status/x", "Not a directory")],
+    ids=["proc", "under-a-file"],
+)
+def test_demo_out_that_cannot_be_made(out: str, reason: str) -> None:
+    result = _demo("demo", "--out", out, "--images", "1", "--videos", "0")
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"blindmatch: error: --out {out}: ")
+    assert line.endswith(reason)
+
+
+def test_demo_without_pyav_says_what_to_do(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = _demo("demo", "--out", str(out), "--images", "1", code="sys.modules['av'] = None")
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert "pip install 'blindmatch[video]'" in line
+    assert "--videos 0" in line
+    assert not out.exists()  # checked before anything is written
+    assert (
+        _demo(
+            "demo",
+            "--out",
+            str(out),
+            "--images",
+            "1",
+            "--videos",
+            "0",
+            "--no-progress",
+            code="sys.modules['av'] = None",
+        ).returncode
+        == 0
+    )
+
+
+def test_demo_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for default in (
+        "(default 6)",
+        "(default 2)",
+        "(default 2024)",
+        "default 80000000",
+        "(default 500000)",
+        "(default 40000000)",
+    ):
+        assert default in text
 
 
 def test_demo_matches_privately_as_plaintext_does(demo_run: tuple[Path, int, str]) -> None:

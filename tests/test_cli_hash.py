@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pty
+import re
 import signal
 import struct
 import subprocess
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from blindmatch.cli import main
+from blindmatch.cli._paths import json_path, path_from_json
 from blindmatch.cli.hash import (
     HashOptions,
     Progress,
@@ -261,26 +263,155 @@ def test_missing_path_is_an_error_record(
     }
 
 
+def test_an_empty_folder_says_no_files_were_found(tmp_path: Path) -> None:
+    # It printed nothing and exited 0 (issue 7). Exit code 2, as for any usage mistake.
+    (tmp_path / "empty").mkdir()
+    result = _run_cli(str(tmp_path / "empty"))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == f"blindmatch: error: no files found in {tmp_path / 'empty'}\n"
+
+
+def test_too_large_says_size_limit_and_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "photo.png"
+    Image.fromarray(photo_like(np.random.default_rng(4), 40, 30)).save(png)
+    assert main(["hash", "--max-pixels", "1000", str(png)]) == 1
+    (record,) = _records(capsys.readouterr().out)
+    assert record["error"] == {
+        "type": "MediaTooLarge",
+        "message": "the image is 40 x 30 = 1200 pixels, over the limit of 1000 pixels "
+        "(raise max_pixels; on the command line --max-pixels N)",
+    }
+    assert main(["hash", "--max-pixels", "1200", str(png)]) == 0
+    (record,) = _records(capsys.readouterr().out)
+    assert record["pdq"] == pdq_from_rgb(load_rgb(png)).hash.hex()
+
+
+def test_limits_and_their_defaults_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["hash", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--max-pixels N refuse images of more than N pixels (width x height; default 80000000)"
+        in text
+    )
+    assert "--max-frames N refuse videos of more than N frames (default 500000)" in text
+    assert "(default 40000000)" in text
+
+
+def test_undecodable_file_name_is_valid_json(media: Path, tmp_path: Path) -> None:
+    # A name that is not UTF-8 came out as "bad\udcff.jpg", which strict parsers reject.
+    raw = os.fsencode(tmp_path) + b"/bad\xff.jpg"
+    with open(raw, "wb") as handle:
+        handle.write((media / "images" / "image-000.jpg").read_bytes())
+    with open(os.fsencode(tmp_path) + b"/empty\xfe.jpg", "wb"):
+        pass
+    result = subprocess.run(
+        [sys.executable, "-m", "blindmatch", "hash", str(tmp_path)],
+        capture_output=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    text = result.stdout.decode("utf-8")  # strict UTF-8
+    assert "\\udc" not in text  # no lone-surrogate escape for strict JSON parsers
+    good, empty = (json.loads(line) for line in text.splitlines())
+    assert good["path"] == f"{tmp_path}/bad\ufffd.jpg"
+    assert bytes.fromhex(good["path_hex"]) == raw
+    assert good["kind"] == "image"
+    assert os.path.exists(os.fsdecode(bytes.fromhex(good["path_hex"])))
+    assert empty["path"] == f"{tmp_path}/empty\ufffd.jpg"
+    assert empty["error"]["type"] == "CorruptMedia"
+    assert bytes.fromhex(empty["path_hex"]).endswith(b"/empty\xfe.jpg")
+
+
+@given(st.binary(min_size=1, max_size=40).filter(lambda b: b"\x00" not in b))
+def test_json_path_round_trip(raw: bytes) -> None:
+    name = os.fsdecode(raw)
+    parsed = json.loads(json.dumps(json_path("path", name)))
+    for value in parsed.values():
+        value.encode("utf-8")  # strict: a lone surrogate (what strict parsers reject) raises
+    assert path_from_json(parsed) == name
+    assert ("path_hex" in parsed) == (raw.decode("utf-8", "replace").encode() != raw)
+
+
+def test_a_full_disk_on_stdout_is_one_line(media: Path) -> None:
+    # `blindmatch hash DIR > out.jsonl` on a full disk: /dev/full answers ENOSPC.
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "blindmatch", "hash", str(media / "images")],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            check=False,
+            timeout=300,
+        )
+    assert result.returncode == 2
+    assert result.stderr.decode() == (
+        "blindmatch: error: writing the output: No space left on device\n"
+    )
+
+
+def test_os_errors_on_user_paths_are_one_line_and_bugs_keep_their_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import blindmatch.cli.hash as hash_command
+
+    def fail(filename: str) -> None:
+        def collect(inputs: object) -> list[str]:
+            raise PermissionError(13, "Permission denied", filename)
+
+        monkeypatch.setattr(hash_command, "collect_files", collect)
+
+    fail(str(tmp_path / "sub" / "x.jpg"))  # below a path the user named: their mistake
+    assert main(["hash", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"blindmatch: error: {tmp_path}: {tmp_path / 'sub' / 'x.jpg'}: Permission denied\n"
+    )
+    fail("/somewhere/the/user/never/named")  # anywhere else: a bug, with its traceback
+    with pytest.raises(PermissionError):
+        main(["hash", str(tmp_path)])
+
+
+def test_ctrl_c_is_one_line_and_exit_130(media: Path, tmp_path: Path) -> None:
+    # The terminal sends SIGINT to the whole process group: the workers too.
+    names = _copies(media, tmp_path, 12)
+    args = ["hash", "--jobs", "2", "--seconds-per-hash", "0", str(tmp_path)]
+    with subprocess.Popen(
+        [sys.executable, "-m", "blindmatch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the workers are busy now
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    assert json.loads(first)["path"] == str(tmp_path / names[0])
+    assert proc.returncode == 130
+    assert err == b"blindmatch: interrupted\n"
+    assert len(out.splitlines()) < len(names) - 1
+
+
 def test_good_files_exit_zero(media: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hash", str(media / "images"), "--no-progress"]) == 0
     assert len(_records(capsys.readouterr().out)) == 10
 
 
-def test_progress_bar_on_stderr_when_piped(media: Path) -> None:
-    result = _run_cli(str(media / "images" / "image-000.jpg"))
+def test_no_progress_bar_when_stderr_is_not_a_terminal(media: Path) -> None:
+    # `2>err.txt`, a pipe, a make log: no \r redraws there (issue 7). Both streams piped.
+    result = _run_cli(str(media / "images"))
     assert result.returncode == 0
-    assert "\r[" in result.stderr
-    assert "1/1 files 100%" in result.stderr
-    assert result.stderr.endswith("\n")
-    assert len(_records(result.stdout)) == 1  # stdout stays pure JSON Lines
+    assert result.stderr == ""
+    assert len(_records(result.stdout)) == 10  # stdout stays pure JSON Lines
 
 
-def test_progress_bar_for_folder_in_process(
+def test_no_progress_bar_in_process_on_a_captured_stderr(
     media: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["hash", str(media / "images")]) == 0
-    err = capsys.readouterr().err
-    assert "10/10 files 100%" in err
+    assert capsys.readouterr().err == ""
 
 
 def test_no_progress_is_silent(media: Path) -> None:
@@ -316,11 +447,18 @@ def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as exc:
         main(["hash", *args])
     assert exc.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+    (line,) = capsys.readouterr().err.splitlines()  # one line, no usage block
+    # An unknown option is the top parser's: "blindmatch: error: unrecognized arguments".
+    assert re.fullmatch(r"blindmatch( hash)?: error: .+ \(see 'blindmatch( hash)? --help'\)", line)
 
 
 def test_usage_error_exit_code_from_subprocess() -> None:
-    assert _run_cli("--jobs", "0", "x").returncode == 2
+    result = _run_cli("--jobs", "0", "x")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "blindmatch hash: error: argument --jobs: expected a positive integer "
+        "(see 'blindmatch hash --help')\n"
+    )
 
 
 def test_collect_files_does_not_follow_folder_symlinks(tmp_path: Path) -> None:
@@ -521,6 +659,36 @@ def test_progress_bar_and_records_on_one_terminal_stay_apart(media: Path) -> Non
     for line in lines[:-1]:
         assert json.loads(line)["kind"] == "image"
     assert lines[-1] == "[" + "#" * 30 + "] 10/10 files 100%"
+
+
+def test_progress_bar_when_only_stderr_is_a_terminal(media: Path) -> None:
+    # `blindmatch hash DIR > out.jsonl` at a prompt: the bar on the terminal, records in the file.
+    controller, terminal = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "blindmatch", "hash", str(media / "images")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+    ) as proc:
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        code = proc.wait(timeout=300)
+    os.close(controller)
+    assert code == 0
+    screen = b"".join(chunks).decode()
+    assert "\r[" in screen
+    assert _screen_lines(screen) == ["[" + "#" * 30 + "] 10/10 files 100%"]
+    assert len(_records(out.decode())) == 10
 
 
 def test_no_progress_bar_for_files_on_a_terminal(media: Path) -> None:

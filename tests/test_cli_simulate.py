@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -241,10 +242,147 @@ def test_library_rejects_bad_signals_and_directories(tmp_path: Path) -> None:
         list_files(tmp_path / "missing")
 
 
-def test_empty_directories_run_cleanly(tmp_path: Path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    result = simulate(tmp_path / "a", tmp_path / "b", processes=1)
+def test_empty_uploads_run_cleanly(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    refs, _ = dirs
+    result = simulate(refs, tmp_path, processes=1)
     assert result.matches == []
     assert result.platform.requests == 0
     assert result.clearinghouse.elements_evaluated == 0
+
+
+def test_an_empty_reference_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "refs").mkdir()
+    (tmp_path / "refs" / ".hidden").write_bytes(b"hidden names are skipped")
+    with pytest.raises(errors.LocalProtocolError, match="refs: no reference files"):
+        simulate(tmp_path / "refs", tmp_path, processes=1)
+    # Files, but not one gives a reference for the chosen signals: an error too.
+    (tmp_path / "refs" / "notes.txt").write_bytes(b"not an image")
+    with pytest.raises(errors.LocalProtocolError, match="no file in this folder gave a ref"):
+        simulate(tmp_path / "refs", tmp_path, signals=["pdq"], processes=1)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "blindmatch", "simulate", *args],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("option", ["--references", "--uploads"])
+def test_missing_folder_names_the_option_and_the_path(
+    dirs: tuple[Path, Path], tmp_path: Path, option: str
+) -> None:
+    refs, ups = dirs
+    paths = {"--references": str(refs), "--uploads": str(ups)}
+    paths[option] = str(tmp_path / "nonexistent")
+    result = _run(*(x for item in paths.items() for x in item))
+    assert result.returncode == 2
+    assert result.stderr.decode() == (
+        f"blindmatch: error: {option} {tmp_path / 'nonexistent'}: no such folder\n"
+    )
+    (tmp_path / "file").write_bytes(b"x")
+    paths[option] = str(tmp_path / "file")
+    result = _run(*(x for item in paths.items() for x in item))
+    assert result.returncode == 2
+    assert result.stderr.decode().endswith(f"{option} {tmp_path / 'file'}: not a folder\n")
+
+
+def test_empty_reference_folder_from_the_command_line(tmp_path: Path) -> None:
+    result = _run("--references", str(tmp_path), "--uploads", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.decode() == (
+        f"blindmatch: error: {tmp_path}: no reference files in this folder "
+        "(hidden names are skipped)\n"
+    )
+
+
+def test_skipped_files_are_named_with_their_reason(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    # Corrupt and empty files among the references (issue 7: only a count came out).
+    _, ups = dirs
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(refs / "flat.png")
+    Image.effect_noise((64, 64), 60).convert("RGB").save(refs / "good.png")
+    png = (refs / "good.png").read_bytes()
+    (refs / "cut.png").write_bytes(png[: len(png) // 2])
+    (refs / "empty.jpg").write_bytes(b"")
+    (refs / "notes.txt").write_bytes(b"not an image")
+    result = _run(
+        "--references",
+        str(refs),
+        "--uploads",
+        str(ups),
+        "--signals",
+        "md5,pdq",
+        "--processes",
+        "1",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert lines == [
+        f"blindmatch: skipped {refs / 'cut.png'} for pdq: CorruptMedia: the image data is "
+        "truncated or corrupt",
+        f"blindmatch: skipped {refs / 'empty.jpg'} for md5: CorruptMedia: the file is empty",
+        f"blindmatch: skipped {refs / 'empty.jpg'} for pdq: CorruptMedia: the file is empty",
+        f"blindmatch: skipped {refs / 'flat.png'} for pdq: PDQ quality 0 is below 50",
+        f"blindmatch: skipped {refs / 'notes.txt'} for pdq: UnsupportedMedia: not an image "
+        "format blindmatch decodes",
+        *(
+            f"blindmatch: skipped {ups / name} for pdq: UnsupportedMedia: not an image format "
+            "blindmatch decodes"
+            for name in ("fresh.bin", "hidden-copy.bin", "same-as-item-3.bin")
+        ),
+    ]
+    summary = _records(result.stdout.decode())[-1]["summary"]
+    assert isinstance(summary, dict)
+    skipped = summary["skipped_files"]
+    assert [(s["folder"], Path(s["path"]).name, s["signal"]) for s in skipped] == [
+        ("references", "cut.png", "pdq"),
+        ("references", "empty.jpg", "md5"),
+        ("references", "empty.jpg", "pdq"),
+        ("references", "flat.png", "pdq"),
+        ("references", "notes.txt", "pdq"),
+        ("uploads", "fresh.bin", "pdq"),
+        ("uploads", "hidden-copy.bin", "pdq"),
+        ("uploads", "same-as-item-3.bin", "pdq"),
+    ]
+    assert summary["skipped"] == {"md5": 1, "pdq": 7}
+    assert summary["references"] == {"md5": 4, "pdq": 1}
+
+
+def test_undecodable_file_names_are_valid_json(tmp_path: Path) -> None:
+    # A name that is not UTF-8 came out as a lone surrogate escape, which strict parsers
+    # reject (issue 7). Now: readable "upload" plus the exact bytes in "upload_hex".
+    refs, ups = tmp_path / "refs", tmp_path / "ups"
+    refs.mkdir()
+    ups.mkdir()
+    (refs / "reported.bin").write_bytes(b"the same bytes")
+    raw_name = os.fsencode(ups) + b"/bad\xff.bin"
+    with open(raw_name, "wb") as handle:
+        handle.write(b"the same bytes")
+    result = _run(
+        "--references",
+        str(refs),
+        "--uploads",
+        str(ups),
+        "--signals",
+        "md5",
+        "--processes",
+        "1",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode("utf-8")  # strict: no raw invalid bytes either
+    assert "\\udc" not in text
+    match = json.loads(text.splitlines()[0])
+    assert match["upload"] == f"{ups}/bad\ufffd.bin"
+    assert bytes.fromhex(match["upload_hex"]) == raw_name
+    # Text output writes the name's own bytes, as ls does.
+    plain = _run(
+        "--references", str(refs), "--uploads", str(ups), "--signals", "md5", "--processes", "1"
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert b"match  " + raw_name + b"  ->  report reported.bin" in plain.stdout

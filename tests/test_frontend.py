@@ -360,25 +360,49 @@ def test_zero_size_image_is_corrupt(width: int, height: int) -> None:
 
 
 def test_header_bomb_is_too_large() -> None:
-    with pytest.raises(MediaTooLarge):
+    # 10^10 px: Pillow refuses it in Image.open, before our own check sees the header; the
+    # message still gives the size, the limit and the option that raises it.
+    with pytest.raises(MediaTooLarge) as caught:
         load_rgb(_png_header_only(100_000, 100_000))
+    assert str(caught.value) == (
+        f"the image is 10000000000 pixels, over the limit of {DEFAULT_MAX_PIXELS} pixels "
+        "(raise max_pixels; on the command line --max-pixels N)"
+    )
 
 
 def test_pillow_warning_band_is_too_large() -> None:
     # 108 Mpx: above Pillow's warning limit, below its error limit, and above ours.
-    with pytest.raises(MediaTooLarge):
-        load_rgb(_png_header_only(12_000, 9_000), max_pixels=200_000_000)
-    with pytest.raises(MediaTooLarge):
+    with pytest.raises(MediaTooLarge, match=r"12000 x 9000 = 108000000 pixels, over the limit"):
         load_rgb(_png_header_only(12_000, 9_000))
 
 
 def test_own_pixel_bound_is_applied_before_decoding() -> None:
     # 9000 x 8000 = 72 Mpx passes Pillow's limit; a token IDAT would be corrupt if decoded.
     assert DEFAULT_MAX_PIXELS >= 9_000 * 8_000
-    with pytest.raises(MediaTooLarge, match="more than 1000 pixels"):
+    with pytest.raises(MediaTooLarge) as caught:
         load_rgb(_encode(_photo(40, 30), "PNG"), max_pixels=1000)
+    assert str(caught.value) == (
+        "the image is 40 x 30 = 1200 pixels, over the limit of 1000 pixels "
+        "(raise max_pixels; on the command line --max-pixels N)"
+    )
     with pytest.raises(MediaTooLarge):
         load_rgb(_png_header_only(9_000, 8_000), max_pixels=50_000_000)
+
+
+def test_max_pixels_above_pillows_limit_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pillow warns above its limit and refuses above twice it; a caller's larger max_pixels
+    # wins for the call, and Pillow's setting is left as it was.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    png = _encode(_photo(40, 30), "PNG")  # 1200 px: Pillow alone would refuse it
+    assert load_rgb(png, max_pixels=1200).shape == (30, 40, 3)
+    assert Image.MAX_IMAGE_PIXELS == 500
+    with pytest.raises(MediaTooLarge, match="1200 pixels, over the limit of 1199 pixels"):
+        load_rgb(png, max_pixels=1199)
+    # Pillow's refusal (over twice the limit) says the same, with the caller's bound.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(MediaTooLarge, match="is 1200 pixels, over the limit of 500 pixels"):
+        load_rgb(png, max_pixels=500)
+    assert Image.MAX_IMAGE_PIXELS == 100
 
 
 @pytest.mark.parametrize(

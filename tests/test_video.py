@@ -274,6 +274,18 @@ def test_corrupted_bitstream_is_corrupt(video_dir: Path, tmp_path: Path) -> None
         hash_video(tmp_path / "bad.mp4")
 
 
+def test_damaged_sample_description_is_corrupt(video_dir: Path) -> None:
+    # Damaged bytes where the codec's four-character code sits (the stsd sample entry):
+    # FFmpeg cannot tell the codec, PyAV gives the stream no decoder. That is a damaged
+    # file, not an unsupported one (issue 7: it was reported as UnsupportedMedia).
+    data = bytearray((video_dir / "x264.mp4").read_bytes())
+    entry = data.index(b"stsd") + 16
+    assert data[entry : entry + 4] == b"avc1"
+    data[entry : entry + 4] = b"\x00\xff\x13\x37"
+    with pytest.raises(CorruptMedia, match="codec cannot be identified"):
+        hash_video(bytes(data))
+
+
 def test_header_only_is_corrupt(tmp_path: Path) -> None:
     (tmp_path / "ftyp.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2")
     with pytest.raises(CorruptMedia):
@@ -329,22 +341,30 @@ def test_missing_and_directory_are_unreadable(tmp_path: Path) -> None:
 
 
 def test_too_many_frames(video_dir: Path) -> None:
-    with pytest.raises(MediaTooLarge):
+    with pytest.raises(MediaTooLarge) as caught:
         hash_video(video_dir / "25fps.mp4", max_frames=59)
+    assert str(caught.value) == (
+        "the video declares 60 frames, over the limit of 59 (raise max_frames; on the "
+        "command line --max-frames N)"
+    )
     assert len(hash_video(video_dir / "25fps.mp4", 0, max_frames=60).frames) == 60
 
 
 def test_too_many_frames_without_declared_count(tmp_path: Path) -> None:
     path = tmp_path / "clip.webm"
     write_video(path, _frames(7, 30), 25, codec="libvpx")
-    with pytest.raises(MediaTooLarge):
+    with pytest.raises(MediaTooLarge, match=r"more frames than the limit of 29 .*--max-frames"):
         hash_video(path, max_frames=29)
     assert len(hash_video(path, 0, max_frames=30).frames) == 30
 
 
 def test_too_many_pixels(video_dir: Path) -> None:
-    with pytest.raises(MediaTooLarge):
+    with pytest.raises(MediaTooLarge) as caught:
         hash_video(video_dir / "25fps.mp4", max_pixels=96 * 64 - 1)
+    assert str(caught.value) == (
+        "the video's frames are 96 x 64 = 6144 pixels, over the limit of 6143 (raise "
+        "max_pixels; on the command line --max-frame-pixels N)"
+    )
     assert hash_video(video_dir / "25fps.mp4", max_pixels=96 * 64).frames
 
 

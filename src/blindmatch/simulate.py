@@ -12,9 +12,12 @@ clearinghouse's private handle map, which in a deployment only the clearinghouse
 
 Signals: every signal type of the registry that has a banding
 (:meth:`~blindmatch.fingerprint.signals.SignalRegistry.matchable`): ``md5`` and ``sha256``
-of the file bytes (every file), ``pdq`` of images at or above its quality floor (other
-files are skipped for it and counted). The signal type says how to hash, which quality
-suffices and how its index is banded; nothing here is specific to one signal.
+of the file bytes (every file), ``pdq`` of images at or above its quality floor. The
+signal type says how to hash, which quality suffices and how its index is banded; nothing
+here is specific to one signal. A file left out of a signal is a :class:`SkippedFile` with
+its reason (not an image, corrupt, low quality; empty or unreadable for every signal),
+counted per signal in ``skipped``: one bad file does not stop the run, and none is left
+out silently. A reference folder without a single usable reference is an error.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from blindmatch.errors import FingerprintError, LocalProtocolError
-from blindmatch.fingerprint.signals import SignalType, default_registry
+from blindmatch.errors import CorruptMedia, FingerprintError, LocalProtocolError
+from blindmatch.fingerprint.signals import PdqSignal, SignalType, default_registry
 from blindmatch.protocols import (
     ClearinghouseSession,
     ClearinghouseStats,
@@ -49,6 +52,7 @@ __all__ = [
     "SIGNALS",
     "SimulationMatch",
     "SimulationResult",
+    "SkippedFile",
     "TranscriptEntry",
     "list_files",
     "simulate",
@@ -80,6 +84,32 @@ class SimulationMatch:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SkippedFile:
+    """A file left out of one signal, and why.
+
+    Attributes:
+        folder: ``"references"`` or ``"uploads"``.
+        path: The file (the folder as given joined with its relative path).
+        signal: The signal it is left out of.
+        reason: The error type and message (never file content), or the low quality.
+    """
+
+    folder: str
+    path: str
+    signal: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        """A JSON-ready object of the four fields."""
+        return {
+            "folder": self.folder,
+            "path": self.path,
+            "signal": self.signal,
+            "reason": self.reason,
+        }
+
+
 @dataclass(slots=True)
 class SimulationResult:
     """Everything a simulation produced: matches, both parties' views, the raw bytes."""
@@ -95,6 +125,7 @@ class SimulationResult:
     audits: int
     transcript: list[TranscriptEntry] = field(repr=False)
     indexes: dict[str, bytes] = field(repr=False)
+    skipped_files: list[SkippedFile] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         """What each party saw, as a JSON-ready object (counts only, never a hash)."""
@@ -146,11 +177,12 @@ def list_files(directory: str | os.PathLike[str]) -> list[Path]:
     """Regular files under ``directory`` (recursively, hidden names skipped), sorted.
 
     Raises:
-        LocalProtocolError: ``directory`` is not a directory.
+        LocalProtocolError: ``directory`` is missing or not a directory (the message names it).
     """
     root = Path(directory)
     if not root.is_dir():
-        raise LocalProtocolError("not a directory: give a directory of files")
+        problem = "not a directory" if root.exists() else "no such directory"
+        raise LocalProtocolError(f"{os.fspath(directory)}: {problem}")
     return sorted(
         p
         for p in root.rglob("*")
@@ -158,28 +190,53 @@ def list_files(directory: str | os.PathLike[str]) -> list[Path]:
     )
 
 
-def _fingerprints(
-    path: Path, signals: Sequence[SignalType[Any]], skipped: dict[str, int]
-) -> list[tuple[str, bytes, int | None]]:
-    """``(signal, hash bytes, quality)`` of one file for every signal it has.
+class _Skips:
+    """The files left out, in the order met, for :class:`SimulationResult`."""
 
-    A file an exact signal cannot read is an error (it hashes any file it can read); a file
-    another signal cannot hash, or hashes below its quality floor, is skipped and counted.
-    """
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.files: list[SkippedFile] = []
+
+    def add(self, folder: str, path: Path, signals: Sequence[str], reason: str) -> None:
+        for signal in signals:
+            self.counts[signal] = self.counts.get(signal, 0) + 1
+            self.files.append(SkippedFile(folder, str(path), signal, reason))
+
+
+def _reason(exc: FingerprintError) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _fingerprints(
+    path: Path, signals: Sequence[SignalType[Any]], skips: _Skips, folder: str
+) -> list[tuple[str, bytes, int | None]]:
+    """``(signal, hash bytes, quality)`` of one file for every signal it has; the others
+    are recorded in ``skips`` with their reason."""
     found: list[tuple[str, bytes, int | None]] = []
+    try:
+        if path.stat().st_size == 0:
+            # Every empty file has the same md5: as a reference it would match every empty
+            # upload, and it is no picture either.
+            raise CorruptMedia("the file is empty")
+    except FingerprintError as exc:
+        skips.add(folder, path, [s.name for s in signals], _reason(exc))
+        return found
+    except OSError as exc:  # stat: gone or not listable since the folder was walked
+        reason = f"UnreadableMedia: {exc.strerror or 'cannot read'}"
+        skips.add(folder, path, [s.name for s in signals], reason)
+        return found
     for signal in signals:
         try:
             value = signal.hash(path)
-        except FingerprintError:
-            if signal.exact:
-                raise
-            skipped[signal.name] = skipped.get(signal.name, 0) + 1
+        except FingerprintError as exc:
+            skips.add(folder, path, [signal.name], _reason(exc))
             continue
         quality = None if signal.exact else signal.quality(value)
         if signal.accepts(quality):
             found.append((signal.name, signal.match_bytes(value), quality))
         else:
-            skipped[signal.name] = skipped.get(signal.name, 0) + 1
+            reason = f"{signal.name.upper()} quality {quality} is below {signal.quality_floor}"
+            skips.add(folder, path, [signal.name], reason)
     return found
 
 
@@ -200,6 +257,7 @@ def simulate(
     audit_batches: int = 2,
     key: SecretKey | None = None,
     threads: int = 1,
+    max_pixels: int | None = None,
 ) -> SimulationResult:
     """Run the whole protocol between a clearinghouse and a platform in memory.
 
@@ -214,13 +272,15 @@ def simulate(
         key: the clearinghouse key (fresh VOPRF key of epoch 0 when omitted).
         threads: threads of one :class:`~blindmatch.psi.parallel.ThreadedEvaluator` that
             both sessions use for large batches (1: everything on this thread).
+        max_pixels: the largest image decoded for ``pdq`` (``None``: the front end's
+            default, :data:`blindmatch.fingerprint.frontend.DEFAULT_MAX_PIXELS`).
 
     Returns:
         The matches, both parties' counters, index sizes and the message transcript.
 
     Raises:
-        LocalProtocolError: bad signals or directories.
-        FingerprintError: a file could not be read.
+        LocalProtocolError: bad signals; a folder that is missing or not a folder; no
+            usable reference file (the message names the folder).
         ProtocolError, CryptoError: the protocol failed (a bug or a corrupted run).
     """
     chosen = _check_signals(signals)
@@ -229,7 +289,15 @@ def simulate(
     workers = ThreadedEvaluator(threads) if threads > 1 else contextlib.nullcontext(SERIAL)
     with workers as evaluator:
         return _simulate(
-            references, uploads, chosen, processes, batch_size, audit_batches, key, evaluator
+            references,
+            uploads,
+            chosen,
+            processes,
+            batch_size,
+            audit_batches,
+            key,
+            evaluator,
+            max_pixels,
         )
 
 
@@ -242,18 +310,33 @@ def _simulate(
     audit_batches: int,
     key: SecretKey | None,
     evaluator: Evaluator,
+    max_pixels: int | None,
 ) -> SimulationResult:
     secret = SecretKey.generate() if key is None else key
-    skipped: dict[str, int] = {}
+    skips = _Skips()
 
     # Clearinghouse: fingerprint the references, build and serialise one index per signal.
-    signal_types = [_REGISTRY.get(name) for name in chosen]
+    signal_types: list[SignalType[Any]] = [
+        PdqSignal(max_pixels=max_pixels) if name == "pdq" else _REGISTRY.get(name)
+        for name in chosen
+    ]
     reference_root = Path(references)
+    reference_files = list_files(reference_root)
+    upload_files = list_files(uploads)  # checked now, before the work on the references
+    if not reference_files:
+        raise LocalProtocolError(
+            f"{os.fspath(references)}: no reference files in this folder (hidden names are skipped)"
+        )
     per_signal: dict[str, list[Reference]] = {s: [] for s in chosen}
-    for path in list_files(reference_root):
+    for path in reference_files:
         report_id = path.relative_to(reference_root).as_posix()
-        for signal, hash_bytes, _ in _fingerprints(path, signal_types, skipped):
+        for signal, hash_bytes, _ in _fingerprints(path, signal_types, skips, "references"):
             per_signal[signal].append(Reference(report_id, signal, hash_bytes))
+    if not any(per_signal.values()):
+        raise LocalProtocolError(
+            f"{os.fspath(references)}: no file in this folder gave a reference for "
+            f"{', '.join(chosen)} (every one was skipped)"
+        )
     built: dict[str, BuiltIndex] = {
         signal: build_index(
             secret, signal_banding(_REGISTRY.get(signal)), refs, processes=processes
@@ -269,8 +352,8 @@ def _simulate(
     )
     upload_counts = dict.fromkeys(chosen, 0)
     batch: list[Upload] = []
-    for path in list_files(uploads):
-        for signal, hash_bytes, quality in _fingerprints(path, signal_types, skipped):
+    for path in upload_files:
+        for signal, hash_bytes, quality in _fingerprints(path, signal_types, skips, "uploads"):
             batch.append(Upload(str(path), signal, hash_bytes, quality))
             upload_counts[signal] += 1
     platform.add_uploads(batch)
@@ -305,8 +388,9 @@ def _simulate(
         index_entries={i.header.banding.signal: i.entry_count for i in indexes},
         references={s: len(r) for s, r in per_signal.items()},
         uploads=upload_counts,
-        skipped=skipped,
+        skipped=skips.counts,
         audits=audits,
         transcript=pair.transcript,
         indexes=index_files,
+        skipped_files=skips.files,
     )

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
-__all__ = ["non_negative_int", "non_negative_seconds", "positive_int"]
+__all__ = ["int_up_to", "non_negative_int", "non_negative_seconds", "positive_int"]
 
 
 def _integer(text: str, minimum: int, expected: str) -> int:
@@ -26,6 +27,19 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
     return _integer(text, 0, "expected an integer >= 0")
+
+
+def int_up_to(maximum: int) -> Callable[[str], int]:
+    """A converter of integers from 0 to ``maximum`` (a bound where a larger value can only
+    be a slip of the keyboard, e.g. a demo that would generate media until the disk fills)."""
+
+    def convert(text: str) -> int:
+        value = _integer(text, 0, f"expected an integer from 0 to {maximum}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"expected an integer from 0 to {maximum}")
+        return value
+
+    return convert
 
 
 def non_negative_seconds(text: str) -> float:

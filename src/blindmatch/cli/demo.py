@@ -29,8 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blindmatch.cli._argtypes import non_negative_int, positive_int
-from blindmatch.cli.hash import HashOptions, Progress, fingerprint_files, video_from_record
+from blindmatch.cli._argtypes import int_up_to, non_negative_int, positive_int
+from blindmatch.cli._paths import path_from_json
+from blindmatch.cli.hash import (
+    HashOptions,
+    Progress,
+    add_limit_options,
+    fingerprint_files,
+    video_from_record,
+)
+from blindmatch.errors import InvalidArgument
+from blindmatch.fingerprint.frontend import DEFAULT_MAX_PIXELS
 from blindmatch.fingerprint.signals import PdqSignal
 from blindmatch.fingerprint.types import PdqHash
 from blindmatch.fingerprint.video import is_match, video_match
@@ -56,6 +65,8 @@ DEFAULT_IMAGES = 6
 DEFAULT_VIDEOS = 2
 """Original videos the demo generates (each with 3 edited copies)."""
 
+_MAX_IMAGES = 1000
+_MAX_VIDEOS = 100
 # What a PDQ match is, as the signal type says (the plaintext check and the private
 # protocol must agree on it); the demo runs every signal private matching can run.
 _MATCH_DISTANCE = PdqSignal.match_threshold
@@ -108,7 +119,12 @@ def generate(out: Path, images: int, videos: int, seed: int) -> SampleManifest:
 
 
 def fingerprint(
-    manifest: SampleManifest, out: Path, *, jobs: int = 2, progress: bool = True
+    manifest: SampleManifest,
+    out: Path,
+    *,
+    jobs: int = 2,
+    progress: bool = True,
+    options: HashOptions | None = None,
 ) -> list[Record]:
     """Fingerprint every sample as ``blindmatch hash --dihedral`` does; write the records to
     ``out/fingerprints.jsonl``.
@@ -118,6 +134,8 @@ def fingerprint(
         out: The demo's output folder.
         jobs: Worker processes.
         progress: Draw a progress bar on stderr.
+        options: What to compute; the summary needs the dihedral variants (default:
+            ``HashOptions(dihedral=True)``).
 
     Returns:
         One record per file, in manifest order.
@@ -128,7 +146,7 @@ def fingerprint(
         records = list(
             fingerprint_files(
                 files,
-                HashOptions(dihedral=True),
+                options or HashOptions(dihedral=True),
                 jobs=jobs,
                 on_done=bar.advance if bar is not None else None,
             )
@@ -152,7 +170,7 @@ def summarise(manifest: SampleManifest, records: Sequence[Record]) -> list[EditS
     Returns:
         One summary per (kind, edit), in the order the edits first appear.
     """
-    by_path = {Path(r["path"]): r for r in records}
+    by_path = {Path(path_from_json(r)): r for r in records}
     groups: dict[tuple[str, str], list[tuple[Record, Record]]] = defaultdict(list)
     for sample in manifest.derived():
         assert sample.derived_from is not None
@@ -219,7 +237,11 @@ class PrivateMatchCheck:
 
 
 def match_privately(
-    manifest: SampleManifest, records: Sequence[Record], out: Path
+    manifest: SampleManifest,
+    records: Sequence[Record],
+    out: Path,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PrivateMatchCheck:
     """Report every other original, upload every file, run the protocol, check it.
 
@@ -228,6 +250,7 @@ def match_privately(
         records: The records of :func:`fingerprint`, in manifest order.
         out: The demo's output folder; ``clearinghouse/reported`` and ``platform/uploads``
             are made anew in it.
+        max_pixels: Largest image both parties decode for ``pdq``.
 
     Returns:
         The simulation's result beside the plaintext expectation.
@@ -238,7 +261,7 @@ def match_privately(
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-    by_path = {Path(r["path"]): r for r in records}
+    by_path = {Path(path_from_json(r)): r for r in records}
     media = out / "media"
     reported = [f.path for f in manifest.originals()][::2]
     for path in reported:
@@ -246,7 +269,7 @@ def match_privately(
     for path in manifest.paths():
         shutil.copy2(path, uploads_dir / path.relative_to(media))
 
-    result = simulate(reported_dir, uploads_dir, signals=_DEMO_SIGNALS)
+    result = simulate(reported_dir, uploads_dir, signals=_DEMO_SIGNALS, max_pixels=max_pixels)
     found = frozenset(
         (Path(m.upload).relative_to(uploads_dir).as_posix(), m.report, m.signal)
         for m in result.matches
@@ -334,36 +357,80 @@ def register(subparsers: Any) -> None:
             "platform and run the private matching protocol between them."
         ),
     )
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (created if missing)"
+    )
     parser.add_argument(
         "--images",
-        type=non_negative_int,
+        type=int_up_to(_MAX_IMAGES),
         default=DEFAULT_IMAGES,
         metavar="N",
-        help="original images",
+        help=f"original images, each with 4 edited copies, at most {_MAX_IMAGES} "
+        "(default %(default)s)",
     )
     parser.add_argument(
         "--videos",
-        type=non_negative_int,
+        type=int_up_to(_MAX_VIDEOS),
         default=DEFAULT_VIDEOS,
         metavar="N",
-        help="original videos",
+        help=f"original videos, each with 3 edited copies, at most {_MAX_VIDEOS}; they need "
+        "the 'video' extra, 0 runs without it (default %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=2024, help="seed of the sample generator")
-    parser.add_argument("--jobs", type=positive_int, default=2, metavar="N", help="processes")
-    parser.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=2024,
+        help="seed of the sample generator, an integer >= 0 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=2,
+        metavar="N",
+        help="worker processes for fingerprinting (default %(default)s)",
+    )
+    add_limit_options(parser)
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="never draw a progress bar (it is drawn only when stderr is a terminal)",
+    )
     parser.set_defaults(func=run)
+
+
+def _check_video_support() -> None:
+    try:
+        import av  # noqa: F401 - only whether it imports
+    except ImportError:
+        raise InvalidArgument(
+            "the sample videos need PyAV, which is not installed: install the 'video' extra "
+            "(pip install 'blindmatch[video]'; in a checkout, pip install -e '.[video]'), "
+            "or run the demo with --videos 0"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``blindmatch demo``; returns the exit code (1 if any sample failed to hash or
     the private protocol reported a match the plaintext comparison does not back)."""
     out = Path(args.out)
+    if not args.images and not args.videos:
+        raise InvalidArgument("nothing to demonstrate: --images and --videos are both 0")
+    if out.exists() and not out.is_dir():
+        raise InvalidArgument(f"--out {out}: exists and is not a folder")
+    if args.videos:
+        _check_video_support()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     manifest = generate(out, args.images, args.videos, args.seed)
     generated = time.perf_counter()
-    records = fingerprint(manifest, out, jobs=args.jobs, progress=not args.no_progress)
+    options = HashOptions(
+        dihedral=True,
+        max_pixels=args.max_pixels,
+        max_frames=args.max_frames,
+        max_frame_pixels=args.max_frame_pixels,
+    )
+    show = not args.no_progress and sys.stderr.isatty()  # no \r redraws in a log file
+    records = fingerprint(manifest, out, jobs=args.jobs, progress=show, options=options)
     hashed = time.perf_counter()
     failed = [r for r in records if "error" in r]
     images = sum(r.get("kind") == "image" for r in records)
@@ -389,7 +456,7 @@ def run(args: argparse.Namespace) -> int:
                 f"  video {s.edit:<10} {s.copies} copies  vPDQ query share min/median/max "
                 f"{_spread(s.distances)} %  matched {s.matched}/{s.copies}"
             )
-    check = match_privately(manifest, records, out)
+    check = match_privately(manifest, records, out, max_pixels=args.max_pixels)
     _print_private(check, len(manifest.originals()[::2]), len(records))
     print(f"Done in {time.perf_counter() - started:.1f} s; everything is under {out}.")
     return 1 if failed or check.unexpected else 0

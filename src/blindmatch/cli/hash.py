@@ -11,13 +11,20 @@ link loop cannot recurse forever). Each file is routed by its magic bytes, never
   ``type`` is the :mod:`blindmatch.errors` class (``UnreadableMedia``, ``CorruptMedia``,
   ``UnsupportedMedia``, ``MediaTooLarge``) and the message never quotes file content.
 
+A file name that is not valid UTF-8 adds ``"path_hex"`` (its exact bytes) and ``"path"``
+shows it with U+FFFD for each undecodable byte (:mod:`blindmatch.cli._paths`), so every
+line is valid JSON for strict parsers.
+
 One bad file never stops the run (with ``--jobs N``, not even one that crashes its worker
-process); the exit code is 1 if any file failed, else 0 (2 for a usage error). A reader that
+process); the exit code is 1 if any file failed, else 0; 2 for a usage error, and when the
+paths hold no file at all (empty folders: one line says so). A reader that
 stops early (``blindmatch hash DIR | head``) ends the run quietly with exit code 1: not every
 file was written. Records come out in input order whatever ``--jobs`` is: workers are
 processes (decoders are not thread-safe under Pillow's warning capture, and processes use
 every core), and results are collected in order. The progress bar goes to stderr, so
-stdout stays clean JSON Lines.
+stdout stays clean JSON Lines, and only when stderr is a terminal (a log file or a pipe
+would fill with ``\r`` redraws). Worker processes ignore SIGINT: Ctrl-C reaches the main
+process alone, which stops the pool and exits with code 130.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import stat
 import sys
 import time
@@ -38,6 +46,7 @@ from itertools import islice
 from typing import Any, TextIO, TypeGuard
 
 from blindmatch.cli._argtypes import non_negative_seconds, positive_int
+from blindmatch.cli._paths import json_path
 from blindmatch.errors import (
     BlindmatchError,
     CorruptMedia,
@@ -47,7 +56,13 @@ from blindmatch.errors import (
     UnsupportedMedia,
 )
 from blindmatch.fingerprint.exact import file_digests
-from blindmatch.fingerprint.frontend import MediaKind, Policy, load_rgb, sniff_file
+from blindmatch.fingerprint.frontend import (
+    DEFAULT_MAX_PIXELS,
+    MediaKind,
+    Policy,
+    load_rgb,
+    sniff_file,
+)
 from blindmatch.fingerprint.pdq import (
     DIHEDRAL_NAMES,
     pdq_backend,
@@ -55,11 +70,17 @@ from blindmatch.fingerprint.pdq import (
     pdq_from_rgb,
 )
 from blindmatch.fingerprint.types import PdqHash, VideoFingerprint, VideoFrame
-from blindmatch.fingerprint.video import DEFAULT_SECONDS_PER_HASH, hash_video
+from blindmatch.fingerprint.video import (
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_SECONDS_PER_HASH,
+    hash_video,
+)
+from blindmatch.fingerprint.video import DEFAULT_MAX_PIXELS as DEFAULT_MAX_FRAME_PIXELS
 
 __all__ = [
     "HashOptions",
     "Progress",
+    "add_limit_options",
     "collect_files",
     "fingerprint_file",
     "fingerprint_files",
@@ -81,11 +102,17 @@ class HashOptions:
         policy: The image front-end policy (``default`` or ``fast``).
         dihedral: Add the 8 dihedral PDQ variants of images.
         seconds_per_hash: vPDQ sampling of videos (0 hashes every frame).
+        max_pixels: Largest image (width x height) decoded.
+        max_frames: Most frames decoded from one video.
+        max_frame_pixels: Largest video frame (width x height) decoded.
     """
 
     policy: Policy = "default"
     dihedral: bool = False
     seconds_per_hash: float = DEFAULT_SECONDS_PER_HASH
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
 
 
 def collect_files(inputs: Iterable[str]) -> list[str]:
@@ -145,7 +172,9 @@ def fingerprint_file(path: str, options: HashOptions) -> Record:
 
 
 def _error_record(path: str, exc: BlindmatchError) -> Record:
-    return {"path": path, "error": {"type": type(exc).__name__, "message": str(exc)}}
+    record: Record = json_path("path", path)
+    record["error"] = {"type": type(exc).__name__, "message": str(exc)}
+    return record
 
 
 def fingerprint_files(
@@ -198,7 +227,7 @@ def _in_processes(
     # Load the PDQ kernels here, once: forked workers inherit them instead of each loading
     # them again (about a second per process, and a retry pool is a new process).
     pdq_backend()
-    pool = ProcessPoolExecutor(max_workers=jobs)
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
     window: deque[tuple[str, Future[Record]]] = deque()
     upcoming = iter(files)
     try:
@@ -215,7 +244,7 @@ def _in_processes(
                 in_flight = [path, *(p for p, _ in window)]
                 window.clear()
                 yield from _one_by_one(in_flight, work)
-                pool = ProcessPoolExecutor(max_workers=jobs)
+                pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
                 continue
             yield record
     finally:
@@ -226,14 +255,14 @@ def _in_processes(
 def _one_by_one(files: list[str], work: Callable[[str], Record]) -> Generator[Record, None, None]:
     """``work`` over ``files`` in one worker process, one file at a time, so a death of the
     process is the file's own: it becomes the file's error record and a new process goes on."""
-    solo = ProcessPoolExecutor(max_workers=1)
+    solo = ProcessPoolExecutor(max_workers=1, initializer=_worker_init)
     try:
         for path in files:
             try:
                 record = solo.submit(work, path).result()
             except BrokenProcessPool:
                 solo.shutdown(wait=True)
-                solo = ProcessPoolExecutor(max_workers=1)
+                solo = ProcessPoolExecutor(max_workers=1, initializer=_worker_init)
                 record = _error_record(path, CorruptMedia(_WORKER_DIED))
             yield record
     finally:
@@ -241,6 +270,12 @@ def _one_by_one(files: list[str], work: Callable[[str], Record]) -> Generator[Re
 
 
 _WORKER_DIED = "the worker process died on this file (a crash or out of memory)"
+
+
+def _worker_init() -> None:
+    """Workers ignore Ctrl-C (the terminal sends SIGINT to the whole process group): the
+    main process alone handles it, so no worker prints a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Progress:
@@ -308,7 +343,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Fingerprint files and folders (recursively). Images and videos are detected by "
             "content. Writes one JSON object per file to stdout; a file that fails gets an "
-            "'error' object and the others continue. Exit code 1 if any file failed."
+            "'error' object and the others continue. Exit code 1 if any file failed, 2 for "
+            "a usage mistake (one line on stderr), including paths that hold no file."
         ),
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
@@ -331,18 +367,63 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--jobs", type=positive_int, default=1, metavar="N", help="worker processes (default 1)"
     )
-    parser.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
+    add_limit_options(parser)
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="never draw a progress bar (it is drawn only when stderr is a terminal)",
+    )
     parser.set_defaults(func=run)
+
+
+def add_limit_options(parser: argparse.ArgumentParser, *, video: bool = True) -> None:
+    """Add ``--max-pixels`` (and, with ``video``, ``--max-frames`` and
+    ``--max-frame-pixels``): the decompression-bomb bounds, each with its default."""
+    parser.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse images of more than N pixels (width x height; default {DEFAULT_MAX_PIXELS})",
+    )
+    if not video:
+        return
+    parser.add_argument(
+        "--max-frames",
+        type=positive_int,
+        default=DEFAULT_MAX_FRAMES,
+        metavar="N",
+        help=f"refuse videos of more than N frames (default {DEFAULT_MAX_FRAMES})",
+    )
+    parser.add_argument(
+        "--max-frame-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_FRAME_PIXELS,
+        metavar="N",
+        help=f"refuse videos whose frames have more than N pixels "
+        f"(default {DEFAULT_MAX_FRAME_PIXELS})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``blindmatch hash`` on parsed arguments; returns the exit code."""
     options = HashOptions(
-        policy=args.policy, dihedral=args.dihedral, seconds_per_hash=args.seconds_per_hash
+        policy=args.policy,
+        dihedral=args.dihedral,
+        seconds_per_hash=args.seconds_per_hash,
+        max_pixels=args.max_pixels,
+        max_frames=args.max_frames,
+        max_frame_pixels=args.max_frame_pixels,
     )
     files = collect_files(args.paths)
-    show = not args.no_progress and (
-        not sys.stdout.isatty() or any(os.path.isdir(p) for p in args.paths)
+    if not files:
+        raise InvalidArgument("no files found in " + ", ".join(args.paths))
+    # A bar only on a terminal; and not for files named one by one whose records go to
+    # the same kind of screen (a few lines, and each record already says it is done).
+    show = (
+        not args.no_progress
+        and sys.stderr.isatty()
+        and (not sys.stdout.isatty() or any(os.path.isdir(p) for p in args.paths))
     )
     progress = Progress(len(files), sys.stderr) if show else None
     # Records and bar on one terminal: blank the bar before each record, so no record
@@ -398,8 +479,9 @@ def _digests(path: str) -> Record:
 
 
 def _image_record(path: str, options: HashOptions) -> Record:
-    rgb = load_rgb(path, options.policy)
-    record: Record = {"path": path, "kind": "image"}
+    rgb = load_rgb(path, options.policy, max_pixels=options.max_pixels)
+    record: Record = json_path("path", path)
+    record["kind"] = "image"
     record.update(_digests(path))
     if options.dihedral:
         variants = pdq_dihedral_from_rgb(rgb)
@@ -416,8 +498,14 @@ def _image_record(path: str, options: HashOptions) -> Record:
 
 
 def _video_record(path: str, options: HashOptions) -> Record:
-    fingerprint = hash_video(path, options.seconds_per_hash)
-    record: Record = {"path": path, "kind": "video"}
+    fingerprint = hash_video(
+        path,
+        options.seconds_per_hash,
+        max_frames=options.max_frames,
+        max_pixels=options.max_frame_pixels,
+    )
+    record: Record = json_path("path", path)
+    record["kind"] = "video"
     record.update(_digests(path))
     record.update(video_fields(fingerprint))
     return record

@@ -4,17 +4,27 @@ Fingerprints a directory of reference files (the clearinghouse's reported media)
 directory of upload files (a platform's), builds the index, runs the two sans-IO sessions
 against each other over the real encoded messages, and prints the matches and what each
 party saw. See :mod:`blindmatch.simulate`.
+
+A file left out of a signal (not an image, corrupt, empty, low PDQ quality) gets one line
+on stderr naming it and why, and with ``--json`` an entry of ``summary.skipped_files``;
+the run goes on (exit code 0). A missing folder, or a reference folder without one usable
+file, is a user mistake: one line naming the option and the path, exit code 2. File names
+that are not valid UTF-8 are escaped in JSON as ``blindmatch hash`` does
+(:mod:`blindmatch.cli._paths`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
 from blindmatch.cli._argtypes import positive_int
-from blindmatch.errors import LocalProtocolError
+from blindmatch.cli._paths import json_path
+from blindmatch.cli.hash import add_limit_options
+from blindmatch.errors import InvalidArgument, LocalProtocolError
 from blindmatch.simulate import DEFAULT_SIGNALS, SIGNALS, SimulationResult, simulate
 
 __all__ = ["register", "run"]
@@ -75,6 +85,7 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="elements per evaluation request (default 256)",
     )
+    add_limit_options(parser, video=False)
     parser.add_argument(
         "--json",
         action="store_true",
@@ -110,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
     """
     if args.batch_size > 65536:
         raise LocalProtocolError("--batch-size is at most 65536")
+    for option, folder in (("--references", args.references), ("--uploads", args.uploads)):
+        if not os.path.isdir(folder):
+            problem = "not a folder" if os.path.exists(folder) else "no such folder"
+            raise InvalidArgument(f"{option} {folder}: {problem}")
     result = simulate(
         args.references,
         args.uploads,
@@ -117,11 +132,21 @@ def run(args: argparse.Namespace) -> int:
         processes=args.processes,
         batch_size=args.batch_size,
         threads=args.threads,
+        max_pixels=args.max_pixels,
     )
+    for skip in result.skipped_files:
+        print(f"blindmatch: skipped {skip.path} for {skip.signal}: {skip.reason}", file=sys.stderr)
     if args.json:
         for match in result.matches:
-            sys.stdout.write(json.dumps(match.to_json(), sort_keys=True) + "\n")
-        sys.stdout.write(json.dumps({"summary": result.summary()}, sort_keys=True) + "\n")
+            record = match.to_json()
+            record.update(json_path("upload", match.upload))
+            record.update(json_path("report", match.report))
+            sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
+        summary = result.summary()
+        summary["skipped_files"] = [
+            {**skip.to_json(), **json_path("path", skip.path)} for skip in result.skipped_files
+        ]
+        sys.stdout.write(json.dumps({"summary": summary}, sort_keys=True) + "\n")
     else:
         _print_text(result)
     return 0

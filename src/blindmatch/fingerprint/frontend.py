@@ -44,13 +44,17 @@ Bounds and errors
 -----------------
 Before any pixel is decoded, the header's width x height is checked against ``max_pixels``
 (default :data:`DEFAULT_MAX_PIXELS`, 80 Mpx: above every 64 Mpx phone photo, below the
-~90 Mpx where Pillow starts warning; a decoded 80 Mpx RGB image is 240 MB). Pillow's own
-``DecompressionBombWarning`` / ``DecompressionBombError`` (its limit
-``PIL.Image.MAX_IMAGE_PIXELS``) also become :class:`~blindmatch.errors.MediaTooLarge`, so
-the effective bound is the smaller of the two. Other decoder warnings (corrupt EXIF,
-palette transparency notes) are dropped: they change nothing about the pixels we hash.
-Warnings are captured with ``warnings.catch_warnings``, which is process-global state:
-decode in processes, not threads, when hashing in parallel.
+~90 Mpx where Pillow starts warning; a decoded 80 Mpx RGB image is 240 MB). ``max_pixels``
+alone is the bound: Pillow's own limit (``PIL.Image.MAX_IMAGE_PIXELS``, which warns above
+it and refuses above twice it, before we see the header) is raised to ``max_pixels`` for
+the duration of the call when it is lower, so a caller who asks for larger images gets
+them, and Pillow's refusal of a larger one becomes the same
+:class:`~blindmatch.errors.MediaTooLarge`. Its message gives the image's size, the limit
+and how to raise it (``max_pixels``; ``--max-pixels`` on the command line). Decoder
+warnings (corrupt EXIF, palette transparency notes) are dropped: they change nothing about
+the pixels we hash. Warnings are captured with ``warnings.catch_warnings``, and Pillow's
+limit is a module global: both are process-global state, so decode in processes, not
+threads, when hashing in parallel.
 
 Missing or unreadable path -> :class:`~blindmatch.errors.UnreadableMedia`; empty file,
 zero-size image, truncated or undecodable data in a recognised image format ->
@@ -64,9 +68,12 @@ it to route each file to the image or the video pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import re
 import warnings
+from collections.abc import Iterator
 from typing import BinaryIO, Final, Literal
 
 import numpy as np
@@ -294,20 +301,43 @@ def load_rgb_image(
         kind = sniff_kind(read_head(handle, SNIFF_BYTES))
         if kind == "video":
             raise UnsupportedMedia("the file is a video, not an image")
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True), _pillow_limit(max_pixels):
             warnings.simplefilter("always")
             # Not closed explicitly: the image does not own ``handle`` (closed above), and
             # closing a Pillow image drops its decoded pixels.
-            image = _open_image(handle, kind)
-            _raise_on_bomb_warning(caught)
-            return _decode(image, policy, max_pixels, caught)
+            image = _open_image(handle, kind, max_pixels)
+            return _decode(image, policy, max_pixels)
 
 
-def _open_image(handle: BinaryIO, kind: MediaKind | None) -> Image.Image:
+@contextlib.contextmanager
+def _pillow_limit(max_pixels: int) -> Iterator[None]:
+    """Raise Pillow's decompression-bomb limit to ``max_pixels`` while inside, if lower
+    (a higher one is left alone: ``max_pixels`` is checked first anyway)."""
+    saved = Image.MAX_IMAGE_PIXELS
+    if saved is not None and max_pixels > saved:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _too_large(pixels: int | None, max_pixels: int, size: str = "") -> MediaTooLarge:
+    found = f"is {size}{pixels} pixels," if pixels is not None else "is"
+    return MediaTooLarge(
+        f"the image {found} over the limit of {max_pixels} pixels "
+        "(raise max_pixels; on the command line --max-pixels N)"
+    )
+
+
+def _open_image(handle: BinaryIO, kind: MediaKind | None, max_pixels: int) -> Image.Image:
     try:
         return Image.open(handle, formats=IMAGE_FORMATS)
-    except Image.DecompressionBombError:
-        raise MediaTooLarge("the image is larger than the decompression-bomb limit") from None
+    except Image.DecompressionBombError as exc:
+        # Pillow's text: "Image size (N pixels) exceeds limit of M pixels, ...".
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        # Pillow refuses at twice its limit, which _pillow_limit keeps >= max_pixels.
+        raise _too_large(int(found.group(1)) if found else None, max_pixels) from None
     except UnidentifiedImageError:
         if kind == "image":
             raise CorruptMedia("the image header cannot be parsed") from None
@@ -320,22 +350,16 @@ def _open_image(handle: BinaryIO, kind: MediaKind | None) -> Image.Image:
         raise CorruptMedia("the image header is malformed") from None
 
 
-def _raise_on_bomb_warning(caught: list[warnings.WarningMessage]) -> None:
-    if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
-        raise MediaTooLarge("the image is larger than the decompression-bomb limit")
-
-
 def _decode(
     image: Image.Image,
     policy: Policy,
     max_pixels: int,
-    caught: list[warnings.WarningMessage],
 ) -> Image.Image:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise CorruptMedia("the image has zero width or height")
     if width * height > max_pixels:
-        raise MediaTooLarge(f"the image has more than {max_pixels} pixels")
+        raise _too_large(width * height, max_pixels, f"{width} x {height} = ")
     fast = policy == "fast" and max(width, height) > FAST_MAX_SIDE
     if fast:
         # JPEG only (Pillow ignores draft elsewhere): DCT scaling keeps the longer side >= 512.
@@ -354,7 +378,6 @@ def _decode(
     # As in _open_image: truncation is OSError, other damage any builtin the plugin raises.
     except Exception:
         raise CorruptMedia("the image data is truncated or corrupt") from None
-    _raise_on_bomb_warning(caught)
     return rgb
 
 

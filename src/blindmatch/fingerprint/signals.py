@@ -299,13 +299,17 @@ class PdqSignal(SignalType[PdqFingerprint]):
         256, 32, 384, 2, b"blindmatch/v1/pdq-bands/seed-0"
     )
 
-    def __init__(self, policy: Policy = "default") -> None:
-        """Args: policy: the front-end policy (``default`` is comparable with everyone)."""
+    def __init__(self, policy: Policy = "default", *, max_pixels: int | None = None) -> None:
+        """Args: policy: the front-end policy (``default`` is comparable with everyone);
+        max_pixels: the decompression-bomb limit (``frontend.DEFAULT_MAX_PIXELS`` if None)."""
         self.policy: Policy = policy
+        self.max_pixels = max_pixels
 
     def hash(self, path: PathLike) -> PdqFingerprint:
         """PDQ hash and quality of an image file (errors: see ``frontend.load_rgb``)."""
-        return pdq_from_rgb(load_rgb(path, self.policy))
+        if self.max_pixels is None:
+            return pdq_from_rgb(load_rgb(path, self.policy))
+        return pdq_from_rgb(load_rgb(path, self.policy, max_pixels=self.max_pixels))
 
     def distance(self, a: PdqFingerprint, b: PdqFingerprint) -> int:
         """Hamming distance of the two 256-bit hashes."""

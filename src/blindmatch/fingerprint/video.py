@@ -44,11 +44,15 @@ Bounds and errors
 PyAV (FFmpeg) is imported only when a video is decoded, so the rest of
 :mod:`blindmatch.fingerprint` works without it. ``max_frames`` bounds the frames decoded
 and ``max_pixels`` the pixels of one frame (both checked against the header first, then
-per frame) -> :class:`~blindmatch.errors.MediaTooLarge`. A missing or unreadable path is
+per frame) -> :class:`~blindmatch.errors.MediaTooLarge`, whose message gives the video's
+count or size, the limit and how to raise it (the command line's ``--max-frames`` and
+``--max-frame-pixels``). A missing or unreadable path is
 :class:`~blindmatch.errors.UnreadableMedia`; an empty, truncated or undecodable file
 :class:`~blindmatch.errors.CorruptMedia` (a packet the demuxer flags as cut short, fewer
-packets than the container's index declares, or any decoder error); a file whose magic
-bytes are not a video container, or a container without a video stream,
+packets than the container's index declares, any decoder error, or a video stream whose
+codec FFmpeg cannot identify: PyAV ships FFmpeg with every common decoder, so in practice
+that is a damaged sample description, not a real codec); a file whose magic bytes are not
+a video container, or a container without a video stream,
 :class:`~blindmatch.errors.UnsupportedMedia`. No PyAV exception escapes, and no message
 carries file bytes. Limitation: a Matroska/WebM file cut exactly at a block boundary
 declares no frame count and reads as a shorter, valid video.
@@ -268,24 +272,27 @@ def _hash_container(
     if not container.streams.video:
         raise UnsupportedMedia("the file has no video stream")
     stream = container.streams.video[0]
-    if stream.codec_context is None:  # PyAV found no decoder for the codec
-        raise UnsupportedMedia("the video's codec has no decoder in this FFmpeg build")
+    if stream.codec_context is None:  # PyAV found no decoder for the codec (docstring)
+        raise CorruptMedia(
+            "the video stream's codec cannot be identified (a damaged header, or a codec "
+            "this FFmpeg build does not know)"
+        )
     fps = _frame_rate(stream)
     width, height = stream.codec_context.width, stream.codec_context.height
     if width <= 0 or height <= 0:
         raise CorruptMedia("the video has zero width or height")
     if width * height > max_pixels:
-        raise MediaTooLarge(f"the video has frames of more than {max_pixels} pixels")
+        raise _too_many_pixels(width, height, max_pixels)
     declared = stream.frames
     if declared > max_frames:
-        raise MediaTooLarge(f"the video has more than {max_frames} frames")
+        raise _too_many_frames(max_frames, declared)
     period = frame_mod(seconds_per_hash, float(fps))
     frames: list[VideoFrame] = []
     for number, frame in enumerate(_decode(container, stream, declared)):
         if number >= max_frames:
-            raise MediaTooLarge(f"the video has more than {max_frames} frames")
+            raise _too_many_frames(max_frames)
         if frame.width * frame.height > max_pixels:
-            raise MediaTooLarge(f"the video has frames of more than {max_pixels} pixels")
+            raise _too_many_pixels(frame.width, frame.height, max_pixels)
         if number % period:
             continue
         fingerprint = pdq_from_luma(luma_from_rgb(frame_to_rgb(frame)))
@@ -300,6 +307,22 @@ def _hash_container(
     if not frames:
         raise CorruptMedia("the video has no decodable frame")
     return VideoFingerprint(frames=tuple(frames), fps=float(fps), seconds_per_hash=seconds_per_hash)
+
+
+def _too_many_pixels(width: int, height: int, max_pixels: int) -> MediaTooLarge:
+    return MediaTooLarge(
+        f"the video's frames are {width} x {height} = {width * height} pixels, over the "
+        f"limit of {max_pixels} (raise max_pixels; on the command line "
+        "--max-frame-pixels N)"
+    )
+
+
+def _too_many_frames(max_frames: int, declared: int | None = None) -> MediaTooLarge:
+    found = "has more frames than" if declared is None else f"declares {declared} frames, over"
+    return MediaTooLarge(
+        f"the video {found} the limit of {max_frames} (raise max_frames; on the command "
+        "line --max-frames N)"
+    )
 
 
 def _decode(
