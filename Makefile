@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	bash scripts/system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[video,test,bench]'
+	$(BIN)/python -m pip install -q -e '.[video,test,bench,service]'
 	touch $(STAMP)
 
 system-deps:

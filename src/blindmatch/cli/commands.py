@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from blindmatch.cli import demo, simulate
+from blindmatch.cli import admin, demo, serve, simulate
 from blindmatch.cli import hash as hash_command
 
 __all__ = ["MODULES"]
 
-MODULES: list[ModuleType] = [hash_command, demo, simulate]
+MODULES: list[ModuleType] = [hash_command, demo, simulate, serve, admin]
