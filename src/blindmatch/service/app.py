@@ -213,6 +213,12 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
             "no such resource" if exc.status_code == 404 else "the request was refused",
         )
 
+    @app.exception_handler(sa.exc.DataError)
+    async def _out_of_range(_request: Request, exc: sa.exc.DataError) -> JSONResponse:
+        # A value the schema let through but the column cannot hold (PostgreSQL int4).
+        log.warning("refused a value out of the database's range: %s", type(exc.orig).__name__)
+        return _error_response(400, "bad_request", "a value is out of range")
+
     @app.exception_handler(sa.exc.OperationalError)
     async def _database(_request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
         log.error("database unavailable: %s", type(exc.orig).__name__)
@@ -286,7 +292,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     )
     def index_manifest(epoch: int | None = None) -> ManifestResponse:
         """The signed manifest of the newest publication (of ``epoch``, default current)."""
-        if epoch is not None and not 0 <= epoch < 1 << 32:
+        if epoch is not None and not 0 <= epoch < 1 << 31:
             raise BadRequest("epoch out of range", code="invalid_epoch")
         with service.database.begin() as connection:
             signed = publication.manifest(connection, service.keys, epoch)
@@ -306,7 +312,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     )
     def index_file(
         request: Request,
-        epoch: Annotated[int, Path(ge=0, lt=1 << 32)],
+        epoch: Annotated[int, Path(ge=0, lt=1 << 31)],
         version: Annotated[int, Path(ge=1, lt=1 << 31)],
         signal: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")],
     ) -> Response:
