@@ -165,6 +165,7 @@ def start_server(
         env[f"BLINDMATCH_LIMIT_{name.upper()}"] = value
     port = free_port()
     db = ["--database-url", database_url] if database_url else []
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"serve-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
