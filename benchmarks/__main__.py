@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "oprf": "benchmarks.bench_oprf",
     "psi": "benchmarks.bench_psi",
     "protocol": "benchmarks.bench_protocol",
+    "service": "benchmarks.bench_service",
 }
 
 
