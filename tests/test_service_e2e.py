@@ -228,3 +228,43 @@ def test_openapi_document_lists_only_v1_routes(server: Server) -> None:
     assert document["paths"]
     assert all(path.startswith("/v1/") for path in document["paths"])
     assert "/v1/match/sessions/{session_id}" in document["paths"]
+
+
+def test_disputes_from_distinct_platforms_suspend_a_report_pending_review(server: Server) -> None:
+    with server.client() as client:
+        made = _report(client, [{"signal": "md5", "hash": REPORTED}])
+        report_id, receipt = made.json()["report_id"], made.json()["receipt"]
+        manifest = wait_published(client, lambda m: m["indexes"]["md5"]["references"] == 1)
+        keys = [_platform_key(server, name=f"platform-{n}") for n in range(3)]
+        handles = _match(client, keys[0], manifest, [Upload("hit", "md5", bytes.fromhex(REPORTED))],
+                         audit=False)
+        assert len(handles) == 1
+
+        def verdict(key: str, value: str, handle: str = handles[0]) -> httpx.Response:
+            return client.post("/v1/feedback", json={"handle": handle, "verdict": value},
+                               headers={"Authorization": f"Bearer {key}"})
+
+        assert verdict(keys[0], "not_reported_kind").json()["status"] == "active"
+        assert verdict(keys[0], "not_reported_kind").json()["status"] == "active"  # same platform
+        assert verdict(keys[1], "actioned").json()["status"] == "active"
+        assert verdict(keys[1], "not_reported_kind").json()["status"] == "active"
+        assert verdict(keys[2], "not_reported_kind").json()["status"] == "suspended"
+        unknown = verdict(keys[2], "actioned", handle="00" * 16)
+        assert unknown.status_code == 404
+        assert unknown.json()["error"]["code"] == "unknown_handle"
+        assert verdict("bmk_0_nope", "actioned").status_code == 401
+
+        assert _signed_manifest(client)["revoked_handles"] == handles
+        status = client.get(f"/v1/reports/{report_id}", headers={"Blindmatch-Receipt": receipt})
+        assert status.json()["status"] == "suspended"
+        waiting = json.loads(server.admin("--json", "reports", "review").stdout)
+        assert [(w["report_id"], w["disputes"], w["actioned"]) for w in waiting] == [
+            (report_id, 3, 0)
+        ]
+        server.admin("reports", "reinstate", report_id)
+        assert json.loads(server.admin("--json", "reports", "review").stdout) == []
+        assert _signed_manifest(client)["revoked_handles"] == []
+        again = server.admin("reports", "remove", report_id, check=False)
+        assert again.returncode == 2
+        assert "no suspended report" in again.stderr
+    assert json.loads(server.admin("--json", "audit", "verify").stdout)["ok"] is True

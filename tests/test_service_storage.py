@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from blindmatch.service import audit, platforms, quotas
 from blindmatch.service.bootstrap import bootstrap
@@ -43,7 +45,11 @@ def test_migrations_create_exactly_the_schema(
     with database.begin() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, metadata) == []
-        assert context.get_current_revision() == "0001"
+        config = Config()
+        config.set_main_option("script_location", "blindmatch.service:migrations")
+        head = ScriptDirectory.from_config(config).get_current_head()
+        assert context.get_current_revision() == head
+        assert head is not None
 
 
 def test_sqlite_is_durable_wal(tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """``blindmatch admin``: the operator's commands (needs the ``service`` extra).
 
-``platform create|list|disable``, ``keys rotate|show``, ``index publish`` and ``audit
-verify`` act on the database and data directory of a deployment, which may be serving at
-the same time. ``--json`` prints JSON; ``platform create`` always prints a JSON object,
-with the API key, which is shown this once.
+``platform create|list|disable``, ``keys rotate|show``, ``index publish``, ``reports
+review|reinstate|remove`` and ``audit verify`` act on the database and data directory of a
+deployment, which may be serving at the same time. ``--json`` prints JSON; ``platform
+create`` always prints a JSON object, with the API key, which is shown this once.
 """
 
 from __future__ import annotations
@@ -74,6 +74,14 @@ def register(subparsers: Any) -> None:
         help="build processes (default: every core)",
     )
 
+    reports = groups.add_parser("reports", help="reports suspended by platform disputes")
+    report_actions = reports.add_subparsers(dest="action", metavar="ACTION", required=True)
+    report_actions.add_parser("review", help="list the suspended reports awaiting review")
+    reinstate = report_actions.add_parser("reinstate", help="publish a suspended report again")
+    reinstate.add_argument("report_id")
+    remove = report_actions.add_parser("remove", help="remove a suspended report for good")
+    remove.add_argument("report_id")
+
     audit = groups.add_parser("audit", help="the tamper-evident audit log")
     audit_actions = audit.add_subparsers(dest="action", metavar="ACTION", required=True)
     audit_actions.add_parser("verify", help="recompute the hash chain; exit 1 if broken")
@@ -94,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         BlindmatchError: a missing extra, an unusable database, a refused operation.
     """
     settings = settings_from(args)
-    from blindmatch.service import audit, platforms
+    from blindmatch.service import audit, feedback, platforms
     from blindmatch.service.bootstrap import bootstrap
     from blindmatch.service.publication import publish
 
@@ -149,6 +157,33 @@ def run(args: argparse.Namespace) -> int:
                     ]
                     + [f"publication key (pin this): {pin}"]
                 ),
+            )
+            return 0
+        if args.group == "reports":
+            with database.begin() as connection:
+                if args.action == "review":
+                    waiting = feedback.suspended(connection)
+                    lines = [
+                        f"{r.report_id}  disputes {r.disputes}  actioned {r.actioned}  "
+                        f"reported at {r.created_at}"
+                        for r in waiting
+                    ]
+                    _print(
+                        args,
+                        [r.to_json() for r in waiting],
+                        "\n".join(lines) or "no suspended reports",
+                    )
+                    return 0
+                if args.action == "reinstate":
+                    feedback.reinstate(connection, args.report_id)
+                else:
+                    feedback.remove(connection, args.report_id)
+            _print(
+                args,
+                {"report_id": args.report_id, "action": args.action},
+                f"{args.action}d {args.report_id}"
+                if args.action == "remove"
+                else f"reinstated {args.report_id}",
             )
             return 0
         if args.group == "index":

@@ -32,11 +32,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from blindmatch import __version__
-from blindmatch.service import intake, matching, platforms, publication
+from blindmatch.service import feedback, intake, matching, platforms, publication
 from blindmatch.service.epochs import KeyStore
 from blindmatch.service.errors import BadRequest, ServiceError, TooManyRequests
 from blindmatch.service.models import (
     ErrorBody,
+    FeedbackRequest,
+    FeedbackResponse,
     IntakeReceipt,
     IntakeRequest,
     KeysResponse,
@@ -268,6 +270,22 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
         """Withdraw a report: its handles are revoked in the manifest at once."""
         with service.database.begin() as connection:
             return intake.withdraw(connection, report_id, receipt)
+
+    @app.post("/v1/feedback", response_model=FeedbackResponse, responses=_ERRORS, tags=["matching"])
+    def match_feedback(
+        body: FeedbackRequest, authorization: Authorization = None
+    ) -> FeedbackResponse:
+        """What the platform did with a matched handle; disputes can suspend a report."""
+        with service.database.begin() as connection:
+            platform = platforms.authenticate(connection, authorization)
+            status = feedback.record(
+                connection,
+                platform,
+                bytes.fromhex(body.handle),
+                body.verdict,
+                limits.dispute_threshold,
+            )
+        return FeedbackResponse(status=status)
 
     @app.get("/v1/keys", response_model=KeysResponse, tags=["publication"])
     def keys() -> KeysResponse:

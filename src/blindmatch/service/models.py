@@ -15,6 +15,8 @@ __all__ = [
     "ErrorBody",
     "ErrorDetail",
     "ExactFingerprint",
+    "FeedbackRequest",
+    "FeedbackResponse",
     "FrameFingerprint",
     "IntakeReceipt",
     "IntakeRequest",
@@ -91,9 +93,22 @@ class ReportStatus(BaseModel):
     """What the holder of a receipt may read about their report."""
 
     report_id: str
-    status: Literal["pending", "published", "withdrawn", "suspended"]
+    status: Literal["pending", "published", "withdrawn", "suspended", "removed"]
     created_at: int
     withdrawn_at: int | None = None
+
+
+class FeedbackRequest(_Strict):
+    """What a platform did with a matched handle."""
+
+    handle: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    verdict: Literal["actioned", "not_reported_kind"]
+
+
+class FeedbackResponse(BaseModel):
+    """The report's state after the feedback (``suspended`` once disputes reach the bar)."""
+
+    status: str
 
 
 class ErrorDetail(BaseModel):

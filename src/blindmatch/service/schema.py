@@ -28,6 +28,7 @@ __all__ = [
     "audit_head",
     "audit_log",
     "epochs",
+    "feedback",
     "fingerprints",
     "handles",
     "match_batches",
@@ -83,6 +84,7 @@ reports = Table(
     Column("status", String(16), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("withdrawn_at", BigInteger, nullable=True),
+    Column("reviewed_at", BigInteger, nullable=True),
 )
 """One row per report. ``submission_digest`` (over the sorted fingerprints) refuses a
 duplicate while the report is live; it is cleared on withdrawal."""
@@ -181,6 +183,19 @@ handles = Table(
     Index("ix_handles_report", "report"),
 )
 """Which report each handle of a publication stands for (never published)."""
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("report", Integer, ForeignKey("reports.id"), nullable=False, index=True),
+    Column("platform", Integer, ForeignKey("platforms.id"), nullable=False),
+    Column("verdict", String(24), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("report", "platform"),
+)
+"""What each platform did with a report's matches (its latest verdict); disputes from
+distinct platforms suspend the report pending review."""
 
 audit_log = Table(
     "audit_log",

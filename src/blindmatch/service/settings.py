@@ -61,6 +61,8 @@ class Limits:
     publish_interval: float = 20.0
     """Seconds between the publisher's checks for new reports (a report is published
     within two intervals plus one build)."""
+    dispute_threshold: int = 3
+    """Distinct platforms disputing a report ("not the reported kind") that suspend it."""
     session_seconds: int = 3600
     """How long a matching session lives (its unproved batches are then forgotten)."""
 
