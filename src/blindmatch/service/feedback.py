@@ -24,7 +24,7 @@ from blindmatch.service.platforms import Platform
 from blindmatch.service.schema import feedback, handles, reports
 from blindmatch.service.storage import now
 
-__all__ = ["DISPUTE", "VERDICTS", "Suspended", "record", "reinstate", "remove", "suspended"]
+__all__ = ["DISPUTE", "Suspended", "VERDICTS", "record", "reinstate", "remove", "suspended"]
 
 DISPUTE = "not_reported_kind"
 VERDICTS = ("actioned", DISPUTE)
