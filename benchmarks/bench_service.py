@@ -71,7 +71,10 @@ def _in_process(batch: int, batches: int) -> float:
 
 def _over_http(root: Path, workers: int, batch: int, batches: int) -> float:
     server = start_server(
-        root / f"http-{workers}", "", workers=workers, limits={"max_batch": str(batch)}
+        root / f"http-{workers}",
+        "",
+        workers=workers,
+        limits={"max_batch": str(batch), "publish_interval": "3600"},
     )
     try:
         created = server.admin("platform", "create", "bench", "--daily-elements", str(10**12))
@@ -105,28 +108,36 @@ def _over_http(root: Path, workers: int, batch: int, batches: int) -> float:
 
 def _intakes(root: Path, name: str, database_url: str, count: int) -> float:
     server = start_server(
-        root / f"intake-{name}", database_url, limits={"intake_per_hour": str(10 * count)}
+        root / f"intake-{name}",
+        database_url,
+        limits={"intake_per_hour": str(10 * count), "publish_interval": "3600"},
     )
+    clients = [httpx.Client(base_url=server.url, timeout=60) for _ in range(8)]
     try:
 
         def send(number: int) -> None:
             digest = hashlib.sha256(f"{name} {number}".encode()).hexdigest()
-            with httpx.Client(base_url=server.url, timeout=60) as http:
-                answer = http.post(
-                    "/v1/reports",
-                    json={
-                        "content_kind": "image",
-                        "age_attestation": "adult",
-                        "fingerprints": [{"signal": "sha256", "hash": digest}],
-                    },
-                )
-                assert answer.status_code == 201
+            answer = clients[number % len(clients)].post(
+                "/v1/reports",
+                json={
+                    "content_kind": "image",
+                    "age_attestation": "adult",
+                    "fingerprints": [{"signal": "sha256", "hash": digest}],
+                },
+            )
+            assert answer.status_code == 201
+
+        def lane(first: int) -> None:
+            for number in range(first, count, len(clients)):
+                send(number)
 
         start = time.perf_counter()
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(send, range(count)))
+        with ThreadPoolExecutor(len(clients)) as pool:
+            list(pool.map(lane, range(len(clients))))
         return count / (time.perf_counter() - start)
     finally:
+        for client in clients:
+            client.close()
         server.stop()
 
 
