@@ -1,6 +1,6 @@
 """``blindmatch admin``: the operator's commands (needs the ``service`` extra).
 
-``platform create|list|disable``, ``keys rotate|show``, ``index publish``, ``reports
+``platform create|list|disable``, ``keys rotate|show``, ``index publish``, ``import``, ``reports
 review|reinstate|remove`` and ``audit verify`` act on the database and data directory of a
 deployment, which may be serving at the same time. ``--json`` prints JSON; ``platform
 create`` always prints a JSON object, with the API key, which is shown this once.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from blindmatch.cli._argtypes import positive_int
@@ -74,6 +75,19 @@ def register(subparsers: Any) -> None:
         help="build processes (default: every core)",
     )
 
+    bulk = groups.add_parser(
+        "import",
+        help="import a list of hashes (CSV, JSON Lines, or "
+        "python-threatexchange's '<type> <hash>' lines)",
+    )
+    bulk.add_argument("file", type=Path)
+    bulk.add_argument(
+        "--format",
+        choices=("csv", "jsonl", "te"),
+        default=None,
+        help="default: from the file name (.csv, .jsonl, else te)",
+    )
+
     reports = groups.add_parser("reports", help="reports suspended by platform disputes")
     report_actions = reports.add_subparsers(dest="action", metavar="ACTION", required=True)
     report_actions.add_parser("review", help="list the suspended reports awaiting review")
@@ -102,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         BlindmatchError: a missing extra, an unusable database, a refused operation.
     """
     settings = settings_from(args)
-    from blindmatch.service import audit, feedback, platforms
+    from blindmatch.service import audit, bulk, feedback, platforms
     from blindmatch.service.bootstrap import bootstrap
     from blindmatch.service.publication import publish
 
@@ -157,6 +171,14 @@ def run(args: argparse.Namespace) -> int:
                     ]
                     + [f"publication key (pin this): {pin}"]
                 ),
+            )
+            return 0
+        if args.group == "import":
+            with database.begin() as connection:
+                result = bulk.import_file(connection, args.file, args.format)
+            counts = result.to_json()
+            _print(
+                args, counts, ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items())
             )
             return 0
         if args.group == "reports":

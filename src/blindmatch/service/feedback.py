@@ -123,9 +123,7 @@ def suspended(connection: Connection) -> list[Suspended]:
                 sa.select(feedback.c.verdict, sa.func.count())
                 .where(feedback.c.report == row.id)
                 .group_by(feedback.c.verdict)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         found.append(
             Suspended(
