@@ -40,4 +40,14 @@ COMMANDS: tuple[Command, ...] = (
         "blindmatch.cli.simulate",
         "run clearinghouse and platform in one process on two directories of files",
     ),
+    Command(
+        "serve",
+        "blindmatch.cli.serve",
+        "run the clearinghouse HTTP service (intake, publication, matching)",
+    ),
+    Command(
+        "admin",
+        "blindmatch.cli.admin",
+        "operate a clearinghouse: platforms, keys, publication, audit",
+    ),
 )

@@ -1,0 +1,166 @@
+"""Platform feedback on matches, and the suspension of disputed reports pending review.
+
+A platform that matched a handle reports what it did: ``actioned`` (it was the reported
+kind of content) or ``not_reported_kind`` (a dispute). One verdict per platform and
+report, the latest kept. When disputes from at least ``dispute_threshold`` distinct
+platforms, made since the report was last reviewed, accumulate, the report is suspended:
+its handles are revoked in the next manifest and it leaves the next index, until an
+operator reviews it (``admin reports review``, then ``reinstate`` or ``remove``).
+
+This is the defence against hash poisoning that the list itself can offer (SECURITY.md):
+one platform cannot suspend a report, and a reporter cannot see who disputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from blindmatch.service import audit
+from blindmatch.service.errors import Conflict, NotFound
+from blindmatch.service.platforms import Platform
+from blindmatch.service.schema import feedback, handles, reports
+from blindmatch.service.storage import now
+
+__all__ = ["DISPUTE", "Suspended", "VERDICTS", "record", "reinstate", "remove", "suspended"]
+
+DISPUTE = "not_reported_kind"
+VERDICTS = ("actioned", DISPUTE)
+
+
+def record(
+    connection: Connection, platform: Platform, handle: bytes, verdict: str, threshold: int
+) -> str:
+    """Record a platform's verdict on a matched handle; return the report's status after it.
+
+    Raises:
+        NotFound: the handle belongs to no publication (``unknown_handle``).
+    """
+    row = connection.execute(
+        sa.select(reports.c.id, reports.c.report_id, reports.c.status, reports.c.reviewed_at)
+        .join(handles, handles.c.report == reports.c.id)
+        .where(handles.c.handle == handle)
+        .limit(1)
+    ).first()
+    if row is None:
+        raise NotFound("no published report has that handle", code="unknown_handle")
+    at = now()
+    updated = connection.execute(
+        sa.update(feedback)
+        .where(feedback.c.report == row.id, feedback.c.platform == platform.id)
+        .values(verdict=verdict, created_at=at)
+    )
+    if updated.rowcount == 0:
+        try:
+            with connection.begin_nested():
+                connection.execute(
+                    sa.insert(feedback).values(
+                        report=row.id, platform=platform.id, verdict=verdict, created_at=at
+                    )
+                )
+        except sa.exc.IntegrityError:  # a concurrent first verdict of the same platform
+            connection.execute(
+                sa.update(feedback)
+                .where(feedback.c.report == row.id, feedback.c.platform == platform.id)
+                .values(verdict=verdict, created_at=at)
+            )
+    if verdict != DISPUTE or row.status != "active":
+        return str(row.status)
+    since = row.reviewed_at if row.reviewed_at is not None else -1
+    disputes = connection.execute(
+        sa.select(sa.func.count(sa.distinct(feedback.c.platform))).where(
+            feedback.c.report == row.id,
+            feedback.c.verdict == DISPUTE,
+            feedback.c.created_at >= since,
+        )
+    ).scalar_one()
+    if disputes < threshold:
+        return "active"
+    suspended_now = connection.execute(
+        sa.update(reports)
+        .where(reports.c.id == row.id, reports.c.status == "active")
+        .values(status="suspended")
+    )
+    if suspended_now.rowcount == 1:
+        audit.append(
+            connection, "suspension", {"report_id": row.report_id, "disputes": int(disputes)}
+        )
+    return "suspended"
+
+
+@dataclass(frozen=True, slots=True)
+class Suspended:
+    """A report awaiting review, with its feedback counts (never its hashes)."""
+
+    report_id: str
+    created_at: int
+    disputes: int
+    actioned: int
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON of ``admin reports review``."""
+        return {
+            "report_id": self.report_id,
+            "created_at": self.created_at,
+            "disputes": self.disputes,
+            "actioned": self.actioned,
+        }
+
+
+def suspended(connection: Connection) -> list[Suspended]:
+    """Every suspended report, oldest first."""
+    rows = connection.execute(
+        sa.select(reports.c.id, reports.c.report_id, reports.c.created_at)
+        .where(reports.c.status == "suspended")
+        .order_by(reports.c.id)
+    ).all()
+    found = []
+    for row in rows:
+        counts: dict[str, int] = dict(
+            connection.execute(
+                sa.select(feedback.c.verdict, sa.func.count())
+                .where(feedback.c.report == row.id)
+                .group_by(feedback.c.verdict)
+            ).all()
+        )
+        found.append(
+            Suspended(
+                row.report_id, row.created_at, counts.get(DISPUTE, 0), counts.get("actioned", 0)
+            )
+        )
+    return found
+
+
+def _decide(connection: Connection, report_id: str, status: str, kind: str) -> None:
+    values: dict[str, object] = {"status": status, "reviewed_at": now()}
+    if status == "removed":
+        values["submission_digest"] = None
+        values["withdrawn_at"] = now()
+    updated = connection.execute(
+        sa.update(reports)
+        .where(reports.c.report_id == report_id, reports.c.status == "suspended")
+        .values(**values)
+    )
+    if updated.rowcount != 1:
+        raise Conflict("no suspended report of that id", code="not_suspended")
+    audit.append(connection, kind, {"report_id": report_id})
+
+
+def reinstate(connection: Connection, report_id: str) -> None:
+    """Publish a suspended report again; only disputes made after now can suspend it again.
+
+    Raises:
+        Conflict: no suspended report of that id.
+    """
+    _decide(connection, report_id, "active", "reinstatement")
+
+
+def remove(connection: Connection, report_id: str) -> None:
+    """Remove a suspended report for good (as if withdrawn).
+
+    Raises:
+        Conflict: no suspended report of that id.
+    """
+    _decide(connection, report_id, "removed", "removal")

@@ -1,0 +1,114 @@
+"""Per-platform daily element quotas, enforced atomically in the database.
+
+Theory of operation
+-------------------
+A reservation is one conditional ``UPDATE quota_usage SET used = used + n WHERE ... AND
+used + n <= limit``: whichever worker or host runs it, the database applies it atomically,
+so concurrent requests can never evaluate more than the quota together. The day's row is
+created on the first reservation of the day (inside a savepoint, so a concurrent insert
+of the same row just means: try the update again); creating it also writes the previous
+day's count into the audit log. A reservation happens before a single element is
+evaluated; a request that fails after reserving gives its elements back (:func:`refund`).
+Days are UTC days; Retry-After points at the next midnight UTC.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from blindmatch.service import audit
+from blindmatch.service.errors import TooManyRequests
+from blindmatch.service.platforms import Platform
+from blindmatch.service.schema import quota_usage
+from blindmatch.service.storage import now
+
+__all__ = ["SECONDS_PER_DAY", "refund", "remaining", "reserve"]
+
+SECONDS_PER_DAY = 86_400
+
+
+def _today(at: int) -> int:
+    return at // SECONDS_PER_DAY
+
+
+def _exhausted(at: int) -> TooManyRequests:
+    retry = SECONDS_PER_DAY - at % SECONDS_PER_DAY
+    return TooManyRequests(
+        "the platform's daily element quota is spent", retry_after=retry, code="quota_exhausted"
+    )
+
+
+def remaining(connection: Connection, platform: Platform) -> int:
+    """Elements the platform may still have evaluated today."""
+    used = connection.execute(
+        sa.select(quota_usage.c.used).where(
+            quota_usage.c.platform == platform.id, quota_usage.c.day == _today(now())
+        )
+    ).scalar_one_or_none()
+    return max(0, platform.daily_elements - (used or 0))
+
+
+def reserve(connection: Connection, platform: Platform, count: int) -> None:
+    """Reserve ``count`` elements of today's quota, or refuse them all.
+
+    Raises:
+        TooManyRequests: the quota cannot cover ``count`` (nothing is reserved).
+    """
+    at = now()
+    day = _today(at)
+    if count > platform.daily_elements:
+        raise _exhausted(at)
+    for _ in range(2):
+        updated = connection.execute(
+            sa.update(quota_usage)
+            .where(
+                quota_usage.c.platform == platform.id,
+                quota_usage.c.day == day,
+                quota_usage.c.used + count <= platform.daily_elements,
+            )
+            .values(used=quota_usage.c.used + count)
+        )
+        if updated.rowcount == 1:
+            return
+        exists = connection.execute(
+            sa.select(quota_usage.c.used).where(
+                quota_usage.c.platform == platform.id, quota_usage.c.day == day
+            )
+        ).first()
+        if exists is not None:
+            raise _exhausted(at)
+        try:
+            with connection.begin_nested():
+                connection.execute(
+                    sa.insert(quota_usage).values(platform=platform.id, day=day, used=count)
+                )
+        except sa.exc.IntegrityError:
+            continue  # another worker created today's row first: update it instead
+        _audit_previous_days(connection, platform, day)
+        return
+    raise _exhausted(at)
+
+
+def _audit_previous_days(connection: Connection, platform: Platform, day: int) -> None:
+    rows = connection.execute(
+        sa.select(quota_usage.c.day, quota_usage.c.used)
+        .where(quota_usage.c.platform == platform.id, quota_usage.c.day < day)
+        .order_by(quota_usage.c.day.desc())
+        .limit(1)
+    ).first()
+    if rows is not None:
+        audit.append(
+            connection,
+            "platform_daily_elements",
+            {"platform": platform.name, "day": rows.day, "elements": rows.used},
+        )
+
+
+def refund(connection: Connection, platform: Platform, count: int) -> None:
+    """Give back ``count`` elements reserved today and not evaluated."""
+    connection.execute(
+        sa.update(quota_usage)
+        .where(quota_usage.c.platform == platform.id, quota_usage.c.day == _today(now()))
+        .values(used=quota_usage.c.used - count)
+    )

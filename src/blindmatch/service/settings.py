@@ -1,0 +1,146 @@
+"""Where the service keeps its state and the limits it enforces.
+
+Theory of operation
+-------------------
+Everything that matters lives in the database or in the data directory, never in a
+worker's memory: several uvicorn workers (or several hosts behind one PostgreSQL) behave
+exactly like one. A :class:`Settings` value is therefore all a worker needs to start, and
+it travels to workers through environment variables (:meth:`Settings.to_env`,
+:meth:`Settings.from_env`), because uvicorn starts its workers from an import string.
+
+Every field of :class:`Limits` can be set as ``BLINDMATCH_LIMIT_<NAME>`` (e.g.
+``BLINDMATCH_LIMIT_INTAKE_PER_HOUR=100``) in the environment of ``blindmatch serve``.
+
+Data directory layout (docs/deployment.md)::
+
+    DIR/                      0700
+      blindmatch.sqlite3      the database (when no --database-url is given), WAL mode
+      keys/                   0700
+        epoch-<n>.key         the VOPRF secret key of epoch n (0600)
+        publication.key       the Ed25519 seed that signs manifests (0600)
+      publications/<epoch>/<version>/<signal>.idx   published index files (0644)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Final
+
+from blindmatch.service.errors import ConfigurationError
+
+__all__ = ["ENV_DATABASE_URL", "ENV_DATA_DIR", "Limits", "Settings"]
+
+ENV_DATA_DIR: Final = "BLINDMATCH_DATA_DIR"
+ENV_DATABASE_URL: Final = "BLINDMATCH_DATABASE_URL"
+_SQLITE_NAME: Final = "blindmatch.sqlite3"
+_LIMIT_PREFIX: Final = "BLINDMATCH_LIMIT_"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one client or one platform may do (every limit is enforced in the database)."""
+
+    max_json_body: int = 256 * 1024
+    """Bytes of a JSON request body (an intake with a long video's frames fits)."""
+    max_binary_body: int = 2 * 1024 * 1024 + 64
+    """Bytes of a wire-message body (one full batch of 65536 elements)."""
+    max_fingerprints: int = 64
+    """Fingerprints of one intake (vPDQ frames count one each)."""
+    max_frames: int = 1024
+    """Frames of one vPDQ fingerprint."""
+    intake_per_hour: int = 30
+    """Intakes per client (keyed hash of its address) per hour."""
+    max_batch: int = 4096
+    """Elements of one evaluation request (the platform SDK batches to it)."""
+    default_daily_elements: int = 10_000_000
+    """Daily element quota of a platform created without ``--daily-elements``."""
+    grace_seconds: int = 7 * 24 * 3600
+    """How long a rotated-out key epoch keeps answering."""
+    publish_interval: float = 20.0
+    """Seconds between the publisher's checks for new reports (a report is published
+    within two intervals plus one build)."""
+    dispute_threshold: int = 3
+    """Distinct platforms disputing a report ("not the reported kind") that suspend it."""
+    session_seconds: int = 3600
+    """How long a matching session lives (its unproved batches are then forgotten)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The data directory, the database URL and the limits of one deployment."""
+
+    data_dir: Path
+    database_url: str = ""
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
+        if not self.database_url:
+            sqlite = self.data_dir / _SQLITE_NAME
+            object.__setattr__(self, "database_url", f"sqlite:///{sqlite}")
+
+    @property
+    def keys_dir(self) -> Path:
+        """Secret key files (0700, files 0600)."""
+        return self.data_dir / "keys"
+
+    @property
+    def publications_dir(self) -> Path:
+        """Published index files."""
+        return self.data_dir / "publications"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the database is SQLite (the default, inside the data directory)."""
+        return self.database_url.startswith("sqlite")
+
+    def prepare(self) -> None:
+        """Create the data directory tree with owner-only permissions.
+
+        Raises:
+            ConfigurationError: the directory cannot be created or is not a directory.
+        """
+        try:
+            for path in (self.data_dir, self.keys_dir, self.publications_dir):
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.data_dir.chmod(0o700)
+            self.keys_dir.chmod(0o700)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create the data directory ({exc.strerror})") from None
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables :meth:`from_env` reads (for uvicorn workers)."""
+        env = {ENV_DATA_DIR: str(self.data_dir), ENV_DATABASE_URL: self.database_url}
+        for item in fields(Limits):
+            env[_LIMIT_PREFIX + item.name.upper()] = str(getattr(self.limits, item.name))
+        return env
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """The settings a ``blindmatch serve`` parent put in the environment.
+
+        Raises:
+            ConfigurationError: no data directory in the environment.
+        """
+        env = dict(os.environ) if environ is None else environ
+        data_dir = env.get(ENV_DATA_DIR)
+        if not data_dir:
+            raise ConfigurationError(f"{ENV_DATA_DIR} is not set")
+        changes: dict[str, object] = {}
+        for item in fields(Limits):
+            text = env.get(_LIMIT_PREFIX + item.name.upper())
+            if text is None:
+                continue
+            try:
+                changes[item.name] = float(text) if item.type == "float" else int(text)
+            except ValueError:
+                raise ConfigurationError(
+                    f"{_LIMIT_PREFIX}{item.name.upper()} is not a number"
+                ) from None
+        return cls(Path(data_dir), env.get(ENV_DATABASE_URL, ""), replace(Limits(), **changes))  # type: ignore[arg-type]
+
+    def with_limits(self, **changes: object) -> Settings:
+        """A copy with some limits changed (tests, benchmarks)."""
+        return replace(self, limits=replace(self.limits, **changes))  # type: ignore[arg-type]

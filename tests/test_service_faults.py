@@ -1,0 +1,173 @@
+"""The service under faults and load: several workers, kill -9, rotation, downloads, CLI errors.
+
+Every case runs the real ``blindmatch serve`` on loopback, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from blindmatch.protocols.messages import EvaluateRequest, Hello, ServerInfo, decode
+from blindmatch.psi.group import Element
+from service_support import (  # noqa: F401 - fixtures
+    BLINDMATCH,
+    Server,
+    database_url,
+    postgres,
+    start_server,
+    wait_published,
+)
+
+
+def _intake(client: httpx.Client, number: int) -> httpx.Response:
+    digest = hashlib.sha256(f"report {number}".encode()).hexdigest()
+    return client.post(
+        "/v1/reports",
+        json={
+            "content_kind": "image",
+            "age_attestation": "adult",
+            "fingerprints": [{"signal": "sha256", "hash": digest}],
+        },
+    )
+
+
+def test_two_workers_share_one_quota(tmp_path: Path, database_url: str) -> None:  # noqa: F811
+    server = start_server(tmp_path / "data", database_url, workers=2)
+    try:
+        out = server.admin("platform", "create", "pair", "--daily-elements", "400")
+        auth = {"Authorization": f"Bearer {json.loads(out.stdout)['api_key']}"}
+        with server.client() as client:
+            opened = client.post("/v1/match/sessions", content=Hello().encode(), headers=auth)
+            assert opened.status_code == 201
+            info = decode(opened.content)
+            assert isinstance(info, ServerInfo)
+            assert info.element_limit == 400
+            path = opened.headers["Location"]
+            element = Element(bytes(info.public_key))
+
+            def send(batch_id: int) -> int:
+                request = EvaluateRequest(
+                    info.suite, info.mode, info.key_epoch, info.key_id, batch_id, (element,) * 30
+                )
+                with server.client() as own:
+                    return own.post(path, content=request.encode(), headers=auth).status_code
+
+            with ThreadPoolExecutor(8) as pool:
+                statuses = list(pool.map(send, range(24)))
+        assert statuses.count(200) == 13  # 13 * 30 = 390 <= 400 < 14 * 30
+        assert statuses.count(429) == 11
+    finally:
+        server.stop()
+
+
+def test_kill_9_in_a_burst_of_intakes_loses_no_acknowledged_report(
+    tmp_path: Path,
+    database_url: str,  # noqa: F811
+) -> None:
+    data = tmp_path / "data"
+    server = start_server(data, database_url, workers=2, limits={"intake_per_hour": "100000"})
+    acknowledged: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def burst(worker: int) -> None:
+        with server.client() as client:
+            for number in range(worker * 10_000, worker * 10_000 + 10_000):
+                if stop.is_set():
+                    return
+                try:
+                    answer = _intake(client, number)
+                except httpx.TransportError:
+                    return
+                if answer.status_code == 201:
+                    with lock:
+                        acknowledged.append((answer.json()["report_id"], answer.json()["receipt"]))
+
+    threads = [threading.Thread(target=burst, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    while True:
+        with lock:
+            if len(acknowledged) >= 40:
+                break
+        threads[0].join(0.05)
+    server.stop(kill=True)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    restarted = start_server(data, database_url)
+    try:
+        with restarted.client() as client:
+            for report_id, receipt in acknowledged:
+                status = client.get(
+                    f"/v1/reports/{report_id}", headers={"Blindmatch-Receipt": receipt}
+                )
+                assert status.status_code == 200
+        verified = restarted.admin("--json", "audit", "verify")
+        assert json.loads(verified.stdout)["ok"] is True
+    finally:
+        restarted.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[Server]:  # noqa: F811
+    running = start_server(tmp_path / "data", database_url)
+    yield running
+    running.stop()
+
+
+def test_rotation_downloads_and_old_epoch_grace(server: Server) -> None:
+    with server.client() as client:
+        assert _intake(client, 1).status_code == 201
+        manifest = wait_published(client, lambda m: m["indexes"]["sha256"]["references"] == 1)
+        url = manifest["indexes"]["sha256"]["url"]  # type: ignore[index]
+        whole = client.get(url)
+        etag = whole.headers["ETag"]
+        assert etag == f'"{hashlib.sha256(whole.content).hexdigest()}"'
+        part = client.get(url, headers={"Range": "bytes=8-23"})
+        assert part.status_code == 206
+        assert part.content == whole.content[8:24]
+        assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+        assert client.get("/v1/index/0/99/sha256").status_code == 404
+
+        rotated = json.loads(server.admin("--json", "keys", "rotate").stdout)
+        assert rotated["epoch"] == 1
+        keys = client.get("/v1/keys").json()
+        assert keys["current_epoch"] == 1
+        assert [e["epoch"] for e in keys["epochs"]] == [0, 1]
+        fresh = wait_published(client, lambda m: m["epoch"] == 1)
+        assert fresh["indexes"]["sha256"]["references"] == 1  # type: ignore[index]
+        old = client.get("/v1/index/manifest", params={"epoch": 0})
+        assert old.status_code == 200
+        assert json.loads(old.json()["manifest"])["retires_at"] is not None
+        assert client.get("/v1/index/manifest", params={"epoch": 7}).status_code == 404
+
+
+def test_cli_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    cases = [
+        [
+            "admin",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--database-url",
+            "mysql://x/y",
+            "platform",
+            "list",
+        ],
+        ["admin", "--data-dir", str(tmp_path / "e"), "platform", "disable", "nobody"],
+        ["serve", "--data-dir", str(tmp_path / "f"), "--port", "0"],
+    ]
+    for args in cases:
+        done = subprocess.run([*BLINDMATCH, *args], capture_output=True, text=True, check=False)
+        assert done.returncode == 2, args
+        assert "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) <= 3  # argparse adds its usage line
