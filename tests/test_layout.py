@@ -25,6 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "samples": {"errors", "samples"},
     "simulate": {"errors", "psi", "fingerprint", "protocols", "simulate"},
     "cli": {"errors", "psi", "fingerprint", "protocols", "simulate", "samples", "cli"},
+    "web": {"errors", "fingerprint", "web"},
 }
 
 
