@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "protocol": "benchmarks.bench_protocol",
     "startup": "benchmarks.bench_startup",
     "install_size": "benchmarks.bench_install_size",
+    "web_decode": "benchmarks.bench_web_decode",
 }
 
 

@@ -8,6 +8,7 @@ Where chromium or chromedriver is missing the browser tests are skipped, except 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import threading
@@ -19,10 +20,16 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from blindmatch.fingerprint.frontend import load_rgb
+from blindmatch.fingerprint.pdq import pdq_from_rgb
+from blindmatch.fingerprint.types import PdqHash
+from blindmatch.samples import photo_like
 from blindmatch.web import CONTENT_SECURITY_POLICY, static_dir
 
 CHROMIUM = "/usr/bin/chromium"
@@ -167,3 +174,171 @@ def run_async(driver: webdriver.Chrome, body: str, *args: Any) -> Any:
     reply = driver.execute_async_script(script, *args)
     assert "error" not in reply, reply["error"]
     return reply["ok"]
+
+
+# ------------------------------------------------ browser decoding vs the Python front end
+
+REFERENCE_IMAGES = Path(__file__).parent / "vectors" / "pdq" / "images"
+GENERATED_SIZES = ((640, 480), (1024, 768), (333, 500), (1200, 1600), (64, 64), (101, 37))
+"""(width, height) of the generated pictures."""
+
+
+def generated_images(directory: Path, seed: int = 12) -> list[tuple[str, Path]]:
+    """Photo-like pictures in the formats phones make and share, as (group, path): JPEG at
+    quality 90 and 60 (4:2:0 chroma), PNG, lossy and lossless WebP, a translucent RGBA PNG,
+    and JPEGs with EXIF orientations 3, 6 and 8."""
+    rng = np.random.default_rng(seed)
+    out: list[tuple[str, Path]] = []
+
+    def save(group: str, image: Image.Image, name: str, **options: Any) -> None:
+        path = directory / name
+        image.save(path, **options)
+        out.append((group, path))
+
+    for width, height in GENERATED_SIZES:
+        image = Image.fromarray(photo_like(rng, width, height))
+        stem = f"photo-{width}x{height}"
+        save("jpeg-q90", image, f"{stem}-q90.jpg", quality=90)
+        save("jpeg-q60", image, f"{stem}-q60.jpg", quality=60)
+        save("png", image, f"{stem}.png", compress_level=1)
+        save("webp-lossy", image, f"{stem}.webp", quality=85, method=2)
+        save("webp-lossless", image, f"{stem}-lossless.webp", lossless=True, method=0)
+        alpha = Image.fromarray(rng.integers(64, 256, (height, width), dtype=np.uint8))
+        rgba = image.copy()
+        rgba.putalpha(alpha)
+        save("png-translucent", rgba, f"{stem}-rgba.png", compress_level=1)
+    image = Image.fromarray(photo_like(rng, 800, 600))
+    for orientation in (3, 6, 8):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        save("jpeg-exif", image, f"exif-{orientation}.jpg", quality=90, exif=exif.tobytes())
+    return out
+
+
+def reference_images() -> list[tuple[str, Path]]:
+    """The PDQ reference vector images, as (group, path)."""
+    return [("reference", path) for path in sorted(REFERENCE_IMAGES.iterdir())]
+
+
+DECODE_AND_HASH = """
+const [names] = args;
+const { decodeImage } = await import("/decode.js");
+const { pdqFromPixels } = await import("/pdq.js");
+const out = {};
+for (const name of names) {
+  const blob = await (await fetch("/_test/" + name)).blob();
+  try {
+    const image = await decodeImage(blob);
+    const rgb = new Uint8Array(image.width * image.height * 3);
+    for (let i = 0, j = 0; i < image.pixels.length; i += 4, j += 3) {
+      rgb[j] = image.pixels[i]; rgb[j + 1] = image.pixels[i + 1]; rgb[j + 2] = image.pixels[i + 2];
+    }
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", rgb));
+    const hash = await pdqFromPixels(image.pixels, image.height, image.width, 4);
+    out[name] = { ...hash, width: image.width, height: image.height,
+                  rgb_sha256: Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("") };
+  } catch (error) {
+    out[name] = { error: String(error.message) };
+  }
+}
+return out;
+"""
+
+
+@dataclass
+class DecodeComparison:
+    """One file decoded and hashed by the browser and by the Python ``default`` pipeline."""
+
+    name: str
+    group: str
+    distance: int
+    quality_browser: int
+    quality_python: int
+    same_pixels: bool
+    same_size: bool
+
+
+def compare_decoding(
+    driver: webdriver.Chrome, server: PageServer, files: list[tuple[str, Path]]
+) -> list[DecodeComparison]:
+    """Decode and PDQ-hash ``files`` ((group, path)) in the browser (decode.js, pdq.js) and
+    with the Python front end; the files are copied into the server's test directory."""
+    names = []
+    for group, path in files:
+        name = f"{group}--{path.name}"
+        shutil.copyfile(path, server.test_dir / name)
+        names.append(name)
+    browser: dict[str, dict[str, Any]] = run_async(driver, DECODE_AND_HASH, names)
+    results = []
+    for name, (group, path) in zip(names, files, strict=True):
+        rgb = np.ascontiguousarray(load_rgb(path))
+        want = pdq_from_rgb(rgb)
+        got = browser[name]
+        assert "error" not in got, f"{path.name}: the browser could not decode it: {got}"
+        distance = PdqHash(bytes.fromhex(got["pdq"])).distance(want.hash)
+        results.append(
+            DecodeComparison(
+                name=path.name,
+                group=group,
+                distance=distance,
+                quality_browser=got["quality"],
+                quality_python=want.quality,
+                same_pixels=got["rgb_sha256"] == hashlib.sha256(rgb.tobytes()).hexdigest(),
+                same_size=(got["height"], got["width"]) == rgb.shape[:2],
+            )
+        )
+        (server.test_dir / name).unlink()
+    return results
+
+
+def summarize(results: list[DecodeComparison]) -> dict[str, dict[str, Any]]:
+    """Per group: files, PDQ distance mean/median/max, pixel-identical files, the largest
+    quality difference."""
+    groups: dict[str, list[DecodeComparison]] = {}
+    for result in results:
+        groups.setdefault(result.group, []).append(result)
+    summary = {}
+    for group, members in groups.items():
+        distances = sorted(r.distance for r in members)
+        summary[group] = {
+            "files": len(members),
+            "distance_mean": round(sum(distances) / len(distances), 3),
+            "distance_median": distances[len(distances) // 2],
+            "distance_max": distances[-1],
+            "pixel_identical": sum(r.same_pixels for r in members),
+            "quality_diff_max": max(abs(r.quality_browser - r.quality_python) for r in members),
+            "over_zero": {r.name: r.distance for r in members if r.distance},
+        }
+    return summary
+
+
+def summary_markdown(summary: dict[str, dict[str, Any]], browser_version: str) -> str:
+    """The summary as a markdown table."""
+    lines = [
+        f"# Browser decoding vs the Python `default` pipeline ({browser_version})",
+        "",
+        "| files | n | pixel-identical | PDQ distance mean | median | max | quality diff max |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for group, row in summary.items():
+        lines.append(
+            f"| {group} | {row['files']} | {row['pixel_identical']} | {row['distance_mean']} "
+            f"| {row['distance_median']} | {row['distance_max']} | {row['quality_diff_max']} |"
+        )
+    lines.append("")
+    for group, row in summary.items():
+        for name, distance in row["over_zero"].items():
+            lines.append(f"- {group} / {name}: {distance} bits")
+    return "\n".join(lines) + "\n"
+
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
+"""Screenshots and measurements the browser tests keep for people to look at (git-ignored;
+CI keeps the directory as an artefact)."""
+
+
+def artifacts_dir(*parts: str) -> Path:
+    """A directory under :data:`ARTIFACTS`, created."""
+    path = ARTIFACTS.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
