@@ -9,6 +9,7 @@ Where chromium or chromedriver is missing the browser tests are skipped, except 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import threading
@@ -130,8 +131,14 @@ def page_server(test_dir: Path) -> Iterator[PageServer]:
 
 
 @contextmanager
-def chromium(profile: Path, size: tuple[int, int] = DESKTOP) -> Iterator[webdriver.Chrome]:
-    """Headless chromium with a fresh profile, no background traffic, window ``size``."""
+def chromium(
+    profile: Path, size: tuple[int, int] = DESKTOP, net_log: Path | None = None
+) -> Iterator[webdriver.Chrome]:
+    """Headless chromium with a fresh profile, no background traffic, window ``size``.
+
+    ``net_log``: where chromium writes its NetLog (every request of every process, the
+    page's workers included), complete once the block has exited (read it with
+    :func:`net_log_requests`)."""
     require_browser()
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -151,6 +158,8 @@ def chromium(profile: Path, size: tuple[int, int] = DESKTOP) -> Iterator[webdriv
         f"--window-size={size[0]},{size[1]}",
     ):
         options.add_argument(argument)
+    if net_log is not None:
+        options.add_argument(f"--log-net-log={net_log}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     try:
@@ -159,6 +168,42 @@ def chromium(profile: Path, size: tuple[int, int] = DESKTOP) -> Iterator[webdriv
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class NetRequest:
+    """A request from chromium's NetLog: its method, URL, whether it carried a body, the
+    origin that started it, and the top-level site it was made for (the first half of its
+    network isolation key): the page and its workers have the page's site; the browser's
+    own background requests (update checks, its start page) have another, or "null"."""
+
+    method: str
+    url: str
+    has_body: bool
+    initiator: str
+    site: str
+
+
+def net_log_requests(net_log: Path) -> list[NetRequest]:
+    """The URL requests in a NetLog file (written by chromium's ``--log-net-log``)."""
+    log = json.loads(net_log.read_text(encoding="utf-8"))
+    kinds = {value: name for name, value in log["constants"]["logEventTypes"].items()}
+    found = []
+    for event in log["events"]:
+        if kinds.get(event.get("type")) == "URL_REQUEST_START_JOB" and "url" in event.get(
+            "params", {}
+        ):
+            params = event["params"]
+            found.append(
+                NetRequest(
+                    method=params.get("method", "?"),
+                    url=params["url"],
+                    has_body="upload_id" in params,
+                    initiator=params.get("initiator", ""),
+                    site=params.get("network_isolation_key", "").split(" ")[0],
+                )
+            )
+    return found
 
 
 def run_async(driver: webdriver.Chrome, body: str, *args: Any) -> Any:
