@@ -23,6 +23,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from blindmatch.fingerprint.signals import hash_file
+from blindmatch.fingerprint.types import PdqHash
+from blindmatch.fingerprint.video import hash_video
 from blindmatch.samples import photo_like, write_video
 from blindmatch.web import CONTENT_SECURITY_POLICY, static_dir
 from web_harness import (
@@ -36,6 +38,9 @@ from web_harness import (
 )
 
 SIZES = {"phone": PHONE, "desktop": DESKTOP}
+FRAME_BOUND = 6
+"""Per-frame PDQ distance allowed between the page's and Python's video frames (the bound
+of tests/test_web_video.py)."""
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +58,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
     Image.fromarray(photo_like(rng, 1024, 768)).save(files["photo"], quality=90)
     Image.fromarray(photo_like(rng, 390, 844)).save(files["screenshot"])
-    write_video(files["video"], [photo_like(rng, 160, 120) for _ in range(6)], 3)
+    write_video(files["video"], [photo_like(rng, 320, 240) for _ in range(6)], 3)
     Image.new("RGB", (300, 200), (200, 180, 160)).save(files["plain"])
     files["text"].write_text("my notes\n", encoding="utf-8")
     return files
@@ -193,7 +198,7 @@ def test_the_whole_flow(
             "Picture ready.",
             "This file is not a picture or a video, so it was left out. Your other files are fine.",
             "Picture ready.",
-            "Video ready. Fingerprints of the whole file.",
+            "Video ready: fingerprints of 2 moments and of the whole file.",
             "Picture ready. It is very plain, so only its exact fingerprints are used.",
         ]
         flow.shoot("files-hashed")
@@ -242,12 +247,26 @@ def _assert_bodies_are_the_python_fingerprints(
     images += pdq(media["screenshot"]) + exact(media["screenshot"])
     assert hash_file(media["plain"], "pdq").quality < 50
     images += exact(media["plain"])
+    video = hash_video(media["video"])
+    frames = [f for f in video.frames if f.quality >= 50]
+    assert len(frames) == 2, "the clip's two seconds are both good frames"
+    sent_video = bodies[1]["fingerprints"]
+    assert sent_video[0]["signal"] == "vpdq"
+    sent_frames = sent_video[0]["frames"]
+    assert len(sent_frames) == len(frames)
+    for sent_frame, frame in zip(sent_frames, frames, strict=True):
+        assert set(sent_frame) == {"hash", "quality"}
+        distance = PdqHash(bytes.fromhex(sent_frame["hash"])).distance(frame.pdq)
+        assert distance <= FRAME_BOUND, [
+            [PdqHash(bytes.fromhex(s["hash"])).distance(f.pdq) for f in video.frames]
+            for s in sent_frames
+        ]
     assert bodies == [
         {"content_kind": "image", "age_attestation": "minor", "fingerprints": images},
         {
             "content_kind": "video",
             "age_attestation": "minor",
-            "fingerprints": exact(media["video"]),
+            "fingerprints": [sent_video[0], *exact(media["video"])],
         },
     ]
 

@@ -16,7 +16,8 @@ import pytest
 from selenium import webdriver
 
 from blindmatch.fingerprint.frontend import load_rgb
-from blindmatch.fingerprint.pdq import pdq_from_rgb
+from blindmatch.fingerprint.pdq import pdq_from_luma, pdq_from_rgb
+from blindmatch.fingerprint.video import luma_from_rgb
 from blindmatch.web import static_dir, wasm_build
 from web_harness import PageServer, chromium, page_server, run_async
 
@@ -24,13 +25,13 @@ VECTORS = Path(__file__).parent / "vectors" / "pdq" / "images"
 RGB = npt.NDArray[np.uint8]
 
 HASH_ALL = """
-const [names] = args;
+const [names, videoFrame] = args;
 const { pdqFromPixels } = await import("/pdq.js");
 const out = {};
 for (const [name, rows, cols, channels] of names) {
   const response = await fetch("/_test/" + name);
   const pixels = new Uint8Array(await response.arrayBuffer());
-  out[name] = await pdqFromPixels(pixels, rows, cols, channels);
+  out[name] = await pdqFromPixels(pixels, rows, cols, channels, { videoFrame });
 }
 return out;
 """
@@ -67,22 +68,30 @@ def _generated() -> Iterator[tuple[str, RGB]]:
 
 
 def _hash_in_browser(
-    browser: tuple[webdriver.Chrome, PageServer], images: list[tuple[str, RGB]]
+    browser: tuple[webdriver.Chrome, PageServer],
+    images: list[tuple[str, RGB]],
+    *,
+    video_frame: bool = False,
 ) -> dict[str, dict[str, object]]:
     driver, server = browser
     for name, rgb in images:
         (server.test_dir / name).write_bytes(np.ascontiguousarray(rgb).tobytes())
     names = [[name, *rgb.shape] for name, rgb in images]
-    result: dict[str, dict[str, object]] = run_async(driver, HASH_ALL, names)
+    result: dict[str, dict[str, object]] = run_async(driver, HASH_ALL, names, video_frame)
     for name, _ in images:
         (server.test_dir / name).unlink()
     return result
 
 
-def _assert_same(images: list[tuple[str, RGB]], got: dict[str, dict[str, object]]) -> None:
+def _assert_same(
+    images: list[tuple[str, RGB]],
+    got: dict[str, dict[str, object]],
+    *,
+    video_frame: bool = False,
+) -> None:
     mismatches = []
     for name, rgb in images:
-        want = pdq_from_rgb(rgb)
+        want = pdq_from_luma(luma_from_rgb(rgb[:, :, :3])) if video_frame else pdq_from_rgb(rgb)
         if got[name] != {"pdq": want.hash.hex(), "quality": want.quality}:
             mismatches.append(name)
     assert not mismatches, f"browser PDQ differs from the Python core on {mismatches}"
@@ -103,6 +112,19 @@ def test_generated_images_bit_identical(browser: tuple[webdriver.Chrome, PageSer
     images = list(_generated())
     assert len(images) > 50
     _assert_same(images, _hash_in_browser(browser, images))
+
+
+def test_video_frames_bit_identical(browser: tuple[webdriver.Chrome, PageServer]) -> None:
+    """The video-frame entry (vPDQ's float32 luma) against pdq_from_luma(luma_from_rgb)."""
+    images = [(name, rgb) for name, rgb in _generated() if rgb.shape[2] == 3]
+    images += [
+        (f"{path.name}.rgb", np.asarray(load_rgb(path)))
+        for path in sorted(VECTORS.iterdir())
+        if path.stat().st_size < 400_000
+    ]
+    assert len(images) > 60
+    got = _hash_in_browser(browser, images, video_frame=True)
+    _assert_same(images, got, video_frame=True)
 
 
 def test_bad_pixel_array_is_refused(browser: tuple[webdriver.Chrome, PageServer]) -> None:

@@ -30,6 +30,7 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self'; "
     "style-src 'self'; "
     "img-src 'self' blob:; "
+    "media-src blob:; "
     "base-uri 'none'; "
     "form-action 'none'; "
     "frame-ancestors 'none'"

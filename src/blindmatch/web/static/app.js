@@ -3,7 +3,7 @@
 // when it is shown, so keyboard and screen-reader users land at its start.
 
 import { hashFiles } from "./hashing.js";
-import { INTAKE_PATH, buildReports, fingerprintsOf, MIN_PDQ_QUALITY } from "./report.js";
+import { INTAKE_PATH, MIN_PDQ_QUALITY, buildReports, fingerprintsOf, goodFrames } from "./report.js";
 
 const answers = { age: null, kind: null, shared: null };
 const entries = []; // {file, row, outcome, thumbUrl}
@@ -56,7 +56,14 @@ function updateStatus() {
 }
 
 function describe(result) {
-  if (result.kind === "video") return "Video ready. Fingerprints of the whole file.";
+  if (result.kind === "video") {
+    if (result.frames === null) {
+      return "Video ready. This browser cannot play it, so only fingerprints of the whole file are used.";
+    }
+    const frames = goodFrames(result).length;
+    if (frames === 0) return "Video ready. It is very plain, so only fingerprints of the whole file are used.";
+    return `Video ready: fingerprints of ${frames} moment${frames === 1 ? "" : "s"} and of the whole file.`;
+  }
   if (result.quality < MIN_PDQ_QUALITY) {
     return "Picture ready. It is very plain, so only its exact fingerprints are used.";
   }
@@ -121,7 +128,11 @@ function review() {
   list.replaceChildren();
   for (const entry of readyResults()) {
     const codes = fingerprintsOf(entry.outcome.result)
-      .map((f) => `${f.signal.toUpperCase()}: ${f.hash}` + (f.quality ? ` (quality ${f.quality})` : ""))
+      .map((f) =>
+        f.signal === "vpdq"
+          ? `VPDQ: ${f.frames.length} frame${f.frames.length === 1 ? "" : "s"}, one per second`
+          : `${f.signal.toUpperCase()}: ${f.hash}` + (f.quality ? ` (quality ${f.quality})` : ""),
+      )
       .join("\n");
     list.append(
       element("li", {}, [

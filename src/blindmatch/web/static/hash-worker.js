@@ -5,11 +5,14 @@
 // In:  {id, file}
 // Out: {id, progress: 0..1}* then {id, result: {kind, md5, sha256, size, pdq?, quality?,
 //      width?, height?}} or {id, error: a plain sentence for the person}.
+// In:  {id, bitmap} (a video frame the page grabbed, a VideoFrame, see video.js)
+// Out: {id, frame: {pdq, quality}} or {id, error}.
 
 import { decodeImage } from "./decode.js";
 import { Md5 } from "./md5.js";
 import { pdqFromPixels } from "./pdq.js";
 import { SNIFF_BYTES, sniffKind } from "./sniff.js";
+import { YUV_FORMATS, rgbaFromYuv } from "./yuv.js";
 
 const CHUNK = 4 * 1024 * 1024;
 
@@ -53,8 +56,41 @@ async function fingerprint(id, file) {
   return result;
 }
 
+async function hashFrame(bitmap) {
+  try {
+    if (typeof VideoFrame !== "undefined" && bitmap instanceof VideoFrame && YUV_FORMATS.has(bitmap.format)) {
+      // The decoder's own planes, converted as vPDQ does (yuv.js).
+      const rect = bitmap.visibleRect;
+      const bytes = new Uint8Array(bitmap.allocationSize({ rect }));
+      const layout = await bitmap.copyTo(bytes, { rect });
+      const fullRange = Boolean(bitmap.colorSpace && bitmap.colorSpace.fullRange);
+      const rgba = rgbaFromYuv(bytes, bitmap.format, layout, rect.width, rect.height, fullRange);
+      return await pdqFromPixels(rgba, rect.height, rect.width, 4, { videoFrame: true });
+    }
+    // Any other frame (an ImageBitmap, or a frame in a format yuv.js does not read): the
+    // browser's own conversion.
+    const width = bitmap.displayWidth || bitmap.width;
+    const height = bitmap.displayHeight || bitmap.height;
+    const canvas = new OffscreenCanvas(width, height);
+    const context = canvas.getContext("2d", { willReadFrequently: true, colorSpace: "srgb" });
+    context.drawImage(bitmap, 0, 0);
+    const data = context.getImageData(0, 0, width, height, { colorSpace: "srgb" });
+    return await pdqFromPixels(data.data, height, width, 4, { videoFrame: true });
+  } finally {
+    bitmap.close();
+  }
+}
+
 onmessage = async (event) => {
-  const { id, file } = event.data;
+  const { id, file, bitmap } = event.data;
+  if (bitmap) {
+    try {
+      postMessage({ id, frame: await hashFrame(bitmap) });
+    } catch {
+      postMessage({ id, error: "This video frame could not be read." });
+    }
+    return;
+  }
   try {
     postMessage({ id, result: await fingerprint(id, file) });
   } catch (error) {

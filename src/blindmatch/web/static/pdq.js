@@ -28,9 +28,10 @@ function hex(bytes) {
 /**
  * PDQ of an image given as rows x cols pixels of `channels` (3 or 4) bytes, row by row
  * (ImageData.data is channels = 4; a 4th channel is ignored, as in the Python core).
- * Returns {pdq: 64 hex digits, quality: 0..100}.
+ * With videoFrame true, the luma is vPDQ's (float32, as blindmatch.fingerprint.video),
+ * else the image pipeline's (pdq_from_rgb). Returns {pdq: 64 hex digits, quality: 0..100}.
  */
-export async function pdqFromPixels(pixels, rows, cols, channels) {
+export async function pdqFromPixels(pixels, rows, cols, channels, { videoFrame = false } = {}) {
   const wasm = await instance();
   const length = rows * cols * channels;
   if (pixels.length !== length) throw new Error("pixel array and size disagree");
@@ -39,7 +40,8 @@ export async function pdqFromPixels(pixels, rows, cols, channels) {
     const out = wasm.pdq_alloc(36);
     if (input === 0 || out === 0) throw new Error(ERRORS[-1]);
     new Uint8Array(wasm.memory.buffer, input, length).set(pixels);
-    const status = wasm.pdq_hash(input, rows, cols, channels, out);
+    const hash = videoFrame ? wasm.pdq_hash_frame : wasm.pdq_hash;
+    const status = hash(input, rows, cols, channels, out);
     if (status !== 0) throw new Error(ERRORS[status] || "PDQ failed");
     const result = new Uint8Array(wasm.memory.buffer, out, 36);
     return { pdq: hex(result.subarray(0, 32)), quality: result[32] };

@@ -12,11 +12,23 @@ export const MIN_PDQ_QUALITY = 50;
 /** Fingerprints per request, the service's limit. */
 export const MAX_FINGERPRINTS = 64;
 
+/** Frames per vPDQ fingerprint, the service's limit. */
+export const MAX_FRAMES = 1024;
+
+/** The video frames worth sending: those PDQ trusts (quality >= 50). */
+export function goodFrames(result) {
+  return (result.frames || []).filter((f) => f.quality >= MIN_PDQ_QUALITY).slice(0, MAX_FRAMES);
+}
+
 /** The fingerprints of one hashed file, in the service's shapes. */
 export function fingerprintsOf(result) {
   const out = [];
   if (result.kind === "image" && result.quality >= MIN_PDQ_QUALITY) {
     out.push({ signal: "pdq", hash: result.pdq, quality: result.quality });
+  }
+  const frames = result.kind === "video" ? goodFrames(result) : [];
+  if (frames.length > 0) {
+    out.push({ signal: "vpdq", frames: frames.map((f) => ({ hash: f.pdq, quality: f.quality })) });
   }
   out.push({ signal: "md5", hash: result.md5 });
   out.push({ signal: "sha256", hash: result.sha256 });

@@ -18,9 +18,10 @@
  * a bump allocator. free() does nothing; the page calls pdq_reset() after each image, so
  * a hash needs about 3 float32 planes of the image plus the input at most.
  *
- * Exports: pdq_alloc(bytes) -> pointer for the input, pdq_hash(rgb, rows, cols, channels,
- * out) -> PDQ_OK or an error code (out: 32 hash bytes, big-endian as PdqHash, then the
- * quality as a little-endian int32), pdq_reset().
+ * Exports: pdq_alloc(bytes) -> pointer for the input; pdq_hash(rgb, rows, cols, channels,
+ * out) for an image and pdq_hash_frame(...) for a video frame (vPDQ's float32 luma), each
+ * -> PDQ_OK or an error code (out: 32 hash bytes, big-endian as PdqHash, then the quality
+ * in one byte); pdq_reset().
  */
 #pragma STDC FP_CONTRACT OFF
 
@@ -107,20 +108,11 @@ static int quality_of(const float *a) {
     return total > 100 ? 100 : (int)total;
 }
 
-WASM_EXPORT(pdq_hash)
-int pdq_hash(const uint8_t *rgb, size_t rows, size_t cols, size_t channels, uint8_t *out) {
-    float samples[PDQ_SAMPLES * PDQ_SAMPLES], block[256], sorted[256], median;
-    ptrdiff_t row_idx[PDQ_SAMPLES], col_idx[PDQ_SAMPLES];
-    int status, i, j, quality;
-    for (i = 0; i < 36; i++) out[i] = 0;
-    if (channels != 3 && channels != 4) return PDQ_BAD_ARGUMENT;
-    if (rows < 5 || cols < 5) return PDQ_OK; /* all zeros, quality 0, as the reference */
-    indices_of(rows, row_idx);
-    indices_of(cols, col_idx);
-    status = pdq_samples_from_rgb(rgb, rows, cols, channels, window_of(cols), window_of(rows),
-                                  row_idx, col_idx, 2, samples);
-    if (status != PDQ_OK) return status;
-    quality = quality_of(samples);
+/* Quality, DCT, median threshold and byte order from the 64x64 samples, into out. */
+static void finish(const float *samples, uint8_t *out) {
+    float block[256], sorted[256], median;
+    int i, j;
+    int quality = quality_of(samples);
     pdq_dct16(samples, PDQ_DCT_MATRIX, block);
     /* sorted(block)[127], by insertion sort (no NaN can occur). */
     for (i = 0; i < 256; i++) {
@@ -133,5 +125,54 @@ int pdq_hash(const uint8_t *rgb, size_t rows, size_t cols, size_t channels, uint
     for (i = 0; i < 256; i++)
         if (block[i] > median) out[31 - i / 8] |= (uint8_t)(1u << (i % 8));
     out[32] = (uint8_t)quality;
+}
+
+/* PDQ of an image (pdq.pdq_from_rgb): luma in double, rounded once. */
+WASM_EXPORT(pdq_hash)
+int pdq_hash(const uint8_t *rgb, size_t rows, size_t cols, size_t channels, uint8_t *out) {
+    float samples[PDQ_SAMPLES * PDQ_SAMPLES];
+    ptrdiff_t row_idx[PDQ_SAMPLES], col_idx[PDQ_SAMPLES];
+    int status, i;
+    for (i = 0; i < 36; i++) out[i] = 0;
+    if (channels != 3 && channels != 4) return PDQ_BAD_ARGUMENT;
+    if (rows < 5 || cols < 5) return PDQ_OK; /* all zeros, quality 0, as the reference */
+    indices_of(rows, row_idx);
+    indices_of(cols, col_idx);
+    status = pdq_samples_from_rgb(rgb, rows, cols, channels, window_of(cols), window_of(rows),
+                                  row_idx, col_idx, 2, samples);
+    if (status != PDQ_OK) return status;
+    finish(samples, out);
+    return PDQ_OK;
+}
+
+/* PDQ of a video frame (video.py: pdq_from_luma(luma_from_rgb(rgb))): the luma of vPDQ,
+ * float32 0.299 R + 0.587 G + 0.114 B summed left to right. */
+WASM_EXPORT(pdq_hash_frame)
+int pdq_hash_frame(const uint8_t *rgb, size_t rows, size_t cols, size_t channels, uint8_t *out) {
+    float samples[PDQ_SAMPLES * PDQ_SAMPLES];
+    ptrdiff_t row_idx[PDQ_SAMPLES], col_idx[PDQ_SAMPLES];
+    float *luma;
+    size_t n, count;
+    int status, i;
+    for (i = 0; i < 36; i++) out[i] = 0;
+    if (channels != 3 && channels != 4) return PDQ_BAD_ARGUMENT;
+    if (rows < 5 || cols < 5) return PDQ_OK;
+    if (rows > SIZE_MAX / sizeof(float) / cols) return PDQ_BAD_ARGUMENT;
+    count = rows * cols;
+    luma = malloc(count * sizeof(float));
+    if (!luma) return PDQ_NO_MEMORY;
+    for (n = 0; n < count; n++) {
+        const uint8_t *p = rgb + n * channels;
+        float l = (float)p[0] * 0.299f;
+        l += (float)p[1] * 0.587f;
+        l += (float)p[2] * 0.114f;
+        luma[n] = l;
+    }
+    indices_of(rows, row_idx);
+    indices_of(cols, col_idx);
+    status = pdq_samples_from_luma(luma, rows, cols, window_of(cols), window_of(rows), row_idx,
+                                   col_idx, 2, samples);
+    if (status != PDQ_OK) return status;
+    finish(samples, out);
     return PDQ_OK;
 }
