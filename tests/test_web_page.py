@@ -219,6 +219,7 @@ def test_the_whole_flow(
 
         _assert_bodies_are_the_python_fingerprints(bodies, media)
         _assert_only_same_origin_requests_without_bodies(driver, server)
+        _assert_accessible_and_stateless(driver)
         console = driver.get_log("browser")  # type: ignore[no-untyped-call]
         severe = [e for e in console if e["level"] == "SEVERE"]
         assert not severe, f"console errors (CSP violations show here): {severe}"
@@ -284,6 +285,28 @@ def _assert_only_same_origin_requests_without_bodies(
     assert not with_body
     assert all(r.method == "GET" and r.body_length == 0 for r in server.requests)
     assert not [r.path for r in server.requests if r.path.startswith("/_test/")]
+
+
+def _assert_accessible_and_stateless(driver: webdriver.Chrome) -> None:
+    """Every control has an accessible name from a label (or aria-label), every step a
+    heading that can take the focus; and the page kept nothing: no cookie, no storage."""
+    unlabelled = driver.execute_script(
+        """return Array.from(document.querySelectorAll("input, button, progress"))
+             .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute("aria-label")
+                            && !(e.textContent || "").trim())
+             .map((e) => e.outerHTML);"""
+    )
+    assert unlabelled == []
+    headings = driver.execute_script(
+        """return Array.from(document.querySelectorAll(".step")).map(
+             (s) => s.querySelector("h1, h2") && s.querySelector("h1, h2").tabIndex);"""
+    )
+    assert len(headings) == 9
+    assert all(index == -1 for index in headings)
+    stored = driver.execute_script(
+        "return [document.cookie, localStorage.length, sessionStorage.length];"
+    )
+    assert stored == ["", 0, 0]
 
 
 def _assert_net_log_shows_only_the_origin(net_log: Path, server: PageServer, size: str) -> None:
