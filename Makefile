@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOCK   := requirements/lock.txt requirements/build.txt
 
-.PHONY: demo test bench lock lock-upgrade system-deps clean
+.PHONY: demo test bench lock lock-upgrade system-deps wasm clean
 
 # Set-up: exactly the locked set, every file checked against its SHA-256, in a venv made
 # anew (nothing left from an earlier set). Build tools first, then the lock without build
@@ -38,6 +38,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Rebuild the reporting page's PDQ WebAssembly module (src/blindmatch/web/static/pdq.wasm,
+# checked in) from the C core, with Debian's clang + lld; byte for byte the same per clang.
+wasm: $(STAMP)
+	$(BIN)/python -m blindmatch.web.wasm_build
 
 # Re-resolve requirements/ from pyproject.toml (all extras) and requirements/build.in,
 # keeping every pinned version that still fits; lock-upgrade moves all to the newest.

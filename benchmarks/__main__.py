@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "startup": "benchmarks.bench_startup",
     "install_size": "benchmarks.bench_install_size",
     "service": "benchmarks.bench_service",
+    "web_decode": "benchmarks.bench_web_decode",
 }
 
 

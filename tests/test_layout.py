@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "simulate": {"errors", "psi", "fingerprint", "protocols", "simulate"},
     "service": {"errors", "_fixed", "psi", "fingerprint", "protocols", "service"},
     "cli": {"errors", "psi", "fingerprint", "protocols", "simulate", "samples", "service", "cli"},
+    "web": {"errors", "fingerprint", "web"},
 }
 
 
