@@ -14,7 +14,9 @@ Signals: every signal type of the registry that has a banding
 (:meth:`~blindmatch.fingerprint.signals.SignalRegistry.matchable`): ``md5`` and ``sha256``
 of the file bytes (every file), ``pdq`` of images at or above its quality floor (other
 files are skipped for it and counted). The signal type says how to hash, which quality
-suffices and how its index is banded; nothing here is specific to one signal.
+suffices and how its index is banded; nothing here is specific to one signal, except
+``dihedral=True``, which queries the 8 dihedral variants of every PDQ upload (8x its
+elements) so that mirrored and rotated copies match (docs/protocol.md "Dihedral queries").
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from blindmatch.errors import FingerprintError, LocalProtocolError
-from blindmatch.fingerprint.signals import SignalType, default_registry
+from blindmatch.fingerprint.frontend import load_rgb
+from blindmatch.fingerprint.pdq import pdq_dihedral_from_rgb
+from blindmatch.fingerprint.signals import PdqSignal, SignalType, default_registry
 from blindmatch.protocols import (
     ClearinghouseSession,
     ClearinghouseStats,
@@ -69,6 +73,8 @@ class SimulationMatch:
     report: str
     signal: str
     handle: ReportHandle
+    variant: str | None = None
+    """The dihedral variant that matched (``dihedral=True`` only), e.g. ``"flipY"``."""
 
     def to_json(self) -> dict[str, str]:
         """The JSON Lines record the CLI prints."""
@@ -77,6 +83,7 @@ class SimulationMatch:
             "report": self.report,
             "handle": self.handle.hex(),
             "signal": self.signal,
+            **({"variant": self.variant} if self.variant is not None else {}),
         }
 
 
@@ -89,6 +96,7 @@ class SimulationResult:
     platform: PlatformStats
     index_bytes: dict[str, int]
     index_entries: dict[str, int]
+    dihedral: bool
     references: dict[str, int]
     uploads: dict[str, int]
     skipped: dict[str, int]
@@ -123,6 +131,7 @@ class SimulationResult:
                 "pad_elements": pf.pad_elements,
                 "canary_queries": pf.canary_queries,
                 "canaries_matched": pf.canaries_matched,
+                "variant_queries": pf.variant_queries,
                 "uploads_looked_up": pf.uploads_done,
                 "uploads_matched": pf.uploads_matched,
                 "matches": pf.matches,
@@ -135,6 +144,7 @@ class SimulationResult:
                 "index_bytes": dict(sorted(self.index_bytes.items())),
                 "index_entries": dict(sorted(self.index_entries.items())),
             },
+            "dihedral": self.dihedral,
             "references": dict(sorted(self.references.items())),
             "uploads": dict(sorted(self.uploads.items())),
             "skipped": dict(sorted(self.skipped.items())),
@@ -183,6 +193,16 @@ def _fingerprints(
     return found
 
 
+def _with_dihedral(upload: Upload, path: Path, signal: SignalType[Any]) -> Upload:
+    """``upload`` with its 8 dihedral variants when its signal is PDQ (one decode, one DCT,
+    as ``blindmatch hash --dihedral``); other signals have none and stay as they are."""
+    if not isinstance(signal, PdqSignal):
+        return upload
+    variants = pdq_dihedral_from_rgb(load_rgb(path, signal.policy))
+    hashes = [upload.hash, *(bytes(v.hash) for v in variants[1:])]
+    return Upload.dihedral(upload.ref, upload.signal, hashes, upload.quality)
+
+
 def _check_signals(signals: Iterable[str]) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(signals))
     if not chosen or any(s not in SIGNALS for s in chosen):
@@ -200,6 +220,7 @@ def simulate(
     audit_batches: int = 2,
     key: SecretKey | None = None,
     threads: int = 1,
+    dihedral: bool = False,
 ) -> SimulationResult:
     """Run the whole protocol between a clearinghouse and a platform in memory.
 
@@ -214,6 +235,9 @@ def simulate(
         key: the clearinghouse key (fresh VOPRF key of epoch 0 when omitted).
         threads: threads of one :class:`~blindmatch.psi.parallel.ThreadedEvaluator` that
             both sessions use for large batches (1: everything on this thread).
+        dihedral: query the 8 dihedral variants of every PDQ upload (8x its elements), so
+            mirrored and rotated copies of a reference match; one match per upload and
+            report either way.
 
     Returns:
         The matches, both parties' counters, index sizes and the message transcript.
@@ -229,7 +253,15 @@ def simulate(
     workers = ThreadedEvaluator(threads) if threads > 1 else contextlib.nullcontext(SERIAL)
     with workers as evaluator:
         return _simulate(
-            references, uploads, chosen, processes, batch_size, audit_batches, key, evaluator
+            references,
+            uploads,
+            chosen,
+            processes,
+            batch_size,
+            audit_batches,
+            key,
+            evaluator,
+            dihedral=dihedral,
         )
 
 
@@ -242,6 +274,8 @@ def _simulate(
     audit_batches: int,
     key: SecretKey | None,
     evaluator: Evaluator,
+    *,
+    dihedral: bool = False,
 ) -> SimulationResult:
     secret = SecretKey.generate() if key is None else key
     skipped: dict[str, int] = {}
@@ -271,12 +305,15 @@ def _simulate(
     batch: list[Upload] = []
     for path in list_files(uploads):
         for signal, hash_bytes, quality in _fingerprints(path, signal_types, skipped):
-            batch.append(Upload(str(path), signal, hash_bytes, quality))
+            upload = Upload(str(path), signal, hash_bytes, quality)
+            if dihedral:
+                upload = _with_dihedral(upload, path, _REGISTRY.get(signal))
+            batch.append(upload)
             upload_counts[signal] += 1
     platform.add_uploads(batch)
 
     bands = {signal: b.header.banding.count for signal, b in built.items()}
-    elements_needed = sum(bands[u.signal] for u in batch)
+    elements_needed = sum(bands[u.signal] * len(u.queries) for u in batch)
     clearinghouse = ClearinghouseSession(
         secret,
         element_limit=4 * (elements_needed + batch_size) + (1 << 20),
@@ -292,7 +329,9 @@ def _simulate(
 
     matches = sorted(
         (
-            SimulationMatch(m.upload_ref, built[m.signal].handles[m.handle], m.signal, m.handle)
+            SimulationMatch(
+                m.upload_ref, built[m.signal].handles[m.handle], m.signal, m.handle, m.variant
+            )
             for m in found
         ),
         key=lambda m: (m.upload, m.signal, m.report),
@@ -303,6 +342,7 @@ def _simulate(
         platform=platform.stats,
         index_bytes={s: len(d) for s, d in index_files.items()},
         index_entries={i.header.banding.signal: i.entry_count for i in indexes},
+        dihedral=dihedral,
         references={s: len(r) for s, r in per_signal.items()},
         uploads=upload_counts,
         skipped=skipped,

@@ -76,6 +76,11 @@ def register(subparsers: Any) -> None:
         help="elements per evaluation request (default 256)",
     )
     parser.add_argument(
+        "--dihedral",
+        action="store_true",
+        help="also query the 8 rotations/mirrors of every PDQ upload (8x its elements)",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help='print JSON Lines: one object per match, then {"summary": ...}',
@@ -85,9 +90,10 @@ def register(subparsers: Any) -> None:
 
 def _print_text(result: SimulationResult) -> None:
     for match in result.matches:
+        variant = f" {match.variant}" if match.variant is not None else ""
         print(
             f"match  {match.upload}  ->  report {match.report}  "
-            f"[{match.signal} {match.handle.hex()}]"
+            f"[{match.signal}{variant} {match.handle.hex()}]"
         )
     if not result.matches:
         print("no matches")
@@ -98,7 +104,7 @@ def _print_text(result: SimulationResult) -> None:
         assert isinstance(section, dict)
         for name, value in section.items():
             print(f"  {name}: {json.dumps(value)}")
-    for name in ("references", "uploads", "skipped", "messages"):
+    for name in ("dihedral", "references", "uploads", "skipped", "messages"):
         print(f"{name}: {json.dumps(summary[name])}")
 
 
@@ -117,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         processes=args.processes,
         batch_size=args.batch_size,
         threads=args.threads,
+        dihedral=args.dihedral,
     )
     if args.json:
         for match in result.matches:

@@ -114,8 +114,8 @@ from blindmatch.psi.shares import RandomBytes
 __all__ = [
     "DEFAULT_MAX_LOOKUP_TRIALS",
     "DEFAULT_PAD_QUANTUM",
-    "ORIGINAL",
     "Match",
+    "ORIGINAL",
     "PlatformSession",
     "PlatformState",
     "PlatformStats",
