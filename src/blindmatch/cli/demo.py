@@ -219,7 +219,7 @@ class PrivateMatchCheck:
 
 
 def match_privately(
-    manifest: SampleManifest, records: Sequence[Record], out: Path
+    manifest: SampleManifest, records: Sequence[Record], out: Path, *, dihedral: bool = False
 ) -> PrivateMatchCheck:
     """Report every other original, upload every file, run the protocol, check it.
 
@@ -228,6 +228,8 @@ def match_privately(
         records: The records of :func:`fingerprint`, in manifest order.
         out: The demo's output folder; ``clearinghouse/reported`` and ``platform/uploads``
             are made anew in it.
+        dihedral: the platform queries the 8 dihedral variants of every image (and the
+            plaintext comparison takes the closest variant), so mirrored copies match.
 
     Returns:
         The simulation's result beside the plaintext expectation.
@@ -246,7 +248,7 @@ def match_privately(
     for path in manifest.paths():
         shutil.copy2(path, uploads_dir / path.relative_to(media))
 
-    result = simulate(reported_dir, uploads_dir, signals=_DEMO_SIGNALS)
+    result = simulate(reported_dir, uploads_dir, signals=_DEMO_SIGNALS, dihedral=dihedral)
     found = frozenset(
         (Path(m.upload).relative_to(uploads_dir).as_posix(), m.report, m.signal)
         for m in result.matches
@@ -267,7 +269,9 @@ def match_privately(
                     expected.add((upload_name, ref_name, signal))
             if "pdq" in u and "pdq" in r:
                 key = (upload_name, ref_name, "pdq")
-                distance = PdqHash.from_hex(u["pdq"]).distance(PdqHash.from_hex(r["pdq"]))
+                variants = u["dihedral"].values() if dihedral else [u["pdq"]]
+                target = PdqHash.from_hex(r["pdq"])
+                distance = min(PdqHash.from_hex(h).distance(target) for h in variants)
                 distances[key] = distance
                 good = min(u["quality"], r["quality"]) >= _MIN_QUALITY
                 if good and distance <= _MATCH_DISTANCE:
@@ -280,7 +284,8 @@ def _print_private(check: PrivateMatchCheck, reported: int, uploads: int) -> Non
     print()
     print(
         f"Private matching: the clearinghouse holds {reported} reported originals, the "
-        f"platform uploads all {uploads} files (signals {', '.join(_DEMO_SIGNALS)})."
+        f"platform uploads all {uploads} files (signals {', '.join(_DEMO_SIGNALS)}"
+        f"{'; 8 dihedral variants per image' if result.dihedral else ''})."
     )
     for upload, report, signal in sorted(check.found):
         distance = check.distances.get((upload, report, signal))
@@ -352,6 +357,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=2024, help="seed of the sample generator")
     parser.add_argument("--jobs", type=positive_int, default=2, metavar="N", help="processes")
     parser.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
+    parser.add_argument(
+        "--dihedral",
+        action="store_true",
+        help="query the 8 rotations/mirrors of every image privately (8x the PDQ elements)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -389,7 +399,7 @@ def run(args: argparse.Namespace) -> int:
                 f"  video {s.edit:<10} {s.copies} copies  vPDQ query share min/median/max "
                 f"{_spread(s.distances)} %  matched {s.matched}/{s.copies}"
             )
-    check = match_privately(manifest, records, out)
+    check = match_privately(manifest, records, out, dihedral=args.dihedral)
     _print_private(check, len(manifest.originals()[::2]), len(records))
     print(f"Done in {time.perf_counter() - started:.1f} s; everything is under {out}.")
     return 1 if failed or check.unexpected else 0
