@@ -30,11 +30,18 @@ Blinding. Each upload gets ONE random blind ``r``; its ``L`` band inputs are bli
 ``B_j = r * HashToGroup(x_j)`` and unblinded with ``r^-1`` (RFC 9497 outputs, unchanged;
 the DDH argument is in docs/protocol.md). The uploads of a batch are blinded in one call and
 the uploads a reply completes are finalized in one call (one batch inversion). Elements of
-all uploads are packed into batches of exactly ``batch_size`` elements; the last batch is
-filled with pads ``rho * G`` for fresh random ``rho`` (uniform group elements, like every
-blinded element), and each batch is shuffled, so neither the batch length nor the position
-says how many uploads it carries or where an upload starts. Pads' answers are discarded (but
-kept for audits).
+all uploads are packed into batches of exactly ``batch_size`` elements; when the queue runs
+empty (the end of a flush) the last batch is filled with pads ``rho * G`` for fresh random
+``rho`` (uniform group elements, like every blinded element) up to a multiple of
+``pad_quantum``, and each batch is shuffled, so the clearinghouse learns a flush's element
+count to within ``pad_quantum`` and neither the position nor the length says where an
+upload starts or which signal an element serves (docs/protocol.md 8.2). Pads' answers are
+discarded (but kept for audits).
+
+Variants. An :class:`Upload` may carry more hashes of itself (:meth:`Upload.dihedral`: the
+8 dihedral PDQ variants). Each variant is a query of its own (its own blind and slot); the
+upload is answered when its last variant is looked up, with one :class:`Match` per report
+naming the variant that matched, so a caller never sees eight matches for one upload.
 
 Current indexes. ``ServerInfo`` lists the digest of the index the clearinghouse currently
 serves for each signal type (:class:`~blindmatch.protocols.messages.IndexDigest`). Before
@@ -46,7 +53,8 @@ the index again). A clearinghouse that lists no digest leaves the platform unabl
 
 Canaries. Every index carries public canary hashes whose handles it lists. The session
 mixes canaries into the uploads as ordinary queries, one per ``canary_interval`` uploads of
-a signal (at least one per :meth:`add_uploads` call and signal), at random positions. A
+a signal (at least one per :meth:`add_uploads` call and signal), at random positions, each
+on ``t`` random bands of its hash (2 elements for PDQ; docs/protocol.md 8.6). A
 canary that does not match its handle means the index and the online key disagree: the
 session fails with :class:`~blindmatch.errors.CanaryMismatch` before returning any match of
 that reply.
@@ -681,7 +689,8 @@ class PlatformSession:
                 group = None
                 self.stats.canary_queries += 1
             else:
-                queries = [(banding.band_inputs(h), None) for _, h in upload.queries]
+                hashes = [upload.hash, *(h for _, h in upload.variants)]
+                queries = [(banding.band_inputs(h), None) for h in hashes]
                 group = _Group(upload, len(queries))
                 self.stats.variant_queries += len(queries) - 1
             for variant, (band_inputs, bands) in enumerate(queries):
@@ -987,14 +996,9 @@ class PlatformSession:
             hits[upload.ref] = hits.get(upload.ref, 0) + group.tag_hits
         if group.found:
             self.stats.uploads_matched += 1
-        names = [name for name, _ in upload.queries]
+        names = [name for name, _ in upload.queries] if upload.variants else None
         return [
-            Match(
-                upload.ref,
-                upload.signal,
-                handle,
-                names[variant] if upload.variants else None,
-            )
+            Match(upload.ref, upload.signal, handle, None if names is None else names[variant])
             for handle, variant in sorted(group.found.items(), key=lambda item: bytes(item[0]))
         ]
 
