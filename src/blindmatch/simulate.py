@@ -14,10 +14,13 @@ Signals: every signal type of the registry that has a banding
 (:meth:`~blindmatch.fingerprint.signals.SignalRegistry.matchable`): ``md5`` and ``sha256``
 of the file bytes (every file), ``pdq`` of images at or above its quality floor. The
 signal type says how to hash, which quality suffices and how its index is banded; nothing
-here is specific to one signal. A file left out of a signal is a :class:`SkippedFile` with
-its reason (not an image, corrupt, low quality; empty or unreadable for every signal),
-counted per signal in ``skipped``: one bad file does not stop the run, and none is left
-out silently. A reference folder without a single usable reference is an error.
+here is specific to one signal, except ``dihedral=True``, which queries the 8 dihedral
+variants of every PDQ upload (8x its elements) so that mirrored and rotated copies match
+(docs/protocol.md "Dihedral queries"). A file left out of a signal is a
+:class:`SkippedFile` with its reason (not an image, corrupt, low quality; empty or
+unreadable for every signal), counted per signal in ``skipped``: one bad file does not stop
+the run, and none is left out silently. A reference folder without a single usable
+reference is an error.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from blindmatch.errors import CorruptMedia, FingerprintError, LocalProtocolError
+from blindmatch.fingerprint.frontend import load_rgb
+from blindmatch.fingerprint.pdq import pdq_dihedral_from_rgb
 from blindmatch.fingerprint.signals import PdqSignal, SignalType, default_registry
 from blindmatch.protocols import (
     ClearinghouseSession,
@@ -73,6 +78,8 @@ class SimulationMatch:
     report: str
     signal: str
     handle: ReportHandle
+    variant: str | None = None
+    """The dihedral variant that matched (``dihedral=True`` only), e.g. ``"flipY"``."""
 
     def to_json(self) -> dict[str, str]:
         """The JSON Lines record the CLI prints."""
@@ -81,6 +88,7 @@ class SimulationMatch:
             "report": self.report,
             "handle": self.handle.hex(),
             "signal": self.signal,
+            **({"variant": self.variant} if self.variant is not None else {}),
         }
 
 
@@ -119,6 +127,7 @@ class SimulationResult:
     platform: PlatformStats
     index_bytes: dict[str, int]
     index_entries: dict[str, int]
+    dihedral: bool
     references: dict[str, int]
     uploads: dict[str, int]
     skipped: dict[str, int]
@@ -154,6 +163,7 @@ class SimulationResult:
                 "pad_elements": pf.pad_elements,
                 "canary_queries": pf.canary_queries,
                 "canaries_matched": pf.canaries_matched,
+                "variant_queries": pf.variant_queries,
                 "uploads_looked_up": pf.uploads_done,
                 "uploads_matched": pf.uploads_matched,
                 "matches": pf.matches,
@@ -166,6 +176,7 @@ class SimulationResult:
                 "index_bytes": dict(sorted(self.index_bytes.items())),
                 "index_entries": dict(sorted(self.index_entries.items())),
             },
+            "dihedral": self.dihedral,
             "references": dict(sorted(self.references.items())),
             "uploads": dict(sorted(self.uploads.items())),
             "skipped": dict(sorted(self.skipped.items())),
@@ -240,6 +251,20 @@ def _fingerprints(
     return found
 
 
+def _with_dihedral(upload: Upload, path: Path, signal: SignalType[Any]) -> Upload:
+    """``upload`` with its 8 dihedral variants when its signal is PDQ (one decode, one DCT,
+    as ``blindmatch hash --dihedral``); other signals have none and stay as they are."""
+    if not isinstance(signal, PdqSignal):
+        return upload
+    if signal.max_pixels is None:
+        rgb = load_rgb(path, signal.policy)
+    else:
+        rgb = load_rgb(path, signal.policy, max_pixels=signal.max_pixels)
+    variants = pdq_dihedral_from_rgb(rgb)
+    hashes = [upload.hash, *(bytes(v.hash) for v in variants[1:])]
+    return Upload.dihedral(upload.ref, upload.signal, hashes, upload.quality)
+
+
 def _check_signals(signals: Iterable[str]) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(signals))
     if not chosen or any(s not in SIGNALS for s in chosen):
@@ -258,6 +283,7 @@ def simulate(
     key: SecretKey | None = None,
     threads: int = 1,
     max_pixels: int | None = None,
+    dihedral: bool = False,
 ) -> SimulationResult:
     """Run the whole protocol between a clearinghouse and a platform in memory.
 
@@ -274,6 +300,9 @@ def simulate(
             both sessions use for large batches (1: everything on this thread).
         max_pixels: the largest image decoded for ``pdq`` (``None``: the front end's
             default, :data:`blindmatch.fingerprint.frontend.DEFAULT_MAX_PIXELS`).
+        dihedral: query the 8 dihedral variants of every PDQ upload (8x its elements), so
+            mirrored and rotated copies of a reference match; one match per upload and
+            report either way.
 
     Returns:
         The matches, both parties' counters, index sizes and the message transcript.
@@ -298,6 +327,7 @@ def simulate(
             key,
             evaluator,
             max_pixels,
+            dihedral=dihedral,
         )
 
 
@@ -311,6 +341,8 @@ def _simulate(
     key: SecretKey | None,
     evaluator: Evaluator,
     max_pixels: int | None,
+    *,
+    dihedral: bool = False,
 ) -> SimulationResult:
     secret = SecretKey.generate() if key is None else key
     skips = _Skips()
@@ -352,14 +384,18 @@ def _simulate(
     )
     upload_counts = dict.fromkeys(chosen, 0)
     batch: list[Upload] = []
+    by_name = {t.name: t for t in signal_types}
     for path in upload_files:
         for signal, hash_bytes, quality in _fingerprints(path, signal_types, skips, "uploads"):
-            batch.append(Upload(str(path), signal, hash_bytes, quality))
+            upload = Upload(str(path), signal, hash_bytes, quality)
+            if dihedral:
+                upload = _with_dihedral(upload, path, by_name[signal])
+            batch.append(upload)
             upload_counts[signal] += 1
     platform.add_uploads(batch)
 
     bands = {signal: b.header.banding.count for signal, b in built.items()}
-    elements_needed = sum(bands[u.signal] for u in batch)
+    elements_needed = sum(bands[u.signal] * len(u.queries) for u in batch)
     clearinghouse = ClearinghouseSession(
         secret,
         element_limit=4 * (elements_needed + batch_size) + (1 << 20),
@@ -375,7 +411,9 @@ def _simulate(
 
     matches = sorted(
         (
-            SimulationMatch(m.upload_ref, built[m.signal].handles[m.handle], m.signal, m.handle)
+            SimulationMatch(
+                m.upload_ref, built[m.signal].handles[m.handle], m.signal, m.handle, m.variant
+            )
             for m in found
         ),
         key=lambda m: (m.upload, m.signal, m.report),
@@ -386,6 +424,7 @@ def _simulate(
         platform=platform.stats,
         index_bytes={s: len(d) for s, d in index_files.items()},
         index_entries={i.header.banding.signal: i.entry_count for i in indexes},
+        dihedral=dihedral,
         references={s: len(r) for s, r in per_signal.items()},
         uploads=upload_counts,
         skipped=skips.counts,

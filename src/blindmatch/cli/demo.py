@@ -242,6 +242,7 @@ def match_privately(
     out: Path,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    dihedral: bool = False,
 ) -> PrivateMatchCheck:
     """Report every other original, upload every file, run the protocol, check it.
 
@@ -251,6 +252,8 @@ def match_privately(
         out: The demo's output folder; ``clearinghouse/reported`` and ``platform/uploads``
             are made anew in it.
         max_pixels: Largest image both parties decode for ``pdq``.
+        dihedral: the platform queries the 8 dihedral variants of every image (and the
+            plaintext comparison takes the closest variant), so mirrored copies match.
 
     Returns:
         The simulation's result beside the plaintext expectation.
@@ -269,7 +272,13 @@ def match_privately(
     for path in manifest.paths():
         shutil.copy2(path, uploads_dir / path.relative_to(media))
 
-    result = simulate(reported_dir, uploads_dir, signals=_DEMO_SIGNALS, max_pixels=max_pixels)
+    result = simulate(
+        reported_dir,
+        uploads_dir,
+        signals=_DEMO_SIGNALS,
+        max_pixels=max_pixels,
+        dihedral=dihedral,
+    )
     found = frozenset(
         (Path(m.upload).relative_to(uploads_dir).as_posix(), m.report, m.signal)
         for m in result.matches
@@ -290,7 +299,9 @@ def match_privately(
                     expected.add((upload_name, ref_name, signal))
             if "pdq" in u and "pdq" in r:
                 key = (upload_name, ref_name, "pdq")
-                distance = PdqHash.from_hex(u["pdq"]).distance(PdqHash.from_hex(r["pdq"]))
+                variants = u["dihedral"].values() if dihedral else [u["pdq"]]
+                target = PdqHash.from_hex(r["pdq"])
+                distance = min(PdqHash.from_hex(h).distance(target) for h in variants)
                 distances[key] = distance
                 good = min(u["quality"], r["quality"]) >= _MIN_QUALITY
                 if good and distance <= _MATCH_DISTANCE:
@@ -303,7 +314,8 @@ def _print_private(check: PrivateMatchCheck, reported: int, uploads: int) -> Non
     print()
     print(
         f"Private matching: the clearinghouse holds {reported} reported originals, the "
-        f"platform uploads all {uploads} files (signals {', '.join(_DEMO_SIGNALS)})."
+        f"platform uploads all {uploads} files (signals {', '.join(_DEMO_SIGNALS)}"
+        f"{'; 8 dihedral variants per image' if result.dihedral else ''})."
     )
     for upload, report, signal in sorted(check.found):
         distance = check.distances.get((upload, report, signal))
@@ -395,6 +407,11 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="never draw a progress bar (it is drawn only when stderr is a terminal)",
     )
+    parser.add_argument(
+        "--dihedral",
+        action="store_true",
+        help="query the 8 rotations/mirrors of every image privately (8x the PDQ elements)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -456,7 +473,9 @@ def run(args: argparse.Namespace) -> int:
                 f"  video {s.edit:<10} {s.copies} copies  vPDQ query share min/median/max "
                 f"{_spread(s.distances)} %  matched {s.matched}/{s.copies}"
             )
-    check = match_privately(manifest, records, out, max_pixels=args.max_pixels)
+    check = match_privately(
+        manifest, records, out, max_pixels=args.max_pixels, dihedral=args.dihedral
+    )
     _print_private(check, len(manifest.originals()[::2]), len(records))
     print(f"Done in {time.perf_counter() - started:.1f} s; everything is under {out}.")
     return 1 if failed or check.unexpected else 0
