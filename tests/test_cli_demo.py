@@ -111,11 +111,14 @@ def test_demo_matches_privately_as_plaintext_does(demo_run: tuple[Path, int, str
     line = next(x for x in text.splitlines() if "agreement with a plaintext comparison" in x)
     found, expected = line.split(": ")[1].split(" plaintext")[0].split("/")
     # The reported image matches itself on md5, sha256 and pdq, its edited copies (but the
-    # mirror) on pdq; the reported video itself on md5 and sha256: 3 + 3 + 2.
-    assert int(expected) == 8
+    # mirror) on pdq; the reported video itself on md5, sha256 and vpdq, its trimmed copy
+    # on vpdq (the re-encoded and resized copies have no frame of quality >= 50): 3 + 3 + 4.
+    assert int(expected) == 10
     assert found == expected
     assert line.endswith(", 0 unexpected")
     assert "via pdq" in text
+    trimmed = next(x for x in text.splitlines() if "match  video-000-trimmed.mp4" in x)
+    assert trimmed.endswith("report video-000.mp4 via vpdq (query 100 %, compared 50 %)")
     assert "1 DLEQ audit(s) verified" in text
 
 

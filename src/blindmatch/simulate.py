@@ -13,8 +13,13 @@ clearinghouse's private handle map, which in a deployment only the clearinghouse
 Signals: every signal type of the registry that has a banding
 (:meth:`~blindmatch.fingerprint.signals.SignalRegistry.matchable`): ``md5`` and ``sha256``
 of the file bytes (every file), ``pdq`` of images at or above its quality floor (other
-files are skipped for it and counted). The signal type says how to hash, which quality
-suffices and how its index is banded; nothing here is specific to one signal.
+files are skipped for it and counted), ``vpdq`` of videos. The signal type says how to
+hash, which quality suffices and how its index is banded; nothing here is specific to one
+signal. A grouped signal (``vpdq``: a video is a bag of frame hashes) goes through the
+layer above the session (:mod:`blindmatch.protocols.video`): each reported video's frames
+become references of one group, each uploaded video's frames are queried, and its
+matches are one per reported video under the vPDQ rule (:attr:`SimulationResult.videos`
+holds the shares).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from blindmatch.errors import FingerprintError, LocalProtocolError
-from blindmatch.fingerprint.signals import SignalType, default_registry
+from blindmatch.fingerprint.signals import SignalType, VpdqSignal, default_registry
 from blindmatch.protocols import (
     ClearinghouseSession,
     ClearinghouseStats,
@@ -36,8 +41,11 @@ from blindmatch.protocols import (
     SessionPair,
     TranscriptEntry,
     Upload,
+    VideoMatcher,
+    VideoReportMatch,
     index_digest,
     signal_banding,
+    video_references,
 )
 from blindmatch.psi.index import BuiltIndex, Index, Reference, build_index
 from blindmatch.psi.kdf import ReportHandle
@@ -95,12 +103,19 @@ class SimulationResult:
     audits: int
     transcript: list[TranscriptEntry] = field(repr=False)
     indexes: dict[str, bytes] = field(repr=False)
+    videos: list[VideoReportMatch] = field(default_factory=list)
+    """Video matches (``vpdq``) with their shares, one per uploaded and reported video."""
+    video_counts: dict[str, int] = field(default_factory=dict)
+    """``vpdq`` counts: videos and frames on each side (no hash)."""
+    matched_frames: frozenset[str] = frozenset()
+    """Refs of the frame uploads that matched some reported frame."""
 
     def summary(self) -> dict[str, object]:
         """What each party saw, as a JSON-ready object (counts only, never a hash)."""
         ch = self.clearinghouse
         pf = self.platform
-        matched_refs = {m.upload for m in self.matches}
+        # A matched video's frame uploads matched too (they are the platform's own refs).
+        matched_refs = {m.upload for m in self.matches} | self.matched_frames
         unmatched_hits = {
             ref: hits
             for ref, hits in sorted(pf.tag_hits_per_upload.items())
@@ -138,6 +153,22 @@ class SimulationResult:
             "references": dict(sorted(self.references.items())),
             "uploads": dict(sorted(self.uploads.items())),
             "skipped": dict(sorted(self.skipped.items())),
+            "videos": {
+                **dict(sorted(self.video_counts.items())),
+                "video_matches": [
+                    {
+                        "upload": v.upload_ref,
+                        "handle": v.handle.hex(),
+                        "query_pct": round(v.query_pct, 2),
+                        "compared_pct": round(v.compared_pct, 2),
+                        "frames_matched": v.frames_matched,
+                        "frames_queried": v.frames_queried,
+                        "report_frames_matched": v.report_frames_matched,
+                        "report_frames": v.report_frames,
+                    }
+                    for v in self.videos
+                ],
+            },
             "messages": len(self.transcript),
         }
 
@@ -178,6 +209,25 @@ def _fingerprints(
         quality = None if signal.exact else signal.quality(value)
         if signal.accepts(quality):
             found.append((signal.name, signal.match_bytes(value), quality))
+        else:
+            skipped[signal.name] = skipped.get(signal.name, 0) + 1
+    return found
+
+
+def _videos(
+    path: Path, signals: Sequence[SignalType[Any]], skipped: dict[str, int]
+) -> list[tuple[SignalType[Any], Any]]:
+    """``(signal, value)`` of one file for every grouped signal (``vpdq``) it has frames of;
+    a file the signal cannot hash, or without a frame of enough quality, is skipped."""
+    found: list[tuple[SignalType[Any], Any]] = []
+    for signal in signals:
+        try:
+            value = signal.hash(path)
+        except FingerprintError:
+            skipped[signal.name] = skipped.get(signal.name, 0) + 1
+            continue
+        if signal.accepts(signal.quality(value)):
+            found.append((signal, value))
         else:
             skipped[signal.name] = skipped.get(signal.name, 0) + 1
     return found
@@ -247,16 +297,26 @@ def _simulate(
     skipped: dict[str, int] = {}
 
     # Clearinghouse: fingerprint the references, build and serialise one index per signal.
-    signal_types = [_REGISTRY.get(name) for name in chosen]
+    signal_types = [_REGISTRY.get(name) for name in chosen if not _REGISTRY.get(name).grouped]
+    grouped_types = [_REGISTRY.get(name) for name in chosen if _REGISTRY.get(name).grouped]
     reference_root = Path(references)
     per_signal: dict[str, list[Reference]] = {s: [] for s in chosen}
+    video_counts: dict[str, int] = {}
     for path in list_files(reference_root):
         report_id = path.relative_to(reference_root).as_posix()
         for signal, hash_bytes, _ in _fingerprints(path, signal_types, skipped):
             per_signal[signal].append(Reference(report_id, signal, hash_bytes))
+        for grouped, value in _videos(path, grouped_types, skipped):
+            assert isinstance(grouped, VpdqSignal)  # the one grouped signal type
+            per_signal[grouped.name].extend(video_references(report_id, value, grouped))
+            video_counts["reported_videos"] = video_counts.get("reported_videos", 0) + 1
     built: dict[str, BuiltIndex] = {
         signal: build_index(
-            secret, signal_banding(_REGISTRY.get(signal)), refs, processes=processes
+            secret,
+            signal_banding(_REGISTRY.get(signal)),
+            refs,
+            processes=processes,
+            grouped=_REGISTRY.get(signal).grouped,
         )
         for signal, refs in per_signal.items()
     }
@@ -267,12 +327,22 @@ def _simulate(
     platform = PlatformSession(
         indexes, secret.public_key, batch_size=batch_size, evaluator=evaluator
     )
+    matchers = {
+        grouped_signal.name: VideoMatcher(i, grouped_signal)
+        for i in indexes
+        if isinstance(grouped_signal := _REGISTRY.get(i.header.banding.signal), VpdqSignal)
+    }
     upload_counts = dict.fromkeys(chosen, 0)
     batch: list[Upload] = []
     for path in list_files(uploads):
         for signal, hash_bytes, quality in _fingerprints(path, signal_types, skipped):
             batch.append(Upload(str(path), signal, hash_bytes, quality))
             upload_counts[signal] += 1
+        for grouped, value in _videos(path, grouped_types, skipped):
+            frames = matchers[grouped.name].frame_uploads(str(path), value)
+            batch.extend(frames)
+            upload_counts[grouped.name] += 1
+            video_counts["frames_queried"] = video_counts.get("frames_queried", 0) + len(frames)
     platform.add_uploads(batch)
 
     bands = {signal: b.header.banding.count for signal, b in built.items()}
@@ -290,11 +360,25 @@ def _simulate(
     audits = 1 if pair.audit(audit_batches) else 0
     pair.close()
 
+    # Frame matches become one video match per reported video (the vPDQ rule).
+    videos: list[VideoReportMatch] = []
+    matched_frames = frozenset(m.upload_ref for m in found if m.signal in matchers)
+    for matcher in matchers.values():
+        found = matcher.add_matches(found)
+        videos.extend(matcher.results(platform.unfinished()))
+    if matchers:
+        video_counts["reference_frames"] = sum(len(per_signal[s]) for s in matchers)
+        video_counts.setdefault("reported_videos", 0)
+        video_counts.setdefault("frames_queried", 0)
     matches = sorted(
-        (
+        [
             SimulationMatch(m.upload_ref, built[m.signal].handles[m.handle], m.signal, m.handle)
             for m in found
-        ),
+        ]
+        + [
+            SimulationMatch(v.upload_ref, built[v.signal].handles[v.handle], v.signal, v.handle)
+            for v in videos
+        ],
         key=lambda m: (m.upload, m.signal, m.report),
     )
     return SimulationResult(
@@ -309,4 +393,7 @@ def _simulate(
         audits=audits,
         transcript=pair.transcript,
         indexes=index_files,
+        videos=videos,
+        video_counts=video_counts,
+        matched_frames=matched_frames,
     )

@@ -98,7 +98,7 @@ def _print_text(result: SimulationResult) -> None:
         assert isinstance(section, dict)
         for name, value in section.items():
             print(f"  {name}: {json.dumps(value)}")
-    for name in ("references", "uploads", "skipped", "messages"):
+    for name in ("references", "uploads", "skipped", "videos", "messages"):
         print(f"{name}: {json.dumps(summary[name])}")
 
 

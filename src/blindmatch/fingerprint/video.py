@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from types import ModuleType
@@ -88,6 +88,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_DISTANCE_THRESHOLD",
     "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_MATCH_FRAMES",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_QUALITY_FLOOR",
     "DEFAULT_QUERY_THRESHOLD",
@@ -99,6 +100,8 @@ __all__ = [
     "hash_video",
     "is_match",
     "luma_from_rgb",
+    "match_frames",
+    "sample_frames",
     "unique_frames",
     "video_match",
 ]
@@ -117,6 +120,11 @@ DEFAULT_QUERY_THRESHOLD: Final = 80.0
 
 DEFAULT_MAX_FRAMES: Final = 500_000
 """Most frames decoded from one video by default (4.6 hours at 30 fps)."""
+
+DEFAULT_MAX_MATCH_FRAMES: Final = 64
+"""Most frames of one video that private matching bands (:func:`match_frames`): each frame
+costs ``L`` OPRF elements online and ``L`` index entries (384 at PDQ's banding), so a video
+costs at most ``64 * 384 = 24,576`` elements however long it is."""
 
 DEFAULT_MAX_PIXELS: Final = 40_000_000
 """Largest frame (width x height) decoded by default: above 8K UHD (33.2 Mpx)."""
@@ -367,6 +375,56 @@ def unique_frames(
             seen.add(key)
             kept.append(frame)
     return tuple(kept)
+
+
+def sample_frames(frames: Sequence[VideoFrame], max_frames: int) -> tuple[VideoFrame, ...]:
+    """At most ``max_frames`` of ``frames``, spread evenly, first and last kept.
+
+    Frame ``i`` of the ``F = max_frames`` kept is ``frames[(i * (n - 1)) // (F - 1)]`` for
+    ``n > F`` frames (``frames[0]`` when ``F == 1``); all of them when ``n <= F``. Integer
+    arithmetic only, so the clearinghouse and every platform pick the same frames of the
+    same fingerprint.
+
+    Args:
+        frames: Frames in their order (usually :func:`unique_frames`).
+        max_frames: The bound, >= 1.
+
+    Returns:
+        The kept frames, in their order.
+
+    Raises:
+        InvalidArgument: ``max_frames`` is not a positive integer.
+    """
+    _check_bound(max_frames, "max_frames")
+    count = len(frames)
+    if count <= max_frames:
+        return tuple(frames)
+    if max_frames == 1:
+        return (frames[0],)
+    return tuple(frames[(i * (count - 1)) // (max_frames - 1)] for i in range(max_frames))
+
+
+def match_frames(
+    fingerprint: VideoFingerprint,
+    *,
+    quality_floor: int = DEFAULT_QUALITY_FLOOR,
+    max_frames: int = DEFAULT_MAX_MATCH_FRAMES,
+) -> tuple[VideoFrame, ...]:
+    """The frames private matching bands: :func:`unique_frames`, then :func:`sample_frames`.
+
+    Both sides of private matching use it: the clearinghouse for a reported video's frame
+    references (their number is the video's frame count in the index), the platform for
+    the frames an uploaded video queries. The vPDQ shares are then taken over these frames.
+
+    Args:
+        fingerprint: A video fingerprint.
+        quality_floor: Lowest PDQ quality kept.
+        max_frames: Most frames kept (:data:`DEFAULT_MAX_MATCH_FRAMES`).
+
+    Returns:
+        The frames, in their original order.
+    """
+    return sample_frames(unique_frames(fingerprint, quality_floor), max_frames)
 
 
 def video_match(
