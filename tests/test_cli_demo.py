@@ -111,14 +111,15 @@ def test_demo_matches_privately_as_plaintext_does(demo_run: tuple[Path, int, str
     line = next(x for x in text.splitlines() if "agreement with a plaintext comparison" in x)
     found, expected = line.split(": ")[1].split(" plaintext")[0].split("/")
     # The reported image matches itself on md5, sha256 and pdq, its edited copies (but the
-    # mirror) on pdq; the reported video itself on md5, sha256 and vpdq, its trimmed copy
-    # on vpdq (the re-encoded and resized copies have no frame of quality >= 50): 3 + 3 + 4.
-    assert int(expected) == 10
+    # mirror) on pdq; the reported video itself on md5, sha256 and vpdq, its edited copies
+    # (re-encoded, resized, trimmed) privately on vpdq: 3 + 3 + 3 + 3.
+    assert int(expected) == 12
     assert found == expected
     assert line.endswith(", 0 unexpected")
     assert "via pdq" in text
-    trimmed = next(x for x in text.splitlines() if "match  video-000-trimmed.mp4" in x)
-    assert trimmed.endswith("report video-000.mp4 via vpdq (query 100 %, compared 50 %)")
+    for edit, compared in (("reencoded", 100), ("resized", 100), ("trimmed", 67)):
+        copy = next(x for x in text.splitlines() if f"match  video-000-{edit}.mp4" in x)
+        assert copy.endswith(f"via vpdq (query 100 %, compared {compared} %)"), copy
     assert "1 DLEQ audit(s) verified" in text
 
 
