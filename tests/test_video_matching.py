@@ -29,6 +29,7 @@ from blindmatch.protocols import (
     Match,
     PlatformSession,
     SessionPair,
+    Upload,
     VideoMatcher,
     signal_banding,
     video_references,
@@ -267,8 +268,54 @@ def test_sample_frames_spreads_evenly() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(errors.InvalidArgument):
             vpdq.sample_frames(frames, bad)  # type: ignore[arg-type]
-    with pytest.raises(errors.InvalidEncoding):
+    with pytest.raises(errors.InvalidArgument):
         VpdqSignal(max_match_frames=0)
+
+
+def _still_video(frames: int, seed: int) -> VideoFingerprint:
+    """A still scene whose hash wobbles: every frame within 6 bits of the first."""
+    rng = random.Random(seed)
+    base = int.from_bytes(rng.randbytes(32), "big")
+    hashes = [base] + [
+        base ^ sum(1 << b for b in rng.sample(range(256), 6)) for _ in range(1, frames)
+    ]
+    return VideoFingerprint(
+        frames=tuple(
+            VideoFrame(i * 30, float(i), PdqHash(h.to_bytes(32, "big")), 90)
+            for i, h in enumerate(hashes)
+        ),
+        fps=30.0,
+        seconds_per_hash=1.0,
+    )
+
+
+def test_near_duplicate_frames_are_one_frame() -> None:
+    still = _still_video(20, 5)
+    assert len({bytes(f.pdq) for f in still.frames}) == 20  # vPDQ's exact dedup keeps all
+    assert SIGNAL.match_items(still) == still.frames[:1]
+    mixed = VideoFingerprint(
+        frames=_long_video(3, 6).frames + still.frames + _long_video(2, 7).frames,
+        fps=30.0,
+        seconds_per_hash=1.0,
+    )
+    assert len(SIGNAL.match_items(mixed)) == 3 + 1 + 2
+
+
+def test_a_still_video_matches_without_overflowing_the_lookup() -> None:
+    """The reason near-duplicates go: an uploaded frame agrees on (nearly) every band with
+    every reported frame a few bits away, so twenty near-copies in the index overflow the
+    platform's max_hits (the session fails on an honest index), one does not."""
+    still = _still_video(20, 8)
+    copies = [Reference("r", "vpdq", bytes(f.pdq)) for f in still.frames]
+    dense = build_index(KEY, signal_banding(SIGNAL), copies, grouped=True, processes=1)
+    platform = PlatformSession([Index.from_bytes(dense.to_bytes())], KEY.public_key)
+    platform.add_uploads([Upload("frame", "vpdq", bytes(still.frames[0].pdq), 90)])
+    pair = SessionPair(platform, ClearinghouseSession(KEY, element_limit=1 << 20))
+    with pytest.raises(errors.IndexTooDense):
+        pair.run()
+    result = _run({"r": still}, {"copy": _still_video(20, 8)})
+    [match] = result.matcher.results()
+    assert (match.frames_queried, match.report_frames) == (1, 1)
 
 
 def test_duplicate_and_poor_frames_are_not_banded() -> None:

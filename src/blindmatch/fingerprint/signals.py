@@ -74,7 +74,7 @@ import numpy as np
 from PIL import Image
 
 from blindmatch._fixed import FixedBytes
-from blindmatch.errors import InvalidEncoding, RegistryError
+from blindmatch.errors import InvalidArgument, InvalidEncoding, RegistryError
 from blindmatch.fingerprint._files import PathLike
 from blindmatch.fingerprint.exact import md5_file, sha256_file
 from blindmatch.fingerprint.frontend import Policy, load_rgb, load_rgb_image
@@ -456,17 +456,21 @@ class VpdqSignal(SignalType[VideoFingerprint]):
             (``video.DEFAULT_MAX_MATCH_FRAMES``): the bound on its cost per video.
         """
         if type(max_match_frames) is not int or max_match_frames < 1:
-            raise InvalidEncoding("max_match_frames must be a positive int")
+            raise InvalidArgument("max_match_frames must be a positive int")
         self.seconds_per_hash = seconds_per_hash
         self.max_match_frames = max_match_frames
 
     def match_items(self, value: VideoFingerprint) -> tuple[VideoFrame, ...]:
-        """The frames private matching bands: distinct hashes of quality >= 50, at most
-        :attr:`max_match_frames`, spread evenly (``video.match_frames``)."""
+        """The frames private matching bands: distinct hashes of quality >= 50, pairwise
+        more than 31 apart, at most :attr:`max_match_frames` spread evenly
+        (``video.match_frames``)."""
         if not isinstance(value, VideoFingerprint):
             raise TypeError("a vpdq value must be a VideoFingerprint")
         frames: tuple[VideoFrame, ...] = _video().match_frames(
-            value, quality_floor=self.quality_floor, max_frames=self.max_match_frames
+            value,
+            quality_floor=self.quality_floor,
+            max_frames=self.max_match_frames,
+            distance_threshold=self.frame_distance_threshold,
         )
         return frames
 

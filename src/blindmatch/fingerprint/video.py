@@ -409,22 +409,47 @@ def match_frames(
     *,
     quality_floor: int = DEFAULT_QUALITY_FLOOR,
     max_frames: int = DEFAULT_MAX_MATCH_FRAMES,
+    distance_threshold: int = DEFAULT_DISTANCE_THRESHOLD,
 ) -> tuple[VideoFrame, ...]:
-    """The frames private matching bands: :func:`unique_frames`, then :func:`sample_frames`.
+    """The frames private matching bands: distinct, pairwise more than
+    ``distance_threshold`` apart, at most ``max_frames``.
 
-    Both sides of private matching use it: the clearinghouse for a reported video's frame
-    references (their number is the video's frame count in the index), the platform for
-    the frames an uploaded video queries. The vPDQ shares are then taken over these frames.
+    Steps: :func:`unique_frames` (vPDQ's dedup of equal hashes, quality floor); drop a frame
+    within ``distance_threshold`` of the last frame kept (a still scene whose hash wobbles
+    by a few bits is one frame, not one per second); :func:`sample_frames`; drop a sampled
+    frame within ``distance_threshold`` of an earlier one kept.
+
+    Why near-duplicates go: private matching finds a frame match through bands, and an
+    uploaded frame agrees on nearly every one of the ``L`` bands with EVERY reported frame
+    within a few bits of it. Ten near-copies of one frame in a reported video would give
+    one query ``10 * L`` tag hits, over the platform's ``max_hits`` bound
+    (:class:`~blindmatch.errors.IndexTooDense`: the session fails on an honest index).
+    With the kept frames pairwise more than 31 apart, an uploaded frame fully agrees with
+    few frames of one video. The vPDQ shares are then shares of these frames (distinct
+    scenes) on both sides.
+
+    Both sides use it: the clearinghouse for a reported video's frame references (their
+    number is the video's frame count in the index), the platform for the frames an
+    uploaded video queries.
 
     Args:
         fingerprint: A video fingerprint.
         quality_floor: Lowest PDQ quality kept.
         max_frames: Most frames kept (:data:`DEFAULT_MAX_MATCH_FRAMES`).
+        distance_threshold: Frames this close to a kept frame are near-duplicates.
 
     Returns:
         The frames, in their original order.
     """
-    return sample_frames(unique_frames(fingerprint, quality_floor), max_frames)
+    still: list[VideoFrame] = []
+    for frame in unique_frames(fingerprint, quality_floor):
+        if not still or frame.pdq.distance(still[-1].pdq) > distance_threshold:
+            still.append(frame)
+    kept: list[VideoFrame] = []
+    for frame in sample_frames(still, max_frames):
+        if all(frame.pdq.distance(k.pdq) > distance_threshold for k in kept):
+            kept.append(frame)
+    return tuple(kept)
 
 
 def video_match(
