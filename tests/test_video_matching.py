@@ -544,3 +544,26 @@ def test_cli_simulate_with_every_signal(folders: tuple[Path, Path]) -> None:
     summary = lines[-1]["summary"]
     assert summary["videos"]["video_matches"][0]["upload"] == str(ups / "trimmed.mp4")
     assert summary["uploads"] == {"md5": 3, "pdq": 1, "sha256": 3, "vpdq": 2}
+
+
+def test_mutated_groups_sections_open_or_raise_typed_errors() -> None:
+    """Seeded mutations of the groups sections and the group count (re-sealed, so the
+    structural checks are reached): an index that opens, or a typed error."""
+    data, index = _grouped_golden()
+    rng = random.Random(10)
+    spots = [50, 51, 8, *range(index.layout.handle_groups_offset - 4, len(data))]
+    opened = 0
+    for _ in range(400):
+        forged = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            forged[rng.choice(spots)] = rng.randrange(256)
+        try:
+            mutated = Index.from_bytes(reseal(forged), verify=rng.random() < 0.5)
+        except errors.BlindmatchError:
+            continue
+        opened += 1
+        assert mutated.grouped  # a version-1 reading of these bytes never passes
+        for canary in mutated.canaries:
+            group = mutated.group_of(canary.handle)
+            assert group is None or group.size >= 1
+    assert opened > 0
