@@ -9,11 +9,12 @@ frames with a near twin (PDQ distance <= 31) among the other video's frames,
 
 - **Clearinghouse.** A reported video becomes one reference per frame of
   :meth:`~blindmatch.fingerprint.signals.VpdqSignal.match_items` (distinct hashes of
-  quality >= 50, near-duplicates within distance 31 dropped, at most ``max_match_frames``
-  = 64 of them, spread evenly: :func:`video_references`; why near-duplicates go:
-  :func:`blindmatch.fingerprint.video.match_frames`), all under the report's id. The ``vpdq`` index is built
-  grouped (:func:`~blindmatch.psi.index.build_index` with ``grouped=True``, index format
-  version 2): each frame reference has its own line, secret and handle, exactly like a PDQ
+  quality >= 50, near-duplicates within distance 31 dropped, at most
+  ``max_match_frames`` = 64 of them, spread evenly: :func:`video_references`; why
+  near-duplicates go: :func:`blindmatch.fingerprint.video.match_frames`), all under the
+  report's id. The ``vpdq`` index is built grouped
+  (:func:`~blindmatch.psi.index.build_index` with ``grouped=True``, index format version
+  2): each frame reference has its own line, secret and handle, exactly like a PDQ
   reference, and the file also lists, per handle, the number of its group and one random
   handle per group (a reported video). A group's size is the reported video's frame count.
 - **Platform.** :class:`VideoMatcher` turns an uploaded video into frame uploads (the same
