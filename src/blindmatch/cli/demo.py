@@ -7,9 +7,10 @@
 2. Private matching (:func:`match_privately`): every other original is "reported" and
    copied to ``DIR/clearinghouse/reported``; every file is "uploaded" to
    ``DIR/platform/uploads``. Both parties then run the real protocol
-   (:func:`blindmatch.simulate.simulate`: index build, wire messages, audit) on md5, sha256
-   and pdq, and the demo checks the private result against a plaintext comparison of the
-   same fingerprints, which only a demo can make, since it holds both sides.
+   (:func:`blindmatch.simulate.simulate`: index build, wire messages, audit) on md5, sha256,
+   pdq and vpdq (videos: frame queries, one match per reported video under the vPDQ rule),
+   and the demo checks the private result against a plaintext comparison of the same
+   fingerprints, which only a demo can make, since it holds both sides.
 
 The steps are separate functions (:func:`generate`, :func:`fingerprint`, :func:`summarise`,
 :func:`match_privately`).
@@ -25,7 +26,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -214,15 +215,18 @@ class PrivateMatchCheck:
     Attributes:
         result: What the simulation produced (matches, both parties' counters).
         expected: ``(upload path, reported path, signal)`` a plaintext comparison finds:
-            equal md5/sha256, or PDQ distance <= 31 with both qualities >= 50.
+            equal md5/sha256, PDQ distance <= 31 with both qualities >= 50, or a vPDQ match
+            (the upload as query, default thresholds).
         found: The same triples from the private protocol.
         distances: PDQ distance of each expected or found pdq triple.
+        shares: the private vPDQ shares ``(query %, compared %)`` of each found vpdq triple.
     """
 
     result: SimulationResult
     expected: frozenset[tuple[str, str, str]]
     found: frozenset[tuple[str, str, str]]
     distances: dict[tuple[str, str, str], int]
+    shares: dict[tuple[str, str, str], tuple[float, float]] = field(default_factory=dict)
 
     @property
     def missed(self) -> frozenset[tuple[str, str, str]]:
@@ -283,6 +287,15 @@ def match_privately(
         (Path(m.upload).relative_to(uploads_dir).as_posix(), m.report, m.signal)
         for m in result.matches
     )
+    reports = {(m.upload, m.handle): m.report for m in result.matches}
+    shares = {
+        (
+            Path(v.upload_ref).relative_to(uploads_dir).as_posix(),
+            reports[(v.upload_ref, v.handle)],
+            v.signal,
+        ): (v.query_pct, v.compared_pct)
+        for v in result.videos
+    }
 
     expected: set[tuple[str, str, str]] = set()
     distances: dict[tuple[str, str, str], int] = {}
@@ -306,7 +319,10 @@ def match_privately(
                 good = min(u["quality"], r["quality"]) >= _MIN_QUALITY
                 if good and distance <= _MATCH_DISTANCE:
                     expected.add(key)
-    return PrivateMatchCheck(result, frozenset(expected), found, distances)
+            both_videos = u.get("kind") == r.get("kind") == "video"
+            if both_videos and is_match(video_from_record(u), video_from_record(r)):
+                expected.add((upload_name, ref_name, "vpdq"))
+    return PrivateMatchCheck(result, frozenset(expected), found, distances, shares)
 
 
 def _print_private(check: PrivateMatchCheck, reported: int, uploads: int) -> None:
@@ -320,6 +336,9 @@ def _print_private(check: PrivateMatchCheck, reported: int, uploads: int) -> Non
     for upload, report, signal in sorted(check.found):
         distance = check.distances.get((upload, report, signal))
         extra = f" (distance {distance})" if distance is not None else ""
+        video = check.shares.get((upload, report, signal))
+        if video is not None:
+            extra = f" (query {video[0]:.0f} %, compared {video[1]:.0f} %)"
         print(f"  match  {upload:<34} -> report {report} via {signal}{extra}")
     for upload, report, signal in sorted(check.missed):
         distance = check.distances.get((upload, report, signal))

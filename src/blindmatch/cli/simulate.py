@@ -115,7 +115,7 @@ def _print_text(result: SimulationResult) -> None:
         assert isinstance(section, dict)
         for name, value in section.items():
             print(f"  {name}: {json.dumps(value)}")
-    for name in ("dihedral", "references", "uploads", "skipped", "messages"):
+    for name in ("dihedral", "references", "uploads", "skipped", "videos", "messages"):
         print(f"{name}: {json.dumps(summary[name])}")
 
 
