@@ -11,7 +11,12 @@ uploads against an index of ``--references`` entries, and on PDQ uploads (L = 38
 - **platform**: ``next_request`` plus ``receive`` of the reply (blind, pad, shuffle, encode;
   decode, finalize, index lookup, canary check). Floor: hash-to-group plus two scalar
   multiplications per element (blind and unblind), timed in the same round.
-- **bytes**: what each direction carries per element and per upload.
+- **bytes**: what each direction carries per element and per upload; and, in one untimed
+  session each (bytes do not depend on the machine), per PDQ upload for 1, 8 and 64 uploads
+  per flush at batch sizes 256 and 1024, with every request a full batch
+  (``pad_quantum = batch_size``) for comparison, and with dihedral queries (8 variants per
+  upload). Before issue 10 (full-batch padding and 384-element canaries), 8 PDQ uploads at
+  batch 1024 cost 16,397 bytes each way per upload.
 
 The verdict is the median over rounds of the per-round ratio session/floor. The machine is
 shared and noisy; compare ratios, not absolute times.
@@ -102,6 +107,58 @@ def _session_round(
     }
 
 
+BYTES_CASES: tuple[tuple[str, int, int, int | None, bool], ...] = (
+    # name, uploads, batch size, pad quantum (None: the default), dihedral
+    ("1 upload, batch 256", 1, 256, None, False),
+    ("8 uploads, batch 256", 8, 256, None, False),
+    ("8 uploads, batch 1024", 8, 1024, None, False),
+    ("8 uploads, batch 1024, full batches", 8, 1024, 1024, False),
+    ("64 uploads, batch 1024", 64, 1024, None, False),
+    ("8 uploads, batch 1024, dihedral", 8, 1024, None, True),
+)
+
+
+def _bytes_per_upload(pdq_index: Index, key: SecretKey) -> list[dict[str, Any]]:
+    """Bytes each way per PDQ upload in the :data:`BYTES_CASES` (one session each)."""
+    from blindmatch.protocols import Upload
+    from blindmatch.protocols.platform import DEFAULT_PAD_QUANTUM
+
+    rng = random.Random(2)
+    rows = []
+    for name, count, batch, quantum, dihedral in BYTES_CASES:
+        platform_session = PlatformSession(
+            pdq_index,
+            key.public_key,
+            batch_size=batch,
+            pad_quantum=DEFAULT_PAD_QUANTUM if quantum is None else quantum,
+        )
+        clearinghouse = ClearinghouseSession(key, element_limit=1 << 40, max_batch=batch)
+        uploads = [
+            Upload.dihedral(f"q{i}", "pdq", [rng.randbytes(32) for _ in range(8)], 90)
+            if dihedral
+            else Upload(f"q{i}", "pdq", rng.randbytes(32), 90)
+            for i in range(count)
+        ]
+        platform_session.add_uploads(uploads)
+        platform_session.receive(clearinghouse.receive(platform_session.hello()))
+        while platform_session.wants_to_send:
+            platform_session.receive(clearinghouse.receive(platform_session.next_request()))
+        stats = platform_session.stats
+        rows.append(
+            {
+                "case": name,
+                "uploads": count,
+                "batch_size": batch,
+                "elements": stats.elements_sent,
+                "pads": stats.pad_elements,
+                "requests": stats.requests,
+                "bytes_up_per_upload": stats.bytes_sent / count,
+                "bytes_down_per_upload": stats.bytes_received / count,
+            }
+        )
+    return rows
+
+
 def _run(rounds: int, references: int, uploads: int, pdq_uploads: int) -> dict[str, Any]:
     key = SecretKey.generate()
     exact_index = Index.from_bytes(
@@ -165,6 +222,7 @@ def _run(rounds: int, references: int, uploads: int, pdq_uploads: int) -> dict[s
             "bytes_up_per_upload": last["bytes_up"] / last["uploads"],
             "bytes_down_per_upload": last["bytes_down"] / last["uploads"],
         }
+    summary["pdq_bytes"] = _bytes_per_upload(pdq_index, key)
     return summary
 
 
@@ -181,6 +239,8 @@ def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in summary.items():
+        if name == "pdq_bytes":
+            continue
         lines.append(
             f"| {name} | {row['uploads']} | {row['elements']} "
             f"| {row['clearinghouse_us_per_element_median']:.1f} "
@@ -195,7 +255,21 @@ def _markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         "element counts; PDQ uploads carry 384 elements each. The platform time includes the "
         "index lookup and the canary queries the session mixes in.",
         "",
+        "## Bytes per PDQ upload",
+        "",
+        "One session per line (384 elements per upload, a 2-element canary per flush, the "
+        "last request padded to a multiple of 128 unless every request is a full batch). "
+        "Before issue 10, 8 uploads at batch 1024 cost 16,397 bytes each way per upload.",
+        "",
+        "| case | elements | pads | requests | bytes up/upload | bytes down/upload |",
+        "|---|---|---|---|---|---|",
     ]
+    for row in summary["pdq_bytes"]:
+        lines.append(
+            f"| {row['case']} | {row['elements']} | {row['pads']} | {row['requests']} "
+            f"| {row['bytes_up_per_upload']:.0f} | {row['bytes_down_per_upload']:.0f} |"
+        )
+    lines.append("")
     return "\n".join(lines)
 
 

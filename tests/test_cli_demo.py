@@ -259,11 +259,15 @@ def test_demo_matches_privately_as_plaintext_does(demo_run: tuple[Path, int, str
     line = next(x for x in text.splitlines() if "agreement with a plaintext comparison" in x)
     found, expected = line.split(": ")[1].split(" plaintext")[0].split("/")
     # The reported image matches itself on md5, sha256 and pdq, its edited copies (but the
-    # mirror) on pdq; the reported video itself on md5 and sha256: 3 + 3 + 2.
-    assert int(expected) == 8
+    # mirror) on pdq; the reported video itself on md5, sha256 and vpdq, its edited copies
+    # (re-encoded, resized, trimmed) privately on vpdq: 3 + 3 + 3 + 3.
+    assert int(expected) == 12
     assert found == expected
     assert line.endswith(", 0 unexpected")
     assert "via pdq" in text
+    for edit, compared in (("reencoded", 100), ("resized", 100), ("trimmed", 67)):
+        copy = next(x for x in text.splitlines() if f"match  video-000-{edit}.mp4" in x)
+        assert copy.endswith(f"via vpdq (query 100 %, compared {compared} %)"), copy
     assert "1 DLEQ audit(s) verified" in text
 
 

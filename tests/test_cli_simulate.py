@@ -125,6 +125,48 @@ def test_pdq_signal_matches_a_re_encoded_image(tmp_path: Path) -> None:
     assert result.skipped == {"pdq": 1}
 
 
+def test_dihedral_option_matches_mirrored_and_rotated_copies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from blindmatch.samples import photo_like
+
+    refs, ups = tmp_path / "refs", tmp_path / "ups"
+    refs.mkdir()
+    ups.mkdir()
+    picture = Image.fromarray(photo_like(np.random.default_rng(4), 256, 192))
+    picture.save(refs / "reported.png")
+    picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(ups / "mirrored.png")
+    picture.transpose(Image.Transpose.ROTATE_90).save(ups / "rotated.png")
+    picture.save(ups / "same.jpg", quality=90)
+    args = ["simulate", "--references", str(refs), "--uploads", str(ups), "--signals", "pdq"]
+    assert main([*args, "--processes", "1", "--batch-size", "1024", "--json"]) == 0
+    plain = _records(capsys.readouterr().out)
+    assert [Path(str(r["upload"])).name for r in plain[:-1]] == ["same.jpg"]
+    assert "variant" not in plain[0]
+    assert main([*args, "--processes", "1", "--batch-size", "1024", "--json", "--dihedral"]) == 0
+    records = _records(capsys.readouterr().out)
+    assert [(Path(str(r["upload"])).name, r["report"], r["variant"]) for r in records[:-1]] == [
+        ("mirrored.png", "reported.png", "flipY"),
+        ("rotated.png", "reported.png", "rot270"),
+        ("same.jpg", "reported.png", "original"),
+    ]
+    summary = records[-1]["summary"]
+    assert isinstance(summary, dict)
+    assert summary["dihedral"] is True
+    assert summary["uploads"] == {"pdq": 3}
+    assert summary["platform"]["variant_queries"] == 3 * 7
+    assert summary["platform"]["uploads_looked_up"] == 3
+    # 3 uploads x 8 variants x 384 bands, a 2-band canary, pads to a multiple of 128
+    sent = summary["platform"]["elements_sent"]
+    assert 3 * 8 * 384 + 2 <= sent < 3 * 8 * 384 + 2 + 128
+    assert main([*args, "--processes", "1", "--dihedral"]) == 0
+    out = capsys.readouterr().out
+    assert "[pdq flipY " in out
+    assert "dihedral: true" in out
+
+
 def test_cli_json_lines_in_process(
     dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blindmatch import errors
+from blindmatch.fingerprint.pdq import DIHEDRAL_NAMES, pdq_dihedral_from_rgb, pdq_from_rgb
+from blindmatch.fingerprint.types import PdqFingerprint
 from blindmatch.protocols import (
     ClearinghouseSession,
     ClearinghouseState,
@@ -1383,9 +1385,10 @@ def test_clearinghouse_answers_a_high_bit_element_with_an_error(bad: bytes) -> N
 
 def test_a_dense_pdq_canary_is_refused_within_the_lookup_bound() -> None:
     """Issue 7.5: a well-formed PDQ index whose every entry carries the canary's tags
-    makes the canary query hit N * L entries (within max_hits): the reply's pair trials
-    are over max_lookup_trials, so the session fails before the quadratic work, uploads
-    kept unfinished."""
+    makes a query of the canary's hash hit N * L entries (within max_hits): the reply's
+    pair trials are over max_lookup_trials, so the session fails before the quadratic work,
+    uploads kept unfinished. (The session's own canary queries only t = 2 bands, so it hits
+    a few entries; an upload of the canary's hash queries all of them.)"""
     banding = pdq_banding(256)
     rng = random.Random(5)
     references = [Reference(f"pdq-{i}", "pdq", rng.randbytes(32)) for i in range(3)]
@@ -1398,7 +1401,7 @@ def test_a_dense_pdq_canary_is_refused_within_the_lookup_bound() -> None:
     platform = PlatformSession(dense, KEY.public_key, batch_size=512, max_lookup_trials=50_000)
     clearinghouse = ClearinghouseSession(KEY, element_limit=100_000, max_batch=512)
     platform.receive(clearinghouse.receive(platform.hello()))
-    platform.add_uploads([Upload("u", "pdq", references[0].hash, 90)])
+    platform.add_uploads([Upload("u", "pdq", canary, 90)])
     with pytest.raises(errors.IndexTooDense, match="candidate trials"):
         SessionPair(platform, clearinghouse).run()
     assert platform.state is PlatformState.FAILED
@@ -1429,3 +1432,188 @@ def test_an_answer_that_does_not_finalize_changes_nothing(built: BuiltIndex, ind
         found += platform.receive(clearinghouse.receive(platform.next_request()))
     assert sorted(built.handles[f.handle] for f in found) == [f"report-{i}" for i in range(36, 40)]
     assert not platform.unfinished()
+
+
+# ---------------------------------------------------------------- dihedral queries
+
+
+@functools.cache
+def _dihedral_scene() -> tuple[BuiltIndex, dict[str, tuple[PdqFingerprint, ...]], bytes]:
+    """A PDQ index of one reported picture, and the 8 dihedral hashes of a mirrored, a
+    rotated and an unrelated copy (real pictures, hashed by the PDQ core)."""
+    import numpy as np
+
+    from blindmatch.samples import photo_like
+
+    rng = np.random.default_rng(10)
+    reported = photo_like(rng, 320, 240)
+    unrelated = photo_like(rng, 320, 240)
+    copies = {
+        "mirrored": np.ascontiguousarray(reported[:, ::-1]),
+        "rotated": np.ascontiguousarray(np.rot90(reported)),
+        "unrelated": unrelated,
+    }
+    reference = pdq_from_rgb(reported)
+    built_pdq = build_index(
+        KEY, pdq_banding(384), [Reference("report", "pdq", bytes(reference.hash))], processes=1
+    )
+    variants = {name: pdq_dihedral_from_rgb(rgb) for name, rgb in copies.items()}
+    return built_pdq, variants, bytes(reference.hash)
+
+
+def _dihedral_run(
+    uploads: list[Upload], batch_size: int = 256
+) -> tuple[list[Match], PlatformSession, BuiltIndex]:
+    built_pdq = _dihedral_scene()[0]
+    platform = PlatformSession(
+        Index.from_bytes(built_pdq.to_bytes()), KEY.public_key, batch_size=batch_size
+    )
+    platform.add_uploads(uploads)
+    pair = SessionPair(platform, ClearinghouseSession(KEY, element_limit=1 << 20))
+    found = pair.run()
+    assert pair.audit(2) == 2
+    return found, platform, built_pdq
+
+
+def _dihedral_upload(name: str) -> Upload:
+    variants = _dihedral_scene()[1][name]
+    return Upload.dihedral(name, "pdq", [bytes(v.hash) for v in variants], variants[0].quality)
+
+
+def test_mirrored_and_rotated_copies_match_with_dihedral_queries_only() -> None:
+    copies = _dihedral_scene()[1]
+    plain = [Upload(name, "pdq", bytes(v[0].hash), v[0].quality) for name, v in copies.items()]
+    found, platform, _ = _dihedral_run(plain)
+    assert found == []  # as they are, the copies are far from the reported picture
+    assert platform.stats.uploads_done == 3
+    assert platform.stats.variant_queries == 0
+
+    dihedral = [_dihedral_upload(name) for name in copies]
+    found, platform, built_pdq = _dihedral_run(dihedral)
+    assert sorted((f.upload_ref, built_pdq.handles[f.handle], f.variant) for f in found) == [
+        ("mirrored", "report", "flipY"),
+        ("rotated", "report", "rot270"),
+    ]
+    assert platform.stats.uploads_done == 3
+    assert platform.stats.uploads_matched == platform.stats.matches == 2
+    assert platform.stats.variant_queries == 3 * 7
+    assert platform.unfinished() == ()
+
+
+def test_one_match_per_upload_and_report_however_many_variants_match() -> None:
+    """A symmetric upload whose 8 variants are all the reported hash: one match, naming the
+    first variant, and still 8 x 384 elements (identical variants are not skipped: the
+    element count must not depend on the picture)."""
+    built_pdq, copies, reference = _dihedral_scene()
+    (handle,) = built_pdq.handles
+    quality = copies["mirrored"][0].quality
+    same = [reference] * 8
+    upload = Upload.dihedral("symmetric", "pdq", same, quality)
+    found, platform, _ = _dihedral_run([upload], batch_size=512)
+    assert found == [Match("symmetric", "pdq", handle, "original")]
+    canary_elements = 2  # one canary, t = 2 bands
+    assert platform.stats.elements_sent == 8 * 384 + canary_elements + platform.stats.pad_elements
+    assert platform.stats.pad_elements < 128
+
+
+def test_dihedral_variants_spanning_replies_give_one_answer_per_upload() -> None:
+    """Variants of one upload spread over many small batches: the upload is answered (and
+    counted) once, when its last variant is looked up, and listed unfinished till then."""
+    built_pdq = _dihedral_scene()[0]
+    platform = PlatformSession(
+        Index.from_bytes(built_pdq.to_bytes()), KEY.public_key, batch_size=500
+    )
+    clearinghouse = ClearinghouseSession(KEY, element_limit=1 << 20)
+    platform.receive(clearinghouse.receive(platform.hello()))
+    platform.add_uploads([_dihedral_upload("mirrored")])
+    found: list[Match] = []
+    while platform.wants_to_send:
+        assert platform.unfinished() == ("mirrored",)
+        assert platform.stats.uploads_done == 0
+        found += platform.receive(clearinghouse.receive(platform.next_request()))
+    assert [(f.upload_ref, f.variant) for f in found] == [("mirrored", "flipY")]
+    assert platform.stats.uploads_done == 1
+    assert platform.unfinished() == ()
+
+
+def test_dihedral_upload_checks() -> None:
+    with pytest.raises(errors.LocalProtocolError, match="8 dihedral"):
+        Upload.dihedral("u", "pdq", [bytes(32)] * 7, 90)
+    with pytest.raises(TypeError):
+        Upload("u", "pdq", bytes(32), 90, (("rot90", "not bytes"),))  # type: ignore[arg-type]
+    with pytest.raises(errors.LocalProtocolError):
+        Upload("u", "pdq", bytes(32), 90, (("original", bytes(32)),))
+    with pytest.raises(errors.LocalProtocolError):
+        Upload("u", "pdq", bytes(32), 90, (("a", bytes(32)), ("a", bytes(32))))
+    upload = Upload.dihedral("u", "pdq", [bytes([i]) * 32 for i in range(8)], 90)
+    assert [name for name, _ in upload.queries] == list(DIHEDRAL_NAMES)
+    assert "variants=7" in repr(upload)
+    assert "01" * 32 not in repr(upload)
+    built_pdq = _dihedral_scene()[0]
+    platform = PlatformSession(Index.from_bytes(built_pdq.to_bytes()), KEY.public_key)
+    with pytest.raises(errors.LocalProtocolError, match="hash length"):
+        platform.add_uploads([Upload("u", "pdq", bytes(32), 90, (("rot90", bytes(16)),))])
+
+
+# ---------------------------------------------------------------- padding
+
+
+@pytest.mark.parametrize(
+    ("uploads", "batch_size", "quantum", "sizes"),
+    [
+        (8, 1024, 128, [1024, 1024, 1024, 128]),  # 3072 + 2 canary elements
+        (8, 256, 128, [256] * 12 + [128]),
+        (8, 1024, 1024, [1024] * 4),  # a quantum of a whole batch: every request full
+        (1, 256, 128, [256, 256]),  # 384 + 2: the last request is rounded to 256 anyway
+        (1, 1024, 64, [448]),
+    ],
+)
+def test_the_last_request_of_a_flush_is_padded_to_the_quantum(
+    uploads: int, batch_size: int, quantum: int, sizes: list[int]
+) -> None:
+    rng = random.Random(uploads)
+    built_pdq = _shared_pdq_index()
+    platform = PlatformSession(
+        Index.from_bytes(built_pdq.to_bytes()),
+        KEY.public_key,
+        batch_size=batch_size,
+        pad_quantum=quantum,
+    )
+    platform.add_uploads([Upload(f"u{i}", "pdq", rng.randbytes(32), 90) for i in range(uploads)])
+    clearinghouse = ClearinghouseSession(KEY, element_limit=1 << 20, max_batch=batch_size)
+    platform.receive(clearinghouse.receive(platform.hello()))
+    seen = []
+    while platform.wants_to_send:
+        request = m.decode(platform.next_request(), max_elements=batch_size)
+        assert isinstance(request, m.EvaluateRequest)
+        seen.append(len(request.elements))
+        platform.receive(clearinghouse.receive(request.encode()))
+    assert seen == sizes
+    stats = platform.stats
+    assert stats.canary_queries == 1
+    assert stats.elements_sent == sum(sizes) == uploads * 384 + 2 + stats.pad_elements
+    assert stats.uploads_done == uploads
+    assert clearinghouse.stats.elements_evaluated == sum(sizes)
+
+
+@functools.cache
+def _shared_pdq_index() -> BuiltIndex:
+    rng = random.Random(99)
+    refs = [Reference(f"p{i}", "pdq", rng.randbytes(32)) for i in range(4)]
+    return build_index(KEY, pdq_banding(384), refs, processes=1)
+
+
+def test_a_canary_queries_t_bands_and_still_catches_a_wrong_key() -> None:
+    built_pdq = _shared_pdq_index()
+    platform = PlatformSession(
+        Index.from_bytes(built_pdq.to_bytes()), KEY.public_key, batch_size=512
+    )
+    platform.add_uploads([Upload("u", "pdq", bytes(range(32)), 90)])
+    clearinghouse = ClearinghouseSession(KEY, element_limit=10_000)
+    platform.receive(clearinghouse.receive(platform.hello()))
+    evil = _evil_reply(platform.next_request(), OTHER_KEY)
+    assert not platform.wants_to_send  # 384 + 2 elements: one request of 512
+    with pytest.raises(errors.CanaryMismatch):
+        platform.receive(evil)
+    assert platform.stats.canary_queries == 1
+    assert platform.unfinished() == ("u",)

@@ -37,7 +37,7 @@ def test_the_registered_bandings_are_the_published_ones() -> None:
 def test_every_place_that_matches_asks_the_registry() -> None:
     registry = default_registry()
     matchable = registry.matchable()
-    assert [s.name for s in matchable] == ["md5", "pdq", "sha256"] == list(SIGNALS)
+    assert [s.name for s in matchable] == ["md5", "pdq", "sha256", "vpdq"] == list(SIGNALS)
     assert list(DEFAULT_SIGNALS) == [s.name for s in matchable if s.exact]
     for signal in matchable:
         assert signal.banding is not None

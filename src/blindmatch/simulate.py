@@ -12,10 +12,17 @@ clearinghouse's private handle map, which in a deployment only the clearinghouse
 
 Signals: every signal type of the registry that has a banding
 (:meth:`~blindmatch.fingerprint.signals.SignalRegistry.matchable`): ``md5`` and ``sha256``
-of the file bytes (every file), ``pdq`` of images at or above its quality floor. The
-signal type says how to hash, which quality suffices and how its index is banded; nothing
-here is specific to one signal. A file left out of a signal is a :class:`SkippedFile` with
-its reason (not an image, corrupt, low quality; empty or unreadable for every signal),
+of the file bytes (every file), ``pdq`` of images at or above its quality floor,
+``vpdq`` of videos. The signal type says how to hash, which quality suffices and how its
+index is banded; nothing here is specific to one signal, except ``dihedral=True``, which
+queries the 8 dihedral variants of every PDQ upload (8x its elements) so that mirrored and
+rotated copies match (docs/protocol.md "Dihedral queries"; PDQ images only, never vPDQ
+frames). A grouped signal (``vpdq``: a video is a bag of frame hashes) goes through the
+layer above the session (:mod:`blindmatch.protocols.video`): each reported video's frames
+become references of one group, each uploaded video's frames are queried, and its
+matches are one per reported video under the vPDQ rule (:attr:`SimulationResult.videos`
+holds the shares). A file left out of a signal is a :class:`SkippedFile` with its reason
+(not an image or video, corrupt, low quality; empty or unreadable for every signal),
 counted per signal in ``skipped``: one bad file does not stop the run, and none is left
 out silently. A reference folder without a single usable reference is an error.
 """
@@ -30,7 +37,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from blindmatch.errors import CorruptMedia, FingerprintError, LocalProtocolError
-from blindmatch.fingerprint.signals import PdqSignal, SignalType, default_registry
+from blindmatch.fingerprint.frontend import load_rgb
+from blindmatch.fingerprint.pdq import pdq_dihedral_from_rgb
+from blindmatch.fingerprint.signals import PdqSignal, SignalType, VpdqSignal, default_registry
 from blindmatch.protocols import (
     ClearinghouseSession,
     ClearinghouseStats,
@@ -39,8 +48,11 @@ from blindmatch.protocols import (
     SessionPair,
     TranscriptEntry,
     Upload,
+    VideoMatcher,
+    VideoReportMatch,
     index_digest,
     signal_banding,
+    video_references,
 )
 from blindmatch.psi.index import BuiltIndex, Index, Reference, build_index
 from blindmatch.psi.kdf import ReportHandle
@@ -73,6 +85,8 @@ class SimulationMatch:
     report: str
     signal: str
     handle: ReportHandle
+    variant: str | None = None
+    """The dihedral variant that matched (``dihedral=True`` only), e.g. ``"flipY"``."""
 
     def to_json(self) -> dict[str, str]:
         """The JSON Lines record the CLI prints."""
@@ -81,6 +95,7 @@ class SimulationMatch:
             "report": self.report,
             "handle": self.handle.hex(),
             "signal": self.signal,
+            **({"variant": self.variant} if self.variant is not None else {}),
         }
 
 
@@ -119,6 +134,7 @@ class SimulationResult:
     platform: PlatformStats
     index_bytes: dict[str, int]
     index_entries: dict[str, int]
+    dihedral: bool
     references: dict[str, int]
     uploads: dict[str, int]
     skipped: dict[str, int]
@@ -126,12 +142,19 @@ class SimulationResult:
     transcript: list[TranscriptEntry] = field(repr=False)
     indexes: dict[str, bytes] = field(repr=False)
     skipped_files: list[SkippedFile] = field(default_factory=list)
+    videos: list[VideoReportMatch] = field(default_factory=list)
+    """Video matches (``vpdq``) with their shares, one per uploaded and reported video."""
+    video_counts: dict[str, int] = field(default_factory=dict)
+    """``vpdq`` counts: videos and frames on each side (no hash)."""
+    matched_frames: frozenset[str] = frozenset()
+    """Refs of the frame uploads that matched some reported frame."""
 
     def summary(self) -> dict[str, object]:
         """What each party saw, as a JSON-ready object (counts only, never a hash)."""
         ch = self.clearinghouse
         pf = self.platform
-        matched_refs = {m.upload for m in self.matches}
+        # A matched video's frame uploads matched too (they are the platform's own refs).
+        matched_refs = {m.upload for m in self.matches} | self.matched_frames
         unmatched_hits = {
             ref: hits
             for ref, hits in sorted(pf.tag_hits_per_upload.items())
@@ -154,6 +177,7 @@ class SimulationResult:
                 "pad_elements": pf.pad_elements,
                 "canary_queries": pf.canary_queries,
                 "canaries_matched": pf.canaries_matched,
+                "variant_queries": pf.variant_queries,
                 "uploads_looked_up": pf.uploads_done,
                 "uploads_matched": pf.uploads_matched,
                 "matches": pf.matches,
@@ -166,9 +190,26 @@ class SimulationResult:
                 "index_bytes": dict(sorted(self.index_bytes.items())),
                 "index_entries": dict(sorted(self.index_entries.items())),
             },
+            "dihedral": self.dihedral,
             "references": dict(sorted(self.references.items())),
             "uploads": dict(sorted(self.uploads.items())),
             "skipped": dict(sorted(self.skipped.items())),
+            "videos": {
+                **dict(sorted(self.video_counts.items())),
+                "video_matches": [
+                    {
+                        "upload": v.upload_ref,
+                        "handle": v.handle.hex(),
+                        "query_pct": round(v.query_pct, 2),
+                        "compared_pct": round(v.compared_pct, 2),
+                        "frames_matched": v.frames_matched,
+                        "frames_queried": v.frames_queried,
+                        "report_frames_matched": v.report_frames_matched,
+                        "report_frames": v.report_frames,
+                    }
+                    for v in self.videos
+                ],
+            },
             "messages": len(self.transcript),
         }
 
@@ -240,6 +281,57 @@ def _fingerprints(
     return found
 
 
+def _with_dihedral(upload: Upload, path: Path, signal: SignalType[Any]) -> Upload:
+    """``upload`` with its 8 dihedral variants when its signal is PDQ (one decode, one DCT,
+    as ``blindmatch hash --dihedral``); other signals have none and stay as they are."""
+    if not isinstance(signal, PdqSignal):
+        return upload
+    if signal.max_pixels is None:
+        rgb = load_rgb(path, signal.policy)
+    else:
+        rgb = load_rgb(path, signal.policy, max_pixels=signal.max_pixels)
+    variants = pdq_dihedral_from_rgb(rgb)
+    hashes = [upload.hash, *(bytes(v.hash) for v in variants[1:])]
+    return Upload.dihedral(upload.ref, upload.signal, hashes, upload.quality)
+
+
+def _videos(
+    path: Path, signals: Sequence[SignalType[Any]], skips: _Skips, folder: str
+) -> list[tuple[SignalType[Any], Any]]:
+    """``(signal, value)`` of one file for every grouped signal (``vpdq``) it has frames of;
+    a file the signal cannot hash, or without a frame of enough quality, is recorded in
+    ``skips`` with its reason (as :func:`_fingerprints` does for the other signals)."""
+    found: list[tuple[SignalType[Any], Any]] = []
+    if not signals:
+        return found
+    try:
+        if path.stat().st_size == 0:
+            raise CorruptMedia("the file is empty")
+    except FingerprintError as exc:
+        skips.add(folder, path, [s.name for s in signals], _reason(exc))
+        return found
+    except OSError as exc:  # stat: gone or not listable since the folder was walked
+        reason = f"UnreadableMedia: {exc.strerror or 'cannot read'}"
+        skips.add(folder, path, [s.name for s in signals], reason)
+        return found
+    for signal in signals:
+        try:
+            value = signal.hash(path)
+        except FingerprintError as exc:
+            skips.add(folder, path, [signal.name], _reason(exc))
+            continue
+        quality = signal.quality(value)
+        if signal.accepts(quality):
+            found.append((signal, value))
+        else:
+            reason = (
+                f"{signal.name.upper()} quality {quality} (best frame) is below "
+                f"{signal.quality_floor}"
+            )
+            skips.add(folder, path, [signal.name], reason)
+    return found
+
+
 def _check_signals(signals: Iterable[str]) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(signals))
     if not chosen or any(s not in SIGNALS for s in chosen):
@@ -258,6 +350,7 @@ def simulate(
     key: SecretKey | None = None,
     threads: int = 1,
     max_pixels: int | None = None,
+    dihedral: bool = False,
 ) -> SimulationResult:
     """Run the whole protocol between a clearinghouse and a platform in memory.
 
@@ -274,6 +367,9 @@ def simulate(
             both sessions use for large batches (1: everything on this thread).
         max_pixels: the largest image decoded for ``pdq`` (``None``: the front end's
             default, :data:`blindmatch.fingerprint.frontend.DEFAULT_MAX_PIXELS`).
+        dihedral: query the 8 dihedral variants of every PDQ upload (8x its elements), so
+            mirrored and rotated copies of a reference match; one match per upload and
+            report either way.
 
     Returns:
         The matches, both parties' counters, index sizes and the message transcript.
@@ -298,6 +394,7 @@ def simulate(
             key,
             evaluator,
             max_pixels,
+            dihedral=dihedral,
         )
 
 
@@ -311,6 +408,8 @@ def _simulate(
     key: SecretKey | None,
     evaluator: Evaluator,
     max_pixels: int | None,
+    *,
+    dihedral: bool = False,
 ) -> SimulationResult:
     secret = SecretKey.generate() if key is None else key
     skips = _Skips()
@@ -319,7 +418,9 @@ def _simulate(
     signal_types: list[SignalType[Any]] = [
         PdqSignal(max_pixels=max_pixels) if name == "pdq" else _REGISTRY.get(name)
         for name in chosen
+        if not _REGISTRY.get(name).grouped
     ]
+    grouped_types = [_REGISTRY.get(name) for name in chosen if _REGISTRY.get(name).grouped]
     reference_root = Path(references)
     reference_files = list_files(reference_root)
     upload_files = list_files(uploads)  # checked now, before the work on the references
@@ -328,10 +429,15 @@ def _simulate(
             f"{os.fspath(references)}: no reference files in this folder (hidden names are skipped)"
         )
     per_signal: dict[str, list[Reference]] = {s: [] for s in chosen}
+    video_counts: dict[str, int] = {}
     for path in reference_files:
         report_id = path.relative_to(reference_root).as_posix()
         for signal, hash_bytes, _ in _fingerprints(path, signal_types, skips, "references"):
             per_signal[signal].append(Reference(report_id, signal, hash_bytes))
+        for grouped, value in _videos(path, grouped_types, skips, "references"):
+            assert isinstance(grouped, VpdqSignal)  # the one grouped signal type
+            per_signal[grouped.name].extend(video_references(report_id, value, grouped))
+            video_counts["reported_videos"] = video_counts.get("reported_videos", 0) + 1
     if not any(per_signal.values()):
         raise LocalProtocolError(
             f"{os.fspath(references)}: no file in this folder gave a reference for "
@@ -339,7 +445,11 @@ def _simulate(
         )
     built: dict[str, BuiltIndex] = {
         signal: build_index(
-            secret, signal_banding(_REGISTRY.get(signal)), refs, processes=processes
+            secret,
+            signal_banding(_REGISTRY.get(signal)),
+            refs,
+            processes=processes,
+            grouped=_REGISTRY.get(signal).grouped,
         )
         for signal, refs in per_signal.items()
     }
@@ -350,16 +460,31 @@ def _simulate(
     platform = PlatformSession(
         indexes, secret.public_key, batch_size=batch_size, evaluator=evaluator
     )
+    matchers = {
+        grouped_signal.name: VideoMatcher(i, grouped_signal)
+        for i in indexes
+        if isinstance(grouped_signal := _REGISTRY.get(i.header.banding.signal), VpdqSignal)
+    }
     upload_counts = dict.fromkeys(chosen, 0)
     batch: list[Upload] = []
+    by_name = {t.name: t for t in signal_types}
     for path in upload_files:
         for signal, hash_bytes, quality in _fingerprints(path, signal_types, skips, "uploads"):
-            batch.append(Upload(str(path), signal, hash_bytes, quality))
+            upload = Upload(str(path), signal, hash_bytes, quality)
+            if dihedral:
+                upload = _with_dihedral(upload, path, by_name[signal])
+            batch.append(upload)
             upload_counts[signal] += 1
+        # vPDQ frames go to the session as they are: dihedral queries are for PDQ images.
+        for grouped, value in _videos(path, grouped_types, skips, "uploads"):
+            frames = matchers[grouped.name].frame_uploads(str(path), value)
+            batch.extend(frames)
+            upload_counts[grouped.name] += 1
+            video_counts["frames_queried"] = video_counts.get("frames_queried", 0) + len(frames)
     platform.add_uploads(batch)
 
     bands = {signal: b.header.banding.count for signal, b in built.items()}
-    elements_needed = sum(bands[u.signal] for u in batch)
+    elements_needed = sum(bands[u.signal] * len(u.queries) for u in batch)
     clearinghouse = ClearinghouseSession(
         secret,
         element_limit=4 * (elements_needed + batch_size) + (1 << 20),
@@ -373,11 +498,27 @@ def _simulate(
     audits = 1 if pair.audit(audit_batches) else 0
     pair.close()
 
+    # Frame matches become one video match per reported video (the vPDQ rule).
+    videos: list[VideoReportMatch] = []
+    matched_frames = frozenset(m.upload_ref for m in found if m.signal in matchers)
+    for matcher in matchers.values():
+        found = matcher.add_matches(found)
+        videos.extend(matcher.results(platform.unfinished()))
+    if matchers:
+        video_counts["reference_frames"] = sum(len(per_signal[s]) for s in matchers)
+        video_counts.setdefault("reported_videos", 0)
+        video_counts.setdefault("frames_queried", 0)
     matches = sorted(
-        (
-            SimulationMatch(m.upload_ref, built[m.signal].handles[m.handle], m.signal, m.handle)
+        [
+            SimulationMatch(
+                m.upload_ref, built[m.signal].handles[m.handle], m.signal, m.handle, m.variant
+            )
             for m in found
-        ),
+        ]
+        + [
+            SimulationMatch(v.upload_ref, built[v.signal].handles[v.handle], v.signal, v.handle)
+            for v in videos
+        ],
         key=lambda m: (m.upload, m.signal, m.report),
     )
     return SimulationResult(
@@ -386,6 +527,7 @@ def _simulate(
         platform=platform.stats,
         index_bytes={s: len(d) for s, d in index_files.items()},
         index_entries={i.header.banding.signal: i.entry_count for i in indexes},
+        dihedral=dihedral,
         references={s: len(r) for s, r in per_signal.items()},
         uploads=upload_counts,
         skipped=skips.counts,
@@ -393,4 +535,7 @@ def _simulate(
         transcript=pair.transcript,
         indexes=index_files,
         skipped_files=skips.files,
+        videos=videos,
+        video_counts=video_counts,
+        matched_frames=matched_frames,
     )

@@ -7,9 +7,10 @@
 2. Private matching (:func:`match_privately`): every other original is "reported" and
    copied to ``DIR/clearinghouse/reported``; every file is "uploaded" to
    ``DIR/platform/uploads``. Both parties then run the real protocol
-   (:func:`blindmatch.simulate.simulate`: index build, wire messages, audit) on md5, sha256
-   and pdq, and the demo checks the private result against a plaintext comparison of the
-   same fingerprints, which only a demo can make, since it holds both sides.
+   (:func:`blindmatch.simulate.simulate`: index build, wire messages, audit) on md5, sha256,
+   pdq and vpdq (videos: frame queries, one match per reported video under the vPDQ rule),
+   and the demo checks the private result against a plaintext comparison of the same
+   fingerprints, which only a demo can make, since it holds both sides.
 
 The steps are separate functions (:func:`generate`, :func:`fingerprint`, :func:`summarise`,
 :func:`match_privately`).
@@ -25,7 +26,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -214,15 +215,18 @@ class PrivateMatchCheck:
     Attributes:
         result: What the simulation produced (matches, both parties' counters).
         expected: ``(upload path, reported path, signal)`` a plaintext comparison finds:
-            equal md5/sha256, or PDQ distance <= 31 with both qualities >= 50.
+            equal md5/sha256, PDQ distance <= 31 with both qualities >= 50, or a vPDQ match
+            (the upload as query, default thresholds).
         found: The same triples from the private protocol.
         distances: PDQ distance of each expected or found pdq triple.
+        shares: the private vPDQ shares ``(query %, compared %)`` of each found vpdq triple.
     """
 
     result: SimulationResult
     expected: frozenset[tuple[str, str, str]]
     found: frozenset[tuple[str, str, str]]
     distances: dict[tuple[str, str, str], int]
+    shares: dict[tuple[str, str, str], tuple[float, float]] = field(default_factory=dict)
 
     @property
     def missed(self) -> frozenset[tuple[str, str, str]]:
@@ -242,6 +246,7 @@ def match_privately(
     out: Path,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    dihedral: bool = False,
 ) -> PrivateMatchCheck:
     """Report every other original, upload every file, run the protocol, check it.
 
@@ -251,6 +256,8 @@ def match_privately(
         out: The demo's output folder; ``clearinghouse/reported`` and ``platform/uploads``
             are made anew in it.
         max_pixels: Largest image both parties decode for ``pdq``.
+        dihedral: the platform queries the 8 dihedral variants of every image (and the
+            plaintext comparison takes the closest variant), so mirrored copies match.
 
     Returns:
         The simulation's result beside the plaintext expectation.
@@ -269,11 +276,26 @@ def match_privately(
     for path in manifest.paths():
         shutil.copy2(path, uploads_dir / path.relative_to(media))
 
-    result = simulate(reported_dir, uploads_dir, signals=_DEMO_SIGNALS, max_pixels=max_pixels)
+    result = simulate(
+        reported_dir,
+        uploads_dir,
+        signals=_DEMO_SIGNALS,
+        max_pixels=max_pixels,
+        dihedral=dihedral,
+    )
     found = frozenset(
         (Path(m.upload).relative_to(uploads_dir).as_posix(), m.report, m.signal)
         for m in result.matches
     )
+    reports = {(m.upload, m.handle): m.report for m in result.matches}
+    shares = {
+        (
+            Path(v.upload_ref).relative_to(uploads_dir).as_posix(),
+            reports[(v.upload_ref, v.handle)],
+            v.signal,
+        ): (v.query_pct, v.compared_pct)
+        for v in result.videos
+    }
 
     expected: set[tuple[str, str, str]] = set()
     distances: dict[tuple[str, str, str], int] = {}
@@ -290,12 +312,17 @@ def match_privately(
                     expected.add((upload_name, ref_name, signal))
             if "pdq" in u and "pdq" in r:
                 key = (upload_name, ref_name, "pdq")
-                distance = PdqHash.from_hex(u["pdq"]).distance(PdqHash.from_hex(r["pdq"]))
+                variants = u["dihedral"].values() if dihedral else [u["pdq"]]
+                target = PdqHash.from_hex(r["pdq"])
+                distance = min(PdqHash.from_hex(h).distance(target) for h in variants)
                 distances[key] = distance
                 good = min(u["quality"], r["quality"]) >= _MIN_QUALITY
                 if good and distance <= _MATCH_DISTANCE:
                     expected.add(key)
-    return PrivateMatchCheck(result, frozenset(expected), found, distances)
+            both_videos = u.get("kind") == r.get("kind") == "video"
+            if both_videos and is_match(video_from_record(u), video_from_record(r)):
+                expected.add((upload_name, ref_name, "vpdq"))
+    return PrivateMatchCheck(result, frozenset(expected), found, distances, shares)
 
 
 def _print_private(check: PrivateMatchCheck, reported: int, uploads: int) -> None:
@@ -303,11 +330,15 @@ def _print_private(check: PrivateMatchCheck, reported: int, uploads: int) -> Non
     print()
     print(
         f"Private matching: the clearinghouse holds {reported} reported originals, the "
-        f"platform uploads all {uploads} files (signals {', '.join(_DEMO_SIGNALS)})."
+        f"platform uploads all {uploads} files (signals {', '.join(_DEMO_SIGNALS)}"
+        f"{'; 8 dihedral variants per image' if result.dihedral else ''})."
     )
     for upload, report, signal in sorted(check.found):
         distance = check.distances.get((upload, report, signal))
         extra = f" (distance {distance})" if distance is not None else ""
+        video = check.shares.get((upload, report, signal))
+        if video is not None:
+            extra = f" (query {video[0]:.0f} %, compared {video[1]:.0f} %)"
         print(f"  match  {upload:<34} -> report {report} via {signal}{extra}")
     for upload, report, signal in sorted(check.missed):
         distance = check.distances.get((upload, report, signal))
@@ -395,6 +426,11 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="never draw a progress bar (it is drawn only when stderr is a terminal)",
     )
+    parser.add_argument(
+        "--dihedral",
+        action="store_true",
+        help="query the 8 rotations/mirrors of every image privately (8x the PDQ elements)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -456,7 +492,9 @@ def run(args: argparse.Namespace) -> int:
                 f"  video {s.edit:<10} {s.copies} copies  vPDQ query share min/median/max "
                 f"{_spread(s.distances)} %  matched {s.matched}/{s.copies}"
             )
-    check = match_privately(manifest, records, out, max_pixels=args.max_pixels)
+    check = match_privately(
+        manifest, records, out, max_pixels=args.max_pixels, dihedral=args.dihedral
+    )
     _print_private(check, len(manifest.originals()[::2]), len(records))
     print(f"Done in {time.perf_counter() - started:.1f} s; everything is under {out}.")
     return 1 if failed or check.unexpected else 0

@@ -87,6 +87,11 @@ def register(subparsers: Any) -> None:
     )
     add_limit_options(parser, video=False)
     parser.add_argument(
+        "--dihedral",
+        action="store_true",
+        help="also query the 8 rotations/mirrors of every PDQ upload (8x its elements)",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help='print JSON Lines: one object per match, then {"summary": ...}',
@@ -96,9 +101,10 @@ def register(subparsers: Any) -> None:
 
 def _print_text(result: SimulationResult) -> None:
     for match in result.matches:
+        variant = f" {match.variant}" if match.variant is not None else ""
         print(
             f"match  {match.upload}  ->  report {match.report}  "
-            f"[{match.signal} {match.handle.hex()}]"
+            f"[{match.signal}{variant} {match.handle.hex()}]"
         )
     if not result.matches:
         print("no matches")
@@ -109,7 +115,7 @@ def _print_text(result: SimulationResult) -> None:
         assert isinstance(section, dict)
         for name, value in section.items():
             print(f"  {name}: {json.dumps(value)}")
-    for name in ("references", "uploads", "skipped", "messages"):
+    for name in ("dihedral", "references", "uploads", "skipped", "videos", "messages"):
         print(f"{name}: {json.dumps(summary[name])}")
 
 
@@ -133,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         threads=args.threads,
         max_pixels=args.max_pixels,
+        dihedral=args.dihedral,
     )
     for skip in result.skipped_files:
         print(f"blindmatch: skipped {skip.path} for {skip.signal}: {skip.reason}", file=sys.stderr)

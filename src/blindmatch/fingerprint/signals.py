@@ -18,7 +18,11 @@ it asks the signal type. The contract, :class:`SignalType`, is what every algori
 - ``exact``: ``True`` for hashes of the raw bytes (any file hashes; distance is 0 or 1);
 - ``banding``: how private matching cuts the hash into bands (a
   :class:`~blindmatch.fingerprint.types.BandingSpec`), ``None`` for a signal that is only
-  compared in the clear; with it, ``match_bytes(value)`` gives the bytes the bands sample.
+  compared in the clear; with it, ``match_bytes(value)`` gives the bytes the bands sample;
+- ``grouped``: ``True`` for a value that is a bag of hashes (vPDQ: a video's frames).
+  Private matching then bands each item (``match_items(value)``, bounded in number), the
+  index groups the items of one report, and a layer above the session applies the
+  signal's own rule to the matched items (:mod:`blindmatch.protocols.video`).
 
 This is the one place that says what a signal is. Everything that matches derives from it:
 the index of a signal is built with its banding, a platform session refuses uploads below
@@ -70,7 +74,7 @@ import numpy as np
 from PIL import Image
 
 from blindmatch._fixed import FixedBytes
-from blindmatch.errors import InvalidEncoding, RegistryError
+from blindmatch.errors import InvalidArgument, InvalidEncoding, RegistryError
 from blindmatch.fingerprint._files import PathLike
 from blindmatch.fingerprint.exact import md5_file, sha256_file
 from blindmatch.fingerprint.frontend import Policy, load_rgb, load_rgb_image
@@ -136,6 +140,7 @@ class SignalType(abc.ABC, Generic[V]):
     quality_floor: ClassVar[int]
     exact: ClassVar[bool] = False
     banding: ClassVar[BandingSpec | None] = None
+    grouped: ClassVar[bool] = False
 
     @abc.abstractmethod
     def hash(self, path: PathLike) -> V:
@@ -244,6 +249,8 @@ class SignalRegistry:
             not isinstance(banding, BandingSpec) or banding.exact != signal.exact
         ):
             raise RegistryError(f"{name}: banding must be a BandingSpec, exact iff the signal is")
+        if signal.grouped and (banding is None or signal.exact):
+            raise RegistryError(f"{name}: a grouped signal needs a fuzzy banding")
         self._signals[name] = signal
 
     def get(self, name: str) -> SignalType[Any]:
@@ -434,10 +441,48 @@ class VpdqSignal(SignalType[VideoFingerprint]):
     match_threshold: ClassVar[int] = 20
     quality_floor: ClassVar[int] = 50
     frame_distance_threshold: ClassVar[int] = 31
+    #: Frames are banded as PDQ hashes are (k = 32, L = 384, t = 2: a frame matches a frame
+    #: within distance 31 with PDQ's recall), under their own seed and signal name, so a
+    #: frame's band inputs are never a PDQ image's.
+    banding: ClassVar[BandingSpec | None] = BandingSpec(
+        256, 32, 384, 2, b"blindmatch/v1/vpdq-bands/seed-0"
+    )
+    grouped: ClassVar[bool] = True
+    query_threshold: ClassVar[float] = 80.0
+    """vPDQ's default least query share (percent) of a match."""
+    compared_threshold: ClassVar[float] = 0.0
+    """vPDQ's default least compared share (percent) of a match."""
 
-    def __init__(self, seconds_per_hash: float = 1.0) -> None:
-        """Args: seconds_per_hash: sampling interval (vPDQ's default 1.0)."""
+    def __init__(self, seconds_per_hash: float = 1.0, max_match_frames: int = 64) -> None:
+        """Args:
+        seconds_per_hash: sampling interval (vPDQ's default 1.0).
+        max_match_frames: most frames of one video private matching bands
+            (``video.DEFAULT_MAX_MATCH_FRAMES``): the bound on its cost per video.
+        """
+        if type(max_match_frames) is not int or max_match_frames < 1:
+            raise InvalidArgument("max_match_frames must be a positive int")
         self.seconds_per_hash = seconds_per_hash
+        self.max_match_frames = max_match_frames
+
+    def match_items(self, value: VideoFingerprint) -> tuple[VideoFrame, ...]:
+        """The frames private matching bands: distinct hashes of quality >= 50, pairwise
+        more than 31 apart, at most :attr:`max_match_frames` spread evenly
+        (``video.match_frames``)."""
+        if not isinstance(value, VideoFingerprint):
+            raise TypeError("a vpdq value must be a VideoFingerprint")
+        frames: tuple[VideoFrame, ...] = _video().match_frames(
+            value,
+            quality_floor=self.quality_floor,
+            max_frames=self.max_match_frames,
+            distance_threshold=self.frame_distance_threshold,
+        )
+        return frames
+
+    def match_bytes(self, value: Any) -> bytes:
+        """The 32 PDQ bytes of one frame (a :class:`VideoFrame` of :meth:`match_items`)."""
+        if not isinstance(value, VideoFrame):
+            raise TypeError("vpdq bands one VideoFrame at a time (see match_items)")
+        return bytes(value.pdq)
 
     def hash(self, path: PathLike) -> VideoFingerprint:
         """The vPDQ fingerprint of a video file (errors: see ``video.hash_video``)."""

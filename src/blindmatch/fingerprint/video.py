@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from types import ModuleType
@@ -92,6 +92,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_DISTANCE_THRESHOLD",
     "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_MATCH_FRAMES",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_QUALITY_FLOOR",
     "DEFAULT_QUERY_THRESHOLD",
@@ -103,6 +104,8 @@ __all__ = [
     "hash_video",
     "is_match",
     "luma_from_rgb",
+    "match_frames",
+    "sample_frames",
     "unique_frames",
     "video_match",
 ]
@@ -121,6 +124,11 @@ DEFAULT_QUERY_THRESHOLD: Final = 80.0
 
 DEFAULT_MAX_FRAMES: Final = 500_000
 """Most frames decoded from one video by default (4.6 hours at 30 fps)."""
+
+DEFAULT_MAX_MATCH_FRAMES: Final = 64
+"""Most frames of one video that private matching bands (:func:`match_frames`): each frame
+costs ``L`` OPRF elements online and ``L`` index entries (384 at PDQ's banding), so a video
+costs at most ``64 * 384 = 24,576`` elements however long it is."""
 
 DEFAULT_MAX_PIXELS: Final = 40_000_000
 """Largest frame (width x height) decoded by default: above 8K UHD (33.2 Mpx)."""
@@ -388,6 +396,81 @@ def unique_frames(
         key = bytes(frame.pdq)
         if frame.quality >= quality_floor and key not in seen:
             seen.add(key)
+            kept.append(frame)
+    return tuple(kept)
+
+
+def sample_frames(frames: Sequence[VideoFrame], max_frames: int) -> tuple[VideoFrame, ...]:
+    """At most ``max_frames`` of ``frames``, spread evenly, first and last kept.
+
+    Frame ``i`` of the ``F = max_frames`` kept is ``frames[(i * (n - 1)) // (F - 1)]`` for
+    ``n > F`` frames (``frames[0]`` when ``F == 1``); all of them when ``n <= F``. Integer
+    arithmetic only, so the clearinghouse and every platform pick the same frames of the
+    same fingerprint.
+
+    Args:
+        frames: Frames in their order (usually :func:`unique_frames`).
+        max_frames: The bound, >= 1.
+
+    Returns:
+        The kept frames, in their order.
+
+    Raises:
+        InvalidArgument: ``max_frames`` is not a positive integer.
+    """
+    _check_bound(max_frames, "max_frames")
+    count = len(frames)
+    if count <= max_frames:
+        return tuple(frames)
+    if max_frames == 1:
+        return (frames[0],)
+    return tuple(frames[(i * (count - 1)) // (max_frames - 1)] for i in range(max_frames))
+
+
+def match_frames(
+    fingerprint: VideoFingerprint,
+    *,
+    quality_floor: int = DEFAULT_QUALITY_FLOOR,
+    max_frames: int = DEFAULT_MAX_MATCH_FRAMES,
+    distance_threshold: int = DEFAULT_DISTANCE_THRESHOLD,
+) -> tuple[VideoFrame, ...]:
+    """The frames private matching bands: distinct, pairwise more than
+    ``distance_threshold`` apart, at most ``max_frames``.
+
+    Steps: :func:`unique_frames` (vPDQ's dedup of equal hashes, quality floor); drop a frame
+    within ``distance_threshold`` of the last frame kept (a still scene whose hash wobbles
+    by a few bits is one frame, not one per second); :func:`sample_frames`; drop a sampled
+    frame within ``distance_threshold`` of an earlier one kept.
+
+    Why near-duplicates go: private matching finds a frame match through bands, and an
+    uploaded frame agrees on nearly every one of the ``L`` bands with EVERY reported frame
+    within a few bits of it. Ten near-copies of one frame in a reported video would give
+    one query ``10 * L`` tag hits, over the platform's ``max_hits`` bound
+    (:class:`~blindmatch.errors.IndexTooDense`: the session fails on an honest index).
+    With the kept frames pairwise more than 31 apart, an uploaded frame fully agrees with
+    few frames of one video. The vPDQ shares are then shares of these frames (distinct
+    scenes) on both sides.
+
+    Both sides use it: the clearinghouse for a reported video's frame references (their
+    number is the video's frame count in the index), the platform for the frames an
+    uploaded video queries.
+
+    Args:
+        fingerprint: A video fingerprint.
+        quality_floor: Lowest PDQ quality kept.
+        max_frames: Most frames kept (:data:`DEFAULT_MAX_MATCH_FRAMES`).
+        distance_threshold: Frames this close to a kept frame are near-duplicates.
+
+    Returns:
+        The frames, in their original order.
+    """
+    still: list[VideoFrame] = []
+    for frame in unique_frames(fingerprint, quality_floor):
+        if not still or frame.pdq.distance(still[-1].pdq) > distance_threshold:
+            still.append(frame)
+    kept: list[VideoFrame] = []
+    for frame in sample_frames(still, max_frames):
+        if all(frame.pdq.distance(k.pdq) > distance_threshold for k in kept):
             kept.append(frame)
     return tuple(kept)
 

@@ -7,6 +7,8 @@ out; sockets, files and clocks live in thin adapters around them.
 - :class:`SessionPair`: the two wired together in memory (simulation, tests, examples).
 - :func:`index_digest`, :func:`signal_banding`: what an index is called on the wire, and
   the banding an index of a signal type is built with.
+- :class:`VideoMatcher`, :func:`video_references`: private vPDQ matching, the vPDQ rule
+  one layer above the platform session (:mod:`blindmatch.protocols.video`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from blindmatch.protocols.platform import (
     Upload,
 )
 from blindmatch.protocols.signals import signal_banding
+from blindmatch.protocols.video import VideoMatcher, VideoReportMatch, video_references
 
 __all__ = [
     "ClearinghouseSession",
@@ -40,7 +43,10 @@ __all__ = [
     "SessionPair",
     "TranscriptEntry",
     "Upload",
+    "VideoMatcher",
+    "VideoReportMatch",
     "decode",
     "index_digest",
     "signal_banding",
+    "video_references",
 ]

@@ -30,11 +30,18 @@ Blinding. Each upload gets ONE random blind ``r``; its ``L`` band inputs are bli
 ``B_j = r * HashToGroup(x_j)`` and unblinded with ``r^-1`` (RFC 9497 outputs, unchanged;
 the DDH argument is in docs/protocol.md). The uploads of a batch are blinded in one call and
 the uploads a reply completes are finalized in one call (one batch inversion). Elements of
-all uploads are packed into batches of exactly ``batch_size`` elements; the last batch is
-filled with pads ``rho * G`` for fresh random ``rho`` (uniform group elements, like every
-blinded element), and each batch is shuffled, so neither the batch length nor the position
-says how many uploads it carries or where an upload starts. Pads' answers are discarded (but
-kept for audits).
+all uploads are packed into batches of exactly ``batch_size`` elements; when the queue runs
+empty (the end of a flush) the last batch is filled with pads ``rho * G`` for fresh random
+``rho`` (uniform group elements, like every blinded element) up to a multiple of
+``pad_quantum``, and each batch is shuffled, so the clearinghouse learns a flush's element
+count to within ``pad_quantum`` and neither the position nor the length says where an
+upload starts or which signal an element serves (docs/protocol.md 8.2). Pads' answers are
+discarded (but kept for audits).
+
+Variants. An :class:`Upload` may carry more hashes of itself (:meth:`Upload.dihedral`: the
+8 dihedral PDQ variants). Each variant is a query of its own (its own blind and slot); the
+upload is answered when its last variant is looked up, with one :class:`Match` per report
+naming the variant that matched, so a caller never sees eight matches for one upload.
 
 Current indexes. ``ServerInfo`` lists the digest of the index the clearinghouse currently
 serves for each signal type (:class:`~blindmatch.protocols.messages.IndexDigest`). Before
@@ -46,7 +53,8 @@ the index again). A clearinghouse that lists no digest leaves the platform unabl
 
 Canaries. Every index carries public canary hashes whose handles it lists. The session
 mixes canaries into the uploads as ordinary queries, one per ``canary_interval`` uploads of
-a signal (at least one per :meth:`add_uploads` call and signal), at random positions. A
+a signal (at least one per :meth:`add_uploads` call and signal), at random positions, each
+on ``t`` random bands of its hash (2 elements for PDQ; docs/protocol.md 8.6). A
 canary that does not match its handle means the index and the online key disagree: the
 session fails with :class:`~blindmatch.errors.CanaryMismatch` before returning any match of
 that reply.
@@ -83,6 +91,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blindmatch import errors
+from blindmatch.fingerprint.pdq import DIHEDRAL_NAMES
 from blindmatch.fingerprint.signals import SignalRegistry, SignalType, default_registry
 from blindmatch.protocols._random import SessionRandom
 from blindmatch.protocols.indexes import index_digest
@@ -112,7 +121,9 @@ from blindmatch.psi.shares import RandomBytes
 
 __all__ = [
     "DEFAULT_MAX_LOOKUP_TRIALS",
+    "DEFAULT_PAD_QUANTUM",
     "Match",
+    "ORIGINAL",
     "PlatformSession",
     "PlatformState",
     "PlatformStats",
@@ -125,7 +136,14 @@ signal may make (per index file of an index set): at the bound, about 0.7 s and 
 lookup work (measured on a 2-core machine, 1024 hits of one PDQ upload, L = 256). An honest
 reply needs far fewer: one PDQ upload (L = 384) that agrees with a reference on every band
 makes 73,536 trials, with two such references 294,528."""
+DEFAULT_PAD_QUANTUM = 128
+"""Elements the last request of a flush is padded to a multiple of: the clearinghouse
+learns a flush's element count to within 128 (docs/protocol.md 8.2), and a flush of 8 PDQ
+uploads (3,072 elements and a canary) wastes at most 127 pads + 2 canary elements."""
 _MAX_REF = 4096
+_MAX_VARIANTS = 7
+ORIGINAL = DIHEDRAL_NAMES[0]
+"""The name of an upload's own hash among its variants (``"original"``)."""
 _MODE = oprf.Mode.VOPRF
 
 
@@ -151,6 +169,11 @@ class Upload:
         hash: the hash bytes (``bytes(digest)`` of a typed digest).
         quality: the quality (0..100) of a signal with a quality floor (PDQ), ``None`` for
             exact signals.
+        variants: more hashes of the same upload, each ``(name, hash bytes)``, queried with
+            it (docs/protocol.md "Dihedral queries"): the other 7 dihedral PDQ variants, so
+            that a mirrored or rotated copy of a reported image matches. Every variant costs
+            as many elements as the hash; the upload still gives one :class:`Match` per
+            report, naming the variant that matched. :meth:`dihedral` builds such an upload.
 
     Raises:
         TypeError: a field has the wrong type.
@@ -161,6 +184,38 @@ class Upload:
     signal: str
     hash: bytes
     quality: int | None = None
+    variants: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def dihedral(
+        cls, ref: str, signal: str, hashes: Sequence[bytes], quality: int | None = None
+    ) -> Upload:
+        """An upload queried with its 8 dihedral variants.
+
+        Args:
+            ref: the platform's reference of the upload.
+            signal: the signal type (``"pdq"``).
+            hashes: the 8 variant hashes in :data:`~blindmatch.fingerprint.DIHEDRAL_NAMES`
+                order (``blindmatch hash --dihedral``,
+                :func:`~blindmatch.fingerprint.pdq_dihedral_from_rgb`); the first is the
+                hash of the image as it is.
+            quality: the image's quality (the same for every variant).
+
+        Raises:
+            TypeError: a hash is not bytes.
+            errors.LocalProtocolError: not exactly 8 hashes, or a bad field.
+        """
+        chosen = tuple(hashes)
+        if len(chosen) != len(DIHEDRAL_NAMES):
+            raise errors.LocalProtocolError(f"give the {len(DIHEDRAL_NAMES)} dihedral hashes")
+        variants = tuple(zip(DIHEDRAL_NAMES[1:], chosen[1:], strict=True))
+        return cls(ref, signal, chosen[0], quality, variants)
+
+    @property
+    def queries(self) -> tuple[tuple[str, bytes], ...]:
+        """``(variant name, hash)`` of every query this upload makes, the hash first
+        (named ``"original"``)."""
+        return ((ORIGINAL, self.hash), *self.variants)
 
     def __post_init__(self) -> None:
         # A wrong type is a TypeError everywhere (blindmatch.errors), a wrong value typed.
@@ -172,22 +227,45 @@ class Upload:
             not isinstance(self.quality, int) or isinstance(self.quality, bool)
         ):
             raise TypeError("an upload's quality must be an int or None")
+        if not isinstance(self.variants, tuple) or not all(
+            isinstance(v, tuple)
+            and len(v) == 2
+            and isinstance(v[0], str)
+            and isinstance(v[1], bytes)
+            for v in self.variants
+        ):
+            raise TypeError("an upload's variants must be a tuple of (name, bytes) pairs")
+        names = [ORIGINAL, *(name for name, _ in self.variants)]
+        if len(self.variants) > _MAX_VARIANTS or len(set(names)) != len(names):
+            raise errors.LocalProtocolError(
+                f"an upload has at most {_MAX_VARIANTS} variants, named distinctly and not "
+                f"{ORIGINAL!r}"
+            )
+        if not all(0 < len(name) <= 32 for name in names):
+            raise errors.LocalProtocolError("a variant name must be a string of 1..32")
         if not 0 < len(self.ref) <= _MAX_REF:
             raise errors.LocalProtocolError(f"upload ref must be a string of 1..{_MAX_REF}")
         if self.quality is not None and not 0 <= self.quality <= 100:
             raise errors.LocalProtocolError("quality must be an integer in [0, 100]")
 
     def __repr__(self) -> str:
-        return f"Upload(ref={self.ref!r}, signal={self.signal!r}, hash=<redacted>)"
+        extra = f", variants={len(self.variants)}" if self.variants else ""
+        return f"Upload(ref={self.ref!r}, signal={self.signal!r}, hash=<redacted>{extra})"
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """An upload matched a reported hash: the platform learns the report's opaque handle."""
+    """An upload matched a reported hash: the platform learns the report's opaque handle.
+
+    ``variant`` is ``None`` for an upload queried without variants; otherwise the name of
+    the variant that matched (``"original"``, or e.g. ``"flipX"`` for a mirrored copy; the
+    first in the upload's order when several matched the same report).
+    """
 
     upload_ref: str
     signal: str
     handle: ReportHandle
+    variant: str | None = None
 
 
 @dataclass(slots=True)
@@ -211,6 +289,8 @@ class PlatformStats:
     """Single-band tag hits over all uploads (not canaries)."""
     tag_hits_per_upload: dict[str, int] = field(default_factory=dict)
     """Upload ref -> single-band tag hits, for uploads with at least one."""
+    variant_queries: int = 0
+    """Queries of uploads' variants beyond their own hash (7 per dihedral upload)."""
     audits_sent: int = 0
     audits_verified: int = 0
     elements_audited: int = 0
@@ -230,6 +310,27 @@ class _Slot:
     evaluated: list[Element | None]
     missing: int
     canary: ReportHandle | None
+    group: _Group | None = None
+    """The upload's answer so far, shared by its variants' slots (``None``: a canary)."""
+    variant: int = 0
+    """Which of the upload's queries (:attr:`Upload.queries`) this slot carries."""
+    bands: tuple[int, ...] | None = None
+    """The bands a canary queries (``inputs`` holds theirs alone); ``None``: every band."""
+
+
+@dataclass(slots=True, eq=False)
+class _Group:
+    """One upload's answer, gathered over the slots of its variants.
+
+    The upload is answered (and its matches returned) when its last variant is looked up:
+    so one upload gives one :class:`Match` per report however many variants hit it.
+    """
+
+    upload: Upload
+    pending: int
+    tag_hits: int = 0
+    found: dict[ReportHandle, int] = field(default_factory=dict, repr=False)
+    """Report handle -> the first variant (by position) that matched it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +377,13 @@ class PlatformSession:
             :class:`~blindmatch.psi.index.IndexSet` stands for a base index with deltas.
         public_key: the clearinghouse's published key; every index must be built under it.
         batch_size: elements per evaluation request (fewer if the clearinghouse's
-            ``max_batch`` is lower); every request carries exactly this many.
+            ``max_batch`` is lower); every request carries exactly this many, except the
+            last one of a flush (the queue ran empty), which carries a multiple of
+            ``pad_quantum``.
+        pad_quantum: the last request of a flush is padded to a multiple of this many
+            elements (:data:`DEFAULT_PAD_QUANTUM`); ``batch_size`` or more pads every
+            request to the full batch. The clearinghouse learns each flush's element
+            count rounded up to it (docs/protocol.md 8.2).
         canary_interval: one canary query per this many uploads of a signal (>= 1).
         evaluator: does the batch steps (Blind, Finalize): :data:`~blindmatch.psi.parallel.
             SERIAL` on the calling thread by default, a
@@ -306,6 +413,7 @@ class PlatformSession:
         public_key: PublicKey,
         *,
         batch_size: int = 256,
+        pad_quantum: int = DEFAULT_PAD_QUANTUM,
         canary_interval: int = 64,
         evaluator: Evaluator = SERIAL,
         signals: SignalRegistry | None = None,
@@ -323,6 +431,8 @@ class PlatformSession:
             raise errors.LocalProtocolError("public_key must be a VOPRF PublicKey")
         if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_ELEMENTS:
             raise errors.LocalProtocolError(f"batch_size must be in [1, {MAX_ELEMENTS}]")
+        if type(pad_quantum) is not int or not 1 <= pad_quantum <= MAX_ELEMENTS:
+            raise errors.LocalProtocolError(f"pad_quantum must be in [1, {MAX_ELEMENTS}]")
         if not isinstance(canary_interval, int) or canary_interval < 1:
             raise errors.LocalProtocolError("canary_interval must be at least 1")
         if not isinstance(evaluator, Evaluator):
@@ -356,6 +466,7 @@ class PlatformSession:
         self._public_key = public_key
         self._key_id = public_key.key_id
         self._batch_size = batch_size
+        self._pad_quantum = pad_quantum
         self._canary_interval = canary_interval
         self._state = PlatformState.START
         self._element_limit = 0
@@ -433,9 +544,9 @@ class PlatformSession:
         a reply that failed the session (a canary that did not match: its answers are not
         under the published key; an index that refused or failed the lookup)."""
         refs = [upload.ref for upload, canary in self._queue if canary is None]
-        seen = {id(slot): slot for slot, _, _ in self._carry}
-        seen.update({id(slot): slot for slot in self._in_flight.values()})
-        refs.extend(s.upload.ref for s in seen.values() if s.canary is None)
+        groups = {id(slot.group): slot.group for slot, _, _ in self._carry if slot.group}
+        groups.update({id(s.group): s.group for s in self._in_flight.values() if s.group})
+        refs.extend(group.upload.ref for group in groups.values())
         return tuple(refs)
 
     def _require(self, *states: PlatformState) -> None:
@@ -475,7 +586,7 @@ class PlatformSession:
             if index is None:
                 raise errors.LocalProtocolError("no index for the upload's signal type")
             banding = index.header.banding
-            if len(upload.hash) != banding.hash_bytes:
+            if any(len(h) != banding.hash_bytes for _, h in upload.queries):
                 raise errors.LocalProtocolError("hash length does not fit the signal type")
             signal_type = self._signal_types[upload.signal]
             if not signal_type.accepts(upload.quality):
@@ -496,7 +607,8 @@ class PlatformSession:
         self._queue.extend(items)
 
     def next_request(self) -> bytes:
-        """The next evaluation request: exactly :attr:`batch_size` elements, padded.
+        """The next evaluation request: :attr:`batch_size` elements, or for the last
+        request of a flush its elements padded to a multiple of ``pad_quantum``.
 
         Raises:
             errors.LocalProtocolError: not ``READY``, nothing to send, or the clearinghouse's
@@ -505,10 +617,16 @@ class PlatformSession:
         self._require(PlatformState.READY)
         if not (self._queue or self._carry):
             raise errors.LocalProtocolError("nothing to send")
+        self._blind_upto(self._batch_size - len(self._carry))
+        # A full batch while the queue holds one; the rest of a flush rounded up to the pad
+        # quantum (docs/protocol.md 8.2).
+        waiting = len(self._carry)
         size = self._batch_size
+        if waiting < size and not self._queue:
+            quantum = self._pad_quantum
+            size = min(size, -(-waiting // quantum) * quantum)
         if self._elements_sent + size > self._element_limit:
             raise errors.LocalProtocolError("the clearinghouse's element quota would be exceeded")
-        self._blind_upto(size - len(self._carry))
         positions: list[tuple[_Slot, int] | None] = []
         elements: list[Element] = []
         while self._carry and len(elements) < size:
@@ -557,18 +675,41 @@ class PlatformSession:
         while wanted > 0 and self._queue:
             upload, canary = self._queue.popleft()
             banding = self._indexes[upload.signal].header.banding
-            band_inputs = banding.band_inputs(upload.hash)
-            blind = self._random.scalar()
-            slots.append(
-                _Slot(
-                    upload, band_inputs, blind, [None] * len(band_inputs), len(band_inputs), canary
-                )
-            )
-            inputs.extend(band_inputs)
-            blinds.extend([blind] * len(band_inputs))
-            wanted -= len(band_inputs)
             if canary is not None:
+                # A canary queries t random bands (docs/protocol.md 8.6): t is all a match
+                # needs, and one wrong answer among them fails the check.
+                pool = list(range(banding.count))
+                chosen = sorted(
+                    pool.pop(self._random.below(len(pool))) for _ in range(banding.threshold)
+                )
+                every = banding.band_inputs(upload.hash)
+                queries: list[tuple[list[bytes], tuple[int, ...] | None]] = [
+                    ([every[j] for j in chosen], tuple(chosen))
+                ]
+                group = None
                 self.stats.canary_queries += 1
+            else:
+                hashes = [upload.hash, *(h for _, h in upload.variants)]
+                queries = [(banding.band_inputs(h), None) for h in hashes]
+                group = _Group(upload, len(queries))
+                self.stats.variant_queries += len(queries) - 1
+            for variant, (band_inputs, bands) in enumerate(queries):
+                blind = self._random.scalar()
+                slot = _Slot(
+                    upload,
+                    band_inputs,
+                    blind,
+                    [None] * len(band_inputs),
+                    len(band_inputs),
+                    canary,
+                    group,
+                    variant,
+                    bands,
+                )
+                slots.append(slot)
+                inputs.extend(band_inputs)
+                blinds.extend([blind] * len(band_inputs))
+                wanted -= len(band_inputs)
         if not slots:
             return
         blinded = self._evaluator.blind_batch(inputs, _MODE, blinds=blinds)
@@ -790,8 +931,19 @@ class PlatformSession:
             outputs: list[list[bytes]] = []
             position = 0
             for slot, _ in items:
-                outputs.append(flat[position : position + len(slot.inputs)])
+                answered = flat[position : position + len(slot.inputs)]
                 position += len(slot.inputs)
+                if slot.bands is not None:
+                    # A canary's other bands get an output nobody evaluated (its own
+                    # random blind, doubled; it never leaves the platform): it hits an
+                    # entry only by a tag collision, like a band that does not agree.
+                    count = self._indexes[signal].header.banding.count
+                    filler = bytes(slot.blind) * 2
+                    full = [filler] * count
+                    for band, output in zip(slot.bands, answered, strict=True):
+                        full[band] = output
+                    answered = full
+                outputs.append(answered)
             try:
                 results = self._indexes[signal].lookup_many(
                     outputs, max_trials=self._max_lookup_trials
@@ -820,21 +972,35 @@ class PlatformSession:
         self._canaries_seen.update(s.upload.signal for s, _ in looked_up if s.canary is not None)
         matches: list[Match] = []
         for slot, result in looked_up:
-            if slot.canary is not None:
+            group = slot.group
+            if group is None:
                 continue
-            ref = slot.upload.ref
-            self.stats.uploads_done += 1
-            self.stats.tag_hits += result.tag_hits
-            if result.tag_hits:
-                hits = self.stats.tag_hits_per_upload
-                hits[ref] = hits.get(ref, 0) + result.tag_hits
-            signal = slot.upload.signal
-            reports = [h for h in result.handles if h not in self._indexes[signal].canary_handles]
-            if reports:
-                self.stats.uploads_matched += 1
-            matches.extend(Match(ref, signal, h) for h in reports)
+            group.pending -= 1
+            group.tag_hits += result.tag_hits
+            canary_handles = self._indexes[group.upload.signal].canary_handles
+            for handle in result.handles:
+                if handle not in canary_handles:
+                    group.found[handle] = min(group.found.get(handle, slot.variant), slot.variant)
+            if group.pending == 0:
+                matches.extend(self._answered(group))
         self.stats.matches += len(matches)
         return matches
+
+    def _answered(self, group: _Group) -> list[Match]:
+        """Count an upload whose every variant is looked up; its matches, one per report."""
+        upload = group.upload
+        self.stats.uploads_done += 1
+        self.stats.tag_hits += group.tag_hits
+        if group.tag_hits:
+            hits = self.stats.tag_hits_per_upload
+            hits[upload.ref] = hits.get(upload.ref, 0) + group.tag_hits
+        if group.found:
+            self.stats.uploads_matched += 1
+        names = [name for name, _ in upload.queries] if upload.variants else None
+        return [
+            Match(upload.ref, upload.signal, handle, None if names is None else names[variant])
+            for handle, variant in sorted(group.found.items(), key=lambda item: bytes(item[0]))
+        ]
 
     def _verify(self, response: ProofResponse) -> None:
         blinded, evaluated = self._audits[response.audit_id]

@@ -19,6 +19,14 @@ it first draws the lines and handles (work that needs no PRF), then takes the ch
 worker has started, from the end of the queue, so no core idles while a worker starts
 up or while the other still has queued work.
 
+Grouped builds (``grouped=True``, a video index, format version 2): the references of one
+report id are one group (a reported video's frames). Each group gets a handle of 16 random
+bytes (drawn after the lines, groups in order of first appearance, then sorted); the file
+lists the group handles and, per stored handle, its group's number, and the private map
+names the report of every group handle too. Nothing in the groups sections depends on a
+hash or an entry: they partition the handles, which entries are not linked to without the
+OPRF key.
+
 The public names are re-exported by :mod:`blindmatch.psi.index`.
 """
 
@@ -42,6 +50,7 @@ import numpy.typing as npt
 from blindmatch.errors import InvalidEncoding, InvalidParameter
 from blindmatch.psi import oprf
 from blindmatch.psi._index_format import (
+    NO_GROUP,
     Canary,
     IndexHeader,
     IndexKind,
@@ -268,6 +277,8 @@ class _Lines:
     raw_handles: list[bytes]
     handle_map: dict[ReportHandle, str]
     handle_set: bytes
+    handle_groups: bytes | None
+    group_handles: bytes | None
 
 
 def _draw_lines(
@@ -276,6 +287,7 @@ def _draw_lines(
     threshold: int,
     handle_bytes: int,
     random_bytes: RandomBytes,
+    grouped: bool,
 ) -> _Lines:
     secrets = _unique_secrets(count, random_bytes)
     if threshold == 1:
@@ -289,7 +301,31 @@ def _draw_lines(
         for handle, reference in zip(raw_handles, references, strict=False)
     }
     rows = np.frombuffer(b"".join(raw_handles), dtype=np.uint8).reshape(count, HANDLE_SIZE)
-    return _Lines(secrets, slopes, raw_handles, handle_map, _handle_set(rows, handle_bytes))
+    kept = _handle_order(rows, handle_bytes)
+    handle_set = np.ascontiguousarray(rows[kept, :handle_bytes]).tobytes()
+    if not grouped:
+        return _Lines(secrets, slopes, raw_handles, handle_map, handle_set, None, None)
+    reports = list(dict.fromkeys(r.report_id for r in references))
+    drawn: dict[bytes, str] = {}
+    for report in reports:
+        group_handle = random_bytes(HANDLE_SIZE)
+        while group_handle in drawn:
+            group_handle = random_bytes(HANDLE_SIZE)
+        drawn[group_handle] = report
+    ordered = sorted(drawn)
+    number = {drawn[h]: i for i, h in enumerate(ordered)}
+    per_row = np.full(count, NO_GROUP, dtype="<u4")
+    per_row[: len(references)] = [number[r.report_id] for r in references]
+    handle_map.update({trusted(h): report for h, report in drawn.items()})
+    return _Lines(
+        secrets,
+        slopes,
+        raw_handles,
+        handle_map,
+        handle_set,
+        per_row[kept].tobytes(),
+        b"".join(ordered),
+    )
 
 
 def _unique_secrets(count: int, random_bytes: RandomBytes) -> U64Array:
@@ -335,16 +371,29 @@ def _masked_sorted_entries(
     return tag_raw, share_raw, lines
 
 
-def _assemble(header: IndexHeader, tags: bytes, shares: bytes, handles: bytes) -> bytes:
-    """The file: header, bands and handle set written into one buffer, the digest (which
-    skips its own field) patched in last; one copy of the body, not several."""
+def _assemble(
+    header: IndexHeader,
+    tags: bytes,
+    shares: bytes,
+    handles: bytes,
+    groups: tuple[bytes, bytes] | None = None,
+) -> bytes:
+    """The file: header, bands, handle set and (version 2) the groups sections written into
+    one buffer, the digest (which skips its own field) patched in last; one copy of the
+    body, not several."""
     layout = header.layout()
     encoded = header.encode(digest=bytes(32))
     out = bytearray(layout.total_length)
     out[: len(encoded)] = encoded
     out[layout.tags_offset : layout.tags_offset + len(tags)] = tags
     out[layout.shares_offset : layout.shares_offset + len(shares)] = shares
-    out[layout.handles_offset :] = handles
+    out[layout.handles_offset : layout.handles_offset + len(handles)] = handles
+    if groups is not None:
+        handle_groups, group_handles = groups
+        out[layout.handle_groups_offset : layout.handle_groups_offset + len(handle_groups)] = (
+            handle_groups
+        )
+        out[layout.groups_offset :] = group_handles
     digest = compute_digest(memoryview(out))
     signed = header.encode(digest=digest)
     out[: len(signed)] = signed
@@ -353,7 +402,13 @@ def _assemble(header: IndexHeader, tags: bytes, shares: bytes, handles: bytes) -
 
 def _handle_set(rows: npt.NDArray[np.uint8], width: int) -> bytes:
     """The distinct ``width``-byte prefixes of the handle rows (``(n, >= width)`` uint8),
-    ascending as byte strings, joined.
+    ascending as byte strings, joined."""
+    return np.ascontiguousarray(rows[_handle_order(rows, width), :width]).tobytes()
+
+
+def _handle_order(rows: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.intp]:
+    """Indices of the rows whose ``width``-byte prefixes form the handle set: ascending as
+    byte strings, the first row of each distinct prefix.
 
     Sorted in numpy, not through per-handle ``bytes``: a prefix of 8..16 bytes is the pair
     (first 8 bytes, the rest zero-padded to 8) as big-endian integers, whose order is the
@@ -361,7 +416,7 @@ def _handle_set(rows: npt.NDArray[np.uint8], width: int) -> bytes:
     """
     count = rows.shape[0]
     if count == 0:
-        return b""
+        return np.zeros(0, dtype=np.intp)
     padded = np.zeros((count, 16), dtype=np.uint8)
     padded[:, :width] = rows[:, :width]
     keys = padded.view(">u8").astype(np.uint64)  # (count, 2): high, low
@@ -369,7 +424,8 @@ def _handle_set(rows: npt.NDArray[np.uint8], width: int) -> bytes:
     ordered = keys[order]
     distinct = np.ones(count, dtype=bool)
     distinct[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
-    return np.ascontiguousarray(padded[order[distinct], :width]).tobytes()
+    result: npt.NDArray[np.intp] = order[distinct]
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,8 +435,9 @@ class BuiltIndex:
     Attributes:
         header: the decoded header of :attr:`data`.
         data: the index file's bytes (what platforms download).
-        handles: report handle -> report id. NOT in the file: only the clearinghouse holds
-            it, to tell a platform which report a matched handle stands for.
+        handles: report handle -> report id (for a grouped index the group handles too).
+            NOT in the file: only the clearinghouse holds it, to tell a platform which
+            report a matched handle stands for.
     """
 
     header: IndexHeader
@@ -431,6 +488,7 @@ def _build(
     handle_bytes: int,
     processes: int | None,
     random_bytes: RandomBytes,
+    grouped: bool = False,
 ) -> BuiltIndex:
     if not isinstance(secret_key, SecretKey):
         raise TypeError("secret_key must be a SecretKey")
@@ -454,7 +512,9 @@ def _build(
             hashes,
             tag_bytes,
             workers,
-            lambda: _draw_lines(references, count, banding.threshold, handle_bytes, random_bytes),
+            lambda: _draw_lines(
+                references, count, banding.threshold, handle_bytes, random_bytes, grouped
+            ),
         ),
         tag_bytes,
     )
@@ -476,8 +536,12 @@ def _build(
         canaries=canaries,
         base_digest=base_digest,
         digest=bytes(32),
+        group_count=None if lines.group_handles is None else len(lines.group_handles) // 16,
     )
-    data = _assemble(header, tag_raw, share_raw, handle_set)
+    groups = None
+    if lines.handle_groups is not None and lines.group_handles is not None:
+        groups = (lines.handle_groups, lines.group_handles)
+    data = _assemble(header, tag_raw, share_raw, handle_set, groups)
     final_header, _ = decode_header(data)
     return BuiltIndex(final_header, data, lines.handle_map)
 
@@ -492,6 +556,7 @@ def build_index(
     handle_bytes: int = HANDLE_SIZE,
     processes: int | None = None,
     random_bytes: RandomBytes = secrets.token_bytes,
+    grouped: bool = False,
 ) -> BuiltIndex:
     """Build a full index of ``references`` under the OPRF key ``secret_key``.
 
@@ -508,6 +573,8 @@ def build_index(
         processes: worker processes for the PRF; ``None`` uses every core, 1 runs inline.
         random_bytes: source of the line coefficients (``secrets.token_bytes``; injectable so
             golden files can be rebuilt byte for byte).
+        grouped: group the references by report id (a video index, format version 2: the
+            frames of one reported video are one group; docs/index-format.md "Groups").
 
     Returns:
         The index bytes with their header and the private handle -> report id map.
@@ -530,6 +597,7 @@ def build_index(
         handle_bytes=handle_bytes,
         processes=processes,
         random_bytes=random_bytes,
+        grouped=grouped,
     )
 
 
@@ -555,11 +623,15 @@ def add_references(
         A delta index (kind ``DELTA``, no canaries) and its handle map.
 
     Raises:
-        InvalidParameter: ``base`` is not a full index or has another key, or references do
-            not fit its banding.
+        InvalidParameter: ``base`` is not a full index or has another key, is grouped (a
+            video index is rebuilt), or references do not fit its banding.
     """
     if base.kind is not IndexKind.FULL:
         raise InvalidParameter("a delta extends a full index")
+    if base.group_count is not None:
+        # A delta has no groups sections; a video index is rebuilt instead (its groups
+        # would otherwise be split across files).
+        raise InvalidParameter("a grouped (video) index has no deltas: rebuild it")
     if not isinstance(secret_key, SecretKey):
         raise TypeError("secret_key must be a SecretKey")
     if secret_key.key_id != base.key_id or secret_key.epoch != base.key_epoch:

@@ -108,11 +108,16 @@ def merge_indexes(base: Index, deltas: Sequence[Index]) -> bytes:
     re-sorted per band, the union of the handle sets, and a new digest.
 
     Raises:
-        IndexFormatError: a delta names another base, or its parameters differ.
+        IndexFormatError: a delta names another base, or its parameters differ, or the
+            base is grouped (a video index is rebuilt, never extended).
     """
     header = base.header
     if header.kind is not IndexKind.FULL:
         raise IndexFormatError("merge needs a full base index")
+    if header.group_count is not None:
+        # A grouped (video) index has no deltas (add_references refuses it); merging would
+        # drop its groups sections.
+        raise IndexFormatError("a grouped (video) index has no deltas to merge")
     for delta in deltas:
         _check_delta(header, delta.header)
     parts = [base, *deltas]

@@ -7,7 +7,7 @@ Layout (all integers little-endian; offsets in bytes)::
 
     fixed header (128 bytes)
       0   8  magic 89 42 4D 49 44 58 0D 0A ("\\x89BMIDX\\r\\n")
-      8   2  format version (1)
+      8   2  format version (1; 2 = with the groups sections)
      10   1  kind: 0 full index, 1 delta
      11   1  RFC 9497 mode of the OPRF (1 = VOPRF)
      12   4  header length H (a multiple of 64, >= 128)
@@ -22,7 +22,8 @@ Layout (all integers little-endian; offsets in bytes)::
      43   1  handle bytes stored per handle (8..16)
      44   4  key epoch
      48   2  canary count c
-     50   6  reserved, zero
+     50   4  group count g (version 2; zero in version 1)
+     54   2  reserved, zero
      56  32  base digest (delta: the digest of its base; full: zero)
      88  32  digest: SHA-256 of the whole file without these 32 bytes
     120   8  reserved, zero
@@ -36,6 +37,11 @@ Layout (all integers little-endian; offsets in bytes)::
       shares   L*n*8, same order as the tags
       zeros    up to a multiple of 64
       handles  m*handle_bytes, ascending, distinct
+    version 2 only:
+      zeros    up to a multiple of 64
+      handle groups  m*4: per handle (same order) its group number, or 0xFFFFFFFF for none
+      zeros    up to a multiple of 64
+      groups   g*16: the group handles, ascending, distinct
     end of file
 """
 
@@ -55,6 +61,8 @@ __all__ = [
     "DIGEST_OFFSET",
     "FIXED_SIZE",
     "FORMAT_VERSION",
+    "GROUPED_VERSION",
+    "NO_GROUP",
     "IndexHeader",
     "IndexKind",
     "Layout",
@@ -70,6 +78,13 @@ __all__ = [
 
 MAGIC = b"\x89BMIDX\r\n"
 FORMAT_VERSION = 1
+GROUPED_VERSION = 2
+"""The format version of an index with groups sections (a video index); without groups an
+index is written as version 1, byte for byte as before."""
+NO_GROUP = 0xFFFF_FFFF
+"""The group number of a handle that belongs to no group (a canary's)."""
+_GROUP_HANDLE_SIZE = 16
+_MAX_GROUPS = NO_GROUP  # group numbers are below it
 SUITE_ID = "ristretto255-SHA512"
 VOPRF_MODE = 1
 SHARE_BYTES = 8
@@ -77,7 +92,7 @@ FIXED_SIZE = 128
 DIGEST_OFFSET = 88
 _DIGEST_SIZE = 32
 _ALIGN = 64
-_FIXED = struct.Struct("<8sHBBIQQIHHBBBBIH6s32s32s8s")
+_FIXED = struct.Struct("<8sHBBIQQIHHBBBBIHI2s32s32s8s")
 _MIN_HANDLE_BYTES = 8
 _MAX_KEY_ID = 64
 _MAX_CANARIES = 1024
@@ -119,6 +134,10 @@ class Layout:
     tags_offset: int
     shares_offset: int
     handles_offset: int
+    handle_groups_offset: int
+    """Start of the handle groups section (version 2; ``total_length`` in version 1)."""
+    groups_offset: int
+    """Start of the group handles (version 2; ``total_length`` in version 1)."""
     total_length: int
 
 
@@ -127,7 +146,8 @@ class IndexHeader:
     """Everything the header of an index file says (see the module docstring).
 
     ``digest`` and ``base_digest`` are SHA-256 values (32 bytes); a full index has an
-    all-zero ``base_digest``.
+    all-zero ``base_digest``. ``group_count`` is ``None`` for an index without groups
+    (format version 1), else the number of groups (version 2, a full index only).
     """
 
     kind: IndexKind
@@ -141,6 +161,7 @@ class IndexHeader:
     canaries: tuple[Canary, ...]
     base_digest: bytes
     digest: bytes
+    group_count: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.key_epoch < 1 << 32:
@@ -164,6 +185,16 @@ class IndexHeader:
             raise IndexFormatError("digests must be 32 bytes")
         if (self.kind is IndexKind.FULL) != (self.base_digest == bytes(_DIGEST_SIZE)):
             raise IndexFormatError("a delta names its base digest; a full index names none")
+        if self.group_count is not None:
+            if type(self.group_count) is not int or not 0 <= self.group_count < _MAX_GROUPS:
+                raise IndexFormatError("group count must fit 32 bits")
+            if self.kind is not IndexKind.FULL:
+                raise IndexFormatError("only a full index has groups")
+
+    @property
+    def version(self) -> int:
+        """The format version this header is written with: 2 with groups, else 1."""
+        return FORMAT_VERSION if self.group_count is None else GROUPED_VERSION
 
     def layout(self) -> Layout:
         """Section offsets implied by this header."""
@@ -172,6 +203,7 @@ class IndexHeader:
             self.entry_count * self.banding.count,
             self.tag_bytes,
             self.handle_count * self.handle_bytes,
+            None if self.group_count is None else (self.handle_count, self.group_count),
         )
 
     def variable_part(self) -> bytes:
@@ -192,7 +224,7 @@ class IndexHeader:
         header_length = align(FIXED_SIZE + len(variable))
         fixed = _FIXED.pack(
             MAGIC,
-            FORMAT_VERSION,
+            self.version,
             int(self.kind),
             VOPRF_MODE,
             header_length,
@@ -207,7 +239,8 @@ class IndexHeader:
             self.handle_bytes,
             self.key_epoch,
             len(self.canaries),
-            bytes(6),
+            self.group_count or 0,
+            bytes(2),
             self.base_digest,
             self.digest if digest is None else digest,
             bytes(8),
@@ -215,14 +248,36 @@ class IndexHeader:
         return (fixed + variable).ljust(header_length, b"\x00")
 
 
-def _layout(header_length: int, entries: int, tag_bytes: int, handle_bytes: int) -> Layout:
-    """Section offsets from the header length, the entries over all bands, the tag width
-    and the handle section's size."""
+def _layout(
+    header_length: int,
+    entries: int,
+    tag_bytes: int,
+    handle_bytes: int,
+    groups: tuple[int, int] | None = None,
+) -> Layout:
+    """Section offsets from the header length, the entries over all bands, the tag width,
+    the handle section's size and (version 2) the handle and group counts."""
     tags_offset = header_length
     shares_offset = align(tags_offset + entries * tag_bytes)
     handles_offset = align(shares_offset + entries * SHARE_BYTES)
-    total = handles_offset + handle_bytes
-    return Layout(header_length, tags_offset, shares_offset, handles_offset, total)
+    if groups is None:
+        total = handles_offset + handle_bytes
+        return Layout(
+            header_length, tags_offset, shares_offset, handles_offset, total, total, total
+        )
+    handles, group_count = groups
+    handle_groups_offset = align(handles_offset + handle_bytes)
+    groups_offset = align(handle_groups_offset + 4 * handles)
+    total = groups_offset + _GROUP_HANDLE_SIZE * group_count
+    return Layout(
+        header_length,
+        tags_offset,
+        shares_offset,
+        handles_offset,
+        handle_groups_offset,
+        groups_offset,
+        total,
+    )
 
 
 def _lp8(data: bytes) -> bytes:
@@ -305,6 +360,7 @@ def decode_header(
         handle_bytes,
         key_epoch,
         canary_count,
+        group_count,
         reserved1,
         base_digest,
         digest,
@@ -312,15 +368,17 @@ def decode_header(
     ) = _FIXED.unpack_from(view, 0)
     if magic != MAGIC:
         raise IndexFormatError("not a blindmatch index (bad magic)")
-    if version != FORMAT_VERSION:
+    if version not in (FORMAT_VERSION, GROUPED_VERSION):
         raise IndexFormatError("unsupported index format version")
+    if version == FORMAT_VERSION and group_count:
+        raise IndexFormatError("reserved header bytes must be zero")
     if kind not in (IndexKind.FULL, IndexKind.DELTA):
         raise IndexFormatError("unknown index kind")
     if mode != VOPRF_MODE:
         raise IndexFormatError("index OPRF mode must be VOPRF")
     if share_bytes != SHARE_BYTES:
         raise IndexFormatError("unsupported share width")
-    if reserved1 != bytes(6) or reserved2 != bytes(8):
+    if reserved1 != bytes(2) or reserved2 != bytes(8):
         raise IndexFormatError("reserved header bytes must be zero")
     if header_length < FIXED_SIZE or header_length % _ALIGN or header_length > len(view):
         raise IndexFormatError("bad or truncated header length")
@@ -330,8 +388,9 @@ def decode_header(
         raise IndexFormatError("stored handle width must be 8..16 bytes")
     if entry_count >= _MAX_COUNT or handle_count >= _MAX_COUNT:
         raise IndexFormatError("entry and handle counts must be below 2**48")
+    groups = (handle_count, group_count) if version == GROUPED_VERSION else None
     expected = _layout(
-        header_length, entry_count * band_count, tag_bytes, handle_count * handle_bytes
+        header_length, entry_count * band_count, tag_bytes, handle_count * handle_bytes, groups
     )
     if expected.total_length != len(view):
         raise IndexFormatError("index file length does not match its header (truncated?)")
@@ -375,6 +434,7 @@ def decode_header(
         canaries=tuple(canaries),
         base_digest=base_digest,
         digest=digest,
+        group_count=group_count if version == GROUPED_VERSION else None,
     )
     layout = header.layout()
     if layout.header_length != header_length:
@@ -384,6 +444,8 @@ def decode_header(
     for start, end in (
         (layout.tags_offset + entry_count * band_count * tag_bytes, layout.shares_offset),
         (layout.shares_offset + entry_count * band_count * SHARE_BYTES, layout.handles_offset),
+        (layout.handles_offset + handle_count * handle_bytes, layout.handle_groups_offset),
+        (layout.handle_groups_offset + 4 * handle_count, layout.groups_offset),
     ):
         if any(view[start:end]):
             raise IndexFormatError("section padding must be zero")

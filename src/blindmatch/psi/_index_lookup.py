@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import bisect
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import numpy.typing as npt
 
 from blindmatch.errors import IndexFormatError, IndexTooDense, InvalidParameter
 from blindmatch.psi._index_format import (
+    NO_GROUP,
     Canary,
     IndexHeader,
     Layout,
@@ -41,6 +43,7 @@ from blindmatch.psi.shares import (
 )
 
 __all__ = [
+    "HandleGroup",
     "Index",
     "MatchResult",
     "default_max_hits",
@@ -70,6 +73,20 @@ class MatchResult:
     def matched(self) -> bool:
         """Whether any handle matched."""
         return bool(self.handles)
+
+
+@dataclass(frozen=True, slots=True)
+class HandleGroup:
+    """The group a handle of a grouped index (format version 2) belongs to.
+
+    Attributes:
+        handle: the group's handle (a video report's handle; the clearinghouse maps it to
+            the report).
+        size: how many handles the group holds (a reported video's frame references).
+    """
+
+    handle: ReportHandle
+    size: int
 
 
 class Lookups(abc.ABC):
@@ -123,6 +140,9 @@ class Index(Lookups):
     """
 
     __slots__ = (
+        "_group_handles",
+        "_group_sizes",
+        "_handle_groups",
         "_handle_prefix",
         "_handles",
         "_max_hits",
@@ -165,8 +185,38 @@ class Index(Lookups):
             offset=layout.handles_offset,
         )
         self._handle_prefix: U64Array | None = None
+        self._handle_groups: npt.NDArray[np.uint32] | None = None
+        self._group_handles: npt.NDArray[np.uint8] | None = None
+        self._group_sizes: npt.NDArray[np.int64] | None = None
+        if header.group_count is not None:
+            self._open_groups(buffer, header.group_count)
         if verify:
             self._verify_body()
+
+    def _open_groups(self, buffer: npt.NDArray[np.uint8], group_count: int) -> None:
+        """Map the groups sections and check them whole (4 bytes per handle, 16 per group:
+        small beside the bands, and a lookup trusts them)."""
+        groups = np.ndarray(
+            (self.header.handle_count,),
+            dtype="<u4",
+            buffer=buffer,
+            offset=self.layout.handle_groups_offset,
+        )
+        handles = np.ndarray(
+            (group_count, 16), dtype=np.uint8, buffer=buffer, offset=self.layout.groups_offset
+        )
+        member = groups != NO_GROUP
+        if np.any(groups[member] >= group_count):
+            raise IndexFormatError("a handle names a group the index does not hold")
+        sizes = np.bincount(groups[member].astype(np.int64), minlength=group_count)
+        if group_count and int(sizes.min()) == 0:
+            raise IndexFormatError("every group of an index holds at least one handle")
+        rows = [handles[i].tobytes() for i in range(group_count)]
+        if any(a >= b for a, b in itertools.pairwise(rows)):
+            raise IndexFormatError("index group handles are not ascending and distinct")
+        self._handle_groups = groups.astype(np.uint32)
+        self._group_handles = handles
+        self._group_sizes = sizes
 
     def _verify_body(self) -> None:
         if _per_band_unsorted(self._tags, self._shares):
@@ -231,6 +281,39 @@ class Index(Lookups):
     def entry_count(self) -> int:
         """Entries per band (references plus canaries): the global ``N`` a platform learns."""
         return self.header.entry_count
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the index groups its handles (format version 2: a video index)."""
+        return self._handle_groups is not None
+
+    def group_of(self, handle: ReportHandle) -> HandleGroup | None:
+        """The group of a matched handle (docs/index-format.md "Groups").
+
+        Args:
+            handle: a handle the index matched (a frame reference's).
+
+        Returns:
+            Its group handle and the group's size; ``None`` for a handle the set does not
+            hold or one in no group (a canary's).
+
+        Raises:
+            InvalidParameter: the index has no groups (format version 1).
+        """
+        groups, group_handles, sizes = self._handle_groups, self._group_handles, self._group_sizes
+        if groups is None or group_handles is None or sizes is None:
+            raise InvalidParameter("this index has no groups")
+        if not isinstance(handle, ReportHandle):
+            raise TypeError("handle must be a ReportHandle")
+        key = bytes(handle)[: self.header.handle_bytes]
+        rows = self._handles
+        row = bisect.bisect_left(range(len(rows)), key, key=lambda i: rows[i].tobytes())
+        if row >= len(rows) or rows[row].tobytes() != key:
+            return None
+        number = int(groups[row])
+        if number == NO_GROUP:
+            return None
+        return HandleGroup(ReportHandle(group_handles[number].tobytes()), int(sizes[number]))
 
     def _prefix(self) -> U64Array:
         """First 8 bytes of every stored handle as native integers (cached)."""

@@ -11,7 +11,9 @@ surface (this one):
   every band of every reference, on every core, and assembles the file;
   :func:`add_references` builds a delta of new references against a full index;
 - lookup (:mod:`blindmatch.psi._index_lookup`): :class:`Index` memory-maps a file and
-  turns an upload's ``L`` OPRF outputs into matched report handles, with bounded work;
+  turns an upload's ``L`` OPRF outputs into matched report handles, with bounded work,
+  and (a grouped index, format version 2) maps a matched handle to its group
+  (:meth:`Index.group_of`: a video report's frames);
 - deltas (:mod:`blindmatch.psi._index_delta`): :class:`IndexSet` looks a base and its
   deltas up side by side; :func:`merge_indexes` merges them into one full index without
   the key; :func:`current_digest` names the published files of a signal (a full index, or
@@ -31,11 +33,18 @@ from blindmatch.psi._index_build import (
 )
 from blindmatch.psi._index_delta import INDEX_SET_DOMAIN, IndexSet, current_digest, merge_indexes
 from blindmatch.psi._index_format import Canary, IndexHeader, IndexKind
-from blindmatch.psi._index_lookup import Index, MatchResult, default_max_hits, lookup_trials
+from blindmatch.psi._index_lookup import (
+    HandleGroup,
+    Index,
+    MatchResult,
+    default_max_hits,
+    lookup_trials,
+)
 
 __all__ = [
     "BuiltIndex",
     "Canary",
+    "HandleGroup",
     "INDEX_SET_DOMAIN",
     "Index",
     "IndexHeader",

@@ -20,7 +20,7 @@ from blindmatch.psi.index import Reference, build_index
 from blindmatch.psi.keys import SecretKey
 from blindmatch.psi.oprf import Mode
 
-__all__ = ["CASES", "ShakeStream", "banding_of", "build_case", "main"]
+__all__ = ["CASES", "VPDQ_BANDING", "ShakeStream", "banding_of", "build_case", "main"]
 
 HERE = Path(__file__).parent
 
@@ -95,7 +95,37 @@ CASES: list[dict[str, object]] = [
         ],
         "canaries": [_sha256("golden pdq canary")],
     },
+    {
+        # A grouped (video) index, format version 2: frames of two reported videos.
+        "id": "vpdq-grouped",
+        "banding": {"kind": "vpdq"},
+        "grouped": True,
+        "key_seed": "04" * 32,
+        "key_info": "blindmatch golden",
+        "epoch": 3,
+        "tag_bytes": 4,
+        "handle_bytes": 16,
+        "randomness": "blindmatch golden randomness vpdq-grouped",
+        "references": [
+            {"report_id": "V1", "hash": _sha256("golden vpdq V1 frame 1")},
+            {"report_id": "V1", "hash": _sha256("golden vpdq V1 frame 2")},
+            {"report_id": "V1", "hash": _sha256("golden vpdq V1 frame 3")},
+            {"report_id": "V2", "hash": _sha256("golden vpdq V2 frame 1")},
+            {"report_id": "V2", "hash": _sha256("golden vpdq V2 frame 2")},
+        ],
+        "canaries": [_sha256("golden vpdq canary")],
+    },
 ]
+
+VPDQ_BANDING = Banding(
+    signal="vpdq",
+    hash_bits=256,
+    k=32,
+    count=384,
+    threshold=2,
+    seed=b"blindmatch/v1/vpdq-bands/seed-0",
+)
+"""The vpdq signal type's banding (``VpdqSignal.banding``; a test checks they agree)."""
 
 
 def banding_of(case: dict[str, object]) -> Banding:
@@ -104,6 +134,8 @@ def banding_of(case: dict[str, object]) -> Banding:
     assert isinstance(spec, dict)
     if spec["kind"] == "exact":
         return exact_banding(str(spec["signal"]), int(spec["hash_bits"]))
+    if spec["kind"] == "vpdq":
+        return VPDQ_BANDING
     if spec["seed"] == "default":
         return pdq_banding(int(spec["count"]))
     return pdq_banding(int(spec["count"]), bytes.fromhex(str(spec["seed"])))
@@ -135,6 +167,7 @@ def build_case(case: dict[str, object]) -> tuple[bytes, dict[str, str]]:
         handle_bytes=int(str(case["handle_bytes"])),
         processes=1,
         random_bytes=ShakeStream(str(case["randomness"])),
+        grouped=bool(case.get("grouped", False)),
     )
     return built.to_bytes(), {h.hex(): rid for h, rid in built.handles.items()}
 
