@@ -52,6 +52,11 @@ def markdown(results: dict[str, Any]) -> str:
         "| target | measured (L = 384 unless said) | verdict |",
         "|---|---|---|",
     ]
+    flips31 = r384["recall_flips_at_31"]
+    # 95% lower bound of the binomial proportion (normal approximation)
+    at31_low = (
+        flips31["rate"] - 1.96 * (flips31["rate"] * (1 - flips31["rate"]) / flips31["pairs"]) ** 0.5
+    )
     ok_mean = r384["recall_d_le_31"] is not None and r384["recall_d_le_31"] >= 0.99
     at31 = r384["recall_flips_at_31"]["rate"]
     fa6 = fa["by_count"]["384"]["per_upload"]["1000000"]
@@ -61,7 +66,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"| mean recall >= 0.99 over edited pairs with d <= 31 | {_f(r384['recall_d_le_31'], 4)} "
         f"({r384['pairs_d_le_31']} pairs) | {_verdict(ok_mean)} |",
         f"| recall >= 0.94 at d = 31 | {_f(at31, 4)} on {r384['recall_flips_at_31']['pairs']} "
-        f"pairs with 31 random bits flipped (analytic {_f(r384['analytic_at_31'], 4)}); "
+        f"pairs with 31 random bits flipped, 95% lower bound {_f(at31_low, 4)} (analytic "
+        f"{_f(r384['analytic_at_31'], 4)}); "
         "natural pairs have even distances only (PDQ sets exactly 128 bits): "
         f"d = 30-32: {_f(r384['recall_d_30_32_natural']['rate'])} on "
         f"{r384['recall_d_30_32_natural']['pairs']} "
@@ -169,7 +175,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"{leak['index_tags']} index tags: {leak['tag_collisions']}, rate "
         f"{_f(leak['tag_collision_rate'])} per pair (2^-32 = "
         f"{_f(leak['tag_collision_rate_expected'])}). True band agreements between unrelated "
-        f"pictures: {_f(leak['band_agreement_rate_unrelated_pictures'])} per (pair, band).",
+        f"pictures: {fa['by_count']['384']['band_agreements']} in "
+        f"{fa['by_count']['384']['pairs']} pairs x 384 bands; the projection uses "
+        f"{_f(leak['band_agreement_rate_unrelated_pictures'])} per (pair, band), the larger "
+        "of that rate and the analytic band agreement over their measured distances.",
         "",
         "| N | projected tag hits per upload | of which tag collisions |",
         "|---|---|---|",
