@@ -310,14 +310,16 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
     rate = leak["projected_per_upload"]["10000"] / 1e4
     ax.loglog(ns, ns * rate, label="projected (tag collisions + band agreements)")
     ax.loglog(ns, ns * 384 * leak["tag_collision_rate"], ls="--", label="tag collisions only")
-    measured = max(leak["protocol_tag_hits_per_upload"], 1e-9)
-    ax.errorbar(
+    hits, uploads = leak["protocol_tag_hits"], leak["uploads"]
+    upper = max(hits, 3) / uploads  # 95% Poisson upper bound (3 when none was seen)
+    if hits:
+        ax.plot([leak["references"]], [hits / uploads], "o", label="measured through the protocol")
+    ax.plot(
         [leak["references"]],
-        [measured],
-        yerr=[[0], [3 / leak["uploads"]]],
-        fmt="o",
-        label=f"measured through the protocol ({leak['protocol_tag_hits']} hits, "
-        f"{leak['uploads']} uploads; bar: 95% upper bound)",
+        [upper],
+        "v",
+        ms=9,
+        label=f"measured through the protocol: {hits} hits in {uploads} uploads, 95% upper bound",
     )
     ax.axhline(0.5, color="red", lw=1, label="target 0.5 at N = 10^6")
     ax.set_xlabel("references N")
