@@ -34,6 +34,7 @@ import os
 import platform as platform_module
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -582,10 +583,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write results/accuracy.{json,md} and the plots; return 0."""
     parser = argparse.ArgumentParser(prog="bench_accuracy")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run (a minute)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write (default: results/, or a new temporary folder with --quick, so "
+        "a smoke run never overwrites the committed results)",
+    )
     args = parser.parse_args(argv)
     base = QUICK if args.quick else Config()
-    config = Config(**{**vars(base), "out": args.out})
+    out = args.out
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="accuracy-quick-")) if args.quick else RESULTS
+    config = Config(**{**vars(base), "out": out})
     results = run(config)
     write(results, config)
     return 0
@@ -602,6 +612,7 @@ def write(results: dict[str, Any], config: Config) -> None:
     if config.plots:
         accuracy_report.plots(results, config.out)
     print(markdown)
+    print(f"written to {config.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
