@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "oprf": "benchmarks.bench_oprf",
     "psi": "benchmarks.bench_psi",
     "protocol": "benchmarks.bench_protocol",
+    "accuracy": "benchmarks.bench_accuracy",
     "startup": "benchmarks.bench_startup",
     "install_size": "benchmarks.bench_install_size",
     "service": "benchmarks.bench_service",

@@ -4,11 +4,15 @@ clearinghouse session over real encoded messages, every message recorded.
 Checks: the matches are exactly the files whose bytes equal a reference's (right report,
 no false match); the transcript and the index bytes hold no hash of any reference or upload
 and no 8-byte piece of one (raw or hex); audits verify; a clearinghouse that evaluates with
-another key is caught by the canaries and, without canaries, by the DLEQ audit.
+another key is caught by the canaries and, without canaries, by the DLEQ audit. For PDQ
+(L = 256 bands of 32 bits), a seeded session: neither the index nor any message holds a
+reference hash, a piece of one, any of its band values (4 bytes, either byte order) or any
+of its band inputs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +33,10 @@ from blindmatch.protocols import (
 )
 from blindmatch.protocols import messages as m
 from blindmatch.psi import oprf
-from blindmatch.psi.bands import Banding, exact_banding
+from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
 from blindmatch.psi.index import BuiltIndex, Index, Reference, build_index
 from blindmatch.psi.keys import SecretKey
+from session_scenario import seeded
 
 KEY = SecretKey.derive(bytes(range(1, 33)), b"e2e", mode=oprf.Mode.VOPRF, epoch=1)
 WRONG_KEY = SecretKey.derive(bytes(range(2, 34)), b"e2e", mode=oprf.Mode.VOPRF, epoch=1)
@@ -289,3 +294,104 @@ def test_wrong_key_is_caught_by_the_audit_without_canaries(corpus: Corpus) -> No
     with pytest.raises(errors.VerifyError):  # ... until the audit
         platform.receive(proof)
     assert platform.state is PlatformState.FAILED
+
+
+# ---- PDQ: no reference hash and no band value of one in the index or on the wire
+
+
+def _pdq_hash(label: str) -> bytes:
+    return hashlib.sha256(f"pdq reference {label}".encode()).digest()
+
+
+def _flip(hash_bytes: bytes, bits: int) -> bytes:
+    value = int.from_bytes(hash_bytes, "big") ^ ((1 << bits) - 1)
+    return value.to_bytes(len(hash_bytes), "big")
+
+
+PDQ_BANDING = pdq_banding(256)
+PDQ_REFERENCES = [_pdq_hash(str(i)) for i in range(6)]
+
+
+@pytest.fixture(scope="module")
+def pdq_run() -> tuple[BuiltIndex, SessionPair, list[Match]]:
+    """A seeded PDQ session: near copies of two references, and unrelated uploads."""
+    built = build_index(
+        KEY,
+        PDQ_BANDING,
+        [Reference(f"pdq-report-{i}", "pdq", h) for i, h in enumerate(PDQ_REFERENCES)],
+        processes=1,
+        random_bytes=seeded(b"e2e pdq index"),
+    )
+    platform = PlatformSession(
+        Index.from_bytes(built.to_bytes()),
+        KEY.public_key,
+        batch_size=256,
+        random_bytes=seeded(b"e2e pdq platform"),
+    )
+    uploads = [Upload("near-0", "pdq", _flip(PDQ_REFERENCES[0], 12), 90)]
+    uploads += [Upload("near-3", "pdq", _flip(PDQ_REFERENCES[3], 20), 90)]
+    uploads += [Upload(f"other-{i}", "pdq", _pdq_hash(f"upload {i}"), 90) for i in range(4)]
+    platform.add_uploads(uploads)
+    clearinghouse = ClearinghouseSession(
+        KEY, element_limit=100_000, random_bytes=seeded(b"e2e pdq clearinghouse")
+    )
+    wire = SessionPair(platform, clearinghouse)
+    found = wire.run()
+    wire.audit(1)
+    wire.close()
+    return built, wire, found
+
+
+def _band_needles(hashes: list[bytes]) -> set[bytes]:
+    """Every band value of every hash as 4 bytes in both byte orders, and every band input
+    (prefix + value), so a value stored or sent in the clear in any layout is found."""
+    needles: set[bytes] = set()
+    for hash_bytes in hashes:
+        for value in PDQ_BANDING.band_values(hash_bytes):
+            needles.add(value.to_bytes(4, "big"))
+            needles.add(value.to_bytes(4, "little"))
+        needles.update(PDQ_BANDING.band_inputs(hash_bytes))
+    return needles
+
+
+def _band_leaks(blob: bytes, needles: set[bytes]) -> int:
+    found = sum(blob[i : i + 4] in needles for i in range(len(blob) - 3))
+    inputs = [n for n in needles if len(n) > 4]
+    return found + sum(blob.count(n) for n in inputs)
+
+
+def test_pdq_matches_are_the_near_copies(
+    pdq_run: tuple[BuiltIndex, SessionPair, list[Match]],
+) -> None:
+    built, _, found = pdq_run
+    assert sorted((f.upload_ref, built.handles[f.handle]) for f in found) == [
+        ("near-0", "pdq-report-0"),
+        ("near-3", "pdq-report-3"),
+    ]
+
+
+def test_no_pdq_hash_or_band_value_in_transcript_or_index(
+    pdq_run: tuple[BuiltIndex, SessionPair, list[Match]],
+) -> None:
+    built, wire, _ = pdq_run
+    blobs = [d for _, d in wire.transcript] + [built.to_bytes()]
+    assert sum(len(b) for b in blobs) > 50_000
+    raw: set[bytes] = set()
+    text: set[bytes] = set()
+    for digest in PDQ_REFERENCES:
+        raw.update(digest[i : i + WINDOW] for i in range(len(digest) - WINDOW + 1))
+        hexed = digest.hex().encode("ascii")
+        text.update(hexed[i : i + 2 * WINDOW] for i in range(len(hexed) - 2 * WINDOW + 1))
+    needles = _band_needles(PDQ_REFERENCES)
+    assert len(needles) > 2 * 6 * 256  # 4-byte values in two orders, plus the inputs
+    assert [_leaks(blob, raw, text) for blob in blobs] == [0] * len(blobs)
+    assert [_band_leaks(blob, needles) for blob in blobs] == [0] * len(blobs)
+
+
+def test_the_band_scan_would_see_a_leak() -> None:
+    """The band scanner is not vacuous: one band value, or one band input, is flagged."""
+    needles = _band_needles(PDQ_REFERENCES[:1])
+    value = PDQ_BANDING.band_values(PDQ_REFERENCES[0])[17]
+    assert _band_leaks(b"\x00" * 33 + value.to_bytes(4, "little") + b"\x00" * 9, needles) >= 1
+    band_input = PDQ_BANDING.band_inputs(PDQ_REFERENCES[0])[200]
+    assert _band_leaks(b"\xff" * 5 + band_input + b"\xff" * 5, needles) >= 2

@@ -38,7 +38,7 @@ PROOF_S = (0x1234567890ABCDEF).to_bytes(32, "little").hex()
 SUITE = be(1, 2)
 VOPRF = "01"
 DIGEST_MD5 = bytes(range(32)).hex()
-DIGEST_SHA256 = ("a5" * 32)
+DIGEST_SHA256 = "a5" * 32
 
 
 def index_digest(signal: str, digest: str) -> str:
@@ -47,9 +47,7 @@ def index_digest(signal: str, digest: str) -> str:
     return be(len(name), 1) + name.hex() + digest
 
 
-INFO_HEAD = head(2) + SUITE + VOPRF + be(7, 4) + KEY_ID.hex() + G2 + be(1_000_000, 8) + be(
-    4096, 4
-)
+INFO_HEAD = head(2) + SUITE + VOPRF + be(7, 4) + KEY_ID.hex() + G2 + be(1_000_000, 8) + be(4096, 4)
 
 VALID = [
     {
@@ -71,8 +69,15 @@ VALID = [
             "max_batch": 4096,
             "index_digests": [],
         },
-        "hex": head(2) + SUITE + VOPRF + be(7, 4) + KEY_ID.hex() + G2 + be(1_000_000, 8)
-        + be(4096, 4) + be(0, 1),
+        "hex": head(2)
+        + SUITE
+        + VOPRF
+        + be(7, 4)
+        + KEY_ID.hex()
+        + G2
+        + be(1_000_000, 8)
+        + be(4096, 4)
+        + be(0, 1),
     },
     {
         "name": "server-info-with-index-digests",
@@ -90,7 +95,9 @@ VALID = [
                 {"signal": "sha256", "digest": DIGEST_SHA256},
             ],
         },
-        "hex": INFO_HEAD + be(2, 1) + index_digest("md5", DIGEST_MD5)
+        "hex": INFO_HEAD
+        + be(2, 1)
+        + index_digest("md5", DIGEST_MD5)
         + index_digest("sha256", DIGEST_SHA256),
     },
     {
@@ -104,8 +111,16 @@ VALID = [
             "batch_id": 258,
             "elements": [G1, G2, G3],
         },
-        "hex": head(3) + SUITE + VOPRF + be(7, 4) + KEY_ID.hex() + be(258, 4) + be(3, 4)
-        + G1 + G2 + G3,
+        "hex": head(3)
+        + SUITE
+        + VOPRF
+        + be(7, 4)
+        + KEY_ID.hex()
+        + be(258, 4)
+        + be(3, 4)
+        + G1
+        + G2
+        + G3,
     },
     {
         "name": "evaluate-response-2",
@@ -152,75 +167,154 @@ INVALID = [
     {"name": "unknown-type", "hex": "0109", "error": "MessageDecodeError"},
     {"name": "type-0", "hex": "0100", "error": "MessageDecodeError"},
     {"name": "close-trailing", "hex": head(8) + "00", "error": "MessageDecodeError"},
-    {"name": "hello-unknown-suite", "hex": head(1) + be(2, 2) + VOPRF,
-     "error": "UnsupportedVersion"},
+    {
+        "name": "hello-unknown-suite",
+        "hex": head(1) + be(2, 2) + VOPRF,
+        "error": "UnsupportedVersion",
+    },
     {"name": "hello-unknown-mode", "hex": head(1) + SUITE + "03", "error": "MessageDecodeError"},
     {"name": "hello-truncated", "hex": head(1) + SUITE, "error": "MessageDecodeError"},
     {"name": "request-count-0", "hex": REQ_HEAD + be(0, 4), "error": "MessageDecodeError"},
-    {"name": "request-count-over-limit", "hex": REQ_HEAD + be(65537, 4),
-     "error": "LimitExceeded"},
-    {"name": "request-count-too-high", "hex": REQ_HEAD + be(2, 4) + G1,
-     "error": "MessageDecodeError"},
-    {"name": "request-count-too-low", "hex": REQ_HEAD + be(1, 4) + G1 + G2,
-     "error": "MessageDecodeError"},
-    {"name": "request-identity", "hex": REQ_HEAD + be(1, 4) + IDENTITY,
-     "error": "InvalidPeerElement"},
-    {"name": "request-non-canonical", "hex": REQ_HEAD + be(1, 4) + NON_CANONICAL,
-     "error": "InvalidPeerElement"},
-    {"name": "response-identity", "hex": head(4) + be(1, 4) + be(2, 4) + G1 + IDENTITY,
-     "error": "InvalidPeerElement"},
-    {"name": "server-info-identity-key",
-     "hex": head(2) + SUITE + VOPRF + be(7, 4) + KEY_ID.hex() + IDENTITY + be(1, 8) + be(1, 4)
-     + be(0, 1),
-     "error": "InvalidPeerElement"},
-    {"name": "server-info-max-batch-0",
-     "hex": head(2) + SUITE + VOPRF + be(7, 4) + KEY_ID.hex() + G1 + be(1, 8) + be(0, 4)
-     + be(0, 1),
-     "error": "MessageDecodeError"},
-    {"name": "server-info-without-digest-count", "hex": INFO_HEAD,
-     "error": "MessageDecodeError"},
-    {"name": "server-info-digests-unsorted",
-     "hex": INFO_HEAD + be(2, 1) + index_digest("sha256", DIGEST_SHA256)
-     + index_digest("md5", DIGEST_MD5),
-     "error": "MessageDecodeError"},
-    {"name": "server-info-digests-duplicate-signal",
-     "hex": INFO_HEAD + be(2, 1) + index_digest("md5", DIGEST_MD5)
-     + index_digest("md5", DIGEST_SHA256),
-     "error": "MessageDecodeError"},
-    {"name": "server-info-digest-empty-name",
-     "hex": INFO_HEAD + be(1, 1) + be(0, 1) + DIGEST_MD5, "error": "MessageDecodeError"},
-    {"name": "server-info-digest-uppercase-name",
-     "hex": INFO_HEAD + be(1, 1) + index_digest("MD5", DIGEST_MD5),
-     "error": "MessageDecodeError"},
-    {"name": "server-info-digest-name-33-bytes",
-     "hex": INFO_HEAD + be(1, 1) + index_digest("a" * 33, DIGEST_MD5),
-     "error": "MessageDecodeError"},
-    {"name": "server-info-digest-truncated",
-     "hex": INFO_HEAD + be(1, 1) + index_digest("md5", DIGEST_MD5)[:-2],
-     "error": "MessageDecodeError"},
-    {"name": "server-info-digest-count-too-high",
-     "hex": INFO_HEAD + be(2, 1) + index_digest("md5", DIGEST_MD5),
-     "error": "MessageDecodeError"},
-    {"name": "proof-request-empty", "hex": head(5) + be(1, 4) + be(0, 2),
-     "error": "MessageDecodeError"},
-    {"name": "proof-request-duplicate", "hex": head(5) + be(1, 4) + be(2, 2) + be(3, 4) + be(3, 4),
-     "error": "MessageDecodeError"},
-    {"name": "proof-non-canonical-scalar", "hex": head(6) + be(1, 4) + "ff" * 32 + PROOF_S,
-     "error": "MessageDecodeError"},
-    {"name": "proof-truncated", "hex": head(6) + be(1, 4) + PROOF_C,
-     "error": "MessageDecodeError"},
-    {"name": "error-unknown-code", "hex": head(7) + be(99, 2) + "00" + be(0, 4) + "00",
-     "error": "MessageDecodeError"},
-    {"name": "error-bad-flag", "hex": head(7) + be(1, 2) + "02" + be(0, 4) + "00",
-     "error": "MessageDecodeError"},
-    {"name": "error-absent-id-not-zero", "hex": head(7) + be(1, 2) + "00" + be(5, 4) + "00",
-     "error": "MessageDecodeError"},
-    {"name": "error-text-not-ascii", "hex": head(7) + be(1, 2) + "00" + be(0, 4) + "01ff",
-     "error": "MessageDecodeError"},
-    {"name": "error-text-control", "hex": head(7) + be(1, 2) + "00" + be(0, 4) + "010a",
-     "error": "MessageDecodeError"},
-    {"name": "error-text-truncated", "hex": head(7) + be(1, 2) + "00" + be(0, 4) + "0541",
-     "error": "MessageDecodeError"},
+    {"name": "request-count-over-limit", "hex": REQ_HEAD + be(65537, 4), "error": "LimitExceeded"},
+    {
+        "name": "request-count-too-high",
+        "hex": REQ_HEAD + be(2, 4) + G1,
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "request-count-too-low",
+        "hex": REQ_HEAD + be(1, 4) + G1 + G2,
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "request-identity",
+        "hex": REQ_HEAD + be(1, 4) + IDENTITY,
+        "error": "InvalidPeerElement",
+    },
+    {
+        "name": "request-non-canonical",
+        "hex": REQ_HEAD + be(1, 4) + NON_CANONICAL,
+        "error": "InvalidPeerElement",
+    },
+    {
+        "name": "response-identity",
+        "hex": head(4) + be(1, 4) + be(2, 4) + G1 + IDENTITY,
+        "error": "InvalidPeerElement",
+    },
+    {
+        "name": "server-info-identity-key",
+        "hex": head(2)
+        + SUITE
+        + VOPRF
+        + be(7, 4)
+        + KEY_ID.hex()
+        + IDENTITY
+        + be(1, 8)
+        + be(1, 4)
+        + be(0, 1),
+        "error": "InvalidPeerElement",
+    },
+    {
+        "name": "server-info-max-batch-0",
+        "hex": head(2)
+        + SUITE
+        + VOPRF
+        + be(7, 4)
+        + KEY_ID.hex()
+        + G1
+        + be(1, 8)
+        + be(0, 4)
+        + be(0, 1),
+        "error": "MessageDecodeError",
+    },
+    {"name": "server-info-without-digest-count", "hex": INFO_HEAD, "error": "MessageDecodeError"},
+    {
+        "name": "server-info-digests-unsorted",
+        "hex": INFO_HEAD
+        + be(2, 1)
+        + index_digest("sha256", DIGEST_SHA256)
+        + index_digest("md5", DIGEST_MD5),
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "server-info-digests-duplicate-signal",
+        "hex": INFO_HEAD
+        + be(2, 1)
+        + index_digest("md5", DIGEST_MD5)
+        + index_digest("md5", DIGEST_SHA256),
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "server-info-digest-empty-name",
+        "hex": INFO_HEAD + be(1, 1) + be(0, 1) + DIGEST_MD5,
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "server-info-digest-uppercase-name",
+        "hex": INFO_HEAD + be(1, 1) + index_digest("MD5", DIGEST_MD5),
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "server-info-digest-name-33-bytes",
+        "hex": INFO_HEAD + be(1, 1) + index_digest("a" * 33, DIGEST_MD5),
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "server-info-digest-truncated",
+        "hex": INFO_HEAD + be(1, 1) + index_digest("md5", DIGEST_MD5)[:-2],
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "server-info-digest-count-too-high",
+        "hex": INFO_HEAD + be(2, 1) + index_digest("md5", DIGEST_MD5),
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "proof-request-empty",
+        "hex": head(5) + be(1, 4) + be(0, 2),
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "proof-request-duplicate",
+        "hex": head(5) + be(1, 4) + be(2, 2) + be(3, 4) + be(3, 4),
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "proof-non-canonical-scalar",
+        "hex": head(6) + be(1, 4) + "ff" * 32 + PROOF_S,
+        "error": "MessageDecodeError",
+    },
+    {"name": "proof-truncated", "hex": head(6) + be(1, 4) + PROOF_C, "error": "MessageDecodeError"},
+    {
+        "name": "error-unknown-code",
+        "hex": head(7) + be(99, 2) + "00" + be(0, 4) + "00",
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "error-bad-flag",
+        "hex": head(7) + be(1, 2) + "02" + be(0, 4) + "00",
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "error-absent-id-not-zero",
+        "hex": head(7) + be(1, 2) + "00" + be(5, 4) + "00",
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "error-text-not-ascii",
+        "hex": head(7) + be(1, 2) + "00" + be(0, 4) + "01ff",
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "error-text-control",
+        "hex": head(7) + be(1, 2) + "00" + be(0, 4) + "010a",
+        "error": "MessageDecodeError",
+    },
+    {
+        "name": "error-text-truncated",
+        "hex": head(7) + be(1, 2) + "00" + be(0, 4) + "0541",
+        "error": "MessageDecodeError",
+    },
 ]
 
 
