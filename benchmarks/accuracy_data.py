@@ -273,9 +273,10 @@ def hash_of(rgb: U8) -> tuple[bytes, int]:
 def query_hashes(rgb: U8, *, dihedral: bool) -> list[bytes]:
     """The hashes a platform queries for one upload: one, or its 8 dihedral variants.
 
-    With ``dihedral`` this is the rule the ``--dihedral`` query option implements: an
-    upload matches if any of its 8 variants releases the report. When the option lands in
-    the platform session, this is the one function to switch over to it.
+    With ``dihedral`` these are the 8 hashes ``Upload.dihedral`` takes, in
+    ``DIHEDRAL_NAMES`` order (the image as it is first): an upload matches if any of its
+    variants releases the report. The plaintext rule over them is checked against the
+    session's own dihedral option in ``bench_accuracy._protocol_check_dihedral``.
     """
     if not dihedral:
         return [hash_of(rgb)[0]]

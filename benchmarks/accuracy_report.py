@@ -81,6 +81,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"| the real protocol decides as the plaintext rule | {check['decisions_equal']}/"
         f"{check['uploads']} uploads identical ({check['uploads_with_d_20_50']} of them at "
         f"d 20-50; {check['uploads_matched_protocol']} matched) | {_verdict(check['all_equal'])} |",
+        f"| dihedral queries (`Upload.dihedral`) decide as 'any of the 8 variants' | "
+        f"{check['dihedral']['decisions_equal']}/{check['dihedral']['uploads']} uploads identical "
+        f"({check['dihedral']['mirrored_or_rotated']} mirrored or rotated; "
+        f"{check['dihedral']['uploads_matched_protocol']} matched, "
+        f"{check['dihedral']['matches']} matches) | {_verdict(check['dihedral']['all_equal'])} |",
     ]
     for count in ("256", "384", "512"):
         c = cost[count]["workers_1"]

@@ -49,7 +49,7 @@ from benchmarks import accuracy_data as data
 from benchmarks.bench_protocol import _floors
 from blindmatch.protocols import ClearinghouseSession, PlatformSession, SessionPair, Upload
 from blindmatch.psi.bands import PDQ_BAND_COUNTS, Banding, pdq_banding
-from blindmatch.psi.index import Index, Reference, build_index
+from blindmatch.psi.index import BuiltIndex, Index, Reference, build_index
 from blindmatch.psi.keys import SecretKey
 from blindmatch.psi.parallel import SERIAL, Evaluator, ThreadedEvaluator
 
@@ -363,6 +363,7 @@ def _protocol_check(pairs: Pairs, config: Config, key: SecretKey) -> dict[str, A
     for match in pair.run():
         found[match.upload_ref].add(built.handles[match.handle])
     agree = sum(found[u] == expected[u] for u in expected)
+    dihedral = _protocol_check_dihedral(pairs, config, key, built, names)
     return {
         "references": len(refs),
         "uploads": len(uploads),
@@ -371,6 +372,49 @@ def _protocol_check(pairs: Pairs, config: Config, key: SecretKey) -> dict[str, A
         "decisions_equal": agree,
         "all_equal": agree == len(uploads),
         "uploads_with_d_20_50": int(take),
+        "dihedral": dihedral,
+    }
+
+
+def _protocol_check_dihedral(
+    pairs: Pairs, config: Config, key: SecretKey, built: BuiltIndex, names: dict[bytes, str]
+) -> dict[str, Any]:
+    """The session's dihedral option (``Upload.dihedral``) against the plaintext "any of
+    the 8 variants" rule, on the mirrored and rotated copies and a sample of the rest."""
+    banding = pdq_banding(384)
+    refs = sorted(names, key=names.__getitem__)
+    rng = np.random.default_rng([config.seed, 6])
+    mirrored = [i for i, g in enumerate(pairs.group) if g == "dihedral"]
+    others = [i for i, g in enumerate(pairs.group) if g != "dihedral"]
+    size = max(1, config.protocol_uploads // 4)
+    chosen = list(rng.choice(mirrored, min(len(mirrored), size), replace=False)) + list(
+        rng.choice(others, min(len(others), size), replace=False)
+    )
+    ref_matrix = data.band_matrix(banding, refs)
+    expected: dict[str, set[str]] = {}
+    for n, i in enumerate(chosen):
+        variant_matrix = data.band_matrix(banding, pairs.variants[i])
+        agreeing = (ref_matrix[:, None, :] == variant_matrix[None, :, :]).sum(axis=2)
+        hit = (agreeing >= banding.threshold).any(axis=1)
+        expected[f"u{n}"] = {names[refs[r]] for r in np.flatnonzero(hit)}
+    platform = PlatformSession(Index.from_bytes(built.to_bytes()), key.public_key, batch_size=1024)
+    platform.add_uploads(
+        [Upload.dihedral(f"u{n}", "pdq", pairs.variants[i], 100) for n, i in enumerate(chosen)]
+    )
+    pair = SessionPair(platform, ClearinghouseSession(key, element_limit=1 << 40, max_batch=1024))
+    found: dict[str, set[str]] = {ref: set() for ref in expected}
+    matches = pair.run()
+    for match in matches:
+        found[match.upload_ref].add(built.handles[match.handle])
+    agree = sum(found[u] == expected[u] for u in expected)
+    return {
+        "uploads": len(chosen),
+        "mirrored_or_rotated": min(len(mirrored), size),
+        "matches": len(matches),
+        "uploads_matched_protocol": sum(bool(v) for v in found.values()),
+        "uploads_matched_plaintext": sum(bool(v) for v in expected.values()),
+        "decisions_equal": agree,
+        "all_equal": agree == len(chosen),
     }
 
 

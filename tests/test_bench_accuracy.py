@@ -55,6 +55,15 @@ def test_the_protocol_decides_as_the_plaintext_rule(
     assert leak["protocol_matches"] == leak["plaintext_matches"]
 
 
+def test_dihedral_queries_decide_as_any_variant(results: tuple[dict[str, Any], Path]) -> None:
+    check = results[0]["protocol_check"]["dihedral"]
+    assert check["mirrored_or_rotated"] > 0
+    assert check["uploads_matched_protocol"] > 0
+    # One match per (upload, report), however many of the 8 variants release it.
+    assert check["matches"] == check["uploads_matched_protocol"]
+    assert check["all_equal"] is True
+
+
 def test_counts_add_up(results: tuple[dict[str, Any], Path]) -> None:
     found = results[0]
     recall = found["recall"]
