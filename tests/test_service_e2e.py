@@ -19,13 +19,14 @@ from nacl.signing import VerifyKey
 from blindmatch.protocols import PlatformSession, Upload
 from blindmatch.protocols.messages import ErrorMessage, EvaluateRequest, decode
 from blindmatch.psi.group import Element
-from blindmatch.psi.index import Index
+from blindmatch.psi.index import Index, IndexSet
 from blindmatch.psi.keys import PublicKey
 from blindmatch.psi.oprf import Mode
 from service_support import (  # noqa: F401 - fixtures
     Server,
     database_url,
     postgres,
+    references,
     start_server,
     wait_published,
 )
@@ -66,14 +67,18 @@ def _platform_key(server: Server, daily: int = 1_000_000, name: str = "acme") ->
     return key
 
 
-def _download_md5(client: httpx.Client, manifest: dict[str, object]) -> Index:
+def _download_md5(client: httpx.Client, manifest: dict[str, object]) -> IndexSet:
+    def download(entry: dict[str, object]) -> Index:
+        answer = client.get(str(entry["url"]))
+        assert answer.status_code == 200
+        assert hashlib.sha256(answer.content).hexdigest() == entry["sha256"]
+        return Index.from_bytes(answer.content)
+
     indexes = manifest["indexes"]
+    deltas = manifest["deltas"]
     assert isinstance(indexes, dict)
-    entry = indexes["md5"]
-    answer = client.get(entry["url"])
-    assert answer.status_code == 200
-    assert hashlib.sha256(answer.content).hexdigest() == entry["sha256"]
-    return Index.from_bytes(answer.content)
+    assert isinstance(deltas, list)
+    return IndexSet(download(indexes["md5"]), [download(d) for d in deltas if d["signal"] == "md5"])
 
 
 def _public_key(manifest: dict[str, object]) -> PublicKey:
@@ -123,7 +128,7 @@ def test_report_publish_match_withdraw(server: Server) -> None:
         assert made.status_code == 201
         report_id, receipt = made.json()["report_id"], made.json()["receipt"]
         headers = {"Blindmatch-Receipt": receipt}
-        wait_published(client, lambda m: m["indexes"]["md5"]["references"] == 1)
+        wait_published(client, lambda m: references(m, "md5") == 1)
         status = client.get(f"/v1/reports/{report_id}", headers=headers)
         assert status.status_code == 200
         assert status.json()["status"] == "published"
@@ -144,7 +149,7 @@ def test_report_publish_match_withdraw(server: Server) -> None:
         assert again.status_code == 409
         assert again.json()["error"]["code"] == "already_withdrawn"
         # The next full index no longer holds the report.
-        rebuilt = wait_published(client, lambda m: m["indexes"]["md5"]["references"] == 0)
+        rebuilt = wait_published(client, lambda m: references(m, "md5") == 0)
         assert rebuilt["revoked_handles"] == []
     verified = server.admin("--json", "audit", "verify")
     kinds = json.loads(verified.stdout)
@@ -228,7 +233,7 @@ def test_refusals_are_typed_4xx(server: Server) -> None:
 def test_matching_refusals_quota_and_disabled_keys(server: Server) -> None:
     with server.client() as client:
         assert _report(client, [{"signal": "md5", "hash": REPORTED}]).status_code == 201
-        manifest = wait_published(client, lambda m: m["indexes"]["md5"]["references"] == 1)
+        manifest = wait_published(client, lambda m: references(m, "md5") == 1)
         api_key = _platform_key(server, daily=100, name="small")
         auth = {"Authorization": f"Bearer {api_key}"}
         opened = client.post("/v1/match/sessions", content=b"\x01\x01\x00\x01\x01", headers=auth)
@@ -281,7 +286,7 @@ def test_disputes_from_distinct_platforms_suspend_a_report_pending_review(server
     with server.client() as client:
         made = _report(client, [{"signal": "md5", "hash": REPORTED}])
         report_id, receipt = made.json()["report_id"], made.json()["receipt"]
-        manifest = wait_published(client, lambda m: m["indexes"]["md5"]["references"] == 1)
+        manifest = wait_published(client, lambda m: references(m, "md5") == 1)
         keys = [_platform_key(server, name=f"platform-{n}") for n in range(3)]
         handles = _match(
             client, keys[0], manifest, [Upload("hit", "md5", bytes.fromhex(REPORTED))], audit=False

@@ -84,7 +84,7 @@ def test_three_formats_import_group_and_publish(
             ).all()
         )
         assert audit.verify(connection).ok
-    assert counts == {"md5": 3, "pdq": 2, "sha256": 1}
+    assert counts == {"md5": 3, "pdq": 2, "sha256": 1, "vpdq": 0}
 
 
 @pytest.mark.parametrize(

@@ -211,6 +211,11 @@ def run(args: argparse.Namespace) -> int:
         if args.group == "index":
             version = publish(settings, database, keys, processes=args.processes)
             epoch = keys.current().epoch
+            if version is None:
+                print(
+                    "another publisher recorded a version meanwhile; run it again", file=sys.stderr
+                )
+                return 1
             _print(
                 args,
                 {"epoch": epoch, "version": version},
