@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from nacl.signing import VerifyKey
 
 from blindmatch.protocols import PlatformSession, Upload
@@ -22,6 +24,7 @@ from blindmatch.psi.group import Element
 from blindmatch.psi.index import Index, IndexSet
 from blindmatch.psi.keys import PublicKey
 from blindmatch.psi.oprf import Mode
+from blindmatch.service.schema import audit_log, platforms, quota_usage
 from service_support import (  # noqa: F401 - fixtures
     Server,
     database_url,
@@ -323,4 +326,40 @@ def test_disputes_from_distinct_platforms_suspend_a_report_pending_review(server
         again = server.admin("reports", "remove", report_id, check=False)
         assert again.returncode == 2
         assert "no suspended report" in again.stderr
+    assert json.loads(server.admin("--json", "audit", "verify").stdout)["ok"] is True
+
+
+def test_the_publisher_writes_closed_days_into_the_audit_log(server: Server) -> None:
+    _platform_key(server, name="nightly")
+    url = server.database_url or f"sqlite:///{server.data_dir / 'blindmatch.sqlite3'}"
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as connection:
+            platform = connection.execute(
+                sa.select(platforms.c.id).where(platforms.c.name == "nightly")
+            ).scalar_one()
+            # Yesterday's traffic, and no request from the platform since midnight.
+            yesterday = int(time.time()) // 86_400 - 1
+            connection.execute(
+                sa.insert(quota_usage).values(
+                    platform=platform, day=yesterday, used=4096, audited=False
+                )
+            )
+        deadline = time.monotonic() + 30
+        entries: list[str] = []
+        while not entries and time.monotonic() < deadline:
+            time.sleep(0.5)
+            with engine.begin() as connection:
+                entries = list(
+                    connection.execute(
+                        sa.select(audit_log.c.payload).where(
+                            audit_log.c.kind == "platform_daily_elements"
+                        )
+                    ).scalars()
+                )
+    finally:
+        engine.dispose()
+    assert [json.loads(e) for e in entries] == [
+        {"platform": "nightly", "day": yesterday, "elements": 4096}
+    ]
     assert json.loads(server.admin("--json", "audit", "verify").stdout)["ok"] is True

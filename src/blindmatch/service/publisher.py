@@ -5,7 +5,9 @@ blindmatch.service.publisher``) so that index builds, which use every core throu
 process-pool builder, never run inside a worker serving requests. It polls the database
 every ``publish_interval`` seconds and does what :func:`~.publication.plan` says (a delta
 of the new reports, or a full version: the rules are in :mod:`.publication`), prunes
-expired rate-limit windows and matching sessions, and exits when its parent is gone.
+expired rate-limit windows and matching sessions, writes the closed days' element counts
+of every platform into the audit log (:func:`.quotas.audit_closed_days`: within one
+interval of midnight UTC), and exits when its parent is gone.
 Several publishers (several hosts) are harmless: what a build extends is claimed in the
 database and a loser discards its build.
 """
@@ -20,6 +22,7 @@ import time
 import sqlalchemy as sa
 
 from blindmatch.errors import BlindmatchError
+from blindmatch.service import quotas
 from blindmatch.service.epochs import KeyStore
 from blindmatch.service.publication import plan, publish, publish_delta
 from blindmatch.service.schema import match_batches, match_sessions, rate_limits
@@ -56,6 +59,8 @@ def publish_if_needed(
 
 def _prune(settings: Settings, database: Database) -> None:
     at = now()
+    with database.begin() as connection:
+        quotas.audit_closed_days(connection)
     with database.begin() as connection:
         connection.execute(sa.delete(rate_limits).where(rate_limits.c.window < at // 3600 - 1))
         expired = sa.select(match_sessions.c.id).where(

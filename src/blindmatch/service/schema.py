@@ -127,8 +127,10 @@ quota_usage = Table(
     Column("platform", Integer, ForeignKey("platforms.id"), primary_key=True),
     Column("day", Integer, primary_key=True, autoincrement=False),
     Column("used", BigInteger, nullable=False),
+    Column("audited", Boolean, nullable=False),
 )
-"""Elements evaluated per platform and UTC day (days since the epoch)."""
+"""Elements evaluated per platform and UTC day (days since the epoch); ``audited`` once
+the closed day's count is in the audit log."""
 
 match_sessions = Table(
     "match_sessions",
