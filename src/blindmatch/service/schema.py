@@ -86,9 +86,11 @@ reports = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("withdrawn_at", BigInteger, nullable=True),
     Column("reviewed_at", BigInteger, nullable=True),
+    Column("reference", String(256), nullable=True, index=True),
 )
 """One row per report. ``submission_digest`` (over the sorted fingerprints) refuses a
-duplicate while the report is live; it is cleared on withdrawal."""
+duplicate while the report is live; it is cleared on withdrawal. ``reference``: the
+operator's own reference of an imported report (its list's id), never set by intake."""
 
 fingerprints = Table(
     "fingerprints",
