@@ -225,9 +225,12 @@ def test_refusals_are_typed_4xx(server: Server) -> None:
         duplicate = _report(client, [{"signal": "sha256", "hash": "EF" * 32}])
         assert duplicate.status_code == 409
         assert duplicate.json()["error"]["code"] == "duplicate_submission"
+        receipt = first.json()["receipt"]
+        # One character changed (never to itself: a receipt may end in "A").
+        altered = receipt[:-1] + ("B" if receipt.endswith("A") else "A")
         wrong = client.get(
             f"/v1/reports/{first.json()['report_id']}",
-            headers={"Blindmatch-Receipt": first.json()["receipt"][:-1] + "A"},
+            headers={"Blindmatch-Receipt": altered},
         )
         assert wrong.status_code == 401
         assert client.get("/v1/health").status_code == 200
@@ -259,6 +262,13 @@ def test_matching_refusals_quota_and_disabled_keys(server: Server) -> None:
             ).encode()
 
         assert client.post(path, content=batch(0, 60), headers=auth).status_code == 200
+        # An invalid element is refused by the session that evaluates the batch; the
+        # elements it reserved go back to the quota (the 40 below still fit).
+        invalid = batch(7, 1)[:-32] + b"\xff" * 32
+        refused = client.post(path, content=invalid, headers=auth)
+        assert refused.status_code == 422
+        assert refused.headers["Blindmatch-Error"] == "invalid_element"
+        assert isinstance(decode(refused.content), ErrorMessage)
         reused = client.post(path, content=batch(0, 1), headers=auth)
         assert reused.status_code == 409
         assert reused.headers["Blindmatch-Error"] == "unexpected_message"
