@@ -79,7 +79,9 @@ def run(settings: Settings, parent: int | None = None) -> None:
             if done is not None:
                 log.info("%s", done)
             _prune(settings, database)
-        except (BlindmatchError, sa.exc.SQLAlchemyError) as exc:
+        except (BlindmatchError, sa.exc.SQLAlchemyError, OSError) as exc:
+            # OSError: a full index file missing or unreadable (a publications directory
+            # not shared between hosts, a full disk); the next poll tries again.
             log.error("publication failed: %s", type(exc).__name__)
         deadline = time.monotonic() + settings.limits.publish_interval
         while time.monotonic() < deadline:
