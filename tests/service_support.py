@@ -191,6 +191,8 @@ def start_server(
 ) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDMATCH_")}
     env["BLINDMATCH_LIMIT_PUBLISH_INTERVAL"] = "1"
+    # A withdrawal leaves the full index at the next poll (tests that keep deltas set more).
+    env["BLINDMATCH_LIMIT_REBUILD_SECONDS"] = "0"
     for name, value in (limits or {}).items():
         env[f"BLINDMATCH_LIMIT_{name.upper()}"] = value
     port = free_port()
@@ -247,6 +249,17 @@ def wait_published(
                 return manifest
         time.sleep(0.3)
     raise AssertionError("nothing was published in time")
+
+
+def references(manifest: dict[str, object], signal: str) -> int:
+    """References of ``signal`` in the manifest's full index and all its deltas."""
+    indexes = manifest["indexes"]
+    deltas = manifest["deltas"]
+    assert isinstance(indexes, dict)
+    assert isinstance(deltas, list)
+    return int(indexes[signal]["references"]) + sum(
+        int(d["references"]) for d in deltas if d["signal"] == signal
+    )
 
 
 @pytest.fixture(scope="session")

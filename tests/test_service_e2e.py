@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from nacl.signing import VerifyKey
 
 from blindmatch.protocols import PlatformSession, Upload
 from blindmatch.protocols.messages import ErrorMessage, EvaluateRequest, decode
 from blindmatch.psi.group import Element
-from blindmatch.psi.index import Index
+from blindmatch.psi.index import Index, IndexSet
 from blindmatch.psi.keys import PublicKey
 from blindmatch.psi.oprf import Mode
+from blindmatch.service.schema import audit_log, platforms, quota_usage
 from service_support import (  # noqa: F401 - fixtures
     Server,
     database_url,
     postgres,
+    references,
     start_server,
     wait_published,
 )
@@ -66,14 +70,18 @@ def _platform_key(server: Server, daily: int = 1_000_000, name: str = "acme") ->
     return key
 
 
-def _download_md5(client: httpx.Client, manifest: dict[str, object]) -> Index:
+def _download_md5(client: httpx.Client, manifest: dict[str, object]) -> IndexSet:
+    def download(entry: dict[str, object]) -> Index:
+        answer = client.get(str(entry["url"]))
+        assert answer.status_code == 200
+        assert hashlib.sha256(answer.content).hexdigest() == entry["sha256"]
+        return Index.from_bytes(answer.content)
+
     indexes = manifest["indexes"]
+    deltas = manifest["deltas"]
     assert isinstance(indexes, dict)
-    entry = indexes["md5"]
-    answer = client.get(entry["url"])
-    assert answer.status_code == 200
-    assert hashlib.sha256(answer.content).hexdigest() == entry["sha256"]
-    return Index.from_bytes(answer.content)
+    assert isinstance(deltas, list)
+    return IndexSet(download(indexes["md5"]), [download(d) for d in deltas if d["signal"] == "md5"])
 
 
 def _public_key(manifest: dict[str, object]) -> PublicKey:
@@ -123,7 +131,7 @@ def test_report_publish_match_withdraw(server: Server) -> None:
         assert made.status_code == 201
         report_id, receipt = made.json()["report_id"], made.json()["receipt"]
         headers = {"Blindmatch-Receipt": receipt}
-        wait_published(client, lambda m: m["indexes"]["md5"]["references"] == 1)
+        wait_published(client, lambda m: references(m, "md5") == 1)
         status = client.get(f"/v1/reports/{report_id}", headers=headers)
         assert status.status_code == 200
         assert status.json()["status"] == "published"
@@ -144,7 +152,7 @@ def test_report_publish_match_withdraw(server: Server) -> None:
         assert again.status_code == 409
         assert again.json()["error"]["code"] == "already_withdrawn"
         # The next full index no longer holds the report.
-        rebuilt = wait_published(client, lambda m: m["indexes"]["md5"]["references"] == 0)
+        rebuilt = wait_published(client, lambda m: references(m, "md5") == 0)
         assert rebuilt["revoked_handles"] == []
     verified = server.admin("--json", "audit", "verify")
     kinds = json.loads(verified.stdout)
@@ -217,9 +225,12 @@ def test_refusals_are_typed_4xx(server: Server) -> None:
         duplicate = _report(client, [{"signal": "sha256", "hash": "EF" * 32}])
         assert duplicate.status_code == 409
         assert duplicate.json()["error"]["code"] == "duplicate_submission"
+        receipt = first.json()["receipt"]
+        # One character changed (never to itself: a receipt may end in "A").
+        altered = receipt[:-1] + ("B" if receipt.endswith("A") else "A")
         wrong = client.get(
             f"/v1/reports/{first.json()['report_id']}",
-            headers={"Blindmatch-Receipt": first.json()["receipt"][:-1] + "A"},
+            headers={"Blindmatch-Receipt": altered},
         )
         assert wrong.status_code == 401
         assert client.get("/v1/health").status_code == 200
@@ -228,7 +239,7 @@ def test_refusals_are_typed_4xx(server: Server) -> None:
 def test_matching_refusals_quota_and_disabled_keys(server: Server) -> None:
     with server.client() as client:
         assert _report(client, [{"signal": "md5", "hash": REPORTED}]).status_code == 201
-        manifest = wait_published(client, lambda m: m["indexes"]["md5"]["references"] == 1)
+        manifest = wait_published(client, lambda m: references(m, "md5") == 1)
         api_key = _platform_key(server, daily=100, name="small")
         auth = {"Authorization": f"Bearer {api_key}"}
         opened = client.post("/v1/match/sessions", content=b"\x01\x01\x00\x01\x01", headers=auth)
@@ -251,6 +262,13 @@ def test_matching_refusals_quota_and_disabled_keys(server: Server) -> None:
             ).encode()
 
         assert client.post(path, content=batch(0, 60), headers=auth).status_code == 200
+        # An invalid element is refused by the session that evaluates the batch; the
+        # elements it reserved go back to the quota (the 40 below still fit).
+        invalid = batch(7, 1)[:-32] + b"\xff" * 32
+        refused = client.post(path, content=invalid, headers=auth)
+        assert refused.status_code == 422
+        assert refused.headers["Blindmatch-Error"] == "invalid_element"
+        assert isinstance(decode(refused.content), ErrorMessage)
         reused = client.post(path, content=batch(0, 1), headers=auth)
         assert reused.status_code == 409
         assert reused.headers["Blindmatch-Error"] == "unexpected_message"
@@ -281,7 +299,7 @@ def test_disputes_from_distinct_platforms_suspend_a_report_pending_review(server
     with server.client() as client:
         made = _report(client, [{"signal": "md5", "hash": REPORTED}])
         report_id, receipt = made.json()["report_id"], made.json()["receipt"]
-        manifest = wait_published(client, lambda m: m["indexes"]["md5"]["references"] == 1)
+        manifest = wait_published(client, lambda m: references(m, "md5") == 1)
         keys = [_platform_key(server, name=f"platform-{n}") for n in range(3)]
         handles = _match(
             client, keys[0], manifest, [Upload("hit", "md5", bytes.fromhex(REPORTED))], audit=False
@@ -318,4 +336,40 @@ def test_disputes_from_distinct_platforms_suspend_a_report_pending_review(server
         again = server.admin("reports", "remove", report_id, check=False)
         assert again.returncode == 2
         assert "no suspended report" in again.stderr
+    assert json.loads(server.admin("--json", "audit", "verify").stdout)["ok"] is True
+
+
+def test_the_publisher_writes_closed_days_into_the_audit_log(server: Server) -> None:
+    _platform_key(server, name="nightly")
+    url = server.database_url or f"sqlite:///{server.data_dir / 'blindmatch.sqlite3'}"
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as connection:
+            platform = connection.execute(
+                sa.select(platforms.c.id).where(platforms.c.name == "nightly")
+            ).scalar_one()
+            # Yesterday's traffic, and no request from the platform since midnight.
+            yesterday = int(time.time()) // 86_400 - 1
+            connection.execute(
+                sa.insert(quota_usage).values(
+                    platform=platform, day=yesterday, used=4096, audited=False
+                )
+            )
+        deadline = time.monotonic() + 30
+        entries: list[str] = []
+        while not entries and time.monotonic() < deadline:
+            time.sleep(0.5)
+            with engine.begin() as connection:
+                entries = list(
+                    connection.execute(
+                        sa.select(audit_log.c.payload).where(
+                            audit_log.c.kind == "platform_daily_elements"
+                        )
+                    ).scalars()
+                )
+    finally:
+        engine.dispose()
+    assert [json.loads(e) for e in entries] == [
+        {"platform": "nightly", "day": yesterday, "elements": 4096}
+    ]
     assert json.loads(server.admin("--json", "audit", "verify").stdout)["ok"] is True

@@ -8,6 +8,7 @@ answering for the grace period.
 
 from __future__ import annotations
 
+import json
 import stat
 import threading
 from collections.abc import Iterator
@@ -24,9 +25,9 @@ from blindmatch.service import audit, platforms, quotas
 from blindmatch.service.bootstrap import bootstrap
 from blindmatch.service.epochs import KeyStore
 from blindmatch.service.errors import TooManyRequests
-from blindmatch.service.schema import audit_log, metadata
+from blindmatch.service.schema import audit_log, metadata, quota_usage
 from blindmatch.service.settings import Settings
-from blindmatch.service.storage import Database
+from blindmatch.service.storage import Database, now
 from service_support import database_url, postgres  # noqa: F401 - fixtures
 
 
@@ -176,3 +177,52 @@ def test_key_files_are_owner_only_and_rotation_keeps_a_grace_period(
     assert not old.accepts(old.retires_at)
     assert keys.secret(rotated.epoch).key_id == rotated.key_id
     assert stat.S_IMODE((settings.keys_dir / "epoch-1.key").stat().st_mode) == 0o600
+
+
+def test_closed_days_enter_the_audit_log_once_under_concurrent_callers(
+    deployment: tuple[Settings, Database, KeyStore],
+) -> None:
+    _, database, _ = deployment
+    with database.begin() as connection:
+        platform, _ = platforms.create(connection, "daily", 1000)
+        quotas.reserve(connection, platform, 7)  # today: not closed, not audited
+        yesterday = now() // quotas.SECONDS_PER_DAY - 1
+        connection.execute(
+            sa.insert(quota_usage).values(
+                platform=platform.id, day=yesterday, used=1234, audited=False
+            )
+        )
+    written: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def close_days() -> None:
+        barrier.wait()
+        with database.begin() as connection:
+            written.append(quotas.audit_closed_days(connection))
+
+    threads = [threading.Thread(target=close_days) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(written) == [0, 0, 0, 1]
+    with database.begin() as connection:
+        entries = connection.execute(
+            sa.select(audit_log.c.seq, audit_log.c.payload).where(
+                audit_log.c.kind == "platform_daily_elements"
+            )
+        ).all()
+        assert [json.loads(e.payload) for e in entries] == [
+            {"platform": "daily", "day": yesterday, "elements": 1234}
+        ]
+        assert quotas.audit_closed_days(connection) == 0
+    assert _verify(database).ok
+    with database.begin() as connection:
+        connection.execute(
+            sa.update(audit_log)
+            .where(audit_log.c.seq == entries[0].seq)
+            .values(payload=entries[0].payload.replace("1234", "12"))
+        )
+    edited = _verify(database)
+    assert not edited.ok
+    assert edited.bad_seq == entries[0].seq

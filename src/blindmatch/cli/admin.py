@@ -1,7 +1,7 @@
 """``blindmatch admin``: the operator's commands (needs the ``service`` extra).
 
 ``platform create|list|disable``, ``keys rotate|show``, ``index publish``, ``import``, ``reports
-review|reinstate|remove`` and ``audit verify`` act on the database and data directory of a
+review|show|reinstate|remove`` and ``audit verify`` act on the database and data directory of a
 deployment, which may be serving at the same time. ``--json`` prints JSON; ``platform
 create`` always prints a JSON object, with the API key, which is shown this once.
 """
@@ -77,20 +77,31 @@ def register(subparsers: Any) -> None:
 
     bulk = groups.add_parser(
         "import",
-        help="import a list of hashes (CSV, JSON Lines, or "
-        "python-threatexchange's '<type> <hash>' lines)",
+        help="import a list of hashes (CSV, JSON Lines, python-threatexchange's "
+        "'<type> <hash>' lines, or HMA's CSV)",
     )
     bulk.add_argument("file", type=Path)
     bulk.add_argument(
         "--format",
-        choices=("csv", "jsonl", "te"),
+        choices=("csv", "hma", "jsonl", "te"),
         default=None,
-        help="default: from the file name (.csv, .jsonl, else te)",
+        help="default: from the file (.jsonl; .csv with a signal,hash header; other .csv: "
+        "hma; else te)",
+    )
+    bulk.add_argument(
+        "--signal",
+        default=None,
+        help="the signal type of rows that do not name one (te lines, hma files; default "
+        "for hma: the file's name, e.g. pdq.csv)",
     )
 
     reports = groups.add_parser("reports", help="reports suspended by platform disputes")
     report_actions = reports.add_subparsers(dest="action", metavar="ACTION", required=True)
     report_actions.add_parser("review", help="list the suspended reports awaiting review")
+    show = report_actions.add_parser(
+        "show", help="a report by its id or by its reference in an imported list"
+    )
+    show.add_argument("report_id", metavar="ID_OR_REFERENCE")
     reinstate = report_actions.add_parser("reinstate", help="publish a suspended report again")
     reinstate.add_argument("report_id")
     remove = report_actions.add_parser("remove", help="remove a suspended report for good")
@@ -175,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.group == "import":
             with database.begin() as connection:
-                result = bulk.import_file(connection, args.file, args.format)
+                result = bulk.import_file(connection, args.file, args.format, signal=args.signal)
             counts = result.to_json()
             _print(
                 args, counts, ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items())
@@ -186,14 +197,28 @@ def run(args: argparse.Namespace) -> int:
                 if args.action == "review":
                     waiting = feedback.suspended(connection)
                     lines = [
-                        f"{r.report_id}  disputes {r.disputes}  actioned {r.actioned}  "
-                        f"reported at {r.created_at}"
+                        f"{r.report_id}  reference {r.reference or '-'}  disputes "
+                        f"{r.disputes}  actioned {r.actioned}  reported at {r.created_at}"
                         for r in waiting
                     ]
                     _print(
                         args,
                         [r.to_json() for r in waiting],
                         "\n".join(lines) or "no suspended reports",
+                    )
+                    return 0
+                if args.action == "show":
+                    shown = feedback.find(connection, args.report_id)
+                    _print(
+                        args,
+                        [r.to_json() for r in shown],
+                        "\n".join(
+                            f"{r.report_id}  reference {r.reference or '-'}  {r.status}  "
+                            f"source {r.source}  fingerprints "
+                            + ", ".join(f"{k} {v}" for k, v in r.fingerprints.items())
+                            + f"  disputes {r.disputes}  actioned {r.actioned}"
+                            for r in shown
+                        ),
                     )
                     return 0
                 if args.action == "reinstate":
@@ -211,6 +236,11 @@ def run(args: argparse.Namespace) -> int:
         if args.group == "index":
             version = publish(settings, database, keys, processes=args.processes)
             epoch = keys.current().epoch
+            if version is None:
+                print(
+                    "another publisher recorded a version meanwhile; run it again", file=sys.stderr
+                )
+                return 1
             _print(
                 args,
                 {"epoch": epoch, "version": version},

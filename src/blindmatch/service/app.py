@@ -337,14 +337,29 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
         """One published index file (supports ``Range`` and ``If-None-Match``)."""
         with service.database.begin() as connection:
             found = publication.published_file(connection, settings, epoch, version, signal)
-        etag = f'"{found.sha256.hex()}"'
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers={"ETag": etag})
-        return FileResponse(
-            found.path,
-            media_type=_BINARY,
-            headers={"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"},
-        )
+        return _immutable_file(request, found)
+
+    @app.get(
+        "/v1/index/{epoch}/{version}/{signal}/deltas/{sequence}",
+        responses={
+            200: {"content": {_BINARY: {"schema": {"type": "string", "format": "binary"}}}},
+            **_ERRORS,
+        },
+        tags=["publication"],
+    )
+    def delta_file(
+        request: Request,
+        epoch: Annotated[int, Path(ge=0, lt=1 << 31)],
+        version: Annotated[int, Path(ge=1, lt=1 << 31)],
+        signal: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")],
+        sequence: Annotated[int, Path(ge=1, lt=1 << 31)],
+    ) -> Response:
+        """One published delta file (as full files: ``Range``, ``If-None-Match``)."""
+        with service.database.begin() as connection:
+            found = publication.published_delta(
+                connection, settings, epoch, version, signal, sequence
+            )
+        return _immutable_file(request, found)
 
     @app.post(
         "/v1/match/sessions",
@@ -389,6 +404,19 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
         BodyLimit, json_limit=limits.max_json_body, binary_limit=limits.max_binary_body
     )
     return app
+
+
+def _immutable_file(request: Request, found: publication.PublishedFile) -> Response:
+    """A published file: never changes under its URL, so ETag = its SHA-256 and cached
+    for a year; ``FileResponse`` answers ``Range`` requests."""
+    etag = f'"{found.sha256.hex()}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return FileResponse(
+        found.path,
+        media_type=_BINARY,
+        headers={"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"},
+    )
 
 
 async def _in_thread(work: Callable[[], Response]) -> Response:

@@ -1,18 +1,30 @@
 """Bulk import of a list a clearinghouse already holds (``blindmatch admin import FILE``).
 
-Formats (``--format``, or guessed from the file name):
+Formats (``--format``, or guessed from the file: ``.jsonl``/``.json``; ``.csv`` with a
+header naming ``signal`` and ``hash``; other ``.csv``: ``hma``; anything else: ``te``):
 
 - ``csv``: a header naming ``signal`` and ``hash`` and optionally ``quality`` and
   ``report``; one fingerprint per row.
 - ``jsonl``: one object per line with the same keys.
-- ``te``: python-threatexchange's local file exchange, one ``<signal type> <hash>`` per
-  line (``pdq``; ``video_md5`` or ``md5``; ``sha256``); blank lines are skipped.
+- ``te``: python-threatexchange's local file signal exchange
+  (``threatexchange/exchanges/impl/file_api.py``, ``LocalFileSignalExchangeAPI``): one
+  ``<signal type> <hash>`` per line, the type being the exchange's ``SignalType.get_name()``
+  (``pdq``, ``video_md5``, ``video_sha256``; also ``md5``, ``sha256``), or the hash alone
+  when the type is given (``--signal``, the exchange's ``signal_type`` setting); blank
+  lines are skipped. These lines carry no reference: each is a report of its own.
+- ``hma``: the headerless CSV of HMA's sample data and of python-threatexchange's simple
+  signal state (``SimpleDescriptorRollup.as_row``): ``<hash>,<descriptor id>,<added on>,
+  <space-separated labels>``, one file per signal type, the type named by the file
+  (``pdq.csv``, ``video_md5.csv``, ``photo_md5.csv``) or by ``--signal``. The descriptor id
+  is the row's report reference; the date and labels are not kept.
 
-Rows that name the same ``report`` reference form one report; a row without one is a
-report of its own. PDQ rows with a quality below 50 are refused (counted); rows without a
-quality are trusted (the operator's list). A report equal to a live one is counted as a
-duplicate. The whole file is one transaction with one audit entry: a malformed row
-(reported by its line number, never its content) imports nothing.
+Rows that name the same ``report`` reference form one report, which keeps the reference
+(``admin reports show REF`` finds it); a row without one is a report of its own. PDQ rows
+with a quality below 50 are refused (counted); rows without a quality are trusted (the
+operator's list). A report equal to a live one is counted as a duplicate. The whole file
+is one transaction with one audit entry: a malformed row (reported by its line number,
+never its content) imports nothing. Sample lines of the ``te`` and ``hma`` formats, with
+their provenance, are in ``tests/vectors/import/``.
 """
 
 from __future__ import annotations
@@ -33,8 +45,15 @@ from blindmatch.service.errors import Conflict, Unprocessable
 
 __all__ = ["FORMATS", "ImportResult", "guess_format", "import_file", "parse"]
 
-FORMATS = ("csv", "jsonl", "te")
-_NAMES = {"pdq": "pdq", "md5": "md5", "video_md5": "md5", "sha256": "sha256"}
+FORMATS = ("csv", "hma", "jsonl", "te")
+_NAMES = {
+    "pdq": "pdq",
+    "md5": "md5",
+    "video_md5": "md5",
+    "photo_md5": "md5",
+    "sha256": "sha256",
+    "video_sha256": "sha256",
+}
 _BYTES = {"pdq": 32, "md5": 16, "sha256": 32}
 _MAX_REF = 256
 
@@ -93,8 +112,26 @@ def _row(line: int, signal: object, value: object, quality: object, report: obje
     return _Row(line, name, raw, level, ref)
 
 
-def parse(text: str, fmt: str) -> Iterator[_Row]:
+def _signal_from(path: Path | None, signal: str | None, what: str) -> str:
+    chosen = signal if signal is not None else (path.stem if path is not None else "")
+    if chosen.strip().lower() not in _NAMES:
+        raise Unprocessable(
+            f"line 1: {what} needs the signal type (--signal, or a file named for it)",
+            code="invalid_import",
+        )
+    return chosen
+
+
+def parse(
+    text: str, fmt: str, *, signal: str | None = None, path: Path | None = None
+) -> Iterator[_Row]:
     """The rows of a file's text in format ``fmt``.
+
+    Args:
+        text: the file's text.
+        fmt: one of :data:`FORMATS`.
+        signal: the signal type of every row (``te`` lines without one, ``hma`` files).
+        path: the file, whose name gives an ``hma`` file's signal type.
 
     Raises:
         Unprocessable: a malformed row (``invalid_import``, with its line number).
@@ -132,25 +169,51 @@ def parse(text: str, fmt: str) -> Iterator[_Row]:
             )
     elif fmt == "te":
         for number, line in enumerate(text.splitlines(), start=1):
-            signal, _, value = line.strip().partition(" ")
-            if signal and value:
-                yield _row(number, signal, value, None, None)
-            elif signal:
+            if signal is not None:
+                value = line.strip()
+                if value:
+                    yield _row(number, signal, value, None, None)
+                continue
+            kind, _, value = line.strip().partition(" ")
+            if kind and value:
+                yield _row(number, kind, value, None, None)
+            elif kind:
                 raise Unprocessable(
                     f"line {number}: expected '<type> <hash>'", code="invalid_import"
                 )
+    elif fmt == "hma":
+        kind = _signal_from(path, signal, "an HMA file")
+        for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+            if not any(field.strip() for field in fields):
+                continue
+            if len(fields) < 2 or not fields[1].strip():
+                raise Unprocessable(
+                    f"line {number}: expected '<hash>,<descriptor id>,...'", code="invalid_import"
+                )
+            yield _row(number, kind, fields[0], None, fields[1].strip())
     else:
         raise Unprocessable(f"the format is one of {', '.join(FORMATS)}", code="invalid_import")
 
 
-def guess_format(path: Path) -> str:
-    """The format a file name suggests (``.csv``, ``.jsonl``/``.json``, else ``te``)."""
+def guess_format(path: Path, text: str = "") -> str:
+    """The format a file suggests (module docstring): its suffix, and for ``.csv`` whether
+    its first line is a header naming ``signal`` and ``hash``."""
     suffix = path.suffix.lower()
-    return {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(suffix, "te")
+    if suffix in (".jsonl", ".json"):
+        return "jsonl"
+    if suffix == ".csv":
+        first = next(csv.reader(io.StringIO(text.partition("\n")[0])), [])
+        return "csv" if {"signal", "hash"} <= {f.strip() for f in first} else "hma"
+    return "te"
 
 
-def import_file(connection: Connection, path: Path, fmt: str | None = None) -> ImportResult:
+def import_file(
+    connection: Connection, path: Path, fmt: str | None = None, *, signal: str | None = None
+) -> ImportResult:
     """Import a file in one transaction (the caller's) with one audit entry.
+
+    ``signal`` names the signal type of every row where the format leaves it out
+    (:func:`parse`).
 
     Raises:
         Unprocessable: a malformed row, or an unreadable file.
@@ -162,7 +225,7 @@ def import_file(connection: Connection, path: Path, fmt: str | None = None) -> I
         raise Unprocessable(
             "the import file is unreadable or not UTF-8", code="invalid_import"
         ) from None
-    rows = list(parse(text, fmt or guess_format(path)))
+    rows = list(parse(text, fmt or guess_format(path, text), signal=signal, path=path))
     groups: dict[str, list[_Row]] = {}
     refused = 0
     for row in rows:
@@ -176,14 +239,17 @@ def import_file(connection: Connection, path: Path, fmt: str | None = None) -> I
         key = f"ref:{row.report}" if row.report is not None else f"line:{row.line}"
         groups.setdefault(key, []).append(row)
     reports = duplicates = fingerprints = 0
-    for members in groups.values():
+    for key, members in groups.items():
+        reference = key[4:] if key.startswith("ref:") else None
         distinct: dict[tuple[str, bytes], int | None] = {}
         for r in members:
             distinct.setdefault((r.signal, r.value), r.quality)
         entries = tuple((signal, value, q) for (signal, value), q in sorted(distinct.items()))
         submission = intake.Submission("image", "unknown", entries)
         try:
-            intake.store_report(connection, submission, source="import", receipt_hash=None)
+            intake.store_report(
+                connection, submission, source="import", receipt_hash=None, reference=reference
+            )
         except Conflict:
             duplicates += 1
             continue

@@ -9,6 +9,10 @@ operator reviews it (``admin reports review``, then ``reinstate`` or ``remove``)
 
 This is the defence against hash poisoning that the list itself can offer (SECURITY.md):
 one platform cannot suspend a report, and a reporter cannot see who disputed.
+
+The operator looks a report up by its id or, for an imported one, by the reference it
+has in the operator's own list (:func:`find`, ``admin reports show``): its status, source,
+fingerprint counts per signal and feedback counts, never its hashes.
 """
 
 from __future__ import annotations
@@ -21,10 +25,20 @@ from sqlalchemy.engine import Connection
 from blindmatch.service import audit
 from blindmatch.service.errors import Conflict, NotFound
 from blindmatch.service.platforms import Platform
-from blindmatch.service.schema import feedback, handles, reports
+from blindmatch.service.schema import feedback, fingerprints, handles, reports
 from blindmatch.service.storage import now
 
-__all__ = ["DISPUTE", "Suspended", "VERDICTS", "record", "reinstate", "remove", "suspended"]
+__all__ = [
+    "DISPUTE",
+    "ReportSummary",
+    "Suspended",
+    "VERDICTS",
+    "find",
+    "record",
+    "reinstate",
+    "remove",
+    "suspended",
+]
 
 DISPUTE = "not_reported_kind"
 VERDICTS = ("actioned", DISPUTE)
@@ -98,36 +112,111 @@ class Suspended:
     created_at: int
     disputes: int
     actioned: int
+    reference: str | None = None
 
     def to_json(self) -> dict[str, object]:
         """The JSON of ``admin reports review``."""
         return {
             "report_id": self.report_id,
+            "reference": self.reference,
             "created_at": self.created_at,
             "disputes": self.disputes,
             "actioned": self.actioned,
         }
 
 
+def _verdicts(connection: Connection, report: int) -> dict[str, int]:
+    return dict(
+        connection.execute(
+            sa.select(feedback.c.verdict, sa.func.count())
+            .where(feedback.c.report == report)
+            .group_by(feedback.c.verdict)
+        ).all()
+    )
+
+
 def suspended(connection: Connection) -> list[Suspended]:
     """Every suspended report, oldest first."""
     rows = connection.execute(
-        sa.select(reports.c.id, reports.c.report_id, reports.c.created_at)
+        sa.select(reports.c.id, reports.c.report_id, reports.c.created_at, reports.c.reference)
         .where(reports.c.status == "suspended")
         .order_by(reports.c.id)
     ).all()
     found = []
     for row in rows:
-        counts: dict[str, int] = dict(
-            connection.execute(
-                sa.select(feedback.c.verdict, sa.func.count())
-                .where(feedback.c.report == row.id)
-                .group_by(feedback.c.verdict)
-            ).all()
-        )
+        counts = _verdicts(connection, row.id)
         found.append(
             Suspended(
-                row.report_id, row.created_at, counts.get(DISPUTE, 0), counts.get("actioned", 0)
+                row.report_id,
+                row.created_at,
+                counts.get(DISPUTE, 0),
+                counts.get("actioned", 0),
+                row.reference,
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSummary:
+    """What the operator may see of a report: never its hashes."""
+
+    report_id: str
+    reference: str | None
+    source: str
+    status: str
+    created_at: int
+    fingerprints: dict[str, int]
+    disputes: int
+    actioned: int
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON of ``admin reports show``."""
+        return {
+            "report_id": self.report_id,
+            "reference": self.reference,
+            "source": self.source,
+            "status": self.status,
+            "created_at": self.created_at,
+            "fingerprints": self.fingerprints,
+            "disputes": self.disputes,
+            "actioned": self.actioned,
+        }
+
+
+def find(connection: Connection, key: str) -> list[ReportSummary]:
+    """The reports whose id or import reference is ``key``, oldest first.
+
+    Raises:
+        NotFound: none (``unknown_report``).
+    """
+    rows = connection.execute(
+        sa.select(reports)
+        .where(sa.or_(reports.c.report_id == key[:64], reports.c.reference == key[:256]))
+        .order_by(reports.c.id)
+    ).all()
+    if not rows:
+        raise NotFound("no report has that id or reference", code="unknown_report")
+    found = []
+    for row in rows:
+        signals: dict[str, int] = dict(
+            connection.execute(
+                sa.select(fingerprints.c.signal, sa.func.count())
+                .where(fingerprints.c.report == row.id)
+                .group_by(fingerprints.c.signal)
+            ).all()
+        )
+        counts = _verdicts(connection, row.id)
+        found.append(
+            ReportSummary(
+                row.report_id,
+                row.reference,
+                row.source,
+                row.status,
+                row.created_at,
+                dict(sorted(signals.items())),
+                counts.get(DISPUTE, 0),
+                counts.get("actioned", 0),
             )
         )
     return found

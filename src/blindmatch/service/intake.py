@@ -198,8 +198,11 @@ def store_report(
     *,
     source: str,
     receipt_hash: bytes | None,
+    reference: str | None = None,
 ) -> str:
     """Insert one report and its fingerprints; return its report id.
+
+    ``reference`` is an imported report's reference in the operator's list (bulk import).
 
     Raises:
         Conflict: a live report holds the same fingerprint set (``duplicate_submission``).
@@ -225,6 +228,7 @@ def store_report(
                     status="active",
                     created_at=now(),
                     withdrawn_at=None,
+                    reference=reference,
                 )
                 .returning(reports.c.id)
             ).scalar_one()

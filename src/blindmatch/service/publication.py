@@ -1,71 +1,126 @@
-"""Index publication: build each signal's index of an epoch, sign a manifest, serve files.
+"""Index publication: full versions of each signal's index, deltas, a signed manifest.
 
 Theory of operation
 -------------------
-A publication is one version of the full indexes of one key epoch: one file per signal
+A *publication* is one full version of the indexes of one key epoch: one file per signal
 type, built by the existing process-pool builder (:func:`blindmatch.psi.index.build_index`,
-every core) from the live reports (not withdrawn, not suspended). The publisher builds
-into a fresh directory, then in one transaction takes the next version number, records
-the files, their digests and the private handle -> report map, appends an audit entry,
-and renames the directory to its version before committing. A publisher that loses a
-race for the version (two hosts) just discards its build.
+every core) from the live reports (not withdrawn, not suspended). Between full versions,
+reports that arrive are published in *deltas* of that version
+(:func:`blindmatch.psi.index.add_references`, kind ``DELTA``, each extending the full index
+directly: psi refuses a delta of a delta), numbered 1, 2, ... per signal. A platform holding
+version V with deltas 1..n downloads only deltas n+1..m; when the manifest names a new
+version it downloads the new full files.
 
-The manifest is made when it is asked for, from the newest publication of the epoch and
-the current state of the reports, and signed with the deployment's Ed25519 publication
-key: its ``revoked_handles`` list the handles of that publication whose report has been
-withdrawn or suspended since, so a withdrawal takes effect at the platforms' next
-manifest poll, before any rebuild; the next full index no longer holds the report.
+The publisher (:mod:`.publisher`) asks :func:`plan` what to do every ``publish_interval``:
 
-Signals. Reports carry ``pdq``, ``md5``, ``sha256`` and ``vpdq`` fingerprints; vPDQ frames
-are PDQ hashes and are published in the ``pdq`` index, so a platform's image or frame
-matches either. :func:`banding_for` is the one place a signal name becomes a banding.
+- nothing published for the current epoch (first start, key rotation): a full version;
+- new live reports since what the newest version covers: a delta, unless the deltas
+  already passed the bound (more than :data:`MAX_DELTAS` deltas of a signal, or more
+  references in a signal's deltas than ``max(base / DELTA_FRACTION, DELTA_FLOOR)``): then a
+  full version, so a platform's download and lookup cost stays within about 1/8 of the
+  full index's;
+- a change deltas cannot carry (a report withdrawn, suspended or reinstated, or a new
+  reported video for the grouped ``vpdq`` index): a full version once the newest is at
+  least ``rebuild_seconds`` old (default 600 s); until then deltas go on carrying new
+  reports, and withdrawals are already revoked in the manifest.
+
+Several publishers (several workers' hosts) never publish the same thing twice: a build
+remembers what it started from and the commit transaction decides. A full version is
+recorded only if the epoch's newest version is still the one the build saw (the unique
+``(epoch, version)`` refuses the rest); a delta only if the conditional ``UPDATE`` that
+advances its version's ``covered_report`` from the value the build saw changes one row
+(on PostgreSQL the second writer waits for the first's row lock and then finds the value
+changed). The loser discards its files. Files are built under a temporary name and
+renamed inside the recording transaction.
+
+The manifest (format 2, docs/deployment.md) is made when it is asked for, from the newest
+version of the epoch, its deltas and the current state of the reports, and signed with the
+deployment's Ed25519 publication key: ``indexes[signal].current_digest`` names the full
+index with the listed deltas (what ``ServerInfo`` carries), and ``revoked_handles`` lists
+the handles of that version and its deltas whose report has been withdrawn or suspended
+since, so a withdrawal takes effect at the platforms' next manifest poll, before any
+rebuild; the next full version no longer holds the report.
+
+Signals. Reports carry ``pdq``, ``md5``, ``sha256`` and ``vpdq`` fingerprints. A reported
+video's frames are published twice: as references of one group in the grouped ``vpdq``
+index (format version 2), which ``VideoMatcher`` uses to match an uploaded video under the
+vPDQ rule (query and compared shares), and as plain references in the ``pdq`` index. The
+second costs index entries, but a screenshot or a single frame of a reported video posted
+as an image is worth matching, and the ``pdq`` index gets deltas, so a new video's frames
+are matchable within one publish interval while the grouped index, which psi never
+extends with deltas, waits for the next full version. :func:`banding_for` is the one place
+a signal name becomes a banding.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
-import shutil
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from blindmatch.fingerprint.signals import default_registry
-from blindmatch.protocols import IndexDigest, signal_banding
+from blindmatch.fingerprint.types import PdqHash, VideoFingerprint, VideoFrame
+from blindmatch.protocols import IndexDigest, signal_banding, video_references
+from blindmatch.protocols.indexes import index_digest
 from blindmatch.psi.bands import Banding
-from blindmatch.psi.index import Reference, build_index
+from blindmatch.psi.index import BuiltIndex, Index, Reference, add_references, build_index
 from blindmatch.service import audit
 from blindmatch.service.epochs import KeyStore
 from blindmatch.service.errors import NotFound, Unavailable
 from blindmatch.service.schema import (
     fingerprints,
     handles,
+    publication_deltas,
     publication_files,
     publications,
     reports,
 )
-from blindmatch.service.settings import Settings
+from blindmatch.service.settings import Limits, Settings
 from blindmatch.service.storage import Database, now
 
 __all__ = [
+    "DELTA_FLOOR",
+    "DELTA_FRACTION",
+    "DELTA_SIGNALS",
+    "DeltaResult",
+    "GROUPED_SIGNALS",
     "INDEX_SIGNALS",
+    "MANIFEST_FORMAT",
+    "MAX_DELTAS",
     "Manifest",
+    "Plan",
     "PublishedFile",
     "banding_for",
     "current_digests",
-    "index_signal",
     "manifest",
-    "needs_publication",
+    "plan",
     "publish",
+    "publish_delta",
+    "published_delta",
     "published_file",
 ]
 
-INDEX_SIGNALS = ("md5", "pdq", "sha256")
+INDEX_SIGNALS = ("md5", "pdq", "sha256", "vpdq")
 """Signal types with a published index, sorted."""
-MANIFEST_FORMAT = 1
+GROUPED_SIGNALS = frozenset({"vpdq"})
+"""Signals published as a grouped index (one group per reported video): never deltas."""
+DELTA_SIGNALS = tuple(s for s in INDEX_SIGNALS if s not in GROUPED_SIGNALS)
+"""Signals whose new references are published in deltas."""
+MANIFEST_FORMAT = 2
+"""Format 2 added ``current_digest`` and the ``deltas`` list (format 1: always empty)."""
+MAX_DELTAS = 64
+"""Deltas of one signal after which the next publication is a full version."""
+DELTA_FRACTION = 8
+"""A signal's deltas may hold up to 1/DELTA_FRACTION of its base's references ..."""
+DELTA_FLOOR = 1024
+"""... or this many, whichever is more, before the next publication is a full version."""
 
 
 def banding_for(signal: str) -> Banding:
@@ -73,20 +128,6 @@ def banding_for(signal: str) -> Banding:
     if signal not in INDEX_SIGNALS:
         raise NotFound("no index for that signal", code="unknown_signal")
     return signal_banding(default_registry().get(signal))
-
-
-def index_signal(stored: str) -> str:
-    """The index a stored fingerprint's signal is published in (vPDQ frames: ``pdq``)."""
-    return "pdq" if stored == "vpdq" else stored
-
-
-def _live_state(connection: Connection) -> tuple[int, int]:
-    row = connection.execute(
-        sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(reports.c.id), 0)).where(
-            reports.c.status == "active"
-        )
-    ).one()
-    return int(row[0]), int(row[1])
 
 
 def _latest(connection: Connection, epoch: int) -> sa.Row[tuple[object, ...]] | None:
@@ -98,114 +139,357 @@ def _latest(connection: Connection, epoch: int) -> sa.Row[tuple[object, ...]] | 
     ).first()
 
 
-def needs_publication(connection: Connection, epoch: int) -> bool:
-    """Whether the live reports differ from what the epoch's newest publication holds."""
+def _active_count(connection: Connection, up_to: int | None = None) -> int:
+    query = sa.select(sa.func.count()).where(reports.c.status == "active")
+    if up_to is not None:
+        query = query.where(reports.c.id <= up_to)
+    return int(connection.execute(query).scalar_one())
+
+
+def _max_report(connection: Connection) -> int:
+    return int(
+        connection.execute(sa.select(sa.func.coalesce(sa.func.max(reports.c.id), 0))).scalar_one()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the publisher should do now, and why (``reason`` goes to its log)."""
+
+    action: Literal["none", "delta", "full"]
+    reason: str
+
+
+def _deltas_over_bound(connection: Connection, publication: int) -> bool:
+    rows = connection.execute(
+        sa.select(
+            publication_deltas.c.signal,
+            sa.func.count(),
+            sa.func.sum(publication_deltas.c.references),
+        )
+        .where(publication_deltas.c.publication == publication)
+        .group_by(publication_deltas.c.signal)
+    ).all()
+    base = dict(
+        connection.execute(
+            sa.select(publication_files.c.signal, publication_files.c.references).where(
+                publication_files.c.publication == publication
+            )
+        ).all()
+    )
+    for signal, count, total in rows:
+        allowed = max(int(base.get(signal, 0)) // DELTA_FRACTION, DELTA_FLOOR)
+        if int(count) >= MAX_DELTAS or int(total or 0) > allowed:
+            return True
+    return False
+
+
+def plan(connection: Connection, epoch: int, limits: Limits, at: int | None = None) -> Plan:
+    """What to publish for ``epoch`` now (module docstring: the rules)."""
     latest = _latest(connection, epoch)
     if latest is None:
-        return True
-    active, max_report = _live_state(connection)
-    return bool(latest.active_reports != active or latest.max_report != max_report)
+        return Plan("full", "first publication of the epoch")
+    new = _active_count(connection) - _active_count(connection, int(latest.covered_report))
+    changed = _active_count(connection, int(latest.covered_report)) != latest.covered_active
+    videos = connection.execute(
+        sa.select(fingerprints.c.id)
+        .join(reports, reports.c.id == fingerprints.c.report)
+        .where(
+            reports.c.status == "active",
+            reports.c.id > latest.max_report,
+            fingerprints.c.signal == "vpdq",
+        )
+        .limit(1)
+    ).first()
+    old_enough = (now() if at is None else at) - int(latest.created_at) >= limits.rebuild_seconds
+    if (changed or videos is not None) and old_enough:
+        return Plan(
+            "full", "withdrawn, suspended or reinstated reports" if changed else "new videos"
+        )
+    if new > 0:
+        if _deltas_over_bound(connection, int(latest.id)):
+            return Plan("full", "the deltas passed their bound")
+        return Plan("delta", "new reports")
+    return Plan("none", "nothing new")
+
+
+@dataclass
+class _Collected:
+    """The references of a set of reports, per index signal."""
+
+    per_signal: dict[str, list[Reference]] = field(default_factory=dict)
+    report_pk: dict[str, int] = field(default_factory=dict)
+    reports: int = 0
+
+
+def _collect(rows: Sequence[Any], signals: Sequence[str]) -> _Collected:
+    """References per signal from ``(pk, report_id, signal, hash, quality)`` rows, in
+    report then fingerprint order (module docstring: where vPDQ frames go)."""
+    out = _Collected({s: [] for s in signals})
+    seen: set[tuple[str, str, bytes]] = set()
+    frames: dict[str, list[VideoFrame]] = {}
+    for pk, report_id, signal, value, quality in rows:
+        out.report_pk[report_id] = pk
+        raw = bytes(value)
+        if signal == "vpdq":
+            frames.setdefault(report_id, []).append(
+                VideoFrame(len(frames.get(report_id, ())), 0.0, PdqHash(raw), quality or 100)
+            )
+        target = "pdq" if signal == "vpdq" else signal
+        if target in out.per_signal and (report_id, target, raw) not in seen:
+            seen.add((report_id, target, raw))
+            out.per_signal[target].append(Reference(report_id, target, raw))
+    if "vpdq" in out.per_signal:
+        for report_id, video in frames.items():
+            fingerprint = VideoFingerprint(tuple(video), fps=1.0, seconds_per_hash=1.0)
+            out.per_signal["vpdq"].extend(video_references(report_id, fingerprint))
+    out.reports = len(out.report_pk)
+    return out
+
+
+def _rows(connection: Connection, above: int, up_to: int) -> list[Any]:
+    return list(
+        connection.execute(
+            sa.select(
+                reports.c.id,
+                reports.c.report_id,
+                fingerprints.c.signal,
+                fingerprints.c.hash,
+                fingerprints.c.quality,
+            )
+            .join(fingerprints, fingerprints.c.report == reports.c.id)
+            .where(reports.c.status == "active", reports.c.id > above, reports.c.id <= up_to)
+            .order_by(reports.c.id, fingerprints.c.id)
+        ).all()
+    )
+
+
+def _file_entry(signal: str, name: str, built: BuiltIndex, references: int) -> dict[str, Any]:
+    return {
+        "signal": signal,
+        "name": name,
+        "sha256": sha256_bytes(built.data),
+        "index_digest": built.digest,
+        "size": len(built.data),
+        "entries": built.header.entry_count,
+        "references": references,
+    }
+
+
+def _write_temporary(directory: Path, data: bytes) -> Path:
+    path = directory / f".build-{secrets.token_hex(8)}.tmp"
+    path.write_bytes(data)
+    path.chmod(0o644)
+    return path
 
 
 def publish(
     settings: Settings, database: Database, keys: KeyStore, *, processes: int | None = None
-) -> int:
-    """Build and record a new publication of the current epoch; return its version."""
+) -> int | None:
+    """Build and record a new full version of the current epoch.
+
+    Returns:
+        Its version number, or ``None`` when another publisher recorded a version of this
+        epoch while this one was building (this build is then discarded).
+    """
     with database.begin() as connection:
         epoch = keys.current(connection).epoch
-        active, max_report = _live_state(connection)
-        rows = connection.execute(
-            sa.select(reports.c.id, reports.c.report_id, fingerprints.c.signal, fingerprints.c.hash)
-            .join(fingerprints, fingerprints.c.report == reports.c.id)
-            .where(reports.c.status == "active", reports.c.id <= max_report)
-        ).all()
+        seen = _latest(connection, epoch)
+        max_report = _max_report(connection)
+        active = _active_count(connection, max_report)
+        rows = _rows(connection, 0, max_report)
     secret = keys.secret(epoch)
-    per_signal: dict[str, list[Reference]] = {s: [] for s in INDEX_SIGNALS}
-    report_pk: dict[str, int] = {}
-    seen: set[tuple[str, str, bytes]] = set()
-    for pk, report_id, signal, value in rows:
-        target = index_signal(signal)
-        if (report_id, target, value) in seen:
-            continue
-        seen.add((report_id, target, value))
-        per_signal[target].append(Reference(report_id, target, bytes(value)))
-        report_pk[report_id] = pk
+    collected = _collect(rows, INDEX_SIGNALS)
     epoch_dir = settings.publications_dir / str(epoch)
-    build_dir = epoch_dir / f"build-{secrets.token_hex(8)}"
-    build_dir.mkdir(parents=True, mode=0o755)
+    epoch_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+    temporary: dict[str, Path] = {}
     files: list[dict[str, Any]] = []
     handle_rows: dict[bytes, int] = {}
     try:
         for signal in INDEX_SIGNALS:
+            references = collected.per_signal[signal]
             built = build_index(
-                secret, banding_for(signal), per_signal[signal], processes=processes
+                secret,
+                banding_for(signal),
+                references,
+                processes=processes,
+                grouped=signal in GROUPED_SIGNALS,
             )
-            (build_dir / f"{signal}.idx").write_bytes(built.data)
-            files.append(
-                {
-                    "signal": signal,
-                    "name": f"{signal}.idx",
-                    "sha256": sha256_bytes(built.data),
-                    "index_digest": built.digest,
-                    "size": len(built.data),
-                    "entries": built.header.entry_count,
-                    "references": len(per_signal[signal]),
-                }
-            )
+            temporary[signal] = _write_temporary(epoch_dir, built.data)
+            files.append(_file_entry(signal, f"{signal}.idx", built, len(references)))
             for handle, report_id in built.handles.items():
-                handle_rows[bytes(handle)] = report_pk[report_id]
-        with database.begin() as connection:
-            latest = _latest(connection, epoch)
-            version = 1 if latest is None else int(latest.version) + 1
-            pub_id = connection.execute(
-                sa.insert(publications)
-                .values(
-                    epoch=epoch,
-                    version=version,
-                    created_at=now(),
-                    max_report=max_report,
-                    active_reports=active,
-                )
-                .returning(publications.c.id)
-            ).scalar_one()
-            connection.execute(
-                sa.insert(publication_files), [{"publication": pub_id, **f} for f in files]
-            )
-            if handle_rows:
+                handle_rows[bytes(handle)] = collected.report_pk[report_id]
+        try:
+            with database.begin() as connection:
+                latest = _latest(connection, epoch)
+                if (None if latest is None else latest.id) != (None if seen is None else seen.id):
+                    return None
+                version = 1 if latest is None else int(latest.version) + 1
+                pub_id = connection.execute(
+                    sa.insert(publications)
+                    .values(
+                        epoch=epoch,
+                        version=version,
+                        created_at=now(),
+                        max_report=max_report,
+                        active_reports=active,
+                        covered_report=max_report,
+                        covered_active=active,
+                    )
+                    .returning(publications.c.id)
+                ).scalar_one()
                 connection.execute(
-                    sa.insert(handles),
-                    [
-                        {"publication": pub_id, "handle": h, "report": r}
-                        for h, r in handle_rows.items()
-                    ],
+                    sa.insert(publication_files), [{"publication": pub_id, **f} for f in files]
                 )
+                _insert_handles(connection, pub_id, handle_rows)
+                audit.append(
+                    connection,
+                    "publication",
+                    {
+                        "epoch": epoch,
+                        "version": version,
+                        "indexes": {
+                            str(f["signal"]): {
+                                "references": f["references"],
+                                "size": f["size"],
+                                "sha256": f["sha256"].hex(),
+                            }
+                            for f in files
+                        },
+                    },
+                )
+                version_dir = epoch_dir / str(version)
+                version_dir.mkdir(mode=0o755, exist_ok=True)
+                for signal, path in temporary.items():
+                    path.replace(version_dir / f"{signal}.idx")
+        except sa.exc.IntegrityError:
+            return None  # another publisher took this version number first
+    finally:
+        for path in temporary.values():
+            path.unlink(missing_ok=True)
+    return version
+
+
+def _insert_handles(connection: Connection, publication: int, rows: dict[bytes, int]) -> None:
+    if rows:
+        connection.execute(
+            sa.insert(handles),
+            [{"publication": publication, "handle": h, "report": r} for h, r in rows.items()],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaResult:
+    """A recorded delta step: the version it extends and each signal's new sequence."""
+
+    epoch: int
+    version: int
+    sequences: dict[str, int]
+    reports: int
+
+
+def publish_delta(
+    settings: Settings, database: Database, keys: KeyStore, *, processes: int | None = None
+) -> DeltaResult | None:
+    """Publish the live reports the newest full version does not cover yet as deltas.
+
+    One delta per signal that has new references, each extending the full index of that
+    signal directly.
+
+    Returns:
+        What was recorded, or ``None``: nothing new, no full version yet, or another
+        publisher recorded a delta or a version first (this build is then discarded).
+    """
+    with database.begin() as connection:
+        epoch = keys.current(connection).epoch
+        latest = _latest(connection, epoch)
+        if latest is None:
+            return None
+        covered = int(latest.covered_report)
+        max_report = _max_report(connection)
+        rows = _rows(connection, covered, max_report)
+        prior = connection.execute(
+            sa.select(publication_deltas.c.signal, publication_deltas.c.name)
+            .where(publication_deltas.c.publication == latest.id)
+            .order_by(publication_deltas.c.signal, publication_deltas.c.sequence)
+        ).all()
+    if not rows:
+        return None
+    collected = _collect(rows, DELTA_SIGNALS)
+    secret = keys.secret(epoch)
+    version = int(latest.version)
+    version_dir = settings.publications_dir / str(epoch) / str(version)
+    delta_dir = version_dir / "deltas"
+    delta_dir.mkdir(mode=0o755, exist_ok=True)
+    earlier: dict[str, list[str]] = {}
+    for signal, name in prior:
+        earlier.setdefault(signal, []).append(name)
+    temporary: dict[str, Path] = {}
+    entries: list[dict[str, Any]] = []
+    handle_rows: dict[bytes, int] = {}
+    try:
+        for signal in DELTA_SIGNALS:
+            references = collected.per_signal[signal]
+            if not references:
+                continue
+            base = Index.open(version_dir / f"{signal}.idx", verify=False)
+            built = add_references(secret, base.header, references, processes=processes)
+            before = [Index.open(delta_dir / n, verify=False) for n in earlier.get(signal, [])]
+            sequence = len(before) + 1
+            name = f"{signal}-{sequence}.idx"
+            temporary[name] = _write_temporary(delta_dir, built.data)
+            entry = _file_entry(signal, name, built, len(references))
+            entry["sequence"] = sequence
+            entry["current_digest"] = index_digest(base, [*before, built]).digest
+            entries.append(entry)
+            for handle, report_id in built.handles.items():
+                handle_rows[bytes(handle)] = collected.report_pk[report_id]
+        with database.begin() as connection:
+            claimed = connection.execute(
+                sa.update(publications)
+                .where(publications.c.id == latest.id, publications.c.covered_report == covered)
+                .values(
+                    covered_report=max_report,
+                    covered_active=publications.c.covered_active + collected.reports,
+                )
+            )
+            if claimed.rowcount != 1:
+                return None
+            at = now()
+            connection.execute(
+                sa.insert(publication_deltas),
+                [{"publication": latest.id, "created_at": at, **e} for e in entries],
+            )
+            _insert_handles(connection, int(latest.id), handle_rows)
             audit.append(
                 connection,
-                "publication",
+                "delta",
                 {
                     "epoch": epoch,
                     "version": version,
-                    "indexes": {
-                        str(f["signal"]): {
-                            "references": f["references"],
-                            "size": f["size"],
-                            "sha256": f["sha256"].hex(),
+                    "deltas": {
+                        str(e["signal"]): {
+                            "sequence": e["sequence"],
+                            "references": e["references"],
+                            "size": e["size"],
+                            "sha256": e["sha256"].hex(),
                         }
-                        for f in files
+                        for e in entries
                     },
                 },
             )
-            build_dir.rename(epoch_dir / str(version))
+            for name, path in temporary.items():
+                path.replace(delta_dir / name)
     finally:
-        if build_dir.exists():
-            shutil.rmtree(build_dir, ignore_errors=True)
-    return version
+        for path in temporary.values():
+            path.unlink(missing_ok=True)
+    return DeltaResult(
+        epoch, version, {str(e["signal"]): int(e["sequence"]) for e in entries}, collected.reports
+    )
 
 
 def sha256_bytes(data: bytes) -> bytes:
     """SHA-256 of a file's bytes (what the manifest and the ETag carry)."""
-    import hashlib
-
     return hashlib.sha256(data).digest()
 
 
@@ -248,6 +532,14 @@ def manifest(connection: Connection, keys: KeyStore, epoch: int | None = None) -
         .where(publication_files.c.publication == latest.id)
         .order_by(publication_files.c.signal)
     ).all()
+    delta_rows = connection.execute(
+        sa.select(publication_deltas)
+        .where(publication_deltas.c.publication == latest.id)
+        .order_by(publication_deltas.c.signal, publication_deltas.c.sequence)
+    ).all()
+    current = {row.signal: bytes(row.index_digest) for row in file_rows}
+    for delta in delta_rows:
+        current[delta.signal] = bytes(delta.current_digest)
     revoked = (
         connection.execute(
             sa.select(handles.c.handle)
@@ -258,6 +550,7 @@ def manifest(connection: Connection, keys: KeyStore, epoch: int | None = None) -
         .scalars()
         .all()
     )
+    prefix = f"/v1/index/{info.epoch}/{latest.version}"
     body = {
         "format": MANIFEST_FORMAT,
         "suite": "ristretto255-SHA512",
@@ -271,9 +564,10 @@ def manifest(connection: Connection, keys: KeyStore, epoch: int | None = None) -
         "generated_at": now(),
         "indexes": {
             row.signal: {
-                "url": f"/v1/index/{info.epoch}/{latest.version}/{row.signal}",
+                "url": f"{prefix}/{row.signal}",
                 "sha256": row.sha256.hex(),
                 "index_digest": row.index_digest.hex(),
+                "current_digest": current[row.signal].hex(),
                 "size": row.size,
                 "entries": row.entries,
                 "references": row.references,
@@ -281,7 +575,19 @@ def manifest(connection: Connection, keys: KeyStore, epoch: int | None = None) -
             }
             for row in file_rows
         },
-        "deltas": [],
+        "deltas": [
+            {
+                "signal": row.signal,
+                "sequence": row.sequence,
+                "url": f"{prefix}/{row.signal}/deltas/{row.sequence}",
+                "sha256": row.sha256.hex(),
+                "index_digest": row.index_digest.hex(),
+                "size": row.size,
+                "entries": row.entries,
+                "references": row.references,
+            }
+            for row in delta_rows
+        ],
         "revoked_handles": [bytes(h).hex() for h in revoked],
     }
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -290,16 +596,26 @@ def manifest(connection: Connection, keys: KeyStore, epoch: int | None = None) -
 
 
 def current_digests(connection: Connection, epoch: int) -> list[IndexDigest]:
-    """The digests of the epoch's newest publication (sent in ``ServerInfo``)."""
+    """Per signal, the digest of the epoch's newest full index with all its deltas (what
+    ``ServerInfo`` carries: the manifest's ``current_digest``)."""
     latest = _latest(connection, epoch)
     if latest is None:
         return []
-    rows = connection.execute(
-        sa.select(publication_files.c.signal, publication_files.c.index_digest).where(
-            publication_files.c.publication == latest.id
+    current = {
+        row.signal: bytes(row.index_digest)
+        for row in connection.execute(
+            sa.select(publication_files.c.signal, publication_files.c.index_digest).where(
+                publication_files.c.publication == latest.id
+            )
         )
-    ).all()
-    return [IndexDigest(row.signal, bytes(row.index_digest)) for row in rows]
+    }
+    for row in connection.execute(
+        sa.select(publication_deltas.c.signal, publication_deltas.c.current_digest)
+        .where(publication_deltas.c.publication == latest.id)
+        .order_by(publication_deltas.c.sequence)
+    ):
+        current[row.signal] = bytes(row.current_digest)
+    return [IndexDigest(signal, digest) for signal, digest in sorted(current.items())]
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +647,37 @@ def published_file(
     if row is None:
         raise NotFound("no such index file", code="unknown_index")
     path = settings.publications_dir / str(epoch) / str(version) / row.name
+    if not path.is_file():
+        raise NotFound("no such index file", code="unknown_index")
+    return PublishedFile(path, bytes(row.sha256), int(row.size))
+
+
+def published_delta(
+    connection: Connection,
+    settings: Settings,
+    epoch: int,
+    version: int,
+    signal: str,
+    sequence: int,
+) -> PublishedFile:
+    """The file of one delta of one signal in one publication.
+
+    Raises:
+        NotFound: no such publication, signal or delta (``unknown_index``).
+    """
+    row = connection.execute(
+        sa.select(publication_deltas.c.name, publication_deltas.c.sha256, publication_deltas.c.size)
+        .join(publications, publications.c.id == publication_deltas.c.publication)
+        .where(
+            publications.c.epoch == epoch,
+            publications.c.version == version,
+            publication_deltas.c.signal == signal,
+            publication_deltas.c.sequence == sequence,
+        )
+    ).first()
+    if row is None:
+        raise NotFound("no such index file", code="unknown_index")
+    path = settings.publications_dir / str(epoch) / str(version) / "deltas" / row.name
     if not path.is_file():
         raise NotFound("no such index file", code="unknown_index")
     return PublishedFile(path, bytes(row.sha256), int(row.size))

@@ -1,12 +1,15 @@
-"""The background publisher: rebuild the indexes when the live reports changed.
+"""The background publisher: deltas for new reports, full versions when needed.
 
 ``blindmatch serve`` starts it as its own process (``python -m
 blindmatch.service.publisher``) so that index builds, which use every core through the
 process-pool builder, never run inside a worker serving requests. It polls the database
-every ``publish_interval`` seconds, publishes when :func:`needs_publication` says so,
-prunes expired rate-limit windows and matching sessions, and exits when its parent is
-gone. Several publishers (several hosts) are harmless: the version number is claimed in
-the database and a loser discards its build.
+every ``publish_interval`` seconds and does what :func:`~.publication.plan` says (a delta
+of the new reports, or a full version: the rules are in :mod:`.publication`), prunes
+expired rate-limit windows and matching sessions, writes the closed days' element counts
+of every platform into the audit log (:func:`.quotas.audit_closed_days`: within one
+interval of midnight UTC), and exits when its parent is gone.
+Several publishers (several hosts) are harmless: what a build extends is claimed in the
+database and a loser discards its build.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import time
 import sqlalchemy as sa
 
 from blindmatch.errors import BlindmatchError
+from blindmatch.service import quotas
 from blindmatch.service.epochs import KeyStore
-from blindmatch.service.publication import needs_publication, publish
+from blindmatch.service.publication import plan, publish, publish_delta
 from blindmatch.service.schema import match_batches, match_sessions, rate_limits
 from blindmatch.service.settings import Settings
 from blindmatch.service.storage import Database, now
@@ -30,18 +34,33 @@ __all__ = ["main", "publish_if_needed", "run"]
 log = logging.getLogger("blindmatch.service.publisher")
 
 
-def publish_if_needed(settings: Settings, database: Database, keys: KeyStore) -> int | None:
-    """Publish when the live reports changed; return the new version, else ``None``."""
+def publish_if_needed(
+    settings: Settings, database: Database, keys: KeyStore, *, processes: int | None = None
+) -> str | None:
+    """Publish what :func:`~.publication.plan` asks for; return a line for the log, or
+    ``None`` when there was nothing to do (or another publisher did it first)."""
     with database.begin() as connection:
         epoch = keys.current(connection).epoch
-        wanted = needs_publication(connection, epoch)
-    if not wanted:
-        return None
-    return publish(settings, database, keys)
+        wanted = plan(connection, epoch, settings.limits)
+    if wanted.action == "full":
+        version = publish(settings, database, keys, processes=processes)
+        if version is not None:
+            return f"published epoch {epoch} version {version} ({wanted.reason})"
+    elif wanted.action == "delta":
+        delta = publish_delta(settings, database, keys, processes=processes)
+        if delta is not None:
+            sequences = ", ".join(f"{s} {n}" for s, n in sorted(delta.sequences.items()))
+            return (
+                f"published deltas of epoch {delta.epoch} version {delta.version}: "
+                f"{sequences} ({delta.reports} reports)"
+            )
+    return None
 
 
 def _prune(settings: Settings, database: Database) -> None:
     at = now()
+    with database.begin() as connection:
+        quotas.audit_closed_days(connection)
     with database.begin() as connection:
         connection.execute(sa.delete(rate_limits).where(rate_limits.c.window < at // 3600 - 1))
         expired = sa.select(match_sessions.c.id).where(
@@ -56,11 +75,13 @@ def run(settings: Settings, parent: int | None = None) -> None:
     keys = KeyStore(settings, database)
     while parent is None or os.getppid() == parent:
         try:
-            version = publish_if_needed(settings, database, keys)
-            if version is not None:
-                log.info("published version %d", version)
+            done = publish_if_needed(settings, database, keys)
+            if done is not None:
+                log.info("%s", done)
             _prune(settings, database)
-        except (BlindmatchError, sa.exc.SQLAlchemyError) as exc:
+        except (BlindmatchError, sa.exc.SQLAlchemyError, OSError) as exc:
+            # OSError: a full index file missing or unreadable (a publications directory
+            # not shared between hosts, a full disk); the next poll tries again.
             log.error("publication failed: %s", type(exc).__name__)
         deadline = time.monotonic() + settings.limits.publish_interval
         while time.monotonic() < deadline:

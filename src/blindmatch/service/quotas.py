@@ -6,8 +6,16 @@ A reservation is one conditional ``UPDATE quota_usage SET used = used + n WHERE 
 used + n <= limit``: whichever worker or host runs it, the database applies it atomically,
 so concurrent requests can never evaluate more than the quota together. The day's row is
 created on the first reservation of the day (inside a savepoint, so a concurrent insert
-of the same row just means: try the update again); creating it also writes the previous
-day's count into the audit log. A reservation happens before a single element is
+of the same row just means: try the update again).
+
+Audit. Once a UTC day is over its counts no longer change (reservations always go to
+today's row), and :func:`audit_closed_days` writes each platform's count of each closed
+day into the audit log exactly once: the publisher calls it every poll, so the counts
+enter the chain within one publish interval of midnight whether or not the platform
+comes back, and the first reservation of a day calls it for its platform too (a
+deployment run without a publisher). Exactly once: a conditional ``UPDATE ... SET
+audited = true WHERE audited = false`` in the audit entry's transaction decides which
+caller writes it. A reservation happens before a single element is
 evaluated; a request that fails after reserving gives its elements back (:func:`refund`).
 Days are UTC days; Retry-After points at the next midnight UTC.
 """
@@ -20,10 +28,10 @@ from sqlalchemy.engine import Connection
 from blindmatch.service import audit
 from blindmatch.service.errors import TooManyRequests
 from blindmatch.service.platforms import Platform
-from blindmatch.service.schema import quota_usage
+from blindmatch.service.schema import platforms, quota_usage
 from blindmatch.service.storage import now
 
-__all__ = ["SECONDS_PER_DAY", "refund", "remaining", "reserve"]
+__all__ = ["SECONDS_PER_DAY", "audit_closed_days", "refund", "remaining", "reserve"]
 
 SECONDS_PER_DAY = 86_400
 
@@ -81,28 +89,52 @@ def reserve(connection: Connection, platform: Platform, count: int) -> None:
         try:
             with connection.begin_nested():
                 connection.execute(
-                    sa.insert(quota_usage).values(platform=platform.id, day=day, used=count)
+                    sa.insert(quota_usage).values(
+                        platform=platform.id, day=day, used=count, audited=False
+                    )
                 )
         except sa.exc.IntegrityError:
             continue  # another worker created today's row first: update it instead
-        _audit_previous_days(connection, platform, day)
+        audit_closed_days(connection, platform)
         return
     raise _exhausted(at)
 
 
-def _audit_previous_days(connection: Connection, platform: Platform, day: int) -> None:
-    rows = connection.execute(
-        sa.select(quota_usage.c.day, quota_usage.c.used)
-        .where(quota_usage.c.platform == platform.id, quota_usage.c.day < day)
-        .order_by(quota_usage.c.day.desc())
-        .limit(1)
-    ).first()
-    if rows is not None:
+def audit_closed_days(connection: Connection, platform: Platform | None = None) -> int:
+    """Write the element counts of closed UTC days not yet in the audit log (of one
+    platform, or of all); return how many entries were written.
+
+    Runs in the caller's transaction: an entry exists exactly when its row is marked.
+    """
+    today = _today(now())
+    query = (
+        sa.select(quota_usage.c.platform, quota_usage.c.day, quota_usage.c.used, platforms.c.name)
+        .join(platforms, platforms.c.id == quota_usage.c.platform)
+        .where(quota_usage.c.day < today, quota_usage.c.audited.is_(False))
+        .order_by(quota_usage.c.day, platforms.c.name)
+    )
+    if platform is not None:
+        query = query.where(quota_usage.c.platform == platform.id)
+    written = 0
+    for row in connection.execute(query).all():
+        claimed = connection.execute(
+            sa.update(quota_usage)
+            .where(
+                quota_usage.c.platform == row.platform,
+                quota_usage.c.day == row.day,
+                quota_usage.c.audited.is_(False),
+            )
+            .values(audited=True)
+        )
+        if claimed.rowcount != 1:
+            continue  # another publisher or worker wrote it first
         audit.append(
             connection,
             "platform_daily_elements",
-            {"platform": platform.name, "day": rows.day, "elements": rows.used},
+            {"platform": row.name, "day": row.day, "elements": row.used},
         )
+        written += 1
+    return written
 
 
 def refund(connection: Connection, platform: Platform, count: int) -> None:

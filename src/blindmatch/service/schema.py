@@ -35,6 +35,7 @@ __all__ = [
     "match_sessions",
     "metadata",
     "platforms",
+    "publication_deltas",
     "publication_files",
     "publications",
     "quota_usage",
@@ -85,9 +86,11 @@ reports = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("withdrawn_at", BigInteger, nullable=True),
     Column("reviewed_at", BigInteger, nullable=True),
+    Column("reference", String(256), nullable=True, index=True),
 )
 """One row per report. ``submission_digest`` (over the sorted fingerprints) refuses a
-duplicate while the report is live; it is cleared on withdrawal."""
+duplicate while the report is live; it is cleared on withdrawal. ``reference``: the
+operator's own reference of an imported report (its list's id), never set by intake."""
 
 fingerprints = Table(
     "fingerprints",
@@ -126,8 +129,10 @@ quota_usage = Table(
     Column("platform", Integer, ForeignKey("platforms.id"), primary_key=True),
     Column("day", Integer, primary_key=True, autoincrement=False),
     Column("used", BigInteger, nullable=False),
+    Column("audited", Boolean, nullable=False),
 )
-"""Elements evaluated per platform and UTC day (days since the epoch)."""
+"""Elements evaluated per platform and UTC day (days since the epoch); ``audited`` once
+the closed day's count is in the audit log."""
 
 match_sessions = Table(
     "match_sessions",
@@ -158,8 +163,13 @@ publications = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("max_report", Integer, nullable=False),
     Column("active_reports", Integer, nullable=False),
+    Column("covered_report", Integer, nullable=False),
+    Column("covered_active", Integer, nullable=False),
     UniqueConstraint("epoch", "version"),
 )
+"""One full version per row. ``max_report``/``active_reports``: what its full indexes were
+built from; ``covered_report``/``covered_active``: the same with its deltas (advanced by a
+conditional update when a delta is published, which is how concurrent publishers agree)."""
 
 publication_files = Table(
     "publication_files",
@@ -173,6 +183,24 @@ publication_files = Table(
     Column("entries", BigInteger, nullable=False),
     Column("references", Integer, nullable=False),
 )
+
+publication_deltas = Table(
+    "publication_deltas",
+    metadata,
+    Column("publication", Integer, ForeignKey("publications.id"), primary_key=True),
+    Column("signal", String(32), primary_key=True),
+    Column("sequence", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(200), nullable=False),
+    Column("sha256", LargeBinary(32), nullable=False),
+    Column("index_digest", LargeBinary(32), nullable=False),
+    Column("current_digest", LargeBinary(32), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("entries", BigInteger, nullable=False),
+    Column("references", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+"""Deltas of a full version, numbered 1, 2, ... per signal; ``current_digest`` names the
+full index with deltas 1..sequence (what ``ServerInfo`` carries once it is the newest)."""
 
 handles = Table(
     "handles",

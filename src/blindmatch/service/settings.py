@@ -18,7 +18,8 @@ Data directory layout (docs/deployment.md)::
       keys/                   0700
         epoch-<n>.key         the VOPRF secret key of epoch n (0600)
         publication.key       the Ed25519 seed that signs manifests (0600)
-      publications/<epoch>/<version>/<signal>.idx   published index files (0644)
+      publications/<epoch>/<version>/<signal>.idx   published full index files (0644)
+      publications/<epoch>/<version>/deltas/<signal>-<sequence>.idx   their deltas (0644)
 """
 
 from __future__ import annotations
@@ -59,8 +60,13 @@ class Limits:
     grace_seconds: int = 7 * 24 * 3600
     """How long a rotated-out key epoch keeps answering."""
     publish_interval: float = 20.0
-    """Seconds between the publisher's checks for new reports (a report is published
-    within two intervals plus one build)."""
+    """Seconds between the publisher's checks for new reports: a new report is in a
+    published delta within one interval plus one delta build (the issue's bound is 60 s)."""
+    rebuild_seconds: float = 600.0
+    """Least seconds between a full version and the next one made for a change deltas
+    cannot carry (a withdrawal, suspension or reinstatement leaving the full index, a new
+    reported video entering the grouped ``vpdq`` index). Withdrawals are revoked in the
+    manifest at once regardless; new frames reach the ``pdq`` deltas at once."""
     dispute_threshold: int = 3
     """Distinct platforms disputing a report ("not the reported kind") that suspend it."""
     session_seconds: int = 3600
