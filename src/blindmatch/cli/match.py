@@ -129,8 +129,6 @@ def _publication_key(args: argparse.Namespace) -> str:
 
 
 def _records(args: argparse.Namespace) -> list[dict[str, Any]]:
-    if bool(args.paths) == bool(args.hashes):
-        raise errors.InvalidArgument("give PATH... or --hashes FILE (one of them)")
     if args.paths:
         files = collect_files(args.paths)
         if not files:
@@ -207,19 +205,26 @@ def _uploads(records: list[dict[str, Any]], dihedral: bool) -> tuple[list[Any], 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``blindmatch match`` on parsed arguments; returns the exit code."""
-    api_key = _api_key(args)
-    records = _records(args)
-    uploads, skipped = _uploads(records, args.dihedral)
-    for reason in skipped:
-        print(f"blindmatch: skipped {reason}", file=sys.stderr)
-    pinned = _publication_key(args)
-    from blindmatch.client import MatchReport, PlatformClient
+    from blindmatch.client import MatchReport, PlatformClient, parse_publication_key
 
+    api_key = _api_key(args)
+    if bool(args.paths) == bool(args.hashes):
+        raise errors.InvalidArgument("give PATH... or --hashes FILE (one of them)")
+    pinned = parse_publication_key(_publication_key(args))  # checked before any hashing
+    try:
+        client = PlatformClient(
+            args.server, api_key=api_key, publication_key=pinned, cache_dir=args.cache_dir
+        )
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise errors.InvalidArgument(f"--cache-dir {args.cache_dir}: {reason}") from None
     code = 0
     report: MatchReport | None
-    with PlatformClient(
-        args.server, api_key=api_key, publication_key=pinned, cache_dir=args.cache_dir
-    ) as client:
+    with client:
+        records = _records(args)
+        uploads, skipped = _uploads(records, args.dihedral)
+        for reason in skipped:
+            print(f"blindmatch: skipped {reason}", file=sys.stderr)
         try:
             report = client.match(uploads)
         except (errors.AuthenticationFailed, errors.PublicationKeyMismatch) as exc:
