@@ -365,3 +365,21 @@ def test_postgresql_match(tmp_path: Path, postgres: object) -> None:  # noqa: F8
         assert [ref for ref, _, _ in _summary(found)] == ["exact-md5", "exact-sha256", "near-pdq"]
     finally:
         server.stop()
+
+
+def test_a_new_key_epoch_is_followed(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", "", limits={"intake_per_hour": "1000"})
+    try:
+        ch = setup_clearinghouse(server)
+        with ch.client(tmp_path / "cache", max_retries=40) as client:
+            before = client.match(UPLOADS[:1])
+            assert [m.upload.ref for m in before.matches] == ["exact-md5"]
+            server.admin("keys", "rotate")
+            # At once: the new epoch may not be published yet (503, retried with backoff).
+            after = client.match(UPLOADS[:1])
+        assert after.epoch == before.epoch + 1
+        assert [m.upload.ref for m in after.matches] == ["exact-md5"]
+        assert after.matches[0].handle != before.matches[0].handle
+        assert after.stats.downloads == 1
+    finally:
+        server.stop()
