@@ -383,3 +383,32 @@ def test_a_new_key_epoch_is_followed(tmp_path: Path) -> None:
         assert after.stats.downloads == 1
     finally:
         server.stop()
+
+
+def test_a_server_killed_mid_run_loses_no_upload(tmp_path: Path) -> None:
+    import threading
+
+    server = start_server(tmp_path / "data", "", limits={"intake_per_hour": "1000"})
+    try:
+        ch = setup_clearinghouse(server)
+        uploads = [Upload(f"u{i}", "pdq", secrets.token_bytes(32), 90) for i in range(200)]
+        uploads.append(Upload("hit", "md5", MD5))
+        with ch.client(tmp_path / "cache", batch_size=512, max_retries=2) as client:
+            client.refresh()
+            killer = threading.Timer(2.0, server.stop, kwargs={"kill": True})
+            killer.start()
+            try:
+                found = client.match(uploads)
+            except errors.ServiceUnavailable as exc:
+                found = exc.partial  # type: ignore[assignment]
+            finally:
+                killer.join()
+        from blindmatch.client import MatchReport
+
+        assert isinstance(found, MatchReport)
+        assert found.answered + len(found.unfinished) == len(uploads)
+        assert len(set(map(id, found.unfinished))) == len(found.unfinished)
+        assert all(m.upload.ref == "hit" for m in found.matches)
+        assert found.unfinished or found.stats.sessions >= 1
+    finally:
+        server.stop(kill=True)

@@ -302,9 +302,12 @@ class Flows:
                     batch_size=self.options.batch_size,
                     canary_interval=self.options.canary_interval,
                 )
+                waiting = len(progress.pending)
                 outcome = yield from self._session(session, progress)
-                if outcome == _DONE:
+                if outcome == _DONE and len(progress.pending) < waiting:
                     continue
+                if outcome == _DONE:
+                    outcome = _RETRY  # a session that answered nothing: never loop freely
                 progress.failures += 1
                 progress.stats.retries += 1
                 if progress.failures > self.options.max_retries:
