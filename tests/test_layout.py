@@ -26,7 +26,19 @@ ALLOWED: dict[str, set[str]] = {
     "samples": {"errors", "samples"},
     "simulate": {"errors", "psi", "fingerprint", "protocols", "simulate"},
     "service": {"errors", "_fixed", "psi", "fingerprint", "protocols", "service"},
-    "cli": {"errors", "psi", "fingerprint", "protocols", "simulate", "samples", "service", "cli"},
+    # The platform SDK talks to the service over HTTP only: neither imports the other.
+    "client": {"errors", "psi", "fingerprint", "protocols", "client"},
+    "cli": {
+        "errors",
+        "psi",
+        "fingerprint",
+        "protocols",
+        "simulate",
+        "samples",
+        "service",
+        "client",
+        "cli",
+    },
     "web": {"errors", "fingerprint", "web"},
 }
 
@@ -103,6 +115,15 @@ def test_service_is_imported_by_nothing_below_it() -> None:
     assert below, "the layout test found no sources"
     for path in below:
         assert "service" not in _blindmatch_imports(path), f"{path.name} imports the service"
+
+
+def test_client_and_service_never_import_each_other() -> None:
+    for path in SOURCES:
+        part, imported = _part(path), _blindmatch_imports(path)
+        if part == "client":
+            assert "service" not in imported, f"{path.name} imports the service"
+        if part == "service":
+            assert "client" not in imported, f"{path.name} imports the client"
 
 
 def test_help_works_without_importing_the_service() -> None:

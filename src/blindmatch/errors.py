@@ -53,19 +53,31 @@ expected shape, not the value. Verification failures say only that verification 
             └── KeyMismatch                   the peer's key is not the published key
                 ├── CanaryMismatch            a canary did not match: index and key disagree
                 └── StaleIndex                the platform's index is not the current one
+    ClientError (ProtocolError)               the platform SDK talking to a clearinghouse over HTTP
+    ├── ServiceUnavailable                    unreachable, or failing after the retries
+    ├── ServiceRefused                        a refusal of the service; ``code`` says why
+    │   ├── AuthenticationFailed              the API key is unknown or disabled (401)
+    │   └── QuotaExhausted                    the daily element quota is spent (429)
+    ├── ManifestError (RemoteProtocolError)   a manifest is malformed or its signature fails
+    │   ├── PublicationKeyMismatch            the server's publication key is not the pinned one
+    │   └── StaleManifest                     older than one already seen (a replay)
+    └── IndexIntegrityError (RemoteProtocolError)  an index or delta is not the manifest's
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationFailed",
     "BackendUnavailable",
     "BlindmatchError",
     "CanaryMismatch",
+    "ClientError",
     "CorruptMedia",
     "CryptoError",
     "DeriveKeyPairError",
     "FingerprintError",
     "IndexFormatError",
+    "IndexIntegrityError",
     "IndexTooDense",
     "InvalidArgument",
     "InvalidElement",
@@ -79,13 +91,19 @@ __all__ = [
     "KeyMismatch",
     "LimitExceeded",
     "LocalProtocolError",
+    "ManifestError",
     "MediaTooLarge",
     "MessageDecodeError",
     "ProtocolError",
+    "PublicationKeyMismatch",
+    "QuotaExhausted",
     "RegistryError",
     "RemoteProtocolError",
     "RequestRejected",
+    "ServiceRefused",
+    "ServiceUnavailable",
     "StaleIndex",
+    "StaleManifest",
     "UnexpectedMessage",
     "UnreadableMedia",
     "UnsupportedMedia",
@@ -246,3 +264,60 @@ class RequestRejected(ProtocolError):
         super().__init__(f"the clearinghouse refused the request: {code_name}")
         self.code = code
         self.peer_text = peer_text
+
+
+class ClientError(ProtocolError):
+    """The platform SDK (:mod:`blindmatch.client`) could not finish talking to a
+    clearinghouse. ``partial`` holds what a ``match`` call had found when it stopped (a
+    :class:`blindmatch.client.MatchReport`: its matches stay true, its ``unfinished``
+    uploads got no answer), or ``None``."""
+
+    partial: object = None
+
+
+class ServiceUnavailable(ClientError):
+    """The clearinghouse did not answer, or answered 5xx, through every retry."""
+
+
+class ServiceRefused(ClientError):
+    """The clearinghouse refused a request; ``code`` is its machine-readable code.
+
+    The service's own message text is kept in ``peer_text`` for logs, not in ``str()``."""
+
+    def __init__(self, message: str, *, code: str, status: int, peer_text: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.peer_text = peer_text
+
+
+class AuthenticationFailed(ServiceRefused):
+    """The API key is unknown or disabled (HTTP 401)."""
+
+
+class QuotaExhausted(ServiceRefused):
+    """The platform's daily element quota is spent; ``retry_after`` seconds until it resets
+    (``None`` when the service did not say)."""
+
+    def __init__(self, message: str, *, retry_after: int | None) -> None:
+        super().__init__(message, code="quota_exhausted", status=429)
+        self.retry_after = retry_after
+
+
+class ManifestError(ClientError, RemoteProtocolError):
+    """A publication manifest is malformed, or its signature does not verify under the
+    pinned publication key (tampered). No detail of the bytes."""
+
+
+class PublicationKeyMismatch(ManifestError):
+    """The clearinghouse signs with another publication key than the one pinned."""
+
+
+class StaleManifest(ManifestError):
+    """A manifest older (key epoch, version) than one this cache already verified: a replay
+    that would hide newer revocations or indexes."""
+
+
+class IndexIntegrityError(ClientError, RemoteProtocolError):
+    """A downloaded index or delta is not the one the signed manifest names (size, SHA-256,
+    index digest, key or current digest differ)."""

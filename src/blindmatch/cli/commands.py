@@ -46,6 +46,11 @@ COMMANDS: tuple[Command, ...] = (
         "run the clearinghouse HTTP service (intake, publication, matching)",
     ),
     Command(
+        "match",
+        "blindmatch.cli.match",
+        "match files privately against a clearinghouse over HTTP (platform)",
+    ),
+    Command(
         "admin",
         "blindmatch.cli.admin",
         "operate a clearinghouse: platforms, keys, publication, audit",

@@ -1,0 +1,269 @@
+"""``blindmatch match``: fingerprint files (or read ``blindmatch hash`` output) and match
+them privately against a clearinghouse over HTTP, with the platform SDK.
+
+Each file gives up to three uploads: its MD5, its SHA-256 and, for an image of PDQ quality
+50 or more, its PDQ hash (with ``--dihedral``, its 8 dihedral variants). Videos are matched
+by MD5 and SHA-256 here (private vPDQ needs a grouped index the service does not publish
+yet). Matches go to stdout as JSON Lines ``{"path", "signal", "handle"}`` plus
+``"agreeing_bands"`` for PDQ and ``"variant"`` with ``--dihedral``; a summary goes to stderr.
+
+The API key never goes on the command line (other users see it in ``ps``): a file, or
+the ``BLINDMATCH_API_KEY`` environment variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from blindmatch import errors
+from blindmatch.cli._argtypes import positive_int
+from blindmatch.cli.hash import HashOptions, Progress, collect_files, fingerprint_files
+
+__all__ = ["EXIT_CODES", "register", "run"]
+
+EXIT_CODES = """exit codes:
+  0  every upload was answered (matched or not)
+  1  some file could not be fingerprinted (named on stderr); the others were matched
+  2  a usage mistake: bad option, missing file, no API key or publication key, API key
+     refused (one line on stderr)
+  3  the clearinghouse failed verification: manifest signature or pinned key, index
+     digest, canary or proof; do not trust its answers (matches printed before stay true)
+  4  unfinished: quota spent or server unavailable after retries; the matches found are
+     printed, the unfinished files counted on stderr; run again later
+  130 interrupted (Ctrl-C)"""
+
+_ENV_KEY = "BLINDMATCH_API_KEY"
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``match`` subcommand to the ``blindmatch`` parser."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "match",
+        help="match files privately against a clearinghouse over HTTP (platform)",
+        description=(
+            "Fingerprint files and folders (or read --hashes from 'blindmatch hash') and "
+            "match them privately against a clearinghouse. Prints one JSON object per match."
+        ),
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="files or folders")
+    parser.add_argument("--hashes", metavar="FILE", help="JSON Lines of 'blindmatch hash'")
+    parser.add_argument("--server", required=True, metavar="URL", help="the clearinghouse")
+    parser.add_argument(
+        "--api-key-file", metavar="F", help=f"file holding the API key (else ${_ENV_KEY})"
+    )
+    parser.add_argument(
+        "--publication-key", metavar="HEX", help="the pinned manifest signing key (64 hex)"
+    )
+    parser.add_argument("--publication-key-file", metavar="F", help="file holding it")
+    parser.add_argument(
+        "--trust-server-key",
+        action="store_true",
+        help="trust the key GET /v1/keys names (trust on first use; prints a warning)",
+    )
+    parser.add_argument("--cache-dir", metavar="D", help="index cache (~/.cache/blindmatch)")
+    parser.add_argument(
+        "--jobs", type=positive_int, default=1, metavar="N", help="fingerprinting processes"
+    )
+    parser.add_argument(
+        "--dihedral", action="store_true", help="also query the 8 rotations/mirrors of images"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
+    parser.set_defaults(func=run)
+
+
+def _read_secret(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            value = file.read().strip()
+    except OSError as exc:
+        raise errors.InvalidArgument(
+            f"{what} {path}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    except UnicodeDecodeError:
+        raise errors.InvalidArgument(f"{what} {path}: not text") from None
+    if not value:
+        raise errors.InvalidArgument(f"{what} {path} is empty")
+    return value
+
+
+def _api_key(args: argparse.Namespace) -> str:
+    if args.api_key_file:
+        return _read_secret(args.api_key_file, "--api-key-file")
+    value = os.environ.get(_ENV_KEY, "").strip()
+    if not value:
+        raise errors.InvalidArgument(f"give the API key with --api-key-file F or ${_ENV_KEY}")
+    return value
+
+
+def _publication_key(args: argparse.Namespace) -> str:
+    if args.publication_key and args.publication_key_file:
+        raise errors.InvalidArgument("give --publication-key or --publication-key-file, not both")
+    if args.publication_key:
+        return str(args.publication_key)
+    if args.publication_key_file:
+        return _read_secret(args.publication_key_file, "--publication-key-file")
+    if not args.trust_server_key:
+        raise errors.InvalidArgument(
+            "no publication key pinned: get it from the clearinghouse's operator (GET "
+            f"{args.server.rstrip('/')}/v1/keys shows 'publication_key'), then pass "
+            "--publication-key HEX, or --trust-server-key to trust the server's answer"
+        )
+    import httpx
+
+    try:
+        key = httpx.get(args.server.rstrip("/") + "/v1/keys", timeout=30).json()["publication_key"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        raise errors.ServiceUnavailable("could not read the server's publication key") from None
+    print(
+        f"blindmatch: warning: trusting the publication key the server names ({key}); "
+        "pin it with --publication-key to detect a different server",
+        file=sys.stderr,
+    )
+    return str(key)
+
+
+def _records(args: argparse.Namespace) -> list[dict[str, Any]]:
+    if args.paths:
+        files = collect_files(args.paths)
+        if not files:
+            raise errors.InvalidArgument("no files found in " + ", ".join(args.paths))
+        show = not args.no_progress and sys.stderr.isatty()
+        progress = Progress(len(files), sys.stderr) if show else None
+        options = HashOptions(dihedral=args.dihedral)
+        try:
+            return list(
+                fingerprint_files(files, options, jobs=args.jobs, on_done=_advance(progress))
+            )
+        finally:
+            if progress is not None:
+                progress.close()
+    try:
+        with open(args.hashes, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except OSError as exc:
+        raise errors.InvalidArgument(
+            f"--hashes {args.hashes}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    except UnicodeDecodeError:
+        raise errors.InvalidArgument(f"--hashes {args.hashes}: not UTF-8 JSON Lines") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise errors.InvalidArgument(f"--hashes line {number}: not JSON") from None
+        if not isinstance(record, dict) or "path" not in record:
+            raise errors.InvalidArgument(f"--hashes line {number}: not a 'blindmatch hash' record")
+        records.append(record)
+    return records
+
+
+def _advance(progress: Progress | None) -> Any:
+    if progress is None:
+        return None
+    return lambda record: progress.advance(record)
+
+
+def _uploads(records: list[dict[str, Any]], dihedral: bool) -> tuple[list[Any], list[str]]:
+    from blindmatch.protocols import Upload
+
+    uploads: list[Upload] = []
+    skipped: list[str] = []
+    for position, record in enumerate(records):
+        ref = str(position)
+        if "error" in record:
+            skipped.append(f"{record.get('path')}: {record['error'].get('type', 'error')}")
+            continue
+        try:
+            for signal in ("md5", "sha256"):
+                if signal in record:
+                    uploads.append(Upload(ref, signal, bytes.fromhex(record[signal])))
+            if record.get("kind") == "image" and "pdq" in record:
+                quality = record.get("quality")
+                if type(quality) is not int or quality < 50:
+                    continue  # PDQ below the quality floor is not matched (md5/sha256 are)
+                variants = record.get("dihedral")
+                if dihedral and isinstance(variants, dict) and len(variants) == 8:
+                    hashes = [bytes.fromhex(h) for h in variants.values()]
+                    uploads.append(Upload.dihedral(ref, "pdq", hashes, quality))
+                else:
+                    uploads.append(Upload(ref, "pdq", bytes.fromhex(record["pdq"]), quality))
+        except (ValueError, TypeError, AttributeError, errors.BlindmatchError):
+            raise errors.InvalidArgument(
+                f"record {position + 1} ({record.get('path')!s:.80}) has a malformed hash"
+            ) from None
+    return uploads, skipped
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``blindmatch match`` on parsed arguments; returns the exit code."""
+    from blindmatch.client import MatchReport, PlatformClient, parse_publication_key
+
+    api_key = _api_key(args)
+    if bool(args.paths) == bool(args.hashes):
+        raise errors.InvalidArgument("give PATH... or --hashes FILE (one of them)")
+    pinned = parse_publication_key(_publication_key(args))  # checked before any hashing
+    try:
+        client = PlatformClient(
+            args.server, api_key=api_key, publication_key=pinned, cache_dir=args.cache_dir
+        )
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise errors.InvalidArgument(f"--cache-dir {args.cache_dir}: {reason}") from None
+    code = 0
+    report: MatchReport | None
+    with client:
+        records = _records(args)
+        uploads, skipped = _uploads(records, args.dihedral)
+        for reason in skipped:
+            print(f"blindmatch: skipped {reason}", file=sys.stderr)
+        try:
+            report = client.match(uploads)
+        except (errors.AuthenticationFailed, errors.PublicationKeyMismatch) as exc:
+            raise errors.InvalidArgument(str(exc)) from None
+        except (errors.QuotaExhausted, errors.ServiceUnavailable) as exc:
+            print(f"blindmatch: error: {exc}", file=sys.stderr)
+            report = exc.partial if isinstance(exc.partial, MatchReport) else None
+            code = 4
+        except (
+            errors.ManifestError,
+            errors.IndexIntegrityError,
+            errors.KeyMismatch,
+            errors.VerifyError,
+        ) as exc:
+            print(f"blindmatch: error: verification failed: {exc}", file=sys.stderr)
+            return 3
+    if report is not None:
+        for match in report.matches:
+            record = records[int(match.upload.ref)]
+            line: dict[str, Any] = {"path": record.get("path")}
+            if "path_hex" in record:
+                line["path_hex"] = record["path_hex"]
+            line["signal"] = match.signal
+            line["handle"] = match.handle.hex()
+            if match.signal == "pdq":
+                line["agreeing_bands"] = match.agreeing_bands
+            if match.variant is not None:
+                line["variant"] = match.variant
+            sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+        files = {m.upload.ref for m in report.matches}
+        unfinished = {u.ref for u in report.unfinished}
+        print(
+            f"blindmatch: {len(records)} files, {len(uploads)} uploads, "
+            f"{len(report.matches)} matches in {len(files)} files, "
+            f"{len(unfinished)} files unfinished, {len(skipped)} skipped; "
+            f"epoch {report.epoch} version {report.version}",
+            file=sys.stderr,
+        )
+    if code == 0 and skipped:
+        code = 1
+    return code

@@ -1,0 +1,35 @@
+"""The platform SDK: match uploads against a clearinghouse over HTTP (extra ``client``).
+
+- :class:`PlatformClient` / :class:`AsyncPlatformClient`: ``match(uploads)``,
+  ``feedback(handle, verdict)``, ``refresh()``; the same flows, sync or async.
+- :class:`MatchReport`, :class:`ClientMatch`, :class:`ClientStats`: what ``match`` gives.
+- :class:`ClientOptions`: batching, pipelining, audits, retries.
+- :class:`IndexCache`, :class:`Manifest`: the verified local state.
+
+The protocol is :class:`blindmatch.protocols.PlatformSession`, embedded; this package
+moves its bytes, verifies what the clearinghouse publishes and keeps the cache
+(docs/client.md). Retro-matching (``retro_matches``) has its place on the clients and
+arrives with its store.
+"""
+
+from __future__ import annotations
+
+from blindmatch.client.cache import IndexCache, default_cache_dir
+from blindmatch.client.manifest import Manifest, parse_publication_key, verify_manifest
+from blindmatch.client.options import ClientOptions
+from blindmatch.client.platform import AsyncPlatformClient, PlatformClient
+from blindmatch.client.results import ClientMatch, ClientStats, MatchReport
+
+__all__ = [
+    "AsyncPlatformClient",
+    "ClientMatch",
+    "ClientOptions",
+    "ClientStats",
+    "IndexCache",
+    "Manifest",
+    "MatchReport",
+    "PlatformClient",
+    "default_cache_dir",
+    "parse_publication_key",
+    "verify_manifest",
+]
