@@ -53,6 +53,11 @@ expected shape, not the value. Verification failures say only that verification 
             └── KeyMismatch                   the peer's key is not the published key
                 ├── CanaryMismatch            a canary did not match: index and key disagree
                 └── StaleIndex                the platform's index is not the current one
+    IntakeError                               reporting to a clearinghouse's intake failed
+    ├── IntakeUnavailable                     not reached, failed (5xx), or not a clearinghouse
+    └── IntakeRefused                         the intake refused the request (4xx, ``code``)
+        ├── ReceiptRejected                   unknown report or wrong receipt (which: not said)
+        └── IntakeRateLimited                 too many reports from this client for now
 """
 
 from __future__ import annotations
@@ -67,6 +72,10 @@ __all__ = [
     "FingerprintError",
     "IndexFormatError",
     "IndexTooDense",
+    "IntakeError",
+    "IntakeRateLimited",
+    "IntakeRefused",
+    "IntakeUnavailable",
     "InvalidArgument",
     "InvalidElement",
     "InvalidEncoding",
@@ -82,6 +91,7 @@ __all__ = [
     "MediaTooLarge",
     "MessageDecodeError",
     "ProtocolError",
+    "ReceiptRejected",
     "RegistryError",
     "RemoteProtocolError",
     "RequestRejected",
@@ -246,3 +256,42 @@ class RequestRejected(ProtocolError):
         super().__init__(f"the clearinghouse refused the request: {code_name}")
         self.code = code
         self.peer_text = peer_text
+
+
+class IntakeError(BlindmatchError):
+    """Reporting fingerprints to a clearinghouse's intake (``blindmatch.client.reporting``)
+    failed. Messages are this package's own plain text: never a receipt, a hash, or text
+    the server sent."""
+
+
+class IntakeUnavailable(IntakeError):
+    """The clearinghouse could not be reached, failed (5xx), or answered in a way no
+    clearinghouse does (the address is probably wrong). A request cut off after it was
+    sent may still have been stored: a report sent again is then refused as a duplicate."""
+
+
+class IntakeRefused(IntakeError):
+    """The intake refused the request (4xx). ``status`` is the HTTP status and ``code`` the
+    service's error code (``duplicate_submission``, ``already_withdrawn``, ...); the
+    server's own text is kept in ``peer_text`` for logs, not in ``str(error)``."""
+
+    def __init__(self, message: str, *, status: int, code: str, peer_text: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.peer_text = peer_text
+
+
+class ReceiptRejected(IntakeRefused):
+    """The clearinghouse knows no report with this id and receipt (it does not say which
+    part is wrong, so a guess learns nothing)."""
+
+
+class IntakeRateLimited(IntakeRefused):
+    """Too many reports from this client for now; ``retry_after`` seconds until it resets."""
+
+    def __init__(
+        self, message: str, *, status: int, code: str, peer_text: str = "", retry_after: int
+    ) -> None:
+        super().__init__(message, status=status, code=code, peer_text=peer_text)
+        self.retry_after = retry_after
