@@ -69,9 +69,9 @@ from blindmatch.fingerprint.types import (
 from blindmatch.fingerprint.video import sample_frames, unique_frames
 
 __all__ = [
-    "MAX_FRAMES",
     "AgeAttestation",
     "ContentKind",
+    "MAX_FRAMES",
     "Receipt",
     "Report",
     "ReportStatus",
