@@ -315,3 +315,13 @@ def test_help_documents_exit_codes_and_the_history_warning() -> None:
     text = " ".join(blindmatch("report", "--help").stdout.split())
     assert "Each file becomes its own report" in text
     assert "never a file name" in text
+
+
+def test_usage_mistake_comes_before_the_server(tmp_path: Path) -> None:
+    """A missing path is exit 2 even when the clearinghouse is down too (nothing is asked)."""
+    url = f"http://127.0.0.1:{free_port()}"
+    answer = blindmatch("report", "--server", url, "--age", "minor", str(tmp_path / "none"))
+    assert answer.returncode == 2
+    assert (
+        one_line(answer.stderr) == f"blindmatch: error: {tmp_path / 'none'}: no such file or folder"
+    )

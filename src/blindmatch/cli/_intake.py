@@ -176,20 +176,22 @@ def for_each_receipt(args: argparse.Namespace, action: str) -> int:
     with ReportingClient(args.server) as client:
         for receipt in receipts:
             try:
-                if action == "withdraw":
-                    result = client.withdraw(receipt)
-                else:
-                    result = client.status(receipt)
+                try:
+                    if action == "withdraw":
+                        result = client.withdraw(receipt)
+                    else:
+                        result = client.status(receipt)
+                except IntakeRefused as exc:
+                    if action != "withdraw" or exc.code != "already_withdrawn":
+                        raise
+                    result = client.status(receipt)  # withdrawn, as asked: not an error
             except IntakeUnavailable as exc:
                 say(str(exc))
                 return EXIT_UNAVAILABLE
             except IntakeRefused as exc:
-                if action == "withdraw" and exc.code == "already_withdrawn":
-                    result = client.status(receipt)
-                else:
-                    say(f"report {receipt.report_id}: {exc}")
-                    code = EXIT_REFUSED
-                    continue
+                say(f"report {receipt.report_id}: {exc}")
+                code = EXIT_REFUSED
+                continue
             if args.json:
                 fields = {
                     "report_id": result.report_id,

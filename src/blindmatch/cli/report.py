@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -124,28 +125,36 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``blindmatch report`` on parsed arguments; returns the exit code."""
-    from blindmatch.client.reporting import ReportingClient
+    from blindmatch.client.reporting import ReportingClient, server_url
     from blindmatch.errors import IntakeUnavailable
 
     if args.hashes is not None and args.paths:
         raise InvalidArgument("give files or --hashes FILE, not both")
     if args.hashes is None and not args.paths:
         raise InvalidArgument("name the files or folders to report (or --hashes FILE)")
+    # Every usage mistake before the first request: a missing file is exit 2 even when
+    # the clearinghouse is down too.
+    server_url(args.server)
+    for given in args.paths:
+        if not os.path.lexists(given):
+            raise InvalidArgument(f"{given}: no such file or folder")
+    records = _read_hashes(args.hashes) if args.hashes is not None else None
+    files = collect_files(args.paths) if records is None else []
+    if records is None and not files:
+        raise InvalidArgument("no files found in " + ", ".join(args.paths))
     with ReportingClient(args.server) as client:
         try:
             client.check()
         except IntakeUnavailable as exc:
             say(str(exc))
             return EXIT_UNAVAILABLE
-        records = _read_hashes(args.hashes) if args.hashes is not None else _fingerprint(args)
+        if records is None:
+            records = _fingerprint(args, files)
         reports, failed = _reports(records, args.age, args.kind)
         return _send(client, reports, failed, json_output=args.json)
 
 
-def _fingerprint(args: argparse.Namespace) -> list[Record]:
-    files = collect_files(args.paths)
-    if not files:
-        raise InvalidArgument("no files found in " + ", ".join(args.paths))
+def _fingerprint(args: argparse.Namespace, files: list[str]) -> list[Record]:
     options = HashOptions(
         max_pixels=args.max_pixels,
         max_frames=args.max_frames,
