@@ -9,6 +9,7 @@ same fingerprints twice.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from blindmatch.client.reporting import Receipt, ReportingClient
 from report_support import blindmatch, one_line, picture, video
 from service_support import (  # noqa: F401 - fixtures
+    BLINDMATCH,
     PostgresServer,
     Server,
     free_port,
@@ -325,3 +327,44 @@ def test_usage_mistake_comes_before_the_server(tmp_path: Path) -> None:
     assert (
         one_line(answer.stderr) == f"blindmatch: error: {tmp_path / 'none'}: no such file or folder"
     )
+
+
+def test_receipt_typed_at_the_prompt_is_not_shown(server: Server, tmp_path: Path) -> None:
+    """In a terminal (a real pseudo-terminal), with no receipt given, the command asks for
+    one and the terminal does not echo it."""
+    import os
+    import pty
+    import select
+
+    sent = blindmatch(
+        "report", "--server", server.url, "--age", "minor", str(picture(tmp_path / "a.jpg", 1001))
+    )
+    [receipt] = _receipts(sent.stdout)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDMATCH_")}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: blindmatch on the pseudo-terminal
+        os.execve(sys.executable, [*BLINDMATCH, "status", "--server", server.url], env)  # noqa: S606 - our own CLI
+    seen = b""
+    typed = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if not typed and b"Your receipt" in seen:
+            os.write(fd, receipt.text().encode() + b"\n")
+            typed = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert typed, seen
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert f"report {receipt.report_id} ".encode() in seen
+    assert b": pending: " in seen
+    assert receipt.secret.encode() not in seen
