@@ -62,6 +62,11 @@ expected shape, not the value. Verification failures say only that verification 
     │   ├── PublicationKeyMismatch            the server's publication key is not the pinned one
     │   └── StaleManifest                     older than one already seen (a replay)
     └── IndexIntegrityError (RemoteProtocolError)  an index or delta is not the manifest's
+    IntakeError                               reporting to a clearinghouse's intake failed
+    ├── IntakeUnavailable                     not reached, failed (5xx), or not a clearinghouse
+    └── IntakeRefused                         the intake refused the request (4xx, ``code``)
+        ├── ReceiptRejected                   unknown report or wrong receipt (which: not said)
+        └── IntakeRateLimited                 too many reports from this client for now
 """
 
 from __future__ import annotations
@@ -79,6 +84,10 @@ __all__ = [
     "IndexFormatError",
     "IndexIntegrityError",
     "IndexTooDense",
+    "IntakeError",
+    "IntakeRateLimited",
+    "IntakeRefused",
+    "IntakeUnavailable",
     "InvalidArgument",
     "InvalidElement",
     "InvalidEncoding",
@@ -97,6 +106,7 @@ __all__ = [
     "ProtocolError",
     "PublicationKeyMismatch",
     "QuotaExhausted",
+    "ReceiptRejected",
     "RegistryError",
     "RemoteProtocolError",
     "RequestRejected",
@@ -321,3 +331,42 @@ class StaleManifest(ManifestError):
 class IndexIntegrityError(ClientError, RemoteProtocolError):
     """A downloaded index or delta is not the one the signed manifest names (size, SHA-256,
     index digest, key or current digest differ)."""
+
+
+class IntakeError(BlindmatchError):
+    """Reporting fingerprints to a clearinghouse's intake (``blindmatch.client.reporting``)
+    failed. Messages are this package's own plain text: never a receipt, a hash, or text
+    the server sent."""
+
+
+class IntakeUnavailable(IntakeError):
+    """The clearinghouse could not be reached, failed (5xx), or answered in a way no
+    clearinghouse does (the address is probably wrong). A request cut off after it was
+    sent may still have been stored: a report sent again is then refused as a duplicate."""
+
+
+class IntakeRefused(IntakeError):
+    """The intake refused the request (4xx). ``status`` is the HTTP status and ``code`` the
+    service's error code (``duplicate_submission``, ``already_withdrawn``, ...); the
+    server's own text is kept in ``peer_text`` for logs, not in ``str(error)``."""
+
+    def __init__(self, message: str, *, status: int, code: str, peer_text: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.peer_text = peer_text
+
+
+class ReceiptRejected(IntakeRefused):
+    """The clearinghouse knows no report with this id and receipt (it does not say which
+    part is wrong, so a guess learns nothing)."""
+
+
+class IntakeRateLimited(IntakeRefused):
+    """Too many reports from this client for now; ``retry_after`` seconds until it resets."""
+
+    def __init__(
+        self, message: str, *, status: int, code: str, peer_text: str = "", retry_after: int
+    ) -> None:
+        super().__init__(message, status=status, code=code, peer_text=peer_text)
+        self.retry_after = retry_after

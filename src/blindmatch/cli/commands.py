@@ -41,6 +41,13 @@ COMMANDS: tuple[Command, ...] = (
         "run clearinghouse and platform in one process on two directories of files",
     ),
     Command(
+        "report",
+        "blindmatch.cli.report",
+        "report images and videos by their fingerprints; print a receipt for each",
+    ),
+    Command("status", "blindmatch.cli.status", "show what became of a report, with its receipt"),
+    Command("withdraw", "blindmatch.cli.withdraw", "take a report back, with its receipt"),
+    Command(
         "serve",
         "blindmatch.cli.serve",
         "run the clearinghouse HTTP service (intake, publication, matching)",

@@ -1,4 +1,5 @@
-"""The platform SDK: match uploads against a clearinghouse over HTTP (extra ``client``).
+"""The client side over HTTP (extra ``client``): the platform SDK, and the reporting tools in
+:mod:`blindmatch.client.reporting`.
 
 - :class:`PlatformClient` / :class:`AsyncPlatformClient`: ``match(uploads)``,
   ``feedback(handle, verdict)``, ``refresh()``; the same flows, sync or async.
