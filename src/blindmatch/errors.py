@@ -43,6 +43,7 @@ expected shape, not the value. Verification failures say only that verification 
     │   └── IndexTooDense                     an upload hits more entries than an honest index has
     └── ProtocolError                         the matching protocol
         ├── LocalProtocolError                this side misused a session (wrong state, ...)
+        │   └── RetroMismatch                 retained records used with a delta of another base
         ├── RequestRejected                   the clearinghouse answered with an error code
         └── RemoteProtocolError               the peer sent something wrong
             ├── MessageDecodeError            malformed, truncated or trailing bytes
@@ -85,6 +86,7 @@ __all__ = [
     "RegistryError",
     "RemoteProtocolError",
     "RequestRejected",
+    "RetroMismatch",
     "StaleIndex",
     "UnexpectedMessage",
     "UnreadableMedia",
@@ -246,3 +248,9 @@ class RequestRejected(ProtocolError):
         super().__init__(f"the clearinghouse refused the request: {code_name}")
         self.code = code
         self.peer_text = peer_text
+
+
+class RetroMismatch(LocalProtocolError):
+    """Retained upload records (:mod:`blindmatch.protocols.retro`) were used with an index
+    they were not made for: a delta of another base index, key epoch or key id. Their tags
+    and pads mean nothing there (a lookup would silently find nothing)."""
