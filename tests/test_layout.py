@@ -28,6 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "service": {"errors", "_fixed", "psi", "fingerprint", "protocols", "service"},
     "cli": {"errors", "psi", "fingerprint", "protocols", "simulate", "samples", "service", "cli"},
     "web": {"errors", "fingerprint", "web"},
+    # The platform's client side (SDK, local stores) sits on top of protocols, like service.
+    "client": {"errors", "_fixed", "psi", "fingerprint", "protocols", "client"},
 }
 
 

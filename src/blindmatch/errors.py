@@ -29,6 +29,7 @@ expected shape, not the value. Verification failures say only that verification 
     │   ├── CorruptMedia                      truncated, empty or undecodable
     │   ├── MediaTooLarge                     over the pixel/frame bounds (decompression bomb)
     │   └── UnreadableMedia                   the file cannot be opened or read (missing, denied)
+    ├── RetroStoreFull                        a retro store would exceed its record bound
     ├── RegistryError                         signal-type registry misuse (duplicate, unknown)
     ├── CryptoError                           the cryptographic layer
     │   ├── BackendUnavailable (ImportError)  libsodium missing or too old
@@ -87,6 +88,7 @@ __all__ = [
     "RemoteProtocolError",
     "RequestRejected",
     "RetroMismatch",
+    "RetroStoreFull",
     "StaleIndex",
     "UnexpectedMessage",
     "UnreadableMedia",
@@ -254,3 +256,8 @@ class RetroMismatch(LocalProtocolError):
     """Retained upload records (:mod:`blindmatch.protocols.retro`) were used with an index
     they were not made for: a delta of another base index, key epoch or key id. Their tags
     and pads mean nothing there (a lookup would silently find nothing)."""
+
+
+class RetroStoreFull(BlindmatchError):
+    """A retro store (:mod:`blindmatch.client.retro_store`) would exceed its record bound:
+    nothing of the refused batch was written. Forget an old epoch or raise the bound."""
