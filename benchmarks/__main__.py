@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "install_size": "benchmarks.bench_install_size",
     "service": "benchmarks.bench_service",
     "web_decode": "benchmarks.bench_web_decode",
+    "retro": "benchmarks.bench_retro",
 }
 
 
