@@ -22,7 +22,10 @@ the clearinghouse learns nothing of it.
 
 Records are bound to the full index they were matched against (its digest, key epoch and
 key id, signal and tag width): a delta that names another base is refused with
-:class:`~blindmatch.errors.RetroMismatch` rather than silently finding nothing.
+:class:`~blindmatch.errors.RetroMismatch` rather than silently finding nothing. A session
+over an :class:`~blindmatch.psi.index.IndexSet` binds its records to the set's base: the
+deltas it already held were matched then, so only later deltas are worth a retro lookup
+(one already held would return the same matches again).
 """
 
 from __future__ import annotations
