@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "service": "benchmarks.bench_service",
     "web_decode": "benchmarks.bench_web_decode",
     "client": "benchmarks.bench_client",
+    "retro": "benchmarks.bench_retro",
 }
 
 

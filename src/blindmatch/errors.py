@@ -29,6 +29,7 @@ expected shape, not the value. Verification failures say only that verification 
     │   ├── CorruptMedia                      truncated, empty or undecodable
     │   ├── MediaTooLarge                     over the pixel/frame bounds (decompression bomb)
     │   └── UnreadableMedia                   the file cannot be opened or read (missing, denied)
+    ├── RetroStoreFull                        a retro store would exceed its record bound
     ├── RegistryError                         signal-type registry misuse (duplicate, unknown)
     ├── CryptoError                           the cryptographic layer
     │   ├── BackendUnavailable (ImportError)  libsodium missing or too old
@@ -43,6 +44,7 @@ expected shape, not the value. Verification failures say only that verification 
     │   └── IndexTooDense                     an upload hits more entries than an honest index has
     └── ProtocolError                         the matching protocol
         ├── LocalProtocolError                this side misused a session (wrong state, ...)
+        │   └── RetroMismatch                 retained records used with a delta of another base
         ├── RequestRejected                   the clearinghouse answered with an error code
         └── RemoteProtocolError               the peer sent something wrong
             ├── MessageDecodeError            malformed, truncated or trailing bytes
@@ -110,6 +112,8 @@ __all__ = [
     "RegistryError",
     "RemoteProtocolError",
     "RequestRejected",
+    "RetroMismatch",
+    "RetroStoreFull",
     "ServiceRefused",
     "ServiceUnavailable",
     "StaleIndex",
@@ -370,3 +374,14 @@ class IntakeRateLimited(IntakeRefused):
     ) -> None:
         super().__init__(message, status=status, code=code, peer_text=peer_text)
         self.retry_after = retry_after
+
+
+class RetroMismatch(LocalProtocolError):
+    """Retained upload records (:mod:`blindmatch.protocols.retro`) were used with an index
+    they were not made for: a delta of another base index, key epoch or key id. Their tags
+    and pads mean nothing there (a lookup would silently find nothing)."""
+
+
+class RetroStoreFull(BlindmatchError):
+    """A retro store (:mod:`blindmatch.client.retro_store`) would exceed its record bound:
+    nothing of the refused batch was written. Forget an old epoch or raise the bound."""

@@ -7,6 +7,8 @@ out; sockets, files and clocks live in thin adapters around them.
 - :class:`SessionPair`: the two wired together in memory (simulation, tests, examples).
 - :func:`index_digest`, :func:`signal_banding`: what an index is called on the wire, and
   the banding an index of a signal type is built with.
+- :class:`RetroRecord`, :func:`retro_matches`: what a retaining session keeps of past
+  uploads, matched locally against a later delta (:mod:`blindmatch.protocols.retro`).
 - :class:`VideoMatcher`, :func:`video_references`: private vPDQ matching, the vPDQ rule
   one layer above the platform session (:mod:`blindmatch.protocols.video`).
 """
@@ -28,6 +30,7 @@ from blindmatch.protocols.platform import (
     PlatformStats,
     Upload,
 )
+from blindmatch.protocols.retro import RetroRecord, retro_matches
 from blindmatch.protocols.signals import signal_banding
 from blindmatch.protocols.video import VideoMatcher, VideoReportMatch, video_references
 
@@ -40,6 +43,7 @@ __all__ = [
     "PlatformSession",
     "PlatformState",
     "PlatformStats",
+    "RetroRecord",
     "SessionPair",
     "TranscriptEntry",
     "Upload",
@@ -47,6 +51,7 @@ __all__ = [
     "VideoReportMatch",
     "decode",
     "index_digest",
+    "retro_matches",
     "signal_banding",
     "video_references",
 ]

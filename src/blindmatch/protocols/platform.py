@@ -88,7 +88,7 @@ import secrets
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blindmatch import errors
 from blindmatch.fingerprint.pdq import DIHEDRAL_NAMES
@@ -114,10 +114,13 @@ from blindmatch.protocols.messages import (
 from blindmatch.psi import oprf
 from blindmatch.psi.group import GENERATOR, Element, Scalar
 from blindmatch.psi.index import Index, IndexHeader, IndexKind, IndexSet, MatchResult
-from blindmatch.psi.kdf import ReportHandle
+from blindmatch.psi.kdf import ReportHandle, derive_entries
 from blindmatch.psi.keys import PublicKey
 from blindmatch.psi.parallel import SERIAL, Evaluator
 from blindmatch.psi.shares import RandomBytes
+
+if TYPE_CHECKING:
+    from blindmatch.protocols.retro import RetroRecord
 
 __all__ = [
     "DEFAULT_MAX_LOOKUP_TRIALS",
@@ -316,6 +319,8 @@ class _Slot:
     """Which of the upload's queries (:attr:`Upload.queries`) this slot carries."""
     bands: tuple[int, ...] | None = None
     """The bands a canary queries (``inputs`` holds theirs alone); ``None``: every band."""
+    outputs: list[bytes] | None = field(default=None, repr=False)
+    """The finalized outputs, kept from lookup to record only when the session retains."""
 
 
 @dataclass(slots=True, eq=False)
@@ -331,6 +336,9 @@ class _Group:
     tag_hits: int = 0
     found: dict[ReportHandle, int] = field(default_factory=dict, repr=False)
     """Report handle -> the first variant (by position) that matched it."""
+    outputs: list[tuple[int, list[bytes]]] = field(default_factory=list, repr=False)
+    """(variant position, finalized outputs) of looked-up variants, when the session
+    retains (``retain=True``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +406,10 @@ class PlatformSession:
         max_lookup_trials: bound on the lookup work of one reply per signal, in candidate
             trials (:data:`DEFAULT_MAX_LOOKUP_TRIALS`); a reply over it fails the session
             with :class:`~blindmatch.errors.IndexTooDense`, its uploads unfinished.
+        retain: keep, for every answered upload, the per-band tags and pads of its lookup
+            (:attr:`retained`), for retro-matching later deltas of the same base
+            (:mod:`blindmatch.protocols.retro`). Off by default: what they reveal if stolen
+            is in docs/protocol.md "Retro-matching".
 
     Raises:
         TypeError: an argument of the wrong type.
@@ -419,6 +431,7 @@ class PlatformSession:
         signals: SignalRegistry | None = None,
         random_bytes: RandomBytes = secrets.token_bytes,
         max_lookup_trials: int = DEFAULT_MAX_LOOKUP_TRIALS,
+        retain: bool = False,
     ) -> None:
         chosen = [indexes] if isinstance(indexes, Index | IndexSet) else list(indexes)
         if not all(isinstance(i, Index | IndexSet) for i in chosen):
@@ -443,6 +456,10 @@ class PlatformSession:
         if type(max_lookup_trials) is not int or max_lookup_trials < 1:
             raise errors.LocalProtocolError("max_lookup_trials must be a positive int")
         self._max_lookup_trials = max_lookup_trials
+        if not isinstance(retain, bool):
+            raise TypeError("retain must be a bool")
+        self._retain = retain
+        self._retained: list[RetroRecord] = []
         self._evaluator = evaluator
         self._random = SessionRandom(random_bytes)
         self._signal_types: dict[str, SignalType[Any]] = {}
@@ -943,6 +960,8 @@ class PlatformSession:
                     for band, output in zip(slot.bands, answered, strict=True):
                         full[band] = output
                     answered = full
+                elif self._retain:
+                    slot.outputs = answered
                 outputs.append(answered)
             try:
                 results = self._indexes[signal].lookup_many(
@@ -977,6 +996,9 @@ class PlatformSession:
                 continue
             group.pending -= 1
             group.tag_hits += result.tag_hits
+            if slot.outputs is not None:
+                group.outputs.append((slot.variant, slot.outputs))
+                slot.outputs = None
             canary_handles = self._indexes[group.upload.signal].canary_handles
             for handle in result.handles:
                 if handle not in canary_handles:
@@ -997,10 +1019,32 @@ class PlatformSession:
         if group.found:
             self.stats.uploads_matched += 1
         names = [name for name, _ in upload.queries] if upload.variants else None
+        if self._retain:
+            self._retain_group(group, names)
         return [
             Match(upload.ref, upload.signal, handle, None if names is None else names[variant])
             for handle, variant in sorted(group.found.items(), key=lambda item: bytes(item[0]))
         ]
+
+    def _retain_group(self, group: _Group, names: list[str] | None) -> None:
+        """Keep an answered upload's tags and pads (never its outputs) as retro records."""
+        # retro.py builds on this module (its matches are this module's Match): import here.
+        from blindmatch.protocols.retro import make_records
+
+        header = self._indexes[group.upload.signal].header
+        queries = []
+        for position, outputs in sorted(group.outputs, key=lambda item: item[0]):
+            tags, pads = derive_entries(outputs, header.tag_bytes)
+            name = None if names is None else names[position]
+            queries.append((name, position, tags, pads))
+        group.outputs.clear()
+        self._retained.extend(make_records(group.upload.ref, group.upload.signal, queries, header))
+
+    @property
+    def retained(self) -> tuple[RetroRecord, ...]:
+        """Retro records of the uploads answered so far (one per query), when the session
+        was made with ``retain=True``; empty otherwise."""
+        return tuple(self._retained)
 
     def _verify(self, response: ProofResponse) -> None:
         blinded, evaluated = self._audits[response.audit_id]

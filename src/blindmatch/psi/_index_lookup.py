@@ -376,8 +376,30 @@ class Index(Lookups):
             return []
         flat = [out for outputs in outputs_per_upload for out in outputs]
         tags, pads = derive_entries(flat, self.header.tag_bytes)
-        tags = tags.reshape(uploads, bands)
-        pads = pads.reshape(uploads, bands)
+        return self.lookup_entries(
+            tags.reshape(uploads, bands), pads.reshape(uploads, bands), max_trials=max_trials
+        )
+
+    def lookup_entries(
+        self, tags: U64Array, pads: U64Array, *, max_trials: int | None = None
+    ) -> list[MatchResult]:
+        """:meth:`lookup_many` from the uploads' derived tags and pads (``uploads x L``
+        ``uint64`` arrays, :func:`~blindmatch.psi.kdf.derive_entries` at this index's tag
+        width): what a retained upload keeps for retro-matching
+        (:mod:`blindmatch.protocols.retro`), without its OPRF outputs.
+
+        Raises:
+            InvalidParameter: the arrays are not ``uploads x L`` of one shape.
+            IndexTooDense: as :meth:`lookup_many`.
+        """
+        bands = self.header.banding.count
+        if tags.ndim != 2 or tags.shape != pads.shape or tags.shape[1] != bands:
+            raise InvalidParameter(f"tags and pads must be two uploads x {bands} arrays")
+        uploads = tags.shape[0]
+        if uploads == 0:
+            return []
+        tags = tags.astype(np.uint64)
+        pads = pads.astype(np.uint64)
         hit_upload, hit_band, hit_share = self._hits(tags, pads, max_trials)
         tag_hits = np.bincount(hit_upload, minlength=uploads)
         bands_hit = np.zeros(uploads, dtype=np.int64)

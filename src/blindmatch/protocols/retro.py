@@ -1,0 +1,206 @@
+"""Retro-matching: past uploads matched against a new delta index, locally.
+
+Theory of operation
+-------------------
+A platform that matched uploads in a key epoch may, when asked
+(``PlatformSession(..., retain=True)``), keep for each finished upload and query (its own
+hash and each dihedral variant) a :class:`RetroRecord`: the ``L`` per-band *tags* and
+*pads* the lookup derived from the upload's OPRF outputs
+(:func:`~blindmatch.psi.kdf.derive_entries`), and nothing else of the upload. A lookup
+needs exactly these: it searches each band's tag array for the tag and unmasks the hit
+shares with the pad (:meth:`~blindmatch.psi.index.Index.lookup_entries`). Neither the hash,
+nor its band values, nor the OPRF outputs are kept: the tags and pads are BLAKE2b outputs
+keyed by the OPRF outputs, so without the clearinghouse's key they say nothing of the hash.
+
+A delta of the same base (:func:`~blindmatch.psi.index.add_references`) holds the entries of
+new references, made with the same key and tag width, so :func:`retro_matches` looks the
+records up in it and returns the very :class:`~blindmatch.protocols.platform.Match` values
+the session would have returned had the delta been part of its index: the same threshold
+rule (pairs of agreeing bands for PDQ), canary handles dropped, one match per upload and
+report naming the first variant (in the upload's order) that matched. No message is sent:
+the clearinghouse learns nothing of it.
+
+Records are bound to the full index they were matched against (its digest, key epoch and
+key id, signal and tag width): a delta that names another base is refused with
+:class:`~blindmatch.errors.RetroMismatch` rather than silently finding nothing. A session
+over an :class:`~blindmatch.psi.index.IndexSet` binds its records to the set's base: the
+deltas it already held were matched then, so only later deltas are worth a retro lookup
+(one already held would return the same matches again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from blindmatch import errors
+from blindmatch.protocols.platform import DEFAULT_MAX_LOOKUP_TRIALS, Match
+from blindmatch.psi.index import Index, IndexHeader, IndexKind
+from blindmatch.psi.kdf import ReportHandle
+
+__all__ = ["RetroRecord", "retro_matches"]
+
+_ENTRY = np.dtype("<u8")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RetroRecord:
+    """What one query of one past upload keeps for retro-matching.
+
+    Attributes:
+        upload_ref: the platform's reference of the upload (never sent).
+        signal: the signal type (the index's banding name).
+        variant: the name of the query (``"original"``, ``"flipX"``, ...) for an upload
+            queried with variants, ``None`` for one without.
+        position: the query's position in the upload's order (0: its own hash), which
+            decides the variant a match names when several match one report.
+        base_digest: digest of the full index the upload was matched against.
+        key_epoch: the key epoch of that index.
+        key_id: the key id of that index.
+        tag_bytes: the tag width the tags were derived with.
+        tags: ``L`` tags, little-endian ``uint64`` each (band order).
+        pads: ``L`` pads, little-endian ``uint64`` each (band order).
+
+    Raises:
+        TypeError: a field has the wrong type.
+        errors.LocalProtocolError: tags and pads of different or bad lengths.
+    """
+
+    upload_ref: str
+    signal: str
+    variant: str | None
+    position: int
+    base_digest: bytes
+    key_epoch: int
+    key_id: bytes
+    tag_bytes: int
+    tags: bytes
+    pads: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.upload_ref, str) or not isinstance(self.signal, str):
+            raise TypeError("a record's upload_ref and signal must be str")
+        if self.variant is not None and not isinstance(self.variant, str):
+            raise TypeError("a record's variant must be str or None")
+        for name in ("base_digest", "key_id", "tags", "pads"):
+            if not isinstance(getattr(self, name), bytes):
+                raise TypeError(f"a record's {name} must be bytes")
+        for name in ("position", "key_epoch", "tag_bytes"):
+            if type(getattr(self, name)) is not int:
+                raise TypeError(f"a record's {name} must be an int")
+        if (
+            not self.tags
+            or len(self.tags) != len(self.pads)
+            or len(self.tags) % _ENTRY.itemsize
+            or len(self.base_digest) != 32
+            or self.position < 0
+        ):
+            raise errors.LocalProtocolError("a retro record's fields are malformed")
+
+    @property
+    def bands(self) -> int:
+        """``L``, the number of bands the record holds."""
+        return len(self.tags) // _ENTRY.itemsize
+
+    def binding(self) -> tuple[str, bytes, int, bytes, int]:
+        """``(signal, base digest, key epoch, key id, tag width)``: what the record is for."""
+        return (self.signal, self.base_digest, self.key_epoch, self.key_id, self.tag_bytes)
+
+    def __repr__(self) -> str:
+        return (
+            f"RetroRecord(upload_ref={self.upload_ref!r}, signal={self.signal!r}, "
+            f"variant={self.variant!r}, bands={self.bands}, entries=<redacted>)"
+        )
+
+
+def make_records(
+    upload_ref: str,
+    signal: str,
+    variants: Sequence[tuple[str | None, int, np.ndarray, np.ndarray]],
+    header: IndexHeader,
+) -> tuple[RetroRecord, ...]:
+    """The records of one upload: ``(variant name, position, tags, pads)`` per query, with
+    the binding of the full index ``header`` (used by the session)."""
+    return tuple(
+        RetroRecord(
+            upload_ref,
+            signal,
+            name,
+            position,
+            header.digest,
+            header.key_epoch,
+            header.key_id,
+            header.tag_bytes,
+            np.asarray(tags, dtype=_ENTRY).tobytes(),
+            np.asarray(pads, dtype=_ENTRY).tobytes(),
+        )
+        for name, position, tags, pads in variants
+    )
+
+
+def retro_matches(
+    records: Iterable[RetroRecord],
+    delta: Index,
+    *,
+    max_trials: int | None = DEFAULT_MAX_LOOKUP_TRIALS,
+) -> list[Match]:
+    """Which past uploads match the new references of ``delta``.
+
+    Records of other signal types than the delta's are passed over (a delta serves one).
+
+    Args:
+        records: retained records (:attr:`PlatformSession.retained
+            <blindmatch.protocols.platform.PlatformSession.retained>`, or a store's).
+        delta: a delta index (kind ``DELTA``) of the base the records were matched against.
+        max_trials: bound on the lookup's candidate trials (as the session's).
+
+    Returns:
+        One :class:`~blindmatch.protocols.platform.Match` per (upload, report), uploads in
+        the order their first record came, each upload's matches sorted by handle.
+
+    Raises:
+        TypeError: ``delta`` is not an :class:`~blindmatch.psi.index.Index` or a record is
+            not a :class:`RetroRecord`.
+        errors.RetroMismatch: ``delta`` is a full index, or a record of its signal was made
+            against another base, key epoch, key id or tag width.
+        errors.IndexTooDense: the delta refuses the lookup (as in a session).
+    """
+    if not isinstance(delta, Index):
+        raise TypeError("delta must be an Index")
+    header = delta.header
+    if header.kind is not IndexKind.DELTA:
+        raise errors.RetroMismatch("retro-matching takes a delta index, not a full one")
+    signal = header.banding.signal
+    expected = (signal, header.base_digest, header.key_epoch, header.key_id, header.tag_bytes)
+    chosen: list[RetroRecord] = []
+    for record in records:
+        if not isinstance(record, RetroRecord):
+            raise TypeError("records must be RetroRecord values")
+        if record.signal != signal:
+            continue
+        if record.binding() != expected or record.bands != header.banding.count:
+            raise errors.RetroMismatch("a record was made against another index or key")
+        chosen.append(record)
+    if not chosen:
+        return []
+    tags = np.frombuffer(b"".join(r.tags for r in chosen), dtype=_ENTRY).reshape(len(chosen), -1)
+    pads = np.frombuffer(b"".join(r.pads for r in chosen), dtype=_ENTRY).reshape(len(chosen), -1)
+    results = delta.lookup_entries(tags, pads, max_trials=max_trials)
+    canaries = frozenset(c.handle for c in delta.canaries)
+    # upload ref -> handle -> (position, variant name) of the first query that matched it
+    found: dict[str, dict[ReportHandle, tuple[int, str | None]]] = {}
+    for record, result in zip(chosen, results, strict=True):
+        handles = found.setdefault(record.upload_ref, {})
+        for handle in result.handles:
+            if handle in canaries:
+                continue
+            held = handles.get(handle)
+            if held is None or record.position < held[0]:
+                handles[handle] = (record.position, record.variant)
+    return [
+        Match(ref, signal, handle, variant)
+        for ref, handles in found.items()
+        for handle, (_, variant) in sorted(handles.items(), key=lambda item: bytes(item[0]))
+    ]
