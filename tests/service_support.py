@@ -188,12 +188,13 @@ def start_server(
     *,
     workers: int = 1,
     limits: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDMATCH_")}
     env["BLINDMATCH_LIMIT_PUBLISH_INTERVAL"] = "1"
     for name, value in (limits or {}).items():
         env[f"BLINDMATCH_LIMIT_{name.upper()}"] = value
-    port = free_port()
+    port = port or free_port()
     db = ["--database-url", database_url] if database_url else []
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"serve-{port}.log"
