@@ -46,8 +46,9 @@ SIZES = {"phone": PHONE, "desktop": DESKTOP}
 FRAME_BOUND = 6
 """Per-frame PDQ distance allowed between the page's and Python's video frames (the bound
 of tests/test_web_video.py)."""
-RECEIPT = re.compile(r"^[0-9a-f]{24}\.[A-Za-z0-9_-]{43}$")
-"""The string a person keeps for one report: report id, a dot, the secret receipt."""
+RECEIPT = re.compile(r"^bm1\.([0-9a-f]{24})\.([A-Za-z0-9_-]{43})$")
+"""The string a person keeps for one report, as ``blindmatch report`` prints it:
+``bm1.<report id>.<the service's secret receipt>``."""
 WINDOW = 64
 """No run of this many bytes of a picked file may be in anything the browser sends."""
 
@@ -283,7 +284,7 @@ def test_the_whole_flow(size: str, media: dict[str, Path], server: Server, tmp_p
         severe = [e for e in console if e["level"] == "SEVERE"]
         assert not severe, f"console errors (CSP violations show here): {severe}"
 
-    ids = [line.split(".")[0] for line in lines]
+    ids = [RECEIPT.match(line)[1] for line in lines]  # type: ignore[index]
     _assert_the_database_holds_the_reports(server, ids, bodies)
     _assert_receipts_work_over_the_api(server, lines)
     _assert_net_log_shows_only_the_origin(net_log, origin, size, picked)
@@ -372,14 +373,13 @@ def _assert_the_database_holds_the_reports(
 def _assert_receipts_work_over_the_api(server: Server, receipts: list[str]) -> None:
     """The receipts the page showed are the service's: they read each report's status."""
     with server.client() as client:
-        for index, receipt in enumerate(receipts):
-            report_id, secret = receipt.split(".", 1)
+        parts = [receipt.split(".", 2)[1:] for receipt in receipts]
+        for index, (report_id, secret) in enumerate(parts):
             answer = client.get(f"/v1/reports/{report_id}", headers={"Blindmatch-Receipt": secret})
             assert answer.status_code == 200
             assert (answer.json()["status"] == "withdrawn") == (index == 0)
         wrong = client.get(
-            f"/v1/reports/{receipts[1].split('.')[0]}",
-            headers={"Blindmatch-Receipt": receipts[2].split(".", 1)[1]},
+            f"/v1/reports/{parts[1][0]}", headers={"Blindmatch-Receipt": parts[2][1]}
         )
         assert wrong.status_code == 401
 

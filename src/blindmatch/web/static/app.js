@@ -361,7 +361,7 @@ async function check() {
   const problem = $("#check-problem");
   if (found.length === 0) {
     problem.textContent =
-      "This does not look like a receipt. A receipt is a line of 68 letters, numbers and a dot: paste all of it.";
+      "This does not look like a receipt. A receipt is one long line that starts with \u201cbm1.\u201d: paste all of it.";
     problem.hidden = false;
     $("#check-results").hidden = true;
     return;

@@ -4,25 +4,25 @@
 // help. Requests carry no cookie, no referrer and nothing but the JSON body.
 //
 // The receipt. The service answers a report with its id (24 hex digits) and a secret
-// receipt (43 URL-safe characters); reading or withdrawing needs both. The person keeps one
-// string, `<report id>.<secret>` (68 characters), the same string `blindmatch report`
-// prints: the id is not secret and the secret keeps its 256 bits. Several reports (one per
-// file) are kept as one text, one receipt per line; the check view reads every receipt it
-// finds in what is pasted.
+// receipt (256 bits, 43 URL-safe base64 characters); reading or withdrawing needs both (the
+// id in the URL, the secret in the Blindmatch-Receipt header, never in a URL). The person
+// keeps one string, `bm1.<report id>.<secret>`, exactly as `blindmatch report` prints it
+// (blindmatch.client.reporting.Receipt): "." is in neither alphabet, so it splits one way
+// only; the id is not secret and the secret is the service's receipt unchanged. Several
+// reports (one per file) are kept as one text, one receipt per line; the check view reads
+// every receipt it finds in whatever is pasted.
 
 import { INTAKE_PATH } from "./report.js";
 
-const ID = "[0-9a-f]{24}";
-const SECRET = "[A-Za-z0-9_-]{43}";
-const RECEIPT = new RegExp(`(${ID})[.:]?(${SECRET})(?![A-Za-z0-9_-])`, "g");
+const RECEIPT = /(?:^|[^A-Za-z0-9_.-])bm1\.([0-9a-f]{24})\.([A-Za-z0-9_-]{22,128})(?![A-Za-z0-9_.-])/g;
 
 /** The string a person keeps for one report. */
 export function receiptFor(reportId, secret) {
-  return `${reportId}.${secret}`;
+  return `bm1.${reportId}.${secret}`;
 }
 
 /** Every receipt in `text` (pasted by a person: spaces, lines and other words are fine), as
- * {reportId, secret}, each once. */
+ * {reportId, secret}, each report once. */
 export function parseReceipts(text) {
   const found = new Map();
   for (const match of String(text).matchAll(RECEIPT)) found.set(match[1], match[2]);
