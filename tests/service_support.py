@@ -189,6 +189,7 @@ def start_server(
     workers: int = 1,
     limits: dict[str, str] | None = None,
     port: int | None = None,
+    args: tuple[str, ...] = (),
 ) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDMATCH_")}
     env["BLINDMATCH_LIMIT_PUBLISH_INTERVAL"] = "1"
@@ -210,6 +211,7 @@ def start_server(
                 str(port),
                 "--workers",
                 str(workers),
+                *args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
