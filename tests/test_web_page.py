@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from selenium import webdriver
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -40,6 +41,7 @@ from web_harness import (
     net_log_requests,
     net_log_sent_bytes,
     require_browser,
+    run_async,
 )
 
 SIZES = {"phone": PHONE, "desktop": DESKTOP}
@@ -142,13 +144,29 @@ class Flow:
         path.write_bytes(base64.b64decode(shot["data"]))
 
     def focused(self) -> str:
-        """The focused element: its id, or its tag and text."""
+        """The focused element: its id, ``name=value`` for a radio, or its tag and name."""
         return str(
             self.driver.execute_script(
                 "const e = document.activeElement;"
-                "return e.id || (e.tagName.toLowerCase() + ':' + e.textContent.trim());"
+                "if (e.id) return e.id;"
+                "if (e.name) return e.name + '=' + e.value;"
+                "return e.tagName.toLowerCase() + ':'"
+                "  + (e.getAttribute('aria-label') || e.textContent.trim());"
             )
         )
+
+    def keys(self, *keys: str) -> None:
+        """Press keys, one after the other, wherever the focus is (as a person would)."""
+        for key in keys:
+            ActionChains(self.driver).send_keys(key).perform()
+
+    def tabs(self, count: int) -> list[str]:
+        """Press Tab ``count`` times; the element focused after each press."""
+        seen = []
+        for _ in range(count):
+            self.keys(Keys.TAB)
+            seen.append(self.focused())
+        return seen
 
     def pick_files(self, paths: list[Path]) -> None:
         self.driver.find_element(By.ID, "files-input").send_keys("\n".join(map(str, paths)))
@@ -288,6 +306,156 @@ def test_the_whole_flow(size: str, media: dict[str, Path], server: Server, tmp_p
     _assert_the_database_holds_the_reports(server, ids, bodies)
     _assert_receipts_work_over_the_api(server, lines)
     _assert_net_log_shows_only_the_origin(net_log, origin, size, picked)
+
+
+def test_keyboard_only(media: dict[str, Path], server: Server, tmp_path: Path) -> None:
+    """The whole flow with Tab, Enter, Space (and typing): every control is reached, in the
+    order it is read, and each new step's heading takes the focus."""
+    with chromium(tmp_path / "profile", PHONE) as driver:
+        flow = Flow(driver, "phone", artifacts_dir("screens"), prefix="keyboard-")
+        driver.get(server.url + "/")
+        flow.wait("return document.body.dataset.ready === 'true'")
+        assert flow.tabs(3) == ["a:Skip to the main part", "button:Get started", "start-check"]
+        ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+        assert flow.focused() == "button:Get started", "Shift+Tab goes back"
+        flow.keys(Keys.ENTER)
+        assert flow.focused() == "age-title"
+
+        for name, value in (("age", "minor"), ("kind", "yes"), ("shared", "yes")):
+            assert flow.tabs(1) == [f"{name}={value}"], "the first answer"
+            flow.keys(Keys.SPACE)
+            assert flow.tabs(2) == ["button:Back", f"{name}-next"]
+            flow.keys(Keys.ENTER)
+        assert flow.focused() == "files-title"
+        assert flow.tabs(2) == ["a:CyberTipline", "files-input"]
+        # The file dialog is the system's; choosing there puts the files in the input.
+        driver.switch_to.active_element.send_keys(str(media["photo"]))
+        flow.wait("return !document.querySelector('#files-next').disabled")
+        assert flow.focused() == "files-input", "hashing leaves the focus where it was"
+        assert flow.tabs(2) == ["button:Back", "files-next"]
+        flow.keys(Keys.ENTER)
+
+        assert flow.focused() == "review-title"
+        assert flow.tabs(1) == ["summary:Show exactly what is sent"]
+        flow.keys(Keys.SPACE)
+        assert driver.find_element(By.ID, "review-body").is_displayed()
+        assert flow.tabs(2) == ["button:Back", "send"]
+        flow.keys(Keys.ENTER)
+
+        flow.wait_step("receipt")
+        assert flow.focused() == "receipt-title"
+        assert flow.tabs(2) == ["receipt-text", "receipt-copy"]
+        flow.keys(Keys.SPACE)
+        flow.wait("return document.querySelector('#receipt-copied').textContent !== ''")
+        flow.shoot("receipt-focus")
+        receipt = flow.text("receipt-text")
+        assert RECEIPT.match(receipt)
+        assert flow.tabs(1) == ["receipt-check"]
+        flow.keys(Keys.ENTER)
+
+        assert flow.focused() == "check-title"
+        assert flow.tabs(1) == ["check-receipt"]
+        flow.keys(receipt)
+        assert flow.tabs(2) == ["button:Back", "check-go"]
+        flow.keys(Keys.ENTER)
+        flow.wait("return document.activeElement.id === 'check-results'")
+        assert "Received." in flow.text("check-list") or "Active." in flow.text("check-list")
+        assert flow.tabs(1) == ["button:Take this report back"]
+        flow.keys(Keys.ENTER)
+        assert flow.focused() == "confirm-title"
+        assert flow.tabs(2) == ["confirm-no", "confirm-yes"]
+        flow.keys(Keys.SPACE)
+        flow.wait("return document.activeElement.id === 'check-results'")
+        assert "Taken back" in flow.text("check-list")
+        flow.shoot("withdrawn")
+    [(status, _)] = _stored(server).values()
+    assert status == "withdrawn"
+
+
+def test_refusals_lose_nothing(tmp_path: Path) -> None:
+    """The server unreachable, then over the intake limit: each time a kind sentence, the
+    reports not taken stay ready, and "Try again" sends only those, without picking the
+    files again."""
+    require_browser()
+    directory = tmp_path / "media"
+    directory.mkdir()
+    media = make_media(directory, 7)
+    third = directory / "IMG_0002.jpg"
+    Image.fromarray(photo_like(np.random.default_rng(8), 640, 480)).save(third, quality=90)
+    data = tmp_path / "data"
+    server = start_server(data, "", limits={"intake_per_hour": "2"})
+    try:
+        with chromium(tmp_path / "profile", PHONE) as driver:
+            flow = Flow(driver, "phone", artifacts_dir("screens"), prefix="refusal-")
+            driver.get(server.url + "/")
+            flow.wait("return document.body.dataset.ready === 'true'")
+            _assert_refusals_are_explained(driver)
+            flow.questions()
+            flow.pick_files([media["photo"], media["screenshot"], third])
+            flow.click("files-next")
+            server.stop()
+
+            flow.click("send")
+            flow.wait("return !document.querySelector('#send-retry').hidden")
+            assert flow.text("send-problem-text").startswith("We could not reach the service.")
+            assert flow.text("send-status") == "0 of 3 sent, 3 not sent yet."
+            assert not driver.find_element(By.ID, "send-receipt").is_displayed()
+            flow.shoot("unreachable")
+
+            server = start_server(data, "", limits={"intake_per_hour": "2"}, port=server.port)
+            flow.click("send-retry")
+            flow.wait("return !document.querySelector('#send-retry').hidden")
+            assert flow.text("send-problem-text").startswith(
+                "Too many reports came from this connection in the last hour. Please wait"
+            )
+            assert flow.text("send-status") == "2 of 3 sent, 1 not sent yet."
+            states = [
+                e.text for e in driver.find_elements(By.CSS_SELECTOR, "#send-list .file-state")
+            ]
+            assert states[:2] == ["Sent.", "Sent."]
+            assert states[2].startswith("Too many reports")
+            flow.shoot("rate-limited")
+
+            flow.click("send-receipt")
+            assert flow.step() == "receipt"
+            receipts = flow.text("receipt-text").split("\n")
+            assert len(receipts) == 2
+            assert flow.text("receipt-unsent-text").startswith("1 file is not sent yet.")
+            flow.click("receipt-unsent-back")
+            assert flow.step() == "send", "the file not sent is still there"
+            assert driver.find_element(By.ID, "send-retry").is_displayed()
+            ids = [match[1] for match in map(RECEIPT.match, receipts) if match]
+            assert sorted(_stored(server)) == sorted(ids)
+    finally:
+        server.stop()
+
+
+def _assert_refusals_are_explained(driver: webdriver.Chrome) -> None:
+    """Every answer the page cannot use becomes a sentence, and says whether a retry can
+    help; receipts are found in whatever a person pastes."""
+    script = """
+    const intake = await import("/intake.js");
+    const cases = [[0, null, null], [429, "rate_limited", 1800], [413, "payload_too_large", null],
+                   [422, "pdq_quality_too_low", null], [422, "invalid_request", null],
+                   [409, "duplicate_submission", null], [503, "database_unavailable", 5]];
+    const explained = cases.map(([status, code, after]) =>
+      intake.explainRefusal(status, code, after));
+    const id = "0123456789abcdef01234567", secret = "A".repeat(42) + "_";
+    const glued = `xbm1.${id.replace("0", "f")}.${secret}`;  // not a receipt: no word break
+    const pasted = `My receipts:\n  ${intake.receiptFor(id, secret)}\n${glued}\n`;
+    const none = intake.parseReceipts("bm1.nope");
+    return { explained, found: intake.parseReceipts(pasted), none };
+    """
+    result = run_async(driver, script)
+    retry = [item["retry"] for item in result["explained"]]
+    assert retry == [True, True, False, False, False, False, True]
+    messages = [item["message"] for item in result["explained"]]
+    assert len(set(messages)) == len(messages), "each refusal has its own words"
+    assert "about 30 minutes" in messages[1]
+    assert "too plain" in messages[3]
+    assert result["explained"][5]["done"] is True, "already reported is not a failure"
+    assert result["found"] == [{"reportId": "0123456789abcdef01234567", "secret": "A" * 42 + "_"}]
+    assert result["none"] == []
 
 
 def _assert_bodies_are_the_python_fingerprints(

@@ -188,6 +188,7 @@ function wire() {
   $("#send-retry").addEventListener("click", sendAll);
   $("#send-receipt").addEventListener("click", showReceipt);
   $("#receipt-copy").addEventListener("click", copyReceipt);
+  $("#receipt-unsent-back").addEventListener("click", () => show("send"));
   $("#check-go").addEventListener("click", check);
   $("#confirm-no").addEventListener("click", () => {
     show("check");
@@ -307,6 +308,12 @@ function showReceipt() {
       ? "Your report was sent. This is your receipt for it:"
       : `Your ${kept.length} reports were sent, one for each file. This is your receipt for all of them (one line each):`;
   $("#receipt-copied").textContent = "";
+  const unsent = readyResults().filter((e) => e.sending && e.sending.state === "failed").length;
+  $("#receipt-unsent-text").textContent =
+    unsent === 1
+      ? "1 file is not sent yet. When you are ready, go back and try again: you will get a receipt for it too."
+      : `${unsent} files are not sent yet. When you are ready, go back and try again: you will get a receipt for them too.`;
+  $("#receipt-unsent").hidden = unsent === 0;
   show("receipt");
 }
 
