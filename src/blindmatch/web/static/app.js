@@ -242,6 +242,7 @@ async function sendAll() {
   $("#send-retry").hidden = true;
   $("#send-receipt").hidden = true;
   $("#send-problem").hidden = true;
+  $("#send-progress").value = 0;
   const all = readyResults().filter((e) => e.sending);
   const todo = sendable();
   for (const entry of todo) entry.sending.state = "waiting";
@@ -385,6 +386,7 @@ async function check() {
 async function withdraw() {
   const item = checked[confirming];
   confirming = null;
+  if (!item) return;
   $("#confirm-yes").disabled = true;
   const answer = await withdrawReport(item.receipt);
   $("#confirm-yes").disabled = false;
