@@ -188,6 +188,8 @@ def start_server(
     *,
     workers: int = 1,
     limits: dict[str, str] | None = None,
+    port: int | None = None,
+    args: tuple[str, ...] = (),
 ) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDMATCH_")}
     env["BLINDMATCH_LIMIT_PUBLISH_INTERVAL"] = "1"
@@ -195,7 +197,7 @@ def start_server(
     env["BLINDMATCH_LIMIT_REBUILD_SECONDS"] = "0"
     for name, value in (limits or {}).items():
         env[f"BLINDMATCH_LIMIT_{name.upper()}"] = value
-    port = free_port()
+    port = port or free_port()
     db = ["--database-url", database_url] if database_url else []
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"serve-{port}.log"
@@ -211,6 +213,7 @@ def start_server(
                 str(port),
                 "--workers",
                 str(workers),
+                *args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

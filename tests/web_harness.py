@@ -8,6 +8,7 @@ Where chromium or chromedriver is missing the browser tests are skipped, except 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -160,6 +161,8 @@ def chromium(
         options.add_argument(argument)
     if net_log is not None:
         options.add_argument(f"--log-net-log={net_log}")
+        # Every byte sent on every socket goes into the log (request bodies included).
+        options.add_argument("--net-log-capture-mode=Everything")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     try:
@@ -204,6 +207,21 @@ def net_log_requests(net_log: Path) -> list[NetRequest]:
                 )
             )
     return found
+
+
+def net_log_sent_bytes(net_log: Path) -> bytes:
+    """Every byte chromium sent on any socket, as logged (``--net-log-capture-mode=
+    Everything``), concatenated per event: request lines, headers and bodies of plain
+    HTTP. Concatenation can only join runs, never hide one inside an event."""
+    log = json.loads(net_log.read_text(encoding="utf-8"))
+    kinds = {value: name for name, value in log["constants"]["logEventTypes"].items()}
+    chunks = []
+    for event in log["events"]:
+        if kinds.get(event.get("type")) == "SOCKET_BYTES_SENT" and "bytes" in event.get(
+            "params", {}
+        ):
+            chunks.append(base64.b64decode(event["params"]["bytes"]))
+    return b"".join(chunks)
 
 
 def run_async(driver: webdriver.Chrome, body: str, *args: Any) -> Any:

@@ -2,6 +2,9 @@
 
 Migrates the database, creates the first key epoch and the publication key if missing,
 starts the background publisher process, then runs uvicorn with ``--workers`` processes.
+The reporting page (:mod:`blindmatch.web`, static files) is served at ``/`` unless
+``--no-page``: this module hands its directory and policy to the service's settings, so
+the service never imports the page.
 The service is imported only when the command runs, so ``blindmatch --help`` works
 without the extra.
 """
@@ -12,6 +15,7 @@ import argparse
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +66,9 @@ def register(subparsers: Any) -> None:
         "serve",
         help="run the clearinghouse HTTP service (intake, publication, matching)",
         description="Run the clearinghouse as an HTTP service. Every route is under /v1; the "
-        "OpenAPI document is /v1/openapi.json. See docs/deployment.md.",
+        "OpenAPI document is /v1/openapi.json. The reporting page, where a person fingerprints "
+        "their pictures in the browser and reports them, is at / (open "
+        "http://127.0.0.1:8080/). See docs/deployment.md and docs/web.md.",
     )
     add_database_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -78,6 +84,11 @@ def register(subparsers: Any) -> None:
         "--no-publisher",
         action="store_true",
         help="do not start the background publisher (another host runs it)",
+    )
+    parser.add_argument(
+        "--no-page",
+        action="store_true",
+        help="do not serve the reporting page at / (only the API under /v1)",
     )
     parser.set_defaults(func=run)
 
@@ -103,8 +114,15 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         BlindmatchError: the extra is missing, or the data directory or database is unusable.
     """
-    settings = settings_from(args)
+    settings = replace(settings_from(args), page_dir=None)
+    if not args.no_page:
+        from blindmatch.web import CONTENT_SECURITY_POLICY, static_dir
+
+        settings = replace(settings, page_dir=static_dir(), page_policy=CONTENT_SECURITY_POLICY)
     from blindmatch.service.bootstrap import bootstrap
+    from blindmatch.service.settings import ENV_PAGE_DIR
+
+    os.environ.pop(ENV_PAGE_DIR, None)  # settings.to_env() below says whether there is a page
 
     database, _ = bootstrap(settings)
     database.dispose()

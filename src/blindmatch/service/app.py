@@ -22,6 +22,7 @@ before any parsing, whether or not it announced a ``Content-Length``.
 from __future__ import annotations
 
 import logging
+import pathlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 
@@ -34,7 +35,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from blindmatch import __version__
 from blindmatch.service import feedback, intake, matching, platforms, publication
 from blindmatch.service.epochs import KeyStore
-from blindmatch.service.errors import BadRequest, ServiceError, TooManyRequests
+from blindmatch.service.errors import (
+    BadRequest,
+    ConfigurationError,
+    NotFound,
+    ServiceError,
+    TooManyRequests,
+)
 from blindmatch.service.models import (
     ErrorBody,
     FeedbackRequest,
@@ -400,6 +407,8 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
         )
         return _binary_reply(reply)
 
+    if settings.page_dir is not None:
+        _serve_page(app, settings.page_dir, settings.page_policy)
     app.add_middleware(
         BodyLimit, json_limit=limits.max_json_body, binary_limit=limits.max_binary_body
     )
@@ -417,6 +426,58 @@ def _immutable_file(request: Request, found: publication.PublishedFile) -> Respo
         media_type=_BINARY,
         headers={"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"},
     )
+
+
+_PAGE_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".wasm": "application/wasm",
+    ".svg": "image/svg+xml",
+}
+
+
+def _serve_page(app: FastAPI, directory: pathlib.Path, policy: str) -> None:
+    """Serve the static files of ``directory`` (one level, known types) at ``/``.
+
+    The page is the reporting page of :mod:`blindmatch.web`, which ``blindmatch serve``
+    passes in: same origin as /v1, so its policy can say ``connect-src 'self'``. The files
+    are read once, here: no request path ever reaches the file system. Every answer carries
+    the policy and headers that keep the page to itself (no sniffing, no referrer, no
+    framing); nothing sets a cookie. The routes stay out of the OpenAPI document.
+    """
+    try:
+        files = {
+            path.name: (path.read_bytes(), _PAGE_TYPES[path.suffix])
+            for path in sorted(directory.iterdir())
+            if path.is_file() and path.suffix in _PAGE_TYPES
+        }
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the page directory ({exc.strerror})") from None
+    headers = {
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Resource-Policy": "same-origin",
+        "Cache-Control": "no-cache",
+    }
+
+    def answer(name: str) -> Response:
+        found = files.get(name)
+        if found is None:
+            raise NotFound("no such resource")
+        body, media_type = found
+        return Response(body, media_type=media_type, headers=headers)
+
+    @app.get("/", include_in_schema=False)
+    def page_index() -> Response:
+        return answer("index.html")
+
+    @app.get("/{name}", include_in_schema=False)
+    def page_file(name: str) -> Response:
+        return answer(name)
 
 
 async def _in_thread(work: Callable[[], Response]) -> Response:

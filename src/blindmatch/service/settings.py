@@ -31,10 +31,19 @@ from typing import Final
 
 from blindmatch.service.errors import ConfigurationError
 
-__all__ = ["ENV_DATABASE_URL", "ENV_DATA_DIR", "Limits", "Settings"]
+__all__ = [
+    "ENV_DATABASE_URL",
+    "ENV_DATA_DIR",
+    "ENV_PAGE_DIR",
+    "ENV_PAGE_POLICY",
+    "Limits",
+    "Settings",
+]
 
 ENV_DATA_DIR: Final = "BLINDMATCH_DATA_DIR"
 ENV_DATABASE_URL: Final = "BLINDMATCH_DATABASE_URL"
+ENV_PAGE_DIR: Final = "BLINDMATCH_PAGE_DIR"
+ENV_PAGE_POLICY: Final = "BLINDMATCH_PAGE_POLICY"
 _SQLITE_NAME: Final = "blindmatch.sqlite3"
 _LIMIT_PREFIX: Final = "BLINDMATCH_LIMIT_"
 
@@ -75,11 +84,18 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """The data directory, the database URL and the limits of one deployment."""
+    """The data directory, the database URL and the limits of one deployment.
+
+    ``page_dir``: a directory of static files served at ``/`` with ``page_policy`` as
+    their Content-Security-Policy (``blindmatch serve`` passes the reporting page of
+    :mod:`blindmatch.web`; the service itself knows nothing of it), or ``None``.
+    """
 
     data_dir: Path
     database_url: str = ""
     limits: Limits = field(default_factory=Limits)
+    page_dir: Path | None = None
+    page_policy: str = "default-src 'none'; frame-ancestors 'none'"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
@@ -119,6 +135,9 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         """The environment variables :meth:`from_env` reads (for uvicorn workers)."""
         env = {ENV_DATA_DIR: str(self.data_dir), ENV_DATABASE_URL: self.database_url}
+        if self.page_dir is not None:
+            env[ENV_PAGE_DIR] = str(self.page_dir)
+            env[ENV_PAGE_POLICY] = self.page_policy
         for item in fields(Limits):
             env[_LIMIT_PREFIX + item.name.upper()] = str(getattr(self.limits, item.name))
         return env
@@ -145,7 +164,13 @@ class Settings:
                 raise ConfigurationError(
                     f"{_LIMIT_PREFIX}{item.name.upper()} is not a number"
                 ) from None
-        return cls(Path(data_dir), env.get(ENV_DATABASE_URL, ""), replace(Limits(), **changes))  # type: ignore[arg-type]
+        limits = replace(Limits(), **changes)  # type: ignore[arg-type]
+        settings = cls(Path(data_dir), env.get(ENV_DATABASE_URL, ""), limits)
+        page_dir = env.get(ENV_PAGE_DIR)
+        if page_dir:
+            policy = env.get(ENV_PAGE_POLICY) or settings.page_policy
+            settings = replace(settings, page_dir=Path(page_dir), page_policy=policy)
+        return settings
 
     def with_limits(self, **changes: object) -> Settings:
         """A copy with some limits changed (tests, benchmarks)."""

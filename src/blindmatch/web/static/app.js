@@ -1,13 +1,23 @@
 // The reporting page's flow: questions, file picking and hashing, the preview of what is
-// sent. Plain DOM, no framework; every step is a <section> whose heading takes the focus
-// when it is shown, so keyboard and screen-reader users land at its start.
+// sent, sending (one report per file), the receipt, and checking or taking back a report.
+// Plain DOM, no framework; every step is a <section> whose heading takes the focus when it
+// is shown, so keyboard and screen-reader users land at its start.
+//
+// Nothing is lost on a refusal: each file keeps its fingerprints and its own sending state
+// in memory, so "Try again" sends only what was not taken, without picking files again.
+// Receipts live only in this page's memory and on the receipt step: never in storage, a
+// cookie or a URL.
 
 import { hashFiles } from "./hashing.js";
-import { INTAKE_PATH, MIN_PDQ_QUALITY, buildReports, fingerprintsOf, goodFrames } from "./report.js";
+import { parseReceipts, reportStatus, sendReport, statusWords, withdrawReport } from "./intake.js";
+import { MIN_PDQ_QUALITY, buildReports, fingerprintsOf, goodFrames, reportFor } from "./report.js";
 
 const answers = { age: null, kind: null, shared: null };
-const entries = []; // {file, row, outcome, thumbUrl}
+const entries = []; // {file, row, outcome, thumbUrl, sending}
 let hashing = 0;
+let sendingNow = false;
+let checked = []; // [{receipt: {reportId, secret}, report, problem}] of the check view
+let confirming = null; // the index in `checked` a withdrawal waits to be confirmed for
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -174,14 +184,217 @@ function wire() {
     if (files.length) addFiles(files);
   });
   $("#files-next").addEventListener("click", review);
-  $("#send").addEventListener("click", () => {
-    // Sending to INTAKE_PATH comes with the clearinghouse service; until then the page
-    // shows the exact bodies it would POST there.
-    $("#sent-body").textContent = JSON.stringify(bodies(), null, 2);
-    $("#sent-body").dataset.path = INTAKE_PATH;
-    show("sent");
+  $("#send").addEventListener("click", startSending);
+  $("#send-retry").addEventListener("click", sendAll);
+  $("#send-receipt").addEventListener("click", showReceipt);
+  $("#receipt-copy").addEventListener("click", copyReceipt);
+  $("#receipt-unsent-back").addEventListener("click", () => show("send"));
+  $("#check-go").addEventListener("click", check);
+  $("#confirm-no").addEventListener("click", () => {
+    show("check");
+    confirming = null;
   });
+  $("#confirm-yes").addEventListener("click", withdraw);
   document.body.dataset.ready = "true";
+}
+
+// ------------------------------------------------------------------------------- sending
+
+function startSending() {
+  const list = $("#send-list");
+  list.replaceChildren();
+  for (const entry of readyResults()) {
+    if (!entry.sending) {
+      entry.sending = { body: reportFor(answers.age, entry.outcome.result), state: "waiting" };
+    }
+    entry.sending.label = element("span", { className: "file-state" });
+    list.append(
+      element("li", {}, [
+        thumbnail(entry),
+        element("span", { className: "file-name", textContent: entry.file.name }),
+        entry.sending.label,
+      ]),
+    );
+    describeSending(entry);
+  }
+  show("send");
+  sendAll();
+}
+
+function describeSending(entry) {
+  const sending = entry.sending;
+  const words = {
+    waiting: "Waiting to be sent...",
+    sending: "Sending...",
+    sent: "Sent.",
+  };
+  sending.label.textContent = words[sending.state] || sending.message;
+  sending.label.classList.toggle("error", sending.state === "refused" || sending.state === "failed");
+}
+
+function sendable() {
+  return readyResults().filter((e) => e.sending && ["waiting", "failed"].includes(e.sending.state));
+}
+
+async function sendAll() {
+  if (sendingNow) return;
+  sendingNow = true;
+  $("#send-retry").hidden = true;
+  $("#send-receipt").hidden = true;
+  $("#send-problem").hidden = true;
+  $("#send-progress").value = 0;
+  const all = readyResults().filter((e) => e.sending);
+  const todo = sendable();
+  for (const entry of todo) entry.sending.state = "waiting";
+  for (const entry of todo) describeSending(entry);
+  let done = 0;
+  for (const entry of todo) {
+    $("#send-status").textContent = `Sending ${done + 1} of ${todo.length}...`;
+    entry.sending.state = "sending";
+    describeSending(entry);
+    const answer = await sendReport(entry.sending.body);
+    if (answer.receipt) {
+      entry.sending.state = "sent";
+      entry.sending.receipt = answer.receipt;
+    } else {
+      const refusal = answer.refusal;
+      entry.sending.state = refusal.done ? "done" : refusal.retry ? "failed" : "refused";
+      entry.sending.message = refusal.message;
+    }
+    describeSending(entry);
+    done += 1;
+    $("#send-progress").value = done / todo.length;
+    if (entry.sending.state === "failed") {
+      // The same reason (offline, rate limit, a server problem) would refuse the rest too:
+      // stop here, keep them waiting, and let the person try again.
+      for (const rest of todo.slice(done)) {
+        rest.sending.state = "failed";
+        rest.sending.message = "Not sent yet.";
+        describeSending(rest);
+      }
+      break;
+    }
+  }
+  sendingNow = false;
+  const sent = all.filter((e) => e.sending.state === "sent").length;
+  const failed = all.filter((e) => e.sending.state === "failed");
+  if (failed.length === 0 && sent === all.filter((e) => e.sending.state !== "done").length && sent > 0) {
+    $("#send-status").textContent = `All sent: ${sent} of ${all.length}.`;
+    showReceipt();
+    return;
+  }
+  $("#send-status").textContent =
+    `${sent} of ${all.length} sent` + (failed.length ? `, ${failed.length} not sent yet.` : ".");
+  const reason = failed.find((e) => e.sending.message !== "Not sent yet.");
+  $("#send-problem-text").textContent = failed.length
+    ? (reason || failed[0]).sending.message
+    : "Beside each file that was not sent, it says why.";
+  $("#send-problem").hidden = false;
+  $("#send-retry").hidden = failed.length === 0;
+  $("#send-receipt").hidden = sent === 0;
+  $("#send-problem").focus();
+}
+
+function receipts() {
+  return readyResults()
+    .filter((e) => e.sending && e.sending.state === "sent")
+    .map((e) => e.sending.receipt);
+}
+
+function showReceipt() {
+  const kept = receipts();
+  $("#receipt-text").textContent = kept.join("\n");
+  $("#receipt-count").textContent =
+    kept.length === 1
+      ? "Your report was sent. This is your receipt for it:"
+      : `Your ${kept.length} reports were sent, one for each file. This is your receipt for all of them (one line each):`;
+  $("#receipt-copied").textContent = "";
+  const unsent = readyResults().filter((e) => e.sending && e.sending.state === "failed").length;
+  $("#receipt-unsent-text").textContent =
+    unsent === 1
+      ? "1 file is not sent yet. When you are ready, go back and try again: you will get a receipt for it too."
+      : `${unsent} files are not sent yet. When you are ready, go back and try again: you will get a receipt for them too.`;
+  $("#receipt-unsent").hidden = unsent === 0;
+  show("receipt");
+}
+
+async function copyReceipt() {
+  const box = $("#receipt-text");
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(box.textContent);
+    copied = true;
+  } catch {
+    // No clipboard permission: select the receipt, so the person can copy it themselves.
+    window.getSelection().selectAllChildren(box);
+    try {
+      copied = document.execCommand("copy");
+    } catch {
+      copied = false;
+    }
+  }
+  $("#receipt-copied").textContent = copied
+    ? "Copied. Now paste it somewhere safe and private."
+    : "Copying did not work here. Select the receipt above and copy it yourself.";
+}
+
+// ------------------------------------------------------------------ checking, taking back
+
+function renderChecked() {
+  const list = $("#check-list");
+  list.replaceChildren();
+  checked.forEach((item, index) => {
+    const title = checked.length === 1 ? "Your report" : `Report ${index + 1} (line ${index + 1} of the receipt)`;
+    const words = item.problem || statusWords(item.report);
+    const children = [
+      element("span", { className: "file-name", textContent: title }),
+      element("span", { className: `file-state${item.problem ? " error" : ""}`, textContent: words }),
+    ];
+    if (item.report && item.report.status !== "withdrawn") {
+      const button = element("button", { type: "button", textContent: "Take this report back" });
+      if (checked.length > 1) button.setAttribute("aria-label", `Take report ${index + 1} back`);
+      button.addEventListener("click", () => {
+        confirming = index;
+        show("confirm");
+      });
+      children.push(button);
+    }
+    list.append(element("li", {}, children));
+  });
+  $("#check-results").hidden = false;
+}
+
+async function check() {
+  const found = parseReceipts($("#check-receipt").textContent);
+  const problem = $("#check-problem");
+  if (found.length === 0) {
+    problem.textContent =
+      "This does not look like a receipt. A receipt is one long line that starts with \u201cbm1.\u201d: paste all of it.";
+    problem.hidden = false;
+    $("#check-results").hidden = true;
+    return;
+  }
+  problem.hidden = true;
+  $("#check-go").disabled = true;
+  checked = [];
+  for (const receipt of found) checked.push({ receipt, ...(await reportStatus(receipt)) });
+  $("#check-go").disabled = false;
+  renderChecked();
+  $("#check-results").focus();
+}
+
+async function withdraw() {
+  const item = checked[confirming];
+  confirming = null;
+  if (!item) return;
+  $("#confirm-yes").disabled = true;
+  const answer = await withdrawReport(item.receipt);
+  $("#confirm-yes").disabled = false;
+  item.report = answer.report || item.report;
+  item.problem = answer.problem || null;
+  show("check");
+  renderChecked();
+  $("#check-results").focus();
 }
 
 wire();

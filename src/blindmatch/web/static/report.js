@@ -9,7 +9,7 @@ export const INTAKE_PATH = "/v1/reports";
 /** The service refuses PDQ below this quality (it matches unrelated pictures). */
 export const MIN_PDQ_QUALITY = 50;
 
-/** Fingerprints per request, the service's limit. */
+/** Fingerprints per request, the service's limit (a file has at most four). */
 export const MAX_FINGERPRINTS = 64;
 
 /** Frames per vPDQ fingerprint, the service's limit. */
@@ -36,21 +36,16 @@ export function fingerprintsOf(result) {
 }
 
 /**
- * The request bodies for `results` (hashed files): one report per kind of content, split
- * so that none carries more than MAX_FINGERPRINTS; a file's fingerprints stay together.
+ * The request body for one hashed file: one report per file, as the service expects (a
+ * report is one piece of content: a platform's match names it, a withdrawal or a dispute
+ * acts on it, and the same file reported twice is recognised as a duplicate). A file's
+ * fingerprints are at most four, far below MAX_FINGERPRINTS.
  */
+export function reportFor(ageAttestation, result) {
+  return { content_kind: result.kind, age_attestation: ageAttestation, fingerprints: fingerprintsOf(result) };
+}
+
+/** The request bodies for `results` (hashed files), in order: one per file. */
 export function buildReports(ageAttestation, results) {
-  const bodies = [];
-  for (const kind of ["image", "video"]) {
-    let current = null;
-    for (const result of results.filter((r) => r.kind === kind)) {
-      const prints = fingerprintsOf(result);
-      if (current === null || current.fingerprints.length + prints.length > MAX_FINGERPRINTS) {
-        current = { content_kind: kind, age_attestation: ageAttestation, fingerprints: [] };
-        bodies.push(current);
-      }
-      current.fingerprints.push(...prints);
-    }
-  }
-  return bodies;
+  return results.map((result) => reportFor(ageAttestation, result));
 }
