@@ -222,6 +222,10 @@ def _evaluate_entries(
     # A chunk stays here until its result is stored, so a pool that breaks loses none.
     pending: deque[tuple[int, list[bytes], Future[tuple[bytes, bytes]]]] = deque()
     extra: list[_T] = []
+    # The chunk taken from ``chunks`` and not yet stored or handed to a worker: a pool that
+    # breaks while collecting before it is placed must not lose it (its rows would keep the
+    # garbage of ``np.empty``).
+    in_hand: list[tuple[int, list[bytes]]] = []
 
     def submit(start: int, inputs: list[bytes]) -> None:
         joined, width = _joined(inputs)
@@ -241,6 +245,7 @@ def _evaluate_entries(
             submit(start, inputs)
         extra.append(meanwhile())
         for start, inputs in chunks:
+            in_hand.append((start, inputs))
             while pending and pending[0][2].done():
                 collect(pending[0][0], pending[0][2])
                 pending.popleft()
@@ -248,6 +253,7 @@ def _evaluate_entries(
                 submit(start, inputs)
             else:
                 store(start, _chunk_entries(secret_key, inputs, tag_bytes))
+            in_hand.clear()
         for first, inputs, future in reversed(pending):
             if future.cancel():
                 store(first, _chunk_entries(secret_key, inputs, tag_bytes))
@@ -260,6 +266,7 @@ def _evaluate_entries(
         # deterministic, so this process redoes what is not stored and goes on alone.
         warn_one_process("a worker process died (is the work under a main guard?)", 4)
         inline((first, inputs) for first, inputs, _ in pending)
+        inline(in_hand)
         inline(chunks)
         if not extra:
             extra.append(meanwhile())
