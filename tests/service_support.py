@@ -237,6 +237,18 @@ def start_server(
     raise AssertionError("blindmatch serve did not answer within 60 s")
 
 
+def published_references(manifest: dict[str, object], signal: str) -> int:
+    """References of ``signal`` a platform holding the manifest's full index and all its
+    deltas can match (new reports usually arrive in a delta, not a new full version)."""
+    indexes = manifest["indexes"]
+    deltas = manifest.get("deltas", [])
+    assert isinstance(indexes, dict)
+    assert isinstance(deltas, list)
+    full = indexes.get(signal)
+    count = int(full["references"]) if full else 0
+    return count + sum(int(d["references"]) for d in deltas if d["signal"] == signal)
+
+
 def wait_published(
     client: httpx.Client, predicate: object = None, timeout: float = 60
 ) -> dict[str, object]:

@@ -33,6 +33,7 @@ from service_support import (  # noqa: F401 - fixtures
     Server,
     postgres,
     start_server,
+    published_references,
     wait_published,
 )
 
@@ -93,7 +94,7 @@ def setup_clearinghouse(server: Server) -> Clearinghouse:
                 {"signal": "pdq", "hash": PDQ.hex(), "quality": 90},
             ],
         )
-        wait_published(http, lambda m: m["indexes"]["pdq"]["references"] == 1)
+        wait_published(http, lambda m: published_references(m, "pdq") == 1)
         publication_key = http.get("/v1/keys").json()["publication_key"]
     return Clearinghouse(server, platform_key(server), publication_key, report_id, receipt)
 
@@ -281,7 +282,7 @@ def test_withdrawal_drops_the_match_at_once(clearinghouse: Clearinghouse, tmp_pa
     other = secrets.token_bytes(16)
     with clearinghouse.server.client() as http:
         report_id, receipt = report(http, [{"signal": "md5", "hash": other.hex()}])
-        wait_published(http, lambda m: m["indexes"]["md5"]["references"] == 2)
+        wait_published(http, lambda m: published_references(m, "md5") == 2)
     upload = [Upload("withdrawn-later", "md5", other)]
     with clearinghouse.client(tmp_path) as client:
         before = client.match(upload)

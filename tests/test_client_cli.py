@@ -14,7 +14,13 @@ import pytest
 from PIL import Image
 
 from blindmatch.samples import photo_like
-from service_support import BLINDMATCH, Server, start_server, wait_published
+from service_support import (
+    BLINDMATCH,
+    Server,
+    published_references,
+    start_server,
+    wait_published,
+)
 from test_client import platform_key, report
 
 
@@ -42,7 +48,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, P
                     {"signal": "pdq", "hash": record["pdq"], "quality": record["quality"]},
                 ],
             )
-            wait_published(http, lambda m: m["indexes"]["pdq"]["references"] == 1)
+            wait_published(http, lambda m: published_references(m, "pdq") == 1)
             pinned = http.get("/v1/keys").json()["publication_key"]
         yield server, uploads, platform_key(server), pinned
     finally:
