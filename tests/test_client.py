@@ -32,8 +32,8 @@ from blindmatch.protocols import Upload
 from service_support import (  # noqa: F401 - fixtures
     Server,
     postgres,
-    start_server,
     published_references,
+    start_server,
     wait_published,
 )
 
