@@ -382,7 +382,7 @@ def _protocol_check_dihedral(
     """The session's dihedral option (``Upload.dihedral``) against the plaintext "any of
     the 8 variants" rule, on the mirrored and rotated copies and a sample of the rest."""
     banding = pdq_banding(384)
-    refs = sorted(names, key=names.__getitem__)
+    refs = sorted(names)  # the hashes in the order _protocol_check named them
     rng = np.random.default_rng([config.seed, 6])
     mirrored = [i for i, g in enumerate(pairs.group) if g == "dihedral"]
     others = [i for i, g in enumerate(pairs.group) if g != "dihedral"]
