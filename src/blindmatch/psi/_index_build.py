@@ -37,7 +37,7 @@ import itertools
 import os
 import secrets
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -201,7 +201,7 @@ def _evaluate_entries(
         tags[start : start + rows] = part[0].reshape(rows, bands)
         pads[start : start + rows] = part[1].reshape(rows, bands)
 
-    def inline(chunks: Iterator[tuple[int, list[bytes]]]) -> None:
+    def inline(chunks: Iterable[tuple[int, list[bytes]]]) -> None:
         for start, inputs in chunks:
             store(start, _chunk_entries(secret_key, inputs, tag_bytes))
 
