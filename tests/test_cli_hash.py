@@ -800,3 +800,33 @@ def test_a_file_that_kills_its_worker_gets_an_error_record(media: Path, tmp_path
             "type": "CorruptMedia",
             "message": "the worker process died on this file (a crash or out of memory)",
         }
+
+
+def test_many_jobs_under_a_small_open_file_limit_run_with_fewer_workers(tmp_path: Path) -> None:
+    # `--jobs 30` under `ulimit -n 40` used to fail to start its workers and then hang in
+    # the pool's shutdown; now the worker count is lowered to what the limit allows.
+    import resource
+
+    for number in range(24):
+        pixels = np.random.default_rng(number).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"{number:02}.png")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "blindmatch", "hash", "--jobs", "30", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        preexec_fn=limit,
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 24
+    assert all("error" not in r and len(r["pdq"]) == 64 for r in records)
+    notice = result.stderr.strip().splitlines()
+    assert len(notice) == 1
+    assert "worker processes instead of 24" in notice[0]
+    assert "open-file limit (ulimit -n) is 40" in notice[0]

@@ -209,7 +209,7 @@ def fingerprint_files(
                 on_done(record)
             yield record
         return
-    records = _in_processes(files, work, min(jobs, len(files)))
+    records = _in_processes(files, work, _jobs_within_fd_limit(min(jobs, len(files))))
     try:
         for record in records:
             if on_done is not None:
@@ -217,6 +217,37 @@ def fingerprint_files(
             yield record
     finally:
         records.close()  # a consumer that stops early shuts the pool down now, not at GC
+
+
+# File descriptors: each worker costs the parent about two (its sentinel and pipe end) and
+# inherits the parent's at fork, so a late worker holds about two per earlier worker; each
+# also needs a dozen or so to open and decode a file.
+_FDS_PER_WORKER = 2
+_FDS_SPARE = 16
+
+
+def _jobs_within_fd_limit(jobs: int) -> int:
+    """``jobs``, lowered (with a one-line notice on stderr) to what the open-file limit
+    (``ulimit -n``) allows, so that a large ``--jobs`` under a small limit runs with fewer
+    workers instead of failing to start them."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        open_now = len(os.listdir("/proc/self/fd"))
+    except (ImportError, OSError):
+        return jobs
+    if soft == resource.RLIM_INFINITY:
+        return jobs
+    allowed = max(1, (soft - open_now - _FDS_SPARE) // _FDS_PER_WORKER)
+    if allowed < jobs:
+        print(
+            f"blindmatch: {allowed} worker processes instead of {jobs}: "
+            f"the open-file limit (ulimit -n) is {soft}",
+            file=sys.stderr,
+        )
+        return allowed
+    return jobs
 
 
 def _in_processes(
