@@ -45,6 +45,11 @@ def test_every_file_of_the_page_is_served_with_its_type_and_headers(server: Serv
             assert answer.headers["referrer-policy"] == "no-referrer"
             assert answer.headers["x-frame-options"] == "DENY"
             assert "set-cookie" not in answer.headers
+            head = client.head(url)
+            assert head.status_code == 200, url
+            assert head.content == b"", url
+            assert head.headers["content-length"] == str(path.stat().st_size), url
+            assert head.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
 
 
 def test_nothing_else_is_served_from_the_root(server: Server) -> None:
@@ -54,6 +59,7 @@ def test_nothing_else_is_served_from_the_root(server: Server) -> None:
             answer = client.get(url)
             assert answer.status_code == 404, url
             assert answer.json()["error"]["code"] == "not_found"
+            assert client.head(url).status_code == 404, url
         assert client.post("/").status_code == 405
 
 

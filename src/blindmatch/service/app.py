@@ -471,11 +471,12 @@ def _serve_page(app: FastAPI, directory: pathlib.Path, policy: str) -> None:
         body, media_type = found
         return Response(body, media_type=media_type, headers=headers)
 
-    @app.get("/", include_in_schema=False)
+    # HEAD too: link checkers and caches ask it (the body is dropped by the server).
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page_index() -> Response:
         return answer("index.html")
 
-    @app.get("/{name}", include_in_schema=False)
+    @app.api_route("/{name}", methods=["GET", "HEAD"], include_in_schema=False)
     def page_file(name: str) -> Response:
         return answer(name)
 
