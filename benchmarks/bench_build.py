@@ -120,6 +120,11 @@ def _markdown(result: dict[str, Any]) -> str:
         "wall clock, whole `build_index` (benchmarks/bench_build.py). Every build's bytes "
         "equal the 1-process build's.",
         "",
+        f"Load average (1 min) before and after the run: {result['load_average_1min'][0]} and "
+        f"{result['load_average_1min'][1]} on {result['cores']} cores: above the core count "
+        "other processes took cores from the parallel lines, so their speed-ups are low "
+        "bounds.",
+        "",
         f"Ray start-up (`ray.init(num_cpus=2)`, once, not in the rows): "
         f"{result['ray_init_seconds']:.2f} s; first Ray build (workers start, function "
         f"exported): {result['ray_first_build_seconds']:.2f} s.",
@@ -159,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray_init = time.perf_counter() - started
@@ -188,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "ray": ray.__version__,
         "rounds": args.rounds,
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "ray_init_seconds": round(ray_init, 3),
         "ray_first_build_seconds": round(first_build, 3),
         "cases": cases,

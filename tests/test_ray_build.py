@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -296,3 +297,39 @@ def test_an_evaluator_that_misses_or_repeats_a_chunk_fails_the_build(mode: str) 
 def test_an_evaluator_must_be_one() -> None:
     with pytest.raises(TypeError):
         build_index(KEY, MD5, _md5_refs(2), evaluator=object())  # type: ignore[arg-type]
+
+
+def test_a_ray_build_without_the_extra_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from blindmatch.errors import BackendUnavailable
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if not installed
+    with pytest.raises(BackendUnavailable, match=r"blindmatch\[ray\]"):
+        build_index(KEY, MD5, _md5_refs(2), evaluator=RayBuild())
+
+
+def test_bad_ray_options_are_refused() -> None:
+    from blindmatch.errors import InvalidParameter
+
+    makers: list[Callable[[], RayBuild]] = [
+        lambda: RayBuild(chunk_entries=0),
+        lambda: RayBuild(attempts=0),
+        lambda: RayBuild(in_flight=-1),
+        lambda: RayBuild(num_cpus=0),
+        lambda: RayBuild(max_retries=-1),
+        lambda: RayBuild(""),
+    ]
+    for make in makers:
+        with pytest.raises(InvalidParameter):
+            make()
+
+
+def test_the_ray_address_setting_reaches_the_publisher(tmp_path: Path) -> None:
+    from blindmatch.service.publisher import evaluator_for
+    from blindmatch.service.settings import ENV_RAY_ADDRESS, Settings
+
+    env = Settings(tmp_path, ray_address="ray://head:10001").to_env()
+    assert env[ENV_RAY_ADDRESS] == "ray://head:10001"
+    evaluator = evaluator_for(Settings.from_env(env))
+    assert isinstance(evaluator, RayBuild)
+    assert evaluator.address == "ray://head:10001"
+    assert evaluator_for(Settings.from_env(Settings(tmp_path).to_env())) is None
