@@ -154,9 +154,9 @@ def _markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_build")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--pdq-references", type=int, default=60)
-    parser.add_argument("--exact-references", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pdq-references", type=int, default=160)
+    parser.add_argument("--exact-references", type=int, default=40000)
     args = parser.parse_args(argv)
 
     import ray

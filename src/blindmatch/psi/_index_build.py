@@ -204,9 +204,13 @@ def evaluate_chunk(key: bytes, joined: bytes, width: int, tag_bytes: int) -> tup
     """Evaluate a chunk of ``width``-byte band inputs (joined) under the secret key scalar
     ``key`` (32 bytes) and return its tags and pads as raw little-endian ``u64`` arrays.
 
-    The work of a worker process or a remote worker: deterministic, no randomness.
+    The work of a worker process or a remote worker: deterministic, no randomness. The
+    byte order is fixed (not the worker's native one), so a cluster of mixed machines
+    answers the same bytes.
     """
-    return _entries_worker(key, joined, width, tag_bytes)
+    inputs = [joined[i : i + width] for i in range(0, len(joined), width)]
+    tags, pads = _chunk_entries(Scalar.from_bytes(key), inputs, tag_bytes)
+    return tags.astype("<u8", copy=False).tobytes(), pads.astype("<u8", copy=False).tobytes()
 
 
 def _entries_worker(key: bytes, joined: bytes, width: int, tag_bytes: int) -> tuple[bytes, bytes]:

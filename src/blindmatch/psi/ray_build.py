@@ -29,10 +29,11 @@ A chunk that still fails ends the build with :class:`~blindmatch.errors.WorkerEr
 (no partial index).
 
 Key material: the 32-byte secret key scalar is an argument of every task (inline in the
-task's specification, never ``ray.put``), and each task carries its references' band
-inputs. A Ray cluster operator can therefore evaluate the PRF on anything and sees the
-reported hashes; docs/deployment.md "Index builds on Ray" says exactly what each party
-sees. Run the cluster inside the clearinghouse's trust boundary.
+task's specification, never in the object store), and each task carries its references'
+band inputs (above Ray's 100 KiB inline limit at the default chunk, so those do pass
+through the object store). A Ray cluster operator can therefore evaluate the PRF on
+anything and sees the reported hashes; docs/deployment.md "Index builds on Ray" says
+exactly what each party sees. Run the cluster inside the clearinghouse's trust boundary.
 
 ``ray`` is imported only when a :class:`RayBuild` first evaluates, never on import of
 this module, so the rest of the package needs no Ray.
