@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import ray  # the ray extra: locked with every extra, so CI has it
 
 from blindmatch.errors import WorkerError
 from blindmatch.fingerprint import default_registry
@@ -124,16 +123,34 @@ def test_serve_with_ray_address_publishes_an_index_a_platform_matches(tmp_path: 
     assert "publication failed" not in log
 
 
+def test_a_ray_build_leaves_the_process_excepthook_alone() -> None:
+    """Importing Ray would install a hook that sends the driver's tracebacks to the
+    cluster; a Ray build keeps the process's (this is the module's first import of ray, and
+    the evaluator starts and stops its own local instance, before the module's starts)."""
+    hook = sys.excepthook
+    with RayBuild(num_cpus=1) as evaluator:
+        built = build_index(KEY, MD5, _md5_refs(3), evaluator=evaluator)
+    assert built.header.entry_count == 7
+    assert sys.excepthook is hook
+
+
 # --- builds on the module's Ray instance ---------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
+    # Importing ray replaces sys.excepthook (other tests use the interpreter's): import it
+    # here, not at collection, and put the hook back.
+    hook = sys.excepthook
+    import ray  # the ray extra: locked with every extra, so CI has it
+
+    sys.excepthook = hook
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:
         ray.shutdown()
+        sys.excepthook = hook
 
 
 @pytest.mark.usefixtures("local_ray")

@@ -42,6 +42,7 @@ this module, so the rest of the package needs no Ray.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Final, Self
@@ -63,10 +64,16 @@ ChunkTask = Callable[[bytes, bytes, int, int], tuple[bytes, bytes]]
 
 
 def _import_ray() -> Any:
+    """``ray``, imported without its side effect on this process: importing Ray replaces
+    ``sys.excepthook`` with one that sends the driver's uncaught tracebacks to the
+    cluster's GCS; the process keeps its own hook."""
+    hook = sys.excepthook
     try:
         import ray
     except ImportError:
         raise BackendUnavailable(_MISSING) from None
+    finally:
+        sys.excepthook = hook
     return ray
 
 
