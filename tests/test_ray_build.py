@@ -192,6 +192,36 @@ def test_a_ray_delta_is_byte_identical_to_the_local_delta() -> None:
     _same(local, remote)
 
 
+@pytest.mark.usefixtures("local_ray")
+def test_at_most_in_flight_chunks_are_taken_ahead_of_the_answers() -> None:
+    """The driver pulls a chunk only when a task's answer came back: its memory holds
+    ``in_flight`` chunks, not the build's band inputs."""
+    from blindmatch.psi._index_build import evaluate_chunk
+
+    width, rows = 45, 40
+    rng = random.Random(5)
+    joined = [rng.randbytes(width * 16) for _ in range(rows)]
+    pulled = 0
+
+    def chunks() -> Iterator[EntryChunk]:
+        nonlocal pulled
+        for i, data in enumerate(joined):
+            pulled += 1
+            yield EntryChunk(i, 1, data, width)
+
+    answered, ahead, ran = 0, [], []
+    evaluator = RayBuild(chunk_entries=16, in_flight=3)
+    for chunk, tags, pads in evaluator.evaluate_chunks(
+        KEY.scalar, chunks(), 4, lambda: ran.append(pulled)
+    ):
+        answered += 1
+        ahead.append(pulled - answered)
+        assert (tags, pads) == evaluate_chunk(bytes(KEY.scalar), chunk.joined, width, 4)
+    assert answered == rows
+    assert max(ahead) <= 3
+    assert ran == [3]  # the build's own work ran once, with the first window submitted
+
+
 def _crash_first_attempt(marker: Path) -> ChunkTask:
     """A chunk task whose first run anywhere kills its own worker process (the marker file
     says whether a run already did); later runs evaluate normally."""
