@@ -41,6 +41,7 @@ this module, so the rest of the package needs no Ray.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -226,8 +227,11 @@ class RayBuild:
                     yield chunk, answer[0], answer[1]
                 refill()
         finally:
+            # A build that stops early (an error here or in the caller) cancels what is in
+            # flight; a cancel that fails (Ray already gone) must not hide the first error.
             for ref in pending:
-                ray.cancel(ref, force=False)
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=False)
             pending.clear()
 
     @staticmethod
