@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "video": "benchmarks.bench_video",
     "oprf": "benchmarks.bench_oprf",
     "psi": "benchmarks.bench_psi",
+    "build": "benchmarks.bench_build",
     "protocol": "benchmarks.bench_protocol",
     "accuracy": "benchmarks.bench_accuracy",
     "startup": "benchmarks.bench_startup",

@@ -32,7 +32,7 @@ expected shape, not the value. Verification failures say only that verification 
     ├── RetroStoreFull                        a retro store would exceed its record bound
     ├── RegistryError                         signal-type registry misuse (duplicate, unknown)
     ├── CryptoError                           the cryptographic layer
-    │   ├── BackendUnavailable (ImportError)  libsodium missing or too old
+    │   ├── BackendUnavailable (ImportError)  libsodium missing or too old; no ray extra
     │   ├── DeriveKeyPairError                RFC 9497 DeriveKeyPair found no key
     │   ├── InverseError                      RFC 9497: a scalar had no inverse
     │   ├── InvalidInput                      RFC 9497 InvalidInputError / input too long
@@ -176,7 +176,8 @@ class CryptoError(BlindmatchError):
 
 
 class BackendUnavailable(CryptoError, ImportError):
-    """libsodium (>= 1.0.18 with ristretto255) cannot be loaded; the message says how to fix."""
+    """libsodium (>= 1.0.18 with ristretto255) cannot be loaded, or a Ray build was asked for
+    without the ``ray`` extra; the message says how to fix."""
 
 
 class DeriveKeyPairError(CryptoError, ValueError):

@@ -86,6 +86,14 @@ def register(subparsers: Any) -> None:
         help="do not start the background publisher (another host runs it)",
     )
     parser.add_argument(
+        "--ray-address",
+        default=os.environ.get("BLINDMATCH_RAY_ADDRESS", ""),
+        metavar="ADDR",
+        help="build indexes on Ray (needs the 'ray' extra): 'local' starts Ray on this "
+        "machine, else a cluster's address (HOST:PORT, auto, ray://HOST:10001); "
+        "default: local worker processes. See docs/deployment.md",
+    )
+    parser.add_argument(
         "--no-page",
         action="store_true",
         help="do not serve the reporting page at / (only the API under /v1)",
@@ -104,6 +112,14 @@ def settings_from(args: argparse.Namespace) -> Any:
     )
 
 
+def _check_ray() -> None:
+    """Refuse to start, in one line, when a Ray build is asked for without the extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise MissingExtra("--ray-address needs the 'ray' extra: pip install 'blindmatch[ray]'")
+
+
 def _limit_overrides() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("BLINDMATCH_LIMIT_")}
 
@@ -114,15 +130,19 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         BlindmatchError: the extra is missing, or the data directory or database is unusable.
     """
-    settings = replace(settings_from(args), page_dir=None)
+    settings = replace(settings_from(args), page_dir=None, ray_address=args.ray_address.strip())
+    if settings.ray_address and not args.no_publisher:
+        _check_ray()
     if not args.no_page:
         from blindmatch.web import CONTENT_SECURITY_POLICY, static_dir
 
         settings = replace(settings, page_dir=static_dir(), page_policy=CONTENT_SECURITY_POLICY)
     from blindmatch.service.bootstrap import bootstrap
-    from blindmatch.service.settings import ENV_PAGE_DIR
+    from blindmatch.service.settings import ENV_PAGE_DIR, ENV_RAY_ADDRESS
 
-    os.environ.pop(ENV_PAGE_DIR, None)  # settings.to_env() below says whether there is a page
+    # settings.to_env() below says whether there is a page and where builds run.
+    os.environ.pop(ENV_PAGE_DIR, None)
+    os.environ.pop(ENV_RAY_ADDRESS, None)
 
     database, _ = bootstrap(settings)
     database.dispose()

@@ -19,6 +19,14 @@ it first draws the lines and handles (work that needs no PRF), then takes the ch
 worker has started, from the end of the queue, so no core idles while a worker starts
 up or while the other still has queued work.
 
+Builds elsewhere (``evaluator=``, e.g. :class:`blindmatch.psi.ray_build.RayBuild` on a
+Ray cluster): the same chunks, each an :class:`EntryChunk`, go to a
+:class:`ChunkEvaluator`, which runs only :func:`evaluate_chunk` (PRF, tags, pads) on them;
+everything random is drawn here, in the building process, so the file is byte-identical
+to a local build with the same key and random source. Answers are checked for length
+and stored by their chunk's first row, and a build with a row stored twice or never
+fails rather than publish uninitialised rows.
+
 Grouped builds (``grouped=True``, a video index, format version 2): the references of one
 report id are one group (a reported video's frames). Each group gets a handle of 16 random
 bytes (drawn after the lines, groups in order of first appearance, then sorted); the file
@@ -42,12 +50,12 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
-from blindmatch.errors import InvalidEncoding, InvalidParameter
+from blindmatch.errors import InvalidEncoding, InvalidParameter, WorkerError
 from blindmatch.psi import oprf
 from blindmatch.psi._index_format import (
     NO_GROUP,
@@ -75,10 +83,13 @@ from blindmatch.psi.shares import (
 
 __all__ = [
     "BuiltIndex",
+    "ChunkEvaluator",
+    "EntryChunk",
     "Reference",
     "add_references",
     "build_index",
     "default_canaries",
+    "evaluate_chunk",
 ]
 
 U64Array = npt.NDArray[np.uint64]
@@ -138,6 +149,70 @@ def default_canaries(banding: Banding, count: int = 4) -> list[bytes]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class EntryChunk:
+    """One task of a build's PRF work: the band inputs of ``rows`` references from
+    ``start`` on, joined (``width`` bytes each, reference-major, ``rows * bands`` inputs).
+
+    What a :class:`ChunkEvaluator` evaluates elsewhere; its result is the chunk's tags and
+    pads, ``rows * bands`` little-endian ``u64`` each (:func:`evaluate_chunk`).
+    """
+
+    start: int
+    rows: int
+    joined: bytes
+    width: int
+
+    @property
+    def entries(self) -> int:
+        """Band inputs in the chunk."""
+        return len(self.joined) // self.width
+
+
+@runtime_checkable
+class ChunkEvaluator(Protocol):
+    """Evaluates a build's chunks somewhere other than this machine's process pool
+    (:class:`blindmatch.psi.ray_build.RayBuild`), for :func:`build_index` and
+    :func:`add_references` (``evaluator=``).
+
+    The build keeps everything random on its own side (lines, handles, group handles are
+    drawn by ``meanwhile``, in this process); an evaluator only runs the deterministic
+    :func:`evaluate_chunk`, so where it runs cannot change a byte of the index. The build
+    checks every answer's length, stores it by the chunk's ``start``, and fails with
+    :class:`~blindmatch.errors.WorkerError` unless every row was stored exactly once.
+    """
+
+    @property
+    def chunk_entries(self) -> int:
+        """Band inputs per chunk (about; a chunk holds whole references)."""
+        ...
+
+    def evaluate_chunks(
+        self,
+        secret_key: Scalar,
+        chunks: Iterator[EntryChunk],
+        tag_bytes: int,
+        meanwhile: Callable[[], None],
+    ) -> Iterator[tuple[EntryChunk, bytes, bytes]]:
+        """Yield ``(chunk, tags, pads)`` for every chunk, in any order, pulling ``chunks``
+        lazily (a bounded number in flight); call ``meanwhile()`` exactly once, while the
+        first chunks are being evaluated."""
+        ...
+
+
+def evaluate_chunk(key: bytes, joined: bytes, width: int, tag_bytes: int) -> tuple[bytes, bytes]:
+    """Evaluate a chunk of ``width``-byte band inputs (joined) under the secret key scalar
+    ``key`` (32 bytes) and return its tags and pads as raw little-endian ``u64`` arrays.
+
+    The work of a worker process or a remote worker: deterministic, no randomness. The
+    byte order is fixed (not the worker's native one), so a cluster of mixed machines
+    answers the same bytes.
+    """
+    inputs = [joined[i : i + width] for i in range(0, len(joined), width)]
+    tags, pads = _chunk_entries(Scalar.from_bytes(key), inputs, tag_bytes)
+    return tags.astype("<u8", copy=False).tobytes(), pads.astype("<u8", copy=False).tobytes()
+
+
 def _entries_worker(key: bytes, joined: bytes, width: int, tag_bytes: int) -> tuple[bytes, bytes]:
     """Worker: evaluate a chunk of ``width``-byte inputs (joined) and return its tags and
     pads as raw arrays."""
@@ -169,6 +244,61 @@ def _joined(inputs: list[bytes]) -> tuple[bytes, int]:
     if any(len(item) != width for item in inputs):
         raise InvalidParameter("band inputs of one build must have one length")
     return b"".join(inputs), width
+
+
+def _evaluate_elsewhere(
+    evaluator: ChunkEvaluator,
+    secret_key: Scalar,
+    banding: Banding,
+    hashes: Sequence[bytes],
+    tag_bytes: int,
+    meanwhile: Callable[[], _T],
+) -> tuple[U64Array, U64Array, _T]:
+    """:func:`_evaluate_entries` over a :class:`ChunkEvaluator`: every answer is checked
+    for length and stored by its chunk's first row; a row stored twice or never fails the
+    build (:class:`~blindmatch.errors.WorkerError`) rather than leave ``np.empty`` garbage
+    in an index."""
+    count, bands = len(hashes), banding.count
+    tags = np.empty((count, bands), dtype=np.uint64)
+    pads = np.empty((count, bands), dtype=np.uint64)
+    stored = np.zeros(count, dtype=bool)
+    extra: list[_T] = []
+    size = evaluator.chunk_entries
+    if type(size) is not int or size < 1:
+        raise InvalidParameter("an evaluator's chunk_entries must be a positive int")
+
+    def chunks() -> Iterator[EntryChunk]:
+        for start, inputs in _input_chunks(banding, hashes, size):
+            joined, width = _joined(inputs)
+            yield EntryChunk(start, len(inputs) // bands, joined, width)
+
+    def run_meanwhile() -> None:
+        if extra:
+            raise WorkerError("an evaluator ran the build's own work twice")
+        extra.append(meanwhile())
+
+    results = evaluator.evaluate_chunks(secret_key, chunks(), tag_bytes, run_meanwhile)
+    try:
+        for chunk, tag_raw, pad_raw in results:
+            start, rows = chunk.start, chunk.rows
+            expected = rows * bands * 8
+            if len(tag_raw) != expected or len(pad_raw) != expected:
+                raise WorkerError("a chunk's answer has the wrong length")
+            if not 0 <= start <= count - rows or stored[start : start + rows].any():
+                raise WorkerError("a chunk's answer does not fit the build")
+            tags[start : start + rows] = np.frombuffer(tag_raw, "<u8").reshape(rows, bands)
+            pads[start : start + rows] = np.frombuffer(pad_raw, "<u8").reshape(rows, bands)
+            stored[start : start + rows] = True
+    finally:
+        # A failed build stops the evaluator's work in flight (a generator's cleanup).
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
+    if not stored.all():
+        raise WorkerError("the evaluator did not answer every chunk")
+    if not extra:
+        extra.append(meanwhile())
+    return tags, pads, extra[0]
 
 
 def _evaluate_entries(
@@ -496,6 +626,7 @@ def _build(
     processes: int | None,
     random_bytes: RandomBytes,
     grouped: bool = False,
+    evaluator: ChunkEvaluator | None = None,
 ) -> BuiltIndex:
     if not isinstance(secret_key, SecretKey):
         raise TypeError("secret_key must be a SecretKey")
@@ -511,20 +642,22 @@ def _build(
         raise InvalidParameter("stored handle width must be 8..16 bytes")
     if processes is not None and (type(processes) is not int or processes < 1):
         raise InvalidParameter("processes must be a positive int")
-    workers = available_cores() if processes is None else processes
-    tag_raw, share_raw, lines = _masked_sorted_entries(
-        _evaluate_entries(
-            secret_key.scalar,
-            banding,
-            hashes,
-            tag_bytes,
-            workers,
-            lambda: _draw_lines(
-                references, count, banding.threshold, handle_bytes, random_bytes, grouped
-            ),
-        ),
-        tag_bytes,
-    )
+    if evaluator is not None and not isinstance(evaluator, ChunkEvaluator):
+        raise TypeError("evaluator must be a ChunkEvaluator")
+
+    def draw() -> _Lines:
+        return _draw_lines(
+            references, count, banding.threshold, handle_bytes, random_bytes, grouped
+        )
+
+    if evaluator is None:
+        workers = available_cores() if processes is None else processes
+        evaluated = _evaluate_entries(secret_key.scalar, banding, hashes, tag_bytes, workers, draw)
+    else:
+        evaluated = _evaluate_elsewhere(
+            evaluator, secret_key.scalar, banding, hashes, tag_bytes, draw
+        )
+    tag_raw, share_raw, lines = _masked_sorted_entries(evaluated, tag_bytes)
     raw_handles = lines.raw_handles
     canaries = tuple(
         Canary(canary_hashes[i], ReportHandle(raw_handles[len(references) + i]))
@@ -564,6 +697,7 @@ def build_index(
     processes: int | None = None,
     random_bytes: RandomBytes = secrets.token_bytes,
     grouped: bool = False,
+    evaluator: ChunkEvaluator | None = None,
 ) -> BuiltIndex:
     """Build a full index of ``references`` under the OPRF key ``secret_key``.
 
@@ -582,6 +716,9 @@ def build_index(
             golden files can be rebuilt byte for byte).
         grouped: group the references by report id (a video index, format version 2: the
             frames of one reported video are one group; docs/index-format.md "Groups").
+        evaluator: where the PRF work runs instead of local processes (``processes`` is
+            then ignored), e.g. :class:`blindmatch.psi.ray_build.RayBuild`; the index is
+            byte-identical to a local build with the same key and ``random_bytes``.
 
     Returns:
         The index bytes with their header and the private handle -> report id map.
@@ -605,6 +742,7 @@ def build_index(
         processes=processes,
         random_bytes=random_bytes,
         grouped=grouped,
+        evaluator=evaluator,
     )
 
 
@@ -615,6 +753,7 @@ def add_references(
     *,
     processes: int | None = None,
     random_bytes: RandomBytes = secrets.token_bytes,
+    evaluator: ChunkEvaluator | None = None,
 ) -> BuiltIndex:
     """Build a delta of new references against ``base`` (same banding, key and widths).
 
@@ -625,6 +764,7 @@ def add_references(
         references: the new references.
         processes: as for :func:`build_index`.
         random_bytes: as for :func:`build_index`.
+        evaluator: as for :func:`build_index`.
 
     Returns:
         A delta index (kind ``DELTA``, no canaries) and its handle map.
@@ -654,4 +794,5 @@ def add_references(
         handle_bytes=base.handle_bytes,
         processes=processes,
         random_bytes=random_bytes,
+        evaluator=evaluator,
     )

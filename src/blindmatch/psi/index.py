@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from blindmatch.psi._index_build import (
     BuiltIndex,
+    ChunkEvaluator,
+    EntryChunk,
     Reference,
     add_references,
     build_index,
@@ -44,6 +46,8 @@ from blindmatch.psi._index_lookup import (
 __all__ = [
     "BuiltIndex",
     "Canary",
+    "ChunkEvaluator",
+    "EntryChunk",
     "HandleGroup",
     "INDEX_SET_DOMAIN",
     "Index",

@@ -70,7 +70,14 @@ from blindmatch.fingerprint.types import PdqHash, VideoFingerprint, VideoFrame
 from blindmatch.protocols import IndexDigest, signal_banding, video_references
 from blindmatch.protocols.indexes import index_digest
 from blindmatch.psi.bands import Banding
-from blindmatch.psi.index import BuiltIndex, Index, Reference, add_references, build_index
+from blindmatch.psi.index import (
+    BuiltIndex,
+    ChunkEvaluator,
+    Index,
+    Reference,
+    add_references,
+    build_index,
+)
 from blindmatch.service import audit
 from blindmatch.service.epochs import KeyStore
 from blindmatch.service.errors import NotFound, Unavailable
@@ -284,9 +291,15 @@ def _write_temporary(directory: Path, data: bytes) -> Path:
 
 
 def publish(
-    settings: Settings, database: Database, keys: KeyStore, *, processes: int | None = None
+    settings: Settings,
+    database: Database,
+    keys: KeyStore,
+    *,
+    processes: int | None = None,
+    evaluator: ChunkEvaluator | None = None,
 ) -> int | None:
-    """Build and record a new full version of the current epoch.
+    """Build and record a new full version of the current epoch (on ``evaluator``, e.g. a
+    Ray cluster, when given; else ``processes`` local processes).
 
     Returns:
         Its version number, or ``None`` when another publisher recorded a version of this
@@ -314,6 +327,7 @@ def publish(
                 references,
                 processes=processes,
                 grouped=signal in GROUPED_SIGNALS,
+                evaluator=evaluator,
             )
             temporary[signal] = _write_temporary(epoch_dir, built.data)
             files.append(_file_entry(signal, f"{signal}.idx", built, len(references)))
@@ -389,9 +403,15 @@ class DeltaResult:
 
 
 def publish_delta(
-    settings: Settings, database: Database, keys: KeyStore, *, processes: int | None = None
+    settings: Settings,
+    database: Database,
+    keys: KeyStore,
+    *,
+    processes: int | None = None,
+    evaluator: ChunkEvaluator | None = None,
 ) -> DeltaResult | None:
-    """Publish the live reports the newest full version does not cover yet as deltas.
+    """Publish the live reports the newest full version does not cover yet as deltas
+    (built as :func:`publish` builds).
 
     One delta per signal that has new references, each extending the full index of that
     signal directly.
@@ -433,7 +453,9 @@ def publish_delta(
             if not references:
                 continue
             base = Index.open(version_dir / f"{signal}.idx", verify=False)
-            built = add_references(secret, base.header, references, processes=processes)
+            built = add_references(
+                secret, base.header, references, processes=processes, evaluator=evaluator
+            )
             before = [Index.open(delta_dir / n, verify=False) for n in earlier.get(signal, [])]
             sequence = len(before) + 1
             name = f"{signal}-{sequence}.idx"

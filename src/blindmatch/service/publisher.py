@@ -8,6 +8,8 @@ of the new reports, or a full version: the rules are in :mod:`.publication`), pr
 expired rate-limit windows and matching sessions, writes the closed days' element counts
 of every platform into the audit log (:func:`.quotas.audit_closed_days`: within one
 interval of midnight UTC), and exits when its parent is gone.
+With ``ray_address`` set (``blindmatch serve --ray-address``) its builds run on a Ray
+cluster (:class:`blindmatch.psi.ray_build.RayBuild`, byte-identical to a local build).
 Several publishers (several hosts) are harmless: what a build extends is claimed in the
 database and a loser discards its build.
 """
@@ -16,12 +18,15 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 
 import sqlalchemy as sa
 
 from blindmatch.errors import BlindmatchError
+from blindmatch.psi.index import ChunkEvaluator
+from blindmatch.psi.ray_build import LOCAL, RayBuild
 from blindmatch.service import quotas
 from blindmatch.service.epochs import KeyStore
 from blindmatch.service.publication import plan, publish, publish_delta
@@ -29,25 +34,31 @@ from blindmatch.service.schema import match_batches, match_sessions, rate_limits
 from blindmatch.service.settings import Settings
 from blindmatch.service.storage import Database, now
 
-__all__ = ["main", "publish_if_needed", "run"]
+__all__ = ["evaluator_for", "main", "publish_if_needed", "run"]
 
 log = logging.getLogger("blindmatch.service.publisher")
 
 
 def publish_if_needed(
-    settings: Settings, database: Database, keys: KeyStore, *, processes: int | None = None
+    settings: Settings,
+    database: Database,
+    keys: KeyStore,
+    *,
+    processes: int | None = None,
+    evaluator: ChunkEvaluator | None = None,
 ) -> str | None:
     """Publish what :func:`~.publication.plan` asks for; return a line for the log, or
-    ``None`` when there was nothing to do (or another publisher did it first)."""
+    ``None`` when there was nothing to do (or another publisher did it first). Builds run
+    on ``evaluator`` (a Ray cluster) when given, else on ``processes`` local processes."""
     with database.begin() as connection:
         epoch = keys.current(connection).epoch
         wanted = plan(connection, epoch, settings.limits)
     if wanted.action == "full":
-        version = publish(settings, database, keys, processes=processes)
+        version = publish(settings, database, keys, processes=processes, evaluator=evaluator)
         if version is not None:
             return f"published epoch {epoch} version {version} ({wanted.reason})"
     elif wanted.action == "delta":
-        delta = publish_delta(settings, database, keys, processes=processes)
+        delta = publish_delta(settings, database, keys, processes=processes, evaluator=evaluator)
         if delta is not None:
             sequences = ", ".join(f"{s} {n}" for s, n in sorted(delta.sequences.items()))
             return (
@@ -69,30 +80,57 @@ def _prune(settings: Settings, database: Database) -> None:
         connection.execute(sa.delete(match_batches).where(match_batches.c.session.in_(expired)))
 
 
+def evaluator_for(settings: Settings) -> RayBuild | None:
+    """The builds' evaluator the settings ask for: a :class:`RayBuild` on
+    ``settings.ray_address`` (connected at the first build), or ``None`` for this
+    machine's process pool."""
+    if not settings.ray_address:
+        return None
+    return RayBuild(settings.ray_address)
+
+
 def run(settings: Settings, parent: int | None = None) -> None:
     """Poll and publish until the parent process is gone."""
     database = Database(settings)
     keys = KeyStore(settings, database)
-    while parent is None or os.getppid() == parent:
-        try:
-            done = publish_if_needed(settings, database, keys)
-            if done is not None:
-                log.info("%s", done)
-            _prune(settings, database)
-        except (BlindmatchError, sa.exc.SQLAlchemyError, OSError) as exc:
-            # OSError: a full index file missing or unreadable (a publications directory
-            # not shared between hosts, a full disk); the next poll tries again.
-            log.error("publication failed: %s", type(exc).__name__)
-        deadline = time.monotonic() + settings.limits.publish_interval
-        while time.monotonic() < deadline:
-            if parent is not None and os.getppid() != parent:
-                return
-            time.sleep(0.5)
+    evaluator = evaluator_for(settings)
+    if evaluator is not None:
+        log.info(
+            "index builds run on Ray (%s)", "local" if evaluator.address == LOCAL else "a cluster"
+        )
+    try:
+        while parent is None or os.getppid() == parent:
+            try:
+                done = publish_if_needed(settings, database, keys, evaluator=evaluator)
+                if done is not None:
+                    log.info("%s", done)
+                _prune(settings, database)
+            except (BlindmatchError, sa.exc.SQLAlchemyError, OSError) as exc:
+                # OSError: a full index file missing or unreadable (a publications
+                # directory not shared between hosts, a full disk); the next poll tries
+                # again. BlindmatchError includes a Ray build that failed (WorkerError) or
+                # a missing ray extra (BackendUnavailable).
+                log.error("publication failed: %s", type(exc).__name__)
+            deadline = time.monotonic() + settings.limits.publish_interval
+            while time.monotonic() < deadline:
+                if parent is not None and os.getppid() != parent:
+                    return
+                time.sleep(0.5)
+    finally:
+        if evaluator is not None:
+            evaluator.close()  # stops a local Ray instance this process started
+
+
+def _stop(signum: int, frame: object) -> None:
+    # ``blindmatch serve`` ends its publisher with SIGTERM: exit through ``finally`` so a
+    # local Ray instance is shut down with it.
+    raise SystemExit(0)
 
 
 def main() -> None:
     """Entry point of ``python -m blindmatch.service.publisher``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s publisher %(message)s")
+    signal.signal(signal.SIGTERM, _stop)
     run(Settings.from_env(), os.getppid())
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "ENV_DATA_DIR",
     "ENV_PAGE_DIR",
     "ENV_PAGE_POLICY",
+    "ENV_RAY_ADDRESS",
     "Limits",
     "Settings",
 ]
@@ -44,6 +45,7 @@ ENV_DATA_DIR: Final = "BLINDMATCH_DATA_DIR"
 ENV_DATABASE_URL: Final = "BLINDMATCH_DATABASE_URL"
 ENV_PAGE_DIR: Final = "BLINDMATCH_PAGE_DIR"
 ENV_PAGE_POLICY: Final = "BLINDMATCH_PAGE_POLICY"
+ENV_RAY_ADDRESS: Final = "BLINDMATCH_RAY_ADDRESS"
 _SQLITE_NAME: Final = "blindmatch.sqlite3"
 _LIMIT_PREFIX: Final = "BLINDMATCH_LIMIT_"
 
@@ -89,6 +91,10 @@ class Settings:
     ``page_dir``: a directory of static files served at ``/`` with ``page_policy`` as
     their Content-Security-Policy (``blindmatch serve`` passes the reporting page of
     :mod:`blindmatch.web`; the service itself knows nothing of it), or ``None``.
+
+    ``ray_address``: where the publisher builds indexes (``"local"``, ``"auto"``,
+    ``HOST:PORT`` or ``ray://HOST:PORT``; :class:`blindmatch.psi.ray_build.RayBuild`, the
+    ``ray`` extra), or ``""`` for this machine's process pool (the default).
     """
 
     data_dir: Path
@@ -96,6 +102,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     page_dir: Path | None = None
     page_policy: str = "default-src 'none'; frame-ancestors 'none'"
+    ray_address: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
@@ -138,6 +145,8 @@ class Settings:
         if self.page_dir is not None:
             env[ENV_PAGE_DIR] = str(self.page_dir)
             env[ENV_PAGE_POLICY] = self.page_policy
+        if self.ray_address:
+            env[ENV_RAY_ADDRESS] = self.ray_address
         for item in fields(Limits):
             env[_LIMIT_PREFIX + item.name.upper()] = str(getattr(self.limits, item.name))
         return env
@@ -165,7 +174,12 @@ class Settings:
                     f"{_LIMIT_PREFIX}{item.name.upper()} is not a number"
                 ) from None
         limits = replace(Limits(), **changes)  # type: ignore[arg-type]
-        settings = cls(Path(data_dir), env.get(ENV_DATABASE_URL, ""), limits)
+        settings = cls(
+            Path(data_dir),
+            env.get(ENV_DATABASE_URL, ""),
+            limits,
+            ray_address=env.get(ENV_RAY_ADDRESS, "").strip(),
+        )
         page_dir = env.get(ENV_PAGE_DIR)
         if page_dir:
             policy = env.get(ENV_PAGE_POLICY) or settings.page_policy
