@@ -8,8 +8,12 @@ of the new reports, or a full version: the rules are in :mod:`.publication`), pr
 expired rate-limit windows and matching sessions, writes the closed days' element counts
 of every platform into the audit log (:func:`.quotas.audit_closed_days`: within one
 interval of midnight UTC), and exits when its parent is gone.
-Several publishers (several hosts) are harmless: what a build extends is claimed in the
-database and a loser discards its build.
+Several publishers (several instances on one database) take turns: each poll runs under
+the deployment-wide ``publisher`` lock (:meth:`.storage.Database.exclusive`, a PostgreSQL
+advisory lock), and a publisher that finds it taken skips that poll, so no two instances
+build the same version. Should two builds still overlap (a lock lost with its
+connection), what a build extends is claimed in the database and the loser discards its
+build.
 """
 
 from __future__ import annotations
@@ -75,10 +79,12 @@ def run(settings: Settings, parent: int | None = None) -> None:
     keys = KeyStore(settings, database)
     while parent is None or os.getppid() == parent:
         try:
-            done = publish_if_needed(settings, database, keys)
-            if done is not None:
-                log.info("%s", done)
-            _prune(settings, database)
+            with database.exclusive("publisher", wait=False) as held:
+                if held:
+                    done = publish_if_needed(settings, database, keys)
+                    if done is not None:
+                        log.info("%s", done)
+                    _prune(settings, database)
         except (BlindmatchError, sa.exc.SQLAlchemyError, OSError) as exc:
             # OSError: a full index file missing or unreadable (a publications directory
             # not shared between hosts, a full disk); the next poll tries again.
