@@ -7,7 +7,8 @@ are started at the same moment so their start-ups race. Then: a quota is exact u
 concurrent load sent to both; a report taken by A is published once, matched through B;
 withdrawn through B, it is revoked in the manifest A serves; both serve the same signed
 manifest and the same index bytes; the publications have no gaps or duplicates and the
-audit chain both extended verifies.
+audit chain both extended verifies. The deployment-wide locks behind start-up and the
+publishers exclude a second holder (another engine, as another instance would be).
 
 Two instances on one SQLite file (one machine) are run too: SQLite serialises writers
 with its file lock, so the same guarantees hold there, on one host only.
@@ -28,6 +29,8 @@ from blindmatch.protocols import Upload
 from blindmatch.protocols.messages import EvaluateRequest, Hello, ServerInfo, decode
 from blindmatch.psi.group import Element
 from blindmatch.service.schema import publication_deltas, publications
+from blindmatch.service.settings import Settings
+from blindmatch.service.storage import Database
 from service_support import (  # noqa: F401 - fixtures
     Server,
     database_url,
@@ -170,3 +173,26 @@ def test_report_on_a_matched_on_b_withdrawn_on_b_revoked_on_a(
         engine.dispose()
     verified = json.loads(a.admin("--json", "audit", "verify").stdout)
     assert verified["ok"] is True
+
+
+def test_exclusive_sections_exclude_other_holders(
+    tmp_path: Path,
+    database_url: str,  # noqa: F811
+) -> None:
+    # Two engines stand for two instances: the lock is the database's (PostgreSQL advisory
+    # lock) or the data directory's (flock beside the SQLite file), not a process's.
+    settings = Settings(tmp_path / "data", database_url)
+    settings.prepare()
+    first, second = Database(settings), Database(settings)
+    try:
+        with first.exclusive("publisher", wait=False) as held:
+            assert held is True
+            with second.exclusive("publisher", wait=False) as other:
+                assert other is False
+            with second.exclusive("bootstrap", wait=False) as unrelated:
+                assert unrelated is True
+        with second.exclusive("publisher", wait=False) as after:
+            assert after is True
+    finally:
+        first.dispose()
+        second.dispose()
