@@ -29,6 +29,7 @@ no ini file, no migration runner of our own. ``serve`` and ``admin`` call it on 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import time
 import zlib
@@ -93,7 +94,7 @@ class Database:
         if parsed.get_backend_name() not in ("sqlite", "postgresql"):
             raise ConfigurationError("the database must be SQLite or PostgreSQL")
         self.dialect = parsed.get_backend_name()
-        self._sqlite_dir = settings.data_dir
+        self._lock_dir = settings.data_dir
         if self.dialect == "sqlite":
             self.engine = sa.create_engine(url, connect_args={"timeout": 30})
             _sqlite_events(self.engine)
@@ -114,18 +115,14 @@ class Database:
         another process holds it (the block then runs without it and should skip its work).
         """
         if self.dialect == "sqlite":
-            path = self._sqlite_dir / f".{name}.lock"
-            with open(path, "a+b") as handle:
-                flags = fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)
+            # The file is empty: only its lock matters (closing it releases the lock).
+            with open(self._lock_dir / f".{name}.lock", "a+b") as handle:
                 try:
-                    fcntl.flock(handle, flags)
+                    fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                    taken = True
                 except BlockingIOError:
-                    yield False
-                    return
-                try:
-                    yield True
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+                    taken = False
+                yield taken
             return
         key = zlib.crc32(b"blindmatch/" + name.encode())
         with self.engine.connect() as connection:
@@ -138,8 +135,10 @@ class Database:
             try:
                 yield True
             finally:
-                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                connection.commit()
+                # A connection lost meanwhile took its lock with it: nothing to release.
+                with contextlib.suppress(sa.exc.SQLAlchemyError):
+                    connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.commit()
 
     def dispose(self) -> None:
         """Close every pooled connection."""
