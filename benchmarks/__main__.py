@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "web_decode": "benchmarks.bench_web_decode",
     "client": "benchmarks.bench_client",
     "retro": "benchmarks.bench_retro",
+    "scale": "benchmarks.bench_scale",
 }
 
 

@@ -18,15 +18,18 @@ def bootstrap(settings: Settings) -> tuple[Database, KeyStore]:
     """
     settings.prepare()
     database = Database(settings)
-    migrate(database)
-    if database.dialect == "sqlite":
-        # The WAL and shared-memory files SQLite creates take the database file's mode.
-        sqlite_file = settings.data_dir / "blindmatch.sqlite3"
-        if sqlite_file.exists():
-            sqlite_file.chmod(0o600)
-    with database.begin() as connection:
-        audit.ensure_head(connection)
-        intake.ensure_salt(connection)
     keys = KeyStore(settings, database)
-    keys.ensure()
+    # Several instances may start at once on one database: one at a time creates what is
+    # missing, the others then find it (docs/deployment.md, "Several instances").
+    with database.exclusive("bootstrap"):
+        migrate(database)
+        if database.dialect == "sqlite":
+            # The WAL and shared-memory files SQLite creates take the database file's mode.
+            sqlite_file = settings.data_dir / "blindmatch.sqlite3"
+            if sqlite_file.exists():
+                sqlite_file.chmod(0o600)
+        with database.begin() as connection:
+            audit.ensure_head(connection)
+            intake.ensure_salt(connection)
+        keys.ensure()
     return database, keys

@@ -10,8 +10,12 @@ of every platform into the audit log (:func:`.quotas.audit_closed_days`: within 
 interval of midnight UTC), and exits when its parent is gone.
 With ``ray_address`` set (``blindmatch serve --ray-address``) its builds run on a Ray
 cluster (:class:`blindmatch.psi.ray_build.RayBuild`, byte-identical to a local build).
-Several publishers (several hosts) are harmless: what a build extends is claimed in the
-database and a loser discards its build.
+Several publishers (several instances on one database) take turns: each poll runs under
+the deployment-wide ``publisher`` lock (:meth:`.storage.Database.exclusive`, a PostgreSQL
+advisory lock), and a publisher that finds it taken skips that poll, so no two instances
+build the same version. Should two builds still overlap (a lock lost with its
+connection), what a build extends is claimed in the database and the loser discards its
+build.
 """
 
 from __future__ import annotations
@@ -101,10 +105,12 @@ def run(settings: Settings, parent: int | None = None) -> None:
     try:
         while parent is None or os.getppid() == parent:
             try:
-                done = publish_if_needed(settings, database, keys, evaluator=evaluator)
-                if done is not None:
-                    log.info("%s", done)
-                _prune(settings, database)
+                with database.exclusive("publisher", wait=False) as held:
+                    if held:
+                        done = publish_if_needed(settings, database, keys, evaluator=evaluator)
+                        if done is not None:
+                            log.info("%s", done)
+                        _prune(settings, database)
             except (BlindmatchError, sa.exc.SQLAlchemyError, OSError) as exc:
                 # OSError: a full index file missing or unreadable (a publications
                 # directory not shared between hosts, a full disk); the next poll tries

@@ -14,6 +14,14 @@ on SQLite). SQLite has no row locks: there every transaction starts with ``BEGIN
 IMMEDIATE``, so writers are serialised by the database file lock instead of failing with
 ``database is locked`` when a reader tries to upgrade; ``busy_timeout`` makes them wait.
 
+Exclusive sections. Some work must run in one process at a time across every worker
+and every instance sharing the database: start-up (migrations and the first rows, which
+two instances starting at once would otherwise both create) and a publisher's poll (so
+that two instances never spend cores building the same version, one of them in vain).
+:meth:`Database.exclusive` takes a PostgreSQL session advisory lock (released when its
+connection ends, so a killed holder never leaves it taken); on SQLite, which is
+one-machine only, an ``flock`` on a file beside the database does the same.
+
 Migrations. :func:`migrate` runs the Alembic migrations shipped in this package
 (``blindmatch.service:migrations``) through Alembic's API, on the connection it is given:
 no ini file, no migration runner of our own. ``serve`` and ``admin`` call it on start.
@@ -21,7 +29,10 @@ no ini file, no migration runner of our own. ``serve`` and ``admin`` call it on 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -83,6 +94,7 @@ class Database:
         if parsed.get_backend_name() not in ("sqlite", "postgresql"):
             raise ConfigurationError("the database must be SQLite or PostgreSQL")
         self.dialect = parsed.get_backend_name()
+        self._lock_dir = settings.data_dir
         if self.dialect == "sqlite":
             self.engine = sa.create_engine(url, connect_args={"timeout": 30})
             _sqlite_events(self.engine)
@@ -94,6 +106,39 @@ class Database:
         """A transaction, committed when the block ends without an exception."""
         with self.engine.begin() as connection:
             yield connection
+
+    @contextmanager
+    def exclusive(self, name: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the deployment-wide lock ``name`` for the block (module docstring).
+
+        Yields ``True`` when the lock is held; with ``wait=False``, ``False`` at once when
+        another process holds it (the block then runs without it and should skip its work).
+        """
+        if self.dialect == "sqlite":
+            # The file is empty: only its lock matters (closing it releases the lock).
+            with open(self._lock_dir / f".{name}.lock", "a+b") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                    taken = True
+                except BlockingIOError:
+                    taken = False
+                yield taken
+            return
+        key = zlib.crc32(b"blindmatch/" + name.encode())
+        with self.engine.connect() as connection:
+            function = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
+            held = connection.execute(sa.text(f"SELECT {function}(:key)"), {"key": key}).scalar()
+            connection.commit()
+            if held is False:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                # A connection lost meanwhile took its lock with it: nothing to release.
+                with contextlib.suppress(sa.exc.SQLAlchemyError):
+                    connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.commit()
 
     def dispose(self) -> None:
         """Close every pooled connection."""
