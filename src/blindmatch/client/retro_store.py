@@ -33,7 +33,7 @@ from types import TracebackType
 from typing import Final, Self
 
 from blindmatch import errors
-from blindmatch.protocols.platform import DEFAULT_MAX_LOOKUP_TRIALS, Match
+from blindmatch.protocols.matches import DEFAULT_MAX_LOOKUP_TRIALS, Match
 from blindmatch.protocols.retro import RetroRecord, retro_matches
 from blindmatch.psi.index import Index, IndexKind
 

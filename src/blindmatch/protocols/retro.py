@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from blindmatch import errors
-from blindmatch.protocols.platform import DEFAULT_MAX_LOOKUP_TRIALS, Match
+from blindmatch.protocols.matches import DEFAULT_MAX_LOOKUP_TRIALS, Match
 from blindmatch.psi.index import Index, IndexHeader, IndexKind
 from blindmatch.psi.kdf import ReportHandle
 
