@@ -219,7 +219,13 @@ def test_store_bound_forgets_the_oldest(clearinghouse: Clearinghouse, tmp_path: 
         assert store is not None
         assert len(store) == 3
         kept = {row[0] for row in store._db.execute("SELECT upload_ref FROM retro_record")}
-    assert kept == {"u2", "u3", "u4"}
+        assert kept == {"u2", "u3", "u4"}
+        # A batch over the whole bound by itself: the matches stand, nothing is kept.
+        over = client.match([Upload(f"v{i}", "md5", MD5) for i in range(4)])
+        assert len(over.matches) == 4
+        assert over.stats.retro_not_kept == 4
+        assert over.stats.retro_records == 0
+        assert len(store) == 3
 
 
 # ---------------------------------------------------------------- the cache lock

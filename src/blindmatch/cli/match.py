@@ -354,7 +354,11 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         files = {m.upload.ref for m in report.matches}
         unfinished = {u.ref for u in report.unfinished}
-        kept = f", {report.stats.retro_records} records kept" if args.retro else ""
+        kept = ""
+        if args.retro:
+            kept = f", {report.stats.retro_records} records kept"
+            if report.stats.retro_not_kept:
+                kept += f" ({report.stats.retro_not_kept} over --retro's bound, not kept)"
         print(
             f"blindmatch: {len(records)} files, {len(uploads)} uploads, "
             f"{len(report.matches)} matches in {len(files)} files, "

@@ -453,12 +453,18 @@ class Flows:
             for ref, match in found
         ]
         for signal, records in per_signal.items():
-            self.retro.add(
-                records,
-                covered=progress.covered.get(signal, 0),
-                seen=[m for m in seen if m.signal == signal],
-                evict=True,
-            )
+            try:
+                self.retro.add(
+                    records,
+                    covered=progress.covered.get(signal, 0),
+                    seen=[m for m in seen if m.signal == signal],
+                    evict=True,
+                )
+            except errors.RetroStoreFull:
+                # One session's records alone exceed the bound: the matches stand, these
+                # uploads are not kept (counted; a larger retro_max_records keeps them).
+                progress.stats.retro_not_kept += len(records)
+                continue
             progress.stats.retro_records += len(records)
 
     def _post(self, path: str, data: bytes) -> Request:

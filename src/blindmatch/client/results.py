@@ -58,6 +58,8 @@ class ClientStats:
     """Matches dropped because the manifest revokes their handle (a withdrawn report)."""
     retro_records: int = 0
     """Records kept in the retro store (one per query of an answered upload)."""
+    retro_not_kept: int = 0
+    """Records not kept: one session's records of a signal exceeded ``retro_max_records``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ key id, signal and tag width): a delta that names another base is refused with
 and pads depend only on the key and the tag width, not on the index, so when the
 clearinghouse rebuilds the full index within the epoch (a withdrawal, too many deltas) a
 store may move the records onto the new base and look them up in it once: that lookup
-finds every report of the new base, and the caller drops those it had already seen. A session
+finds every report of the new base, old ones too, under handles new to this build (the
+client's store says what it reports of them: :mod:`blindmatch.client.retro_store`). A session
 over an :class:`~blindmatch.psi.index.IndexSet` binds its records to the set's base: the
 deltas it already held were matched then, so only later deltas are worth a retro lookup
 (one already held would return the same matches again).
