@@ -338,7 +338,7 @@ def test_cli_retro_keeps_then_checks(tmp_path: Path) -> None:
             for name in ("later.png", "withdrawn.png")
         }
         with server.client() as http:
-            report(http, [{"signal": "md5", "hash": md5["later.png"]}])
+            later_id, _ = report(http, [{"signal": "md5", "hash": md5["later.png"]}])
             w_id, w_receipt = report(http, [{"signal": "md5", "hash": md5["withdrawn.png"]}])
             wait_published(http, lambda m: published_references(m, "md5") == 3)
             gone = http.delete(f"/v1/reports/{w_id}", headers={"Blindmatch-Receipt": w_receipt})
@@ -354,6 +354,21 @@ def test_cli_retro_keeps_then_checks(tmp_path: Path) -> None:
         out, err = again.communicate(timeout=300)
         assert again.returncode == 0, err
         assert out == ""
+        # The platform says what it did with it: the operator sees the feedback.
+        env = {**os.environ, "BLINDMATCH_API_KEY": ch.api_key}
+        keys = ["--server", server.url, "--publication-key", ch.publication_key]
+        verdict = [lines[0]["handle"], "actioned"]
+        sent = subprocess.run(
+            [*BLINDMATCH, "feedback", *keys, "--cache-dir", str(cache), *verdict],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert json.loads(sent.stdout)["verdict"] == "actioned"
+        [summary] = json.loads(server.admin("--json", "reports", "show", later_id).stdout)
+        assert summary["actioned"] == 1
         # A usage mistake is one line and exit 2.
         wrong = _match_cli(ch, cache, "--retro", "--retro-store", str(tmp_path / "none.sqlite"))
         out, err = wrong.communicate(timeout=300)
