@@ -409,10 +409,18 @@ class Flows:
         session.add_uploads(progress.pending.values())
         progress.stats.sessions += 1
         found_before = len(progress.found)
+        # Records are kept from a session that ended or that the service failed; never from
+        # one that failed verification (a canary, a proof, a key): its outputs are suspect.
+        trusted = False
         try:
-            return (yield from self._converse(session, progress))
+            outcome = yield from self._converse(session, progress)
+            trusted = True
+            return outcome
+        except errors.ClientError:
+            trusted = True
+            raise
         finally:
-            if self.retro is not None:
+            if self.retro is not None and trusted:
                 self._retain(session, progress, progress.found[found_before:])
             before = len(progress.pending)
             unfinished = set(session.unfinished())
