@@ -375,6 +375,11 @@ def test_cli_retro_keeps_then_checks(tmp_path: Path) -> None:
         assert wrong.returncode == 2
         assert len(err.splitlines()) == 1
         assert "Traceback" not in err
+        (tmp_path / "junk.sqlite").write_bytes(b"not a database, " * 100)
+        junk = _match_cli(ch, cache, "--retro", "--retro-store", str(tmp_path / "junk.sqlite"))
+        out, err = junk.communicate(timeout=300)
+        assert junk.returncode == 2, err
+        assert err.strip().endswith("not a retro store")
     finally:
         server.stop()
 

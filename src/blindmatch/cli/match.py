@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from dataclasses import replace
 from typing import Any
@@ -299,6 +300,10 @@ def run(args: argparse.Namespace) -> int:
             options=ClientOptions(retro=args.retro),
             retro_store=args.retro_store,
         )
+    except sqlite3.DatabaseError:
+        raise errors.InvalidArgument(
+            f"--retro-store {args.retro_store or '(in the cache directory)'}: not a retro store"
+        ) from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         where = (
