@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -58,7 +59,7 @@ class Clearinghouse:
     report_id: str
     receipt: str
 
-    def client(self, cache: Path, **options: int) -> PlatformClient:
+    def client(self, cache: Path, **options: Any) -> PlatformClient:
         chosen = dataclasses.replace(FAST, **options)
         return PlatformClient(
             self.server.url,

@@ -180,3 +180,19 @@ def test_malformed_record_is_refused() -> None:
         RetroRecord("a", "md5", None, 0, bytes(32), 5, b"k", 4, bytes(8), bytes(16))
     with pytest.raises(TypeError):
         RetroRecord("a", "md5", None, 0, bytes(32), 5, b"k", 4, "x", bytes(8))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "first", ["blindmatch.protocols.retro", "blindmatch.protocols.platform"], ids=str
+)
+def test_no_import_cycle(first: str) -> None:
+    """retro and platform both build on protocols.matches: either imports first, alone."""
+    import subprocess
+    import sys
+
+    code = f"import {first}; from blindmatch.protocols.platform import Match, ORIGINAL"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    from blindmatch.protocols import matches, platform
+
+    assert platform.Match is matches.Match
+    assert platform.DEFAULT_MAX_LOOKUP_TRIALS == matches.DEFAULT_MAX_LOOKUP_TRIALS

@@ -11,7 +11,7 @@ import pytest
 
 from blindmatch import errors
 from blindmatch.client.retro_store import RetroStore
-from blindmatch.protocols import ClearinghouseSession, PlatformSession, SessionPair, Upload
+from blindmatch.protocols import ClearinghouseSession, Match, PlatformSession, SessionPair, Upload
 from blindmatch.protocols.retro import retro_matches
 from blindmatch.psi import oprf
 from blindmatch.psi.bands import exact_banding, pdq_banding
@@ -155,3 +155,85 @@ def test_wrong_delta_is_refused(tmp_path: Path, md5_base: Index) -> None:
             store.add(["not a record"])  # type: ignore[list-item]
     with pytest.raises(errors.InvalidArgument):
         RetroStore(tmp_path / "s.sqlite", max_records=0)
+
+
+def _delta(base: Index, refs: list[Reference]) -> Index:
+    return Index.from_bytes(add_references(KEY, base.header, refs, processes=1).to_bytes())
+
+
+def test_check_matches_each_delta_once(tmp_path: Path, md5_base: Index) -> None:
+    uploads = [Upload(f"u{i}", "md5", md5(i)) for i in range(20, 24)]
+    first = _delta(md5_base, [Reference("n20", "md5", md5(20))])
+    second = _delta(md5_base, [Reference("n21", "md5", md5(21))])
+    with RetroStore(tmp_path / "r.sqlite") as store:
+        store.add(retained(md5_base, uploads[:2]).retained, covered=0)
+        # Stored later by a session that already held delta 1: its own match is not
+        # looked up in delta 1 again.
+        store.add(retained(md5_base, uploads[2:]).retained, covered=1)
+        assert store.pending("md5", md5_base.digest, 1) == 2
+        assert [m.upload_ref for m in store.check(first, 1)] == ["u20"]
+        assert store.check(first, 1) == []  # the same delta again: nothing
+        assert store.pending("md5", md5_base.digest, 1) == 0
+        assert [m.upload_ref for m in store.check(second, 2)] == ["u21"]
+        assert store.pending("md5", md5_base.digest, 2) == 0
+        with pytest.raises(errors.InvalidArgument):
+            store.check(second, 0)  # a delta is never sequence 0
+        with pytest.raises(errors.InvalidArgument):
+            store.check(md5_base, 1)  # the full index is
+
+
+def test_rebase_names_only_uploads_without_an_earlier_match(
+    tmp_path: Path, md5_base: Index
+) -> None:
+    # u3 matched old-3 in the session; u30 matched nothing; u31 nothing either.
+    uploads = [
+        Upload("u3", "md5", md5(3)),
+        Upload("u30", "md5", md5(30)),
+        Upload("u31", "md5", md5(31)),
+    ]
+    platform = retained(md5_base, uploads)
+    rebuilt = Index.from_bytes(
+        build_index(
+            KEY,
+            MD5,
+            [Reference(f"old-{i}", "md5", md5(i)) for i in range(10)]
+            + [Reference("new-30", "md5", md5(30))],
+            processes=1,
+        ).to_bytes()
+    )
+    with RetroStore(tmp_path / "r.sqlite") as store:
+        seen = retained_matches(md5_base, uploads)
+        store.add(platform.retained, covered=0, seen=seen)
+        assert store.rebase("md5", md5_base.digest, rebuilt) == 3
+        assert store.bases(KEY.public_key.epoch) == (("md5", rebuilt.digest),)
+        assert store.pending("md5", rebuilt.digest, 0) == 3
+        found = store.check(rebuilt, 0)
+        # u3 matches old-3 under a new handle: not named again; u30 is new.
+        assert [m.upload_ref for m in found] == ["u30"]
+        assert store.check(rebuilt, 0) == []
+        with pytest.raises(errors.RetroMismatch):
+            store.rebase("md5", rebuilt.digest, _delta(rebuilt, [Reference("d", "md5", md5(40))]))
+
+
+def retained_matches(index: Index, uploads: list[Upload]) -> list[Match]:
+    platform = PlatformSession(index, KEY.public_key, batch_size=512)
+    platform.add_uploads(uploads)
+    return SessionPair(
+        platform, ClearinghouseSession(KEY, element_limit=100_000, max_batch=512)
+    ).run()
+
+
+def test_evict_forgets_the_oldest_uploads(tmp_path: Path, md5_base: Index) -> None:
+    platform = retained(md5_base, [Upload(f"u{i}", "md5", md5(i)) for i in range(5)])
+    records = sorted(platform.retained, key=lambda r: r.upload_ref)  # answered in any order
+    with RetroStore(tmp_path / "r.sqlite", max_records=3) as store:
+        for record in records:
+            store.add([record], evict=True)
+        assert len(store) == 3
+        kept = {row[0] for row in store._db.execute("SELECT upload_ref FROM retro_record")}
+        assert kept == {"u2", "u3", "u4"}
+        with pytest.raises(errors.RetroStoreFull):
+            store.add(records, evict=True)  # a batch over the bound by itself
+        assert len(store) == 3
+        assert store.forget_base("md5", md5_base.digest) == 3
+        assert len(store) == 0

@@ -56,6 +56,7 @@ expected shape, not the value. Verification failures say only that verification 
                 ├── CanaryMismatch            a canary did not match: index and key disagree
                 └── StaleIndex                the platform's index is not the current one
     ClientError (ProtocolError)               the platform SDK talking to a clearinghouse over HTTP
+    ├── CacheLocked                           another process held the cache directory too long
     ├── ServiceUnavailable                    unreachable, or failing after the retries
     ├── ServiceRefused                        a refusal of the service; ``code`` says why
     │   ├── AuthenticationFailed              the API key is unknown or disabled (401)
@@ -77,6 +78,7 @@ __all__ = [
     "AuthenticationFailed",
     "BackendUnavailable",
     "BlindmatchError",
+    "CacheLocked",
     "CanaryMismatch",
     "ClientError",
     "CorruptMedia",
@@ -288,6 +290,12 @@ class ClientError(ProtocolError):
     uploads got no answer), or ``None``."""
 
     partial: object = None
+
+
+class CacheLocked(ClientError):
+    """Another client (process or thread) held the index cache directory's lock for longer
+    than ``ClientOptions.lock_timeout``: nothing of the cache was changed. Run again later,
+    or give each client its own cache directory."""
 
 
 class ServiceUnavailable(ClientError):

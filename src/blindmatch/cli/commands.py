@@ -58,6 +58,11 @@ COMMANDS: tuple[Command, ...] = (
         "match files privately against a clearinghouse over HTTP (platform)",
     ),
     Command(
+        "feedback",
+        "blindmatch.cli.feedback",
+        "tell the clearinghouse what was done with a match (platform)",
+    ),
+    Command(
         "admin",
         "blindmatch.cli.admin",
         "operate a clearinghouse: platforms, keys, publication, audit",

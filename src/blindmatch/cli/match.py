@@ -9,6 +9,11 @@ yet). Matches go to stdout as JSON Lines ``{"path", "signal", "handle"}`` plus
 
 The API key never goes on the command line (other users see it in ``ps``): a file, or
 the ``BLINDMATCH_API_KEY`` environment variable.
+
+Retro-matching (docs/client.md): with ``--retro``, the files matched are kept in the retro
+store (their per-band tags and pads, by path); ``--retro`` without PATH or ``--hashes``
+checks the files kept before against the reports published since, locally, and prints
+the new matches as JSON Lines ``{"path", "signal", "handle"}`` (each once).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
+from dataclasses import replace
 from typing import Any
 
 from blindmatch import errors
@@ -32,9 +39,16 @@ EXIT_CODES = """exit codes:
      refused (one line on stderr)
   3  the clearinghouse failed verification: manifest signature or pinned key, index
      digest, canary or proof; do not trust its answers (matches printed before stay true)
-  4  unfinished: quota spent or server unavailable after retries; the matches found are
-     printed, the unfinished files counted on stderr; run again later
-  130 interrupted (Ctrl-C)"""
+  4  unfinished: quota spent, server unavailable after retries, or the cache directory
+     locked by another client too long; the matches found are printed, the unfinished
+     files counted on stderr; run again later
+  130 interrupted (Ctrl-C)
+
+retro-matching:
+  blindmatch match --retro ... PATH...   match, and keep the files for retro-matching
+  blindmatch match --retro ...           check the kept files against the reports
+                                          published since (no upload is sent); prints
+                                          the new matches, each once; exit 0, 2, 3 or 4"""
 
 _ENV_KEY = "BLINDMATCH_API_KEY"
 
@@ -74,6 +88,15 @@ def register(subparsers: Any) -> None:
         "--dihedral", action="store_true", help="also query the 8 rotations/mirrors of images"
     )
     parser.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
+    parser.add_argument(
+        "--retro",
+        action="store_true",
+        help="keep the files matched for retro-matching; without PATH: check the kept "
+        "files against reports published since",
+    )
+    parser.add_argument(
+        "--retro-store", metavar="F", help="the retro store (<cache dir>/retro.sqlite)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -203,33 +226,111 @@ def _uploads(records: list[dict[str, Any]], dihedral: bool) -> tuple[list[Any], 
     return uploads, skipped
 
 
+def _retro_ref(record: dict[str, Any]) -> str:
+    """A kept file's ref in the retro store: its path (a NUL, never in a path, then the
+    exact bytes in hex for a name that is not UTF-8)."""
+    if "path_hex" in record:
+        return "\0" + str(record["path_hex"])
+    return str(record.get("path"))
+
+
+def _retro_path(ref: str) -> dict[str, Any]:
+    if ref.startswith("\0"):
+        raw = bytes.fromhex(ref[1:])
+        return {"path": raw.decode("utf-8", "replace"), "path_hex": ref[1:]}
+    return {"path": ref}
+
+
+def _retro_check(client: Any) -> int:
+    """``blindmatch match --retro`` without files: the kept files that match now."""
+    from blindmatch.client import RetroReport
+
+    try:
+        report: RetroReport = client.retro_matches()
+    except (errors.AuthenticationFailed, errors.PublicationKeyMismatch) as exc:
+        raise errors.InvalidArgument(str(exc)) from None
+    except (errors.QuotaExhausted, errors.ServiceUnavailable, errors.CacheLocked) as exc:
+        print(f"blindmatch: error: {exc}", file=sys.stderr)
+        return 4
+    except (
+        errors.ManifestError,
+        errors.IndexIntegrityError,
+        errors.IndexFormatError,
+        errors.KeyMismatch,
+    ) as exc:
+        print(f"blindmatch: error: verification failed: {exc}", file=sys.stderr)
+        return 3
+    for match in report.matches:
+        line = _retro_path(match.upload_ref)
+        line["signal"] = match.signal
+        line["handle"] = match.handle.hex()
+        if match.variant is not None:
+            line["variant"] = match.variant
+        sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+    files = {m.upload_ref for m in report.matches}
+    print(
+        f"blindmatch: retro: {len(report.matches)} new matches in {len(files)} kept files; "
+        f"{report.checked} index files checked, {report.records} records kept, "
+        f"{report.forgotten} forgotten; epoch {report.epoch} version {report.version}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``blindmatch match`` on parsed arguments; returns the exit code."""
-    from blindmatch.client import MatchReport, PlatformClient, parse_publication_key
+    from blindmatch.client import ClientOptions, MatchReport, PlatformClient, parse_publication_key
 
     api_key = _api_key(args)
-    if bool(args.paths) == bool(args.hashes):
+    retro_check = args.retro and not args.paths and not args.hashes
+    if args.retro_store and not args.retro:
+        raise errors.InvalidArgument("--retro-store goes with --retro")
+    if bool(args.paths) == bool(args.hashes) and not retro_check:
         raise errors.InvalidArgument("give PATH... or --hashes FILE (one of them)")
+    if retro_check and args.retro_store and not os.path.isfile(args.retro_store):
+        raise errors.InvalidArgument(f"--retro-store {args.retro_store}: no such file")
     pinned = parse_publication_key(_publication_key(args))  # checked before any hashing
     try:
         client = PlatformClient(
-            args.server, api_key=api_key, publication_key=pinned, cache_dir=args.cache_dir
+            args.server,
+            api_key=api_key,
+            publication_key=pinned,
+            cache_dir=args.cache_dir,
+            options=ClientOptions(retro=args.retro),
+            retro_store=args.retro_store,
         )
+    except sqlite3.DatabaseError:
+        raise errors.InvalidArgument(
+            f"--retro-store {args.retro_store or '(in the cache directory)'}: not a retro store"
+        ) from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise errors.InvalidArgument(f"--cache-dir {args.cache_dir}: {reason}") from None
+        where = (
+            f"--retro-store {args.retro_store}"
+            if args.retro_store
+            else f"--cache-dir {args.cache_dir or '(default)'}"
+        )
+        raise errors.InvalidArgument(f"{where}: {reason}") from None
     code = 0
     report: MatchReport | None
     with client:
+        if retro_check:
+            return _retro_check(client)
         records = _records(args)
         uploads, skipped = _uploads(records, args.dihedral)
+        positions: dict[str, int] = {}
+        if args.retro:  # kept by path, so a later check can name the file
+            refs = [_retro_ref(record) for record in records]
+            positions = {ref: number for number, ref in enumerate(refs)}
+            uploads = [replace(u, ref=refs[int(u.ref)]) for u in uploads]
         for reason in skipped:
             print(f"blindmatch: skipped {reason}", file=sys.stderr)
         try:
             report = client.match(uploads)
         except (errors.AuthenticationFailed, errors.PublicationKeyMismatch) as exc:
             raise errors.InvalidArgument(str(exc)) from None
-        except (errors.QuotaExhausted, errors.ServiceUnavailable) as exc:
+        except (errors.QuotaExhausted, errors.ServiceUnavailable, errors.CacheLocked) as exc:
             print(f"blindmatch: error: {exc}", file=sys.stderr)
             report = exc.partial if isinstance(exc.partial, MatchReport) else None
             code = 4
@@ -243,7 +344,8 @@ def run(args: argparse.Namespace) -> int:
             return 3
     if report is not None:
         for match in report.matches:
-            record = records[int(match.upload.ref)]
+            ref = match.upload.ref
+            record = records[positions[ref] if args.retro else int(ref)]
             line: dict[str, Any] = {"path": record.get("path")}
             if "path_hex" in record:
                 line["path_hex"] = record["path_hex"]
@@ -257,10 +359,15 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         files = {m.upload.ref for m in report.matches}
         unfinished = {u.ref for u in report.unfinished}
+        kept = ""
+        if args.retro:
+            kept = f", {report.stats.retro_records} records kept"
+            if report.stats.retro_not_kept:
+                kept += f" ({report.stats.retro_not_kept} over --retro's bound, not kept)"
         print(
             f"blindmatch: {len(records)} files, {len(uploads)} uploads, "
             f"{len(report.matches)} matches in {len(files)} files, "
-            f"{len(unfinished)} files unfinished, {len(skipped)} skipped; "
+            f"{len(unfinished)} files unfinished, {len(skipped)} skipped{kept}; "
             f"epoch {report.epoch} version {report.version}",
             file=sys.stderr,
         )

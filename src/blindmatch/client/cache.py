@@ -24,17 +24,25 @@ cost a download, never a silent "no match". A *download* that fails verification
 :class:`~blindmatch.errors.IndexIntegrityError` (the server or the network sent another
 file than the one it signed).
 
-One process at a time per cache directory (two would race on a partial file; each
-complete file is still verified before use).
+Lock. Two clients sharing a directory (processes, or threads of one) would race on a
+partial file and on ``state.json``. Whatever writes takes ``lock`` first: an exclusive
+``fcntl.flock`` on that file (held by the open file, so a killed process never leaves it
+held) plus a thread lock for clients of one process. :meth:`IndexCache.try_lock` never
+blocks; the SDK's flows wait for it between short sleeps (so the async client never
+blocks its event loop) up to ``ClientOptions.lock_timeout``, then raise
+:class:`~blindmatch.errors.CacheLocked`. Reading verified files needs no lock (a file in
+``indexes/`` is replaced atomically, and verified on every open).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from blindmatch.client.manifest import DeltaEntry, IndexEntry, Manifest
@@ -81,6 +89,43 @@ class IndexCache:
         self._partial = self.directory / "partial"
         for folder in (self.directory, self._indexes, self._partial):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock_path = self.directory / "lock"
+        self._thread_lock = threading.Lock()
+        self._lock_fd: int | None = None
+
+    def try_lock(self) -> bool:
+        """Take the directory's write lock if free (module docstring); never blocks.
+
+        Returns:
+            ``True`` when taken (release it with :meth:`unlock`), ``False`` when another
+            client, in this process or another, holds it.
+        """
+        if not self._thread_lock.acquire(blocking=False):
+            return False
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            self._thread_lock.release()
+            return False
+        self._lock_fd = fd
+        return True
+
+    def unlock(self) -> None:
+        """Release the lock :meth:`try_lock` took."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+            self._thread_lock.release()
 
     def path(self, entry: Entry) -> Path:
         """Where the complete file of ``entry`` lives."""

@@ -39,6 +39,14 @@ keeps the uploads it has not answered yet, and decides what a failure means.
    ``partial``: the matches found stay true.
 5. Before returning, the manifest is fetched once more and matches whose handle it (or
    the manifest used) revokes are dropped: a withdrawal takes effect at once.
+6. With a retro store (``ClientOptions(retro=True)``), each session runs with
+   ``retain=True`` and its records go to the store as the session ends, with the last
+   delta sequence the session's index held and the matches it found
+   (:mod:`blindmatch.client.retro` matches them later).
+
+Cache lock. Downloads and the freshness state are written under the cache directory's lock
+(:meth:`~blindmatch.client.cache.IndexCache.try_lock`), waited for with short ``Sleep``
+steps up to ``lock_timeout``.
 
 Key epochs. The service binds each session to the epoch current when it opened, and
 answers it until the epoch retires (the grace period): a session in flight finishes on the
@@ -63,9 +71,11 @@ from blindmatch.client.cache import Entry, IndexCache
 from blindmatch.client.manifest import IndexEntry, Manifest, verify_manifest
 from blindmatch.client.options import ClientOptions
 from blindmatch.client.results import ClientMatch, ClientStats, MatchReport
+from blindmatch.client.retro_store import RetroStore
 from blindmatch.client.steps import Download, Request, Response, Send, Sleep, Step
-from blindmatch.protocols import PlatformSession, Upload
+from blindmatch.protocols import Match, PlatformSession, Upload
 from blindmatch.protocols.messages import ServerInfo, decode
+from blindmatch.protocols.retro import RetroRecord
 from blindmatch.psi.index import Index, IndexKind, IndexSet, current_digest
 
 __all__ = ["Flow", "Flows", "VERDICTS"]
@@ -77,6 +87,7 @@ VERDICTS = ("actioned", "not_reported_kind")
 """What a platform may say it did with a match (``POST /v1/feedback``)."""
 
 _DONE, _RETRY, _REFRESH = "done", "retry", "refresh"
+_LOCK_POLL = 0.05
 _SESSIONS = "/v1/match/sessions"
 _BINARY = "application/octet-stream"
 
@@ -96,6 +107,7 @@ class _Progress:
         self.stats = ClientStats()
         self.failures = 0
         self.manifests: list[Manifest] = []
+        self.covered: dict[str, int] = {}  # signal -> last delta sequence of the session's
 
 
 class Flows:
@@ -106,7 +118,7 @@ class Flows:
         publication_key: the pinned Ed25519 key manifests must be signed with.
         cache: the index cache.
         options: batching, pipelining, audits and retries.
-        random_bytes: the source of backoff jitter (tests may seed it).
+        retro: the retro store ``match`` keeps records in, or ``None`` (no retention).
     """
 
     def __init__(
@@ -115,6 +127,7 @@ class Flows:
         publication_key: VerifyKey,
         cache: IndexCache,
         options: ClientOptions,
+        retro: RetroStore | None = None,
     ) -> None:
         if not isinstance(api_key, str) or not api_key or not api_key.isprintable():
             raise errors.InvalidArgument("an API key is a non-empty printable string")
@@ -123,6 +136,7 @@ class Flows:
         self.cache = cache
         self.options = options
         self.manifest: Manifest | None = None
+        self.retro = retro
         self._opened: dict[bytes, Index] = {}
 
     # ------------------------------------------------------------------ HTTP helpers
@@ -197,9 +211,28 @@ class Flows:
         except ValueError:
             raise errors.ManifestError("the manifest answer is not JSON") from None
         manifest = verify_manifest(body, self.publication_key)
-        self.cache.check_fresh(bytes(self.publication_key), manifest)
+        yield from self.locked()
+        try:
+            self.cache.check_fresh(bytes(self.publication_key), manifest)
+        finally:
+            self.cache.unlock()
         self.manifest = manifest
         return manifest
+
+    def locked(self) -> Flow[None]:
+        """Take the cache directory's lock, waiting for another client to release it.
+
+        Raises:
+            errors.CacheLocked: still held after ``lock_timeout`` seconds.
+        """
+        waited = 0.0
+        while not self.cache.try_lock():
+            if waited >= self.options.lock_timeout:
+                raise errors.CacheLocked(
+                    f"another client held the cache directory's lock for {waited:.0f} s"
+                )
+            yield Sleep(_LOCK_POLL)
+            waited += _LOCK_POLL
 
     def _file(self, entry: Entry, stats: ClientStats) -> Flow[Index]:
         """One index or delta file: from the cache, else downloaded and verified."""
@@ -208,41 +241,53 @@ class Flows:
             return opened
         index = self.cache.open(entry)
         if index is None:
-            part = self.cache.part(entry)
-            attempt = 0
-            while True:
-                offset = self.cache.resume_offset(entry)
-                headers = [("Accept", _BINARY)]
-                if offset:
-                    headers += [
-                        ("Range", f"bytes={offset}-"),
-                        ("If-Range", f'"{entry.sha256.hex()}"'),
-                    ]
-                step = Download(Request("GET", entry.url, tuple(headers)), part, offset, entry.size)
-                answer = yield step
-                if answer.status in (200, 206):
-                    stats.bytes_downloaded += part.stat().st_size - (
-                        offset if answer.status == 206 else 0
-                    )
-                    try:
-                        self.cache.finish(entry)
-                        break
-                    except errors.IndexIntegrityError:
-                        if offset == 0 or attempt >= self.options.max_retries:
-                            raise
-                        # A partial file from an earlier run held other bytes: start over.
-                elif not answer.transient:
-                    raise self._refused(answer, "an index download")
-                if attempt >= self.options.max_retries:
-                    raise errors.ServiceUnavailable("an index download failed after retries")
-                stats.retries += 1
-                yield Sleep(self._backoff(attempt))
-                attempt += 1
-            stats.downloads += 1
-            index = self.cache.open(entry)
-            if index is None:
-                raise errors.IndexIntegrityError("a downloaded index does not verify")
+            yield from self.locked()
+            try:
+                # Another client may have downloaded it while this one waited.
+                index = self.cache.open(entry)
+                if index is None:
+                    index = yield from self._download(entry, stats)
+            finally:
+                self.cache.unlock()
         self._opened[entry.sha256] = index
+        return index
+
+    def _download(self, entry: Entry, stats: ClientStats) -> Flow[Index]:
+        """Download ``entry`` into the cache (the lock held), resuming; the verified file."""
+        part = self.cache.part(entry)
+        attempt = 0
+        while True:
+            offset = self.cache.resume_offset(entry)
+            headers = [("Accept", _BINARY)]
+            if offset:
+                headers += [
+                    ("Range", f"bytes={offset}-"),
+                    ("If-Range", f'"{entry.sha256.hex()}"'),
+                ]
+            step = Download(Request("GET", entry.url, tuple(headers)), part, offset, entry.size)
+            answer = yield step
+            if answer.status in (200, 206):
+                stats.bytes_downloaded += part.stat().st_size - (
+                    offset if answer.status == 206 else 0
+                )
+                try:
+                    self.cache.finish(entry)
+                    break
+                except errors.IndexIntegrityError:
+                    if offset == 0 or attempt >= self.options.max_retries:
+                        raise
+                    # A partial file from an earlier run held other bytes: start over.
+            elif not answer.transient:
+                raise self._refused(answer, "an index download")
+            if attempt >= self.options.max_retries:
+                raise errors.ServiceUnavailable("an index download failed after retries")
+            stats.retries += 1
+            yield Sleep(self._backoff(attempt))
+            attempt += 1
+        stats.downloads += 1
+        index = self.cache.open(entry)
+        if index is None:
+            raise errors.IndexIntegrityError("a downloaded index does not verify")
         return index
 
     def _source(
@@ -301,7 +346,11 @@ class Flows:
                     manifest.public_key,
                     batch_size=self.options.batch_size,
                     canary_interval=self.options.canary_interval,
+                    retain=self.retro is not None,
                 )
+                progress.covered = {
+                    s: max((d.sequence for d in manifest.deltas_of(s)), default=0) for s in signals
+                }
                 waiting = len(progress.pending)
                 outcome = yield from self._session(session, progress)
                 if outcome == _DONE and len(progress.pending) < waiting:
@@ -359,9 +408,20 @@ class Flows:
         """One session over HTTP; returns what to do next (module docstring, step 4)."""
         session.add_uploads(progress.pending.values())
         progress.stats.sessions += 1
+        found_before = len(progress.found)
+        # Records are kept from a session that ended or that the service failed; never from
+        # one that failed verification (a canary, a proof, a key): its outputs are suspect.
+        trusted = False
         try:
-            return (yield from self._converse(session, progress))
+            outcome = yield from self._converse(session, progress)
+            trusted = True
+            return outcome
+        except errors.ClientError:
+            trusted = True
+            raise
         finally:
+            if self.retro is not None and trusted:
+                self._retain(session, progress, progress.found[found_before:])
             before = len(progress.pending)
             unfinished = set(session.unfinished())
             progress.pending = {r: u for r, u in progress.pending.items() if r in unfinished}
@@ -378,6 +438,42 @@ class Flows:
             t.canaries_matched += s.canaries_matched
             t.audits_verified += s.audits_verified
             t.elements_audited += s.elements_audited
+
+    def _retain(
+        self, session: PlatformSession, progress: _Progress, found: list[tuple[str, Any]]
+    ) -> None:
+        """Keep a session's records in the retro store, under the caller's refs, with the
+        matches it found (never reported again by a retro check)."""
+        assert self.retro is not None
+        originals = progress.originals
+        per_signal: dict[str, list[RetroRecord]] = {}
+        for record in session.retained:
+            ref = originals[int(record.upload_ref)].ref
+            per_signal.setdefault(record.signal, []).append(replace(record, upload_ref=ref))
+        if not per_signal:
+            return
+        epoch = next(iter(per_signal.values()))[0].key_epoch
+        for old in self.retro.epochs():
+            if old < epoch:
+                self.retro.forget_epoch(old)  # a new key epoch: the old records are useless
+        seen = [
+            Match(originals[int(ref)].ref, match.signal, match.handle, match.variant)
+            for ref, match in found
+        ]
+        for signal, records in per_signal.items():
+            try:
+                self.retro.add(
+                    records,
+                    covered=progress.covered.get(signal, 0),
+                    seen=[m for m in seen if m.signal == signal],
+                    evict=True,
+                )
+            except errors.RetroStoreFull:
+                # One session's records alone exceed the bound: the matches stand, these
+                # uploads are not kept (counted; a larger retro_max_records keeps them).
+                progress.stats.retro_not_kept += len(records)
+                continue
+            progress.stats.retro_records += len(records)
 
     def _post(self, path: str, data: bytes) -> Request:
         return Request("POST", path, (*self._auth, ("Content-Type", _BINARY)), data)

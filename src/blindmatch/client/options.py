@@ -31,6 +31,15 @@ class ClientOptions:
         max_retry_after: the longest ``Retry-After`` honoured by waiting; a longer one (a
             spent daily quota) raises :class:`~blindmatch.errors.QuotaExhausted` at once.
         timeout: seconds for one HTTP request (connect, read, write each).
+        retro: keep what ``match`` learned of each upload in the retro store, so that
+            ``retro_matches()`` finds past uploads matching reports published later in the
+            key epoch, locally (docs/client.md "Retro-matching"). Off by default: the store
+            is sensitive (docs/protocol.md 7.5).
+        retro_max_records: the retro store's bound, in records (one per query: a PDQ
+            upload with dihedral variants takes 8, about 50 KB; an MD5 upload one, under
+            100 bytes); the oldest uploads are forgotten first beyond it.
+        lock_timeout: seconds to wait for the cache directory's lock held by another
+            client before :class:`~blindmatch.errors.CacheLocked`.
 
     Raises:
         errors.InvalidArgument: a value out of range.
@@ -45,6 +54,9 @@ class ClientOptions:
     max_backoff: float = 30.0
     max_retry_after: float = 120.0
     timeout: float = 60.0
+    retro: bool = False
+    retro_max_records: int = 200_000
+    lock_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_ELEMENTS:
@@ -57,3 +69,5 @@ class ClientOptions:
             raise InvalidArgument("0 <= backoff <= max_backoff, max_retry_after >= 0")
         if self.timeout <= 0:
             raise InvalidArgument("timeout must be positive")
+        if self.retro_max_records < 1 or self.lock_timeout < 0:
+            raise InvalidArgument("retro_max_records >= 1, lock_timeout >= 0")

@@ -23,12 +23,17 @@ from blindmatch.client.flows import VERDICTS, Flow, Flows
 from blindmatch.client.loops import run_async, run_sync
 from blindmatch.client.manifest import Manifest, parse_publication_key
 from blindmatch.client.options import ClientOptions
-from blindmatch.client.results import MatchReport
+from blindmatch.client.results import MatchReport, RetroReport
+from blindmatch.client.retro import retro_flow
+from blindmatch.client.retro_store import RetroStore
 from blindmatch.client.steps import Request
 from blindmatch.protocols import Upload
 from blindmatch.psi.kdf import ReportHandle
 
-__all__ = ["AsyncPlatformClient", "PlatformClient"]
+__all__ = ["AsyncPlatformClient", "PlatformClient", "RETRO_STORE_NAME"]
+
+RETRO_STORE_NAME = "retro.sqlite"
+"""The retro store's file name in the cache directory, by default."""
 
 
 def _base_url(server: str) -> str:
@@ -69,6 +74,7 @@ class _Base:
         publication_key: str | bytes | VerifyKey,
         cache_dir: str | os.PathLike[str] | None = None,
         options: ClientOptions | None = None,
+        retro_store: str | os.PathLike[str] | None = None,
     ) -> None:
         self.server = _base_url(server)
         pinned = (
@@ -78,7 +84,11 @@ class _Base:
         )
         self.options = options or ClientOptions()
         cache = IndexCache(default_cache_dir() if cache_dir is None else cache_dir)
-        self._flows = Flows(api_key, pinned, cache, self.options)
+        store = None
+        if self.options.retro:
+            path = cache.directory / RETRO_STORE_NAME if retro_store is None else retro_store
+            store = RetroStore(path, max_records=self.options.retro_max_records)
+        self._flows = Flows(api_key, pinned, cache, self.options, store)
 
     def _http_options(self) -> dict[str, Any]:
         return {
@@ -98,14 +108,22 @@ class _Base:
         """The index cache."""
         return self._flows.cache
 
-    def retro_matches(self) -> MatchReport:
-        """Past uploads that match reports added since they were matched, found locally
-        from the retro-matching store (issue 11, with :mod:`blindmatch.protocols.retro`).
+    @property
+    def retro_store(self) -> RetroStore | None:
+        """The retro store (``ClientOptions(retro=True)``), or ``None``."""
+        return self._flows.retro
 
-        Raises:
-            NotImplementedError: always, until the retro-matching store is part of the SDK.
-        """
-        raise NotImplementedError("retro-matching needs the retro-matching store")
+    def _retro(self) -> Flow[RetroReport]:
+        if self._flows.retro is None:
+            raise errors.InvalidArgument(
+                "retro-matching is off: make the client with ClientOptions(retro=True)"
+            )
+        return retro_flow(self._flows, self._flows.retro)
+
+    def _close_store(self) -> None:
+        if self._flows.retro is not None:
+            self._flows.retro.close()
+            self._flows.retro = None
 
 
 class PlatformClient(_Base):
@@ -118,11 +136,15 @@ class PlatformClient(_Base):
             bytes or a ``nacl.signing.VerifyKey``. Get it from the operator (``GET
             /v1/keys`` shows what the server says it is).
         cache_dir: the index cache (default ``~/.cache/blindmatch``).
-        options: batching, pipelining, audits, retries (:class:`ClientOptions`).
+        options: batching, pipelining, audits, retries, retro-matching
+            (:class:`ClientOptions`).
+        retro_store: the retro store's SQLite file when ``options.retro`` (default
+            ``<cache_dir>/retro.sqlite``); docs/protocol.md 7.5 says what it holds.
 
     Raises:
         errors.InvalidArgument: a bad URL or API key.
         errors.InvalidEncoding: a publication key that is not 32 bytes.
+        OSError: the cache directory or the retro store cannot be created.
 
     Use it as a context manager, or call :meth:`close`.
     """
@@ -135,6 +157,7 @@ class PlatformClient(_Base):
         publication_key: str | bytes | VerifyKey,
         cache_dir: str | os.PathLike[str] | None = None,
         options: ClientOptions | None = None,
+        retro_store: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(
             server,
@@ -142,6 +165,7 @@ class PlatformClient(_Base):
             publication_key=publication_key,
             cache_dir=cache_dir,
             options=options,
+            retro_store=retro_store,
         )
         self._http = httpx.Client(**self._http_options())
         self._pool = ThreadPoolExecutor(self.options.pipeline, thread_name_prefix="blindmatch")
@@ -177,10 +201,26 @@ class PlatformClient(_Base):
         """
         return run_sync(_feedback(self._flows, handle, verdict), self._http, self._pool)
 
+    def retro_matches(self) -> RetroReport:
+        """Past uploads that match reports published since they were matched, found
+        locally from the retro store: fetches the manifest and the new delta (or rebuilt)
+        index files, never an evaluation request (:mod:`blindmatch.client.retro`).
+
+        Returns:
+            The new matches (by the refs the uploads had), each reported once.
+
+        Raises:
+            errors.InvalidArgument: the client was made without ``ClientOptions(retro=True)``.
+            errors.ClientError: the manifest or an index did not verify, the service failed,
+                the cache lock stayed held.
+        """
+        return run_sync(self._retro(), self._http, self._pool)
+
     def close(self) -> None:
-        """Close the connections and the threads."""
+        """Close the connections, the threads and the retro store."""
         self._http.close()
         self._pool.shutdown(wait=True)
+        self._close_store()
 
     def __enter__(self) -> Self:
         return self
@@ -209,6 +249,7 @@ class AsyncPlatformClient(_Base):
         publication_key: str | bytes | VerifyKey,
         cache_dir: str | os.PathLike[str] | None = None,
         options: ClientOptions | None = None,
+        retro_store: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(
             server,
@@ -216,6 +257,7 @@ class AsyncPlatformClient(_Base):
             publication_key=publication_key,
             cache_dir=cache_dir,
             options=options,
+            retro_store=retro_store,
         )
         self._http = httpx.AsyncClient(**self._http_options())
 
@@ -231,9 +273,14 @@ class AsyncPlatformClient(_Base):
         """As :meth:`PlatformClient.feedback`."""
         return await run_async(_feedback(self._flows, handle, verdict), self._http)
 
+    async def retro_matches(self) -> RetroReport:
+        """As :meth:`PlatformClient.retro_matches`."""
+        return await run_async(self._retro(), self._http)
+
     async def aclose(self) -> None:
-        """Close the connections."""
+        """Close the connections and the retro store."""
         await self._http.aclose()
+        self._close_store()
 
     async def __aenter__(self) -> Self:
         return self

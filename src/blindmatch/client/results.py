@@ -1,13 +1,14 @@
-"""What a ``match`` call gives back: matches, unfinished uploads, counts."""
+"""What a ``match`` call gives back (matches, unfinished uploads, counts), and what a
+``retro_matches`` call does."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from blindmatch.protocols import Upload
+from blindmatch.protocols import Match, Upload
 from blindmatch.psi.kdf import ReportHandle
 
-__all__ = ["ClientMatch", "ClientStats", "MatchReport"]
+__all__ = ["ClientMatch", "ClientStats", "MatchReport", "RetroReport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,10 @@ class ClientStats:
     bytes_downloaded: int = 0
     revoked_dropped: int = 0
     """Matches dropped because the manifest revokes their handle (a withdrawn report)."""
+    retro_records: int = 0
+    """Records kept in the retro store (one per query of an answered upload)."""
+    retro_not_kept: int = 0
+    """Records not kept: one session's records of a signal exceeded ``retro_max_records``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,4 +76,24 @@ class MatchReport:
     """The key epoch of the last session."""
     version: int
     """The publication version of the indexes last used."""
+    stats: ClientStats = field(default_factory=ClientStats)
+
+
+@dataclass(frozen=True, slots=True)
+class RetroReport:
+    """The outcome of ``retro_matches``: past uploads that match reports published since
+    they were matched, found locally (no evaluation request was sent)."""
+
+    matches: tuple[Match, ...]
+    """One per (past upload, report), never one reported before (by ``match`` or an earlier
+    ``retro_matches``), never a revoked handle; ``upload_ref`` is the ref the upload had."""
+    checked: int
+    """Index files looked up: new deltas, and full indexes rebuilt within the epoch."""
+    records: int
+    """Records the retro store holds afterwards."""
+    forgotten: int
+    """Records deleted: of an older key epoch, or of a signal no longer published."""
+    epoch: int
+    version: int
+    """The key epoch and publication version of the manifest used."""
     stats: ClientStats = field(default_factory=ClientStats)

@@ -14,11 +14,27 @@ It is created owner-only (mode 0600; SQLite gives its ``-wal`` and ``-shm`` file
 mode) and written in WAL mode, one transaction per :meth:`~RetroStore.add`: a batch is
 stored whole or not at all.
 
+Bookkeeping for the SDK (``PlatformClient(options=ClientOptions(retro=True))``). Each
+record keeps ``covered``: the last delta sequence of its base it was matched against (the
+session's own deltas when stored; -1 once moved onto a rebuilt base not yet looked up).
+:meth:`~RetroStore.check` looks up only the records a delta has not been matched against
+and raises their ``covered``, so each delta is matched once per upload. A second table,
+``retro_seen``, holds the (upload reference, report handle) pairs already reported for a
+kept upload, by the session or an earlier check. When the clearinghouse rebuilds its full
+index within the epoch (a withdrawal, too many deltas), :meth:`~RetroStore.rebase` moves
+the records onto the new base, looked up once. Handles are drawn afresh for every build
+(a report's handles in two builds are unlinkable), so that lookup cannot tell an old
+report under its new handle from a new one: it names only uploads that had no match of
+that signal before. An upload that matched a report and whose *second* report arrived
+folded into a rebuild is therefore not named again (the platform has acted on it already);
+a second report arriving in a delta is named.
+
 Size. A record takes ``16 * L`` bytes of tags and pads plus its reference and binding: a
 PDQ query (L = 384) about 6.2 KB, an MD5 or SHA-256 upload (L = 1) under 100 bytes, a PDQ
 upload with its 8 dihedral variants about 50 KB. The store holds at most ``max_records``
 records (:data:`DEFAULT_MAX_RECORDS`, about 6 GB of PDQ queries); an :meth:`add` beyond it
-raises :class:`~blindmatch.errors.RetroStoreFull` and writes nothing. Records are only
+raises :class:`~blindmatch.errors.RetroStoreFull` and writes nothing, or, with
+``evict=True`` (what the SDK does), forgets the oldest uploads first. Records are only
 useful within their key epoch: :meth:`~RetroStore.forget_epoch` deletes an epoch's records
 once its grace period is over (SQLite reuses the freed pages).
 """
@@ -33,9 +49,9 @@ from types import TracebackType
 from typing import Final, Self
 
 from blindmatch import errors
-from blindmatch.protocols.platform import DEFAULT_MAX_LOOKUP_TRIALS, Match
+from blindmatch.protocols.matches import DEFAULT_MAX_LOOKUP_TRIALS, Match
 from blindmatch.protocols.retro import RetroRecord, retro_matches
-from blindmatch.psi.index import Index, IndexKind
+from blindmatch.psi.index import Index, IndexHeader, IndexKind
 
 __all__ = ["DEFAULT_MAX_RECORDS", "RetroStore"]
 
@@ -56,19 +72,32 @@ CREATE TABLE IF NOT EXISTS retro_record (
     variant TEXT,
     tags BLOB NOT NULL,
     pads BLOB NOT NULL,
+    covered INTEGER NOT NULL DEFAULT 0,
+    added INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (signal, base_digest, upload_ref, position)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS retro_record_epoch ON retro_record (key_epoch);
+CREATE INDEX IF NOT EXISTS retro_record_added ON retro_record (added);
+CREATE TABLE IF NOT EXISTS retro_seen (
+    signal TEXT NOT NULL,
+    key_epoch INTEGER NOT NULL,
+    upload_ref TEXT NOT NULL,
+    handle BLOB NOT NULL,
+    PRIMARY KEY (signal, key_epoch, upload_ref, handle)
+) WITHOUT ROWID;
 """
 _INSERT: Final = (
     "INSERT OR REPLACE INTO retro_record (signal, base_digest, key_epoch, key_id, tag_bytes, "
-    "upload_ref, position, variant, tags, pads) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "upload_ref, position, variant, tags, pads, covered, added) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SELECT: Final = (
     "SELECT signal, base_digest, key_epoch, key_id, tag_bytes, upload_ref, position, variant, "
     "tags, pads FROM retro_record WHERE signal = ? AND base_digest = ? AND key_epoch = ? "
-    "AND key_id = ? ORDER BY upload_ref, position"
+    "AND key_id = ? AND covered < ? ORDER BY upload_ref, position"
 )
+_NEVER: Final = 1 << 62
+"""A ``covered`` bound above every sequence: :meth:`RetroStore.matches` takes all records."""
 
 
 class RetroStore:
@@ -96,7 +125,8 @@ class RetroStore:
         self.max_records = max_records
         # Create the file owner-only before SQLite opens it (it would use the umask).
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        # The SDK may use it from another thread than the one that opened it (one at a time).
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA secure_delete=ON")  # forgotten records are overwritten
         self._db.executescript(_SCHEMA)
@@ -120,40 +150,87 @@ class RetroStore:
     def __len__(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM retro_record").fetchone()[0])
 
-    def add(self, records: Iterable[RetroRecord]) -> int:
-        """Store records (``PlatformSession.retained``), replacing those of the same
-        upload query and base; all or nothing.
+    def add(
+        self,
+        records: Iterable[RetroRecord],
+        *,
+        covered: int = 0,
+        seen: Iterable[Match] = (),
+        evict: bool = False,
+    ) -> int:
+        """Store records (``PlatformSession.retained``); all or nothing.
+
+        An upload's records replace every record of the same upload reference, signal and
+        base (a reference uploaded again is the newer upload).
+
+        Args:
+            records: the records of one or more uploads.
+            covered: the last delta sequence of their base they were matched against (0:
+                the full index alone).
+            seen: matches the session reported for these uploads (never reported again by
+                :meth:`check`); matches of uploads without a record here are ignored.
+            evict: when the store would exceed ``max_records``, forget the oldest uploads
+                instead of refusing the batch.
 
         Returns:
             The number of records the store holds afterwards.
 
         Raises:
             TypeError: an item is not a :class:`~blindmatch.protocols.retro.RetroRecord`.
-            errors.RetroStoreFull: the store would exceed ``max_records`` (nothing written).
+            errors.RetroStoreFull: the store would exceed ``max_records`` (nothing written);
+                with ``evict``, only when the batch alone exceeds it.
         """
-        rows = []
-        for record in records:
-            if not isinstance(record, RetroRecord):
-                raise TypeError("records must be RetroRecord values")
-            rows.append(
-                (
-                    record.signal,
-                    record.base_digest,
-                    record.key_epoch,
-                    record.key_id,
-                    record.tag_bytes,
-                    record.upload_ref,
-                    record.position,
-                    record.variant,
-                    record.tags,
-                    record.pads,
-                )
-            )
+        if type(covered) is not int:
+            raise TypeError("covered must be an int")
+        batch = list(records)
+        if not all(isinstance(record, RetroRecord) for record in batch):
+            raise TypeError("records must be RetroRecord values")
+        epochs = {(r.signal, r.upload_ref): r.key_epoch for r in batch}
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(_INSERT, rows)
+            (last,) = db.execute("SELECT coalesce(max(added), 0) FROM retro_record").fetchone()
+            order: dict[tuple[str, bytes, str], int] = {}
+            for r in batch:
+                order.setdefault(
+                    (r.signal, r.base_digest, r.upload_ref), int(last) + len(order) + 1
+                )
+            db.executemany(
+                "DELETE FROM retro_record WHERE signal = ? AND base_digest = ? AND upload_ref = ?",
+                list(order),
+            )
+            db.executemany(
+                _INSERT,
+                [
+                    (
+                        r.signal,
+                        r.base_digest,
+                        r.key_epoch,
+                        r.key_id,
+                        r.tag_bytes,
+                        r.upload_ref,
+                        r.position,
+                        r.variant,
+                        r.tags,
+                        r.pads,
+                        covered,
+                        order[(r.signal, r.base_digest, r.upload_ref)],
+                    )
+                    for r in batch
+                ],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO retro_seen VALUES (?, ?, ?, ?)",
+                [
+                    (m.signal, epochs[(m.signal, m.upload_ref)], m.upload_ref, bytes(m.handle))
+                    for m in seen
+                    if (m.signal, m.upload_ref) in epochs
+                ],
+            )
             held = len(self)
+            if held > self.max_records and evict and len(batch) <= self.max_records:
+                self._evict(held - self.max_records)
+                held = len(self)
             if held > self.max_records:
                 raise errors.RetroStoreFull(
                     f"the retro store would hold {held} records, over its bound of "
@@ -165,10 +242,43 @@ class RetroStore:
         db.execute("COMMIT")
         return held
 
+    def _evict(self, excess: int) -> None:
+        """Forget the oldest uploads, whole, until ``excess`` records are gone."""
+        (threshold,) = self._db.execute(
+            "SELECT added FROM retro_record ORDER BY added LIMIT 1 OFFSET ?", (excess - 1,)
+        ).fetchone()
+        self._db.execute("DELETE FROM retro_record WHERE added <= ?", (threshold,))
+        self._forget_orphaned_seen()
+
+    def _forget_orphaned_seen(self) -> None:
+        self._db.execute(
+            "DELETE FROM retro_seen WHERE NOT EXISTS (SELECT 1 FROM retro_record r WHERE "
+            "r.signal = retro_seen.signal AND r.key_epoch = retro_seen.key_epoch AND "
+            "r.upload_ref = retro_seen.upload_ref)"
+        )
+
     def epochs(self) -> tuple[int, ...]:
         """The key epochs the store holds records of, ascending."""
         rows = self._db.execute("SELECT DISTINCT key_epoch FROM retro_record ORDER BY key_epoch")
         return tuple(int(epoch) for (epoch,) in rows)
+
+    def bases(self, key_epoch: int) -> tuple[tuple[str, bytes], ...]:
+        """The ``(signal, base digest)`` pairs the store holds records of in an epoch."""
+        rows = self._db.execute(
+            "SELECT DISTINCT signal, base_digest FROM retro_record WHERE key_epoch = ? "
+            "ORDER BY signal, base_digest",
+            (key_epoch,),
+        )
+        return tuple((str(signal), bytes(base)) for signal, base in rows)
+
+    def pending(self, signal: str, base_digest: bytes, sequence: int) -> int:
+        """Records of a base not yet matched against its delta ``sequence`` (0: the base)."""
+        (count,) = self._db.execute(
+            "SELECT count(*) FROM retro_record WHERE signal = ? AND base_digest = ? "
+            "AND covered < ?",
+            (signal, base_digest, sequence),
+        ).fetchone()
+        return int(count)
 
     def forget_epoch(self, key_epoch: int) -> int:
         """Delete every record of a key epoch (its indexes are no longer served).
@@ -178,7 +288,73 @@ class RetroStore:
         """
         if type(key_epoch) is not int:
             raise TypeError("key_epoch must be an int")
-        cursor = self._db.execute("DELETE FROM retro_record WHERE key_epoch = ?", (key_epoch,))
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        cursor = db.execute("DELETE FROM retro_record WHERE key_epoch = ?", (key_epoch,))
+        db.execute("DELETE FROM retro_seen WHERE key_epoch = ?", (key_epoch,))
+        db.execute("COMMIT")
+        return cursor.rowcount
+
+    def forget_base(self, signal: str, base_digest: bytes) -> int:
+        """Delete the records of one base (its signal is no longer published); the count."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        cursor = db.execute(
+            "DELETE FROM retro_record WHERE signal = ? AND base_digest = ?", (signal, base_digest)
+        )
+        self._forget_orphaned_seen()
+        db.execute("COMMIT")
+        return cursor.rowcount
+
+    def rebase(self, signal: str, old_digest: bytes, new_base: Index) -> int:
+        """Move the records of ``old_digest`` onto a rebuilt full index of the same epoch.
+
+        The tags and pads depend on the key and tag width only, so records of the same key
+        epoch, key id, tag width and band count are still valid against ``new_base``; they
+        are moved with ``covered = -1`` (the new base is not looked up yet: :meth:`check`
+        with sequence 0 does it once). Records of another key or shape are deleted, and so
+        are records of an upload the store also holds against the new base (the newer).
+
+        Returns:
+            The number of records moved.
+
+        Raises:
+            TypeError: ``new_base`` is not an :class:`~blindmatch.psi.index.Index`.
+            errors.RetroMismatch: ``new_base`` is not a full index of ``signal``.
+        """
+        if not isinstance(new_base, Index):
+            raise TypeError("new_base must be an Index")
+        header = new_base.header
+        if header.kind is not IndexKind.FULL or header.banding.signal != signal:
+            raise errors.RetroMismatch("records move onto a full index of their signal only")
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "DELETE FROM retro_record WHERE signal = ? AND base_digest = ? AND (key_epoch != ? "
+                "OR key_id != ? OR tag_bytes != ? OR length(tags) != ? OR upload_ref IN "
+                "(SELECT upload_ref FROM retro_record WHERE signal = ? AND base_digest = ?))",
+                (
+                    signal,
+                    old_digest,
+                    header.key_epoch,
+                    header.key_id,
+                    header.tag_bytes,
+                    8 * header.banding.count,
+                    signal,
+                    header.digest,
+                ),
+            )
+            cursor = db.execute(
+                "UPDATE retro_record SET base_digest = ?, covered = -1 "
+                "WHERE signal = ? AND base_digest = ?",
+                (header.digest, signal, old_digest),
+            )
+            self._forget_orphaned_seen()
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
         return cursor.rowcount
 
     def matches(
@@ -187,7 +363,8 @@ class RetroStore:
         """The stored uploads that match the new references of ``delta``.
 
         Looks the records bound to the delta's base (signal, base digest, key epoch and
-        id) up in chunks of uploads, so memory stays bounded whatever the store holds.
+        id) up in chunks of uploads, so memory stays bounded whatever the store holds. A
+        pure lookup: :meth:`check` is the SDK's, which remembers what it matched.
 
         Args:
             delta: a verified delta index (kind ``DELTA``).
@@ -210,23 +387,93 @@ class RetroStore:
             raise errors.RetroMismatch("retro-matching takes a delta index, not a full one")
         found: list[Match] = []
         seen = False
-        for chunk in self._chunks(
-            header.banding.signal, header.base_digest, header.key_epoch, header.key_id
-        ):
+        for chunk in self._chunks(header, header.base_digest, _NEVER):
             seen = True
             found.extend(retro_matches(chunk, delta, max_trials=max_trials))
         if not seen:
             raise errors.RetroMismatch("the retro store holds no upload matched against this base")
         return found
 
-    def _chunks(
-        self, signal: str, base_digest: bytes, key_epoch: int, key_id: bytes
-    ) -> Iterator[list[RetroRecord]]:
-        """Records of one base, about :data:`_CHUNK` at a time, never splitting an upload
-        (its variants must be looked up together to name the first that matched)."""
+    def check(
+        self,
+        index: Index,
+        sequence: int,
+        *,
+        max_trials: int | None = DEFAULT_MAX_LOOKUP_TRIALS,
+    ) -> list[Match]:
+        """Match the records not yet matched against ``index``; remember it (the SDK's).
+
+        Looks up the records of the index's base whose ``covered`` is below ``sequence``,
+        drops the (upload, report) pairs already seen (for a rebuilt base, sequence 0, every
+        match of an upload seen to match before: module docstring), then in one transaction
+        records the new pairs as seen and raises those records' ``covered`` to
+        ``sequence``: a delta is matched once per upload, a report named once per upload.
+
+        Args:
+            index: a verified delta (``sequence`` >= 1, its sequence in the manifest) or
+                the records' base itself (``sequence`` 0, after :meth:`rebase`).
+            sequence: as above.
+            max_trials: bound on each chunk's lookup work.
+
+        Returns:
+            The new matches, as :meth:`matches` gives them.
+
+        Raises:
+            TypeError: ``index`` is not an :class:`~blindmatch.psi.index.Index`.
+            errors.InvalidArgument: ``sequence`` does not fit the index's kind.
+            errors.IndexTooDense: the index refuses a lookup.
+        """
+        if not isinstance(index, Index):
+            raise TypeError("index must be an Index")
+        header = index.header
+        full = header.kind is IndexKind.FULL
+        if type(sequence) is not int or (sequence == 0) != full or sequence < 0:
+            raise errors.InvalidArgument("sequence 0 is the full index, a delta's is >= 1")
+        base = header.digest if full else header.base_digest
+        signal = header.banding.signal
+        found = [
+            match
+            for chunk in self._chunks(header, base, sequence)
+            for match in retro_matches(chunk, index, max_trials=max_trials)
+        ]
+        seen = {
+            (str(ref), bytes(handle))
+            for ref, handle in self._db.execute(
+                "SELECT upload_ref, handle FROM retro_seen WHERE signal = ? AND key_epoch = ?",
+                (signal, header.key_epoch),
+            )
+        }
+        matched_before = {ref for ref, _ in seen} if full else set()
+        new = [
+            m
+            for m in found
+            if (m.upload_ref, bytes(m.handle)) not in seen and m.upload_ref not in matched_before
+        ]
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT OR IGNORE INTO retro_seen VALUES (?, ?, ?, ?)",
+                [(signal, header.key_epoch, m.upload_ref, bytes(m.handle)) for m in new],
+            )
+            db.execute(
+                "UPDATE retro_record SET covered = ? WHERE signal = ? AND base_digest = ? "
+                "AND key_epoch = ? AND key_id = ? AND covered < ?",
+                (sequence, signal, base, header.key_epoch, header.key_id, sequence),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return new
+
+    def _chunks(self, header: IndexHeader, base: bytes, below: int) -> Iterator[list[RetroRecord]]:
+        """Records of one base with ``covered < below``, about :data:`_CHUNK` at a time,
+        never splitting an upload (its variants must be looked up together to name the
+        first that matched)."""
         rows = self._db.execute(
             _SELECT,
-            (signal, base_digest, key_epoch, key_id),
+            (header.banding.signal, base, header.key_epoch, header.key_id, below),
         )
         chunk: list[RetroRecord] = []
         for row in rows:

@@ -88,13 +88,14 @@ import secrets
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from blindmatch import errors
 from blindmatch.fingerprint.pdq import DIHEDRAL_NAMES
 from blindmatch.fingerprint.signals import SignalRegistry, SignalType, default_registry
 from blindmatch.protocols._random import SessionRandom
 from blindmatch.protocols.indexes import index_digest
+from blindmatch.protocols.matches import DEFAULT_MAX_LOOKUP_TRIALS, Match
 from blindmatch.protocols.messages import (
     MAX_ELEMENTS,
     Close,
@@ -111,6 +112,7 @@ from blindmatch.protocols.messages import (
     Suite,
     decode,
 )
+from blindmatch.protocols.retro import RetroRecord, make_records
 from blindmatch.psi import oprf
 from blindmatch.psi.group import GENERATOR, Element, Scalar
 from blindmatch.psi.index import Index, IndexHeader, IndexKind, IndexSet, MatchResult
@@ -118,9 +120,6 @@ from blindmatch.psi.kdf import ReportHandle, derive_entries
 from blindmatch.psi.keys import PublicKey
 from blindmatch.psi.parallel import SERIAL, Evaluator
 from blindmatch.psi.shares import RandomBytes
-
-if TYPE_CHECKING:
-    from blindmatch.protocols.retro import RetroRecord
 
 __all__ = [
     "DEFAULT_MAX_LOOKUP_TRIALS",
@@ -133,12 +132,6 @@ __all__ = [
     "Upload",
 ]
 
-DEFAULT_MAX_LOOKUP_TRIALS = 1 << 19
-"""Candidate trials (:func:`~blindmatch.psi.index.lookup_trials`) one reply's lookup of one
-signal may make (per index file of an index set): at the bound, about 0.7 s and 135 MB of
-lookup work (measured on a 2-core machine, 1024 hits of one PDQ upload, L = 256). An honest
-reply needs far fewer: one PDQ upload (L = 384) that agrees with a reference on every band
-makes 73,536 trials, with two such references 294,528."""
 DEFAULT_PAD_QUANTUM = 128
 """Elements the last request of a flush is padded to a multiple of: the clearinghouse
 learns a flush's element count to within 128 (docs/protocol.md 8.2), and a flush of 8 PDQ
@@ -254,21 +247,6 @@ class Upload:
     def __repr__(self) -> str:
         extra = f", variants={len(self.variants)}" if self.variants else ""
         return f"Upload(ref={self.ref!r}, signal={self.signal!r}, hash=<redacted>{extra})"
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """An upload matched a reported hash: the platform learns the report's opaque handle.
-
-    ``variant`` is ``None`` for an upload queried without variants; otherwise the name of
-    the variant that matched (``"original"``, or e.g. ``"flipX"`` for a mirrored copy; the
-    first in the upload's order when several matched the same report).
-    """
-
-    upload_ref: str
-    signal: str
-    handle: ReportHandle
-    variant: str | None = None
 
 
 @dataclass(slots=True)
@@ -1028,9 +1006,6 @@ class PlatformSession:
 
     def _retain_group(self, group: _Group, names: list[str] | None) -> None:
         """Keep an answered upload's tags and pads (never its outputs) as retro records."""
-        # retro.py builds on this module (its matches are this module's Match): import here.
-        from blindmatch.protocols.retro import make_records
-
         header = self._indexes[group.upload.signal].header
         queries = []
         for position, outputs in sorted(group.outputs, key=lambda item: item[0]):

@@ -22,7 +22,12 @@ the clearinghouse learns nothing of it.
 
 Records are bound to the full index they were matched against (its digest, key epoch and
 key id, signal and tag width): a delta that names another base is refused with
-:class:`~blindmatch.errors.RetroMismatch` rather than silently finding nothing. A session
+:class:`~blindmatch.errors.RetroMismatch` rather than silently finding nothing. The tags
+and pads depend only on the key and the tag width, not on the index, so when the
+clearinghouse rebuilds the full index within the epoch (a withdrawal, too many deltas) a
+store may move the records onto the new base and look them up in it once: that lookup
+finds every report of the new base, old ones too, under handles new to this build (the
+client's store says what it reports of them: :mod:`blindmatch.client.retro_store`). A session
 over an :class:`~blindmatch.psi.index.IndexSet` binds its records to the set's base: the
 deltas it already held were matched then, so only later deltas are worth a retro lookup
 (one already held would return the same matches again).
@@ -36,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from blindmatch import errors
-from blindmatch.protocols.platform import DEFAULT_MAX_LOOKUP_TRIALS, Match
+from blindmatch.protocols.matches import DEFAULT_MAX_LOOKUP_TRIALS, Match
 from blindmatch.psi.index import Index, IndexHeader, IndexKind
 from blindmatch.psi.kdf import ReportHandle
 
@@ -153,7 +158,11 @@ def retro_matches(
     Args:
         records: retained records (:attr:`PlatformSession.retained
             <blindmatch.protocols.platform.PlatformSession.retained>`, or a store's).
-        delta: a delta index (kind ``DELTA``) of the base the records were matched against.
+        delta: a delta index (kind ``DELTA``) of the base the records were matched against;
+            or that base itself (kind ``FULL``, its digest the records' base digest), which
+            a caller does only for records it moved onto a rebuilt full version
+            (:meth:`blindmatch.client.retro_store.RetroStore.rebase`): the lookup then
+            finds every report of the base, the old ones too.
         max_trials: bound on the lookup's candidate trials (as the session's).
 
     Returns:
@@ -163,17 +172,18 @@ def retro_matches(
     Raises:
         TypeError: ``delta`` is not an :class:`~blindmatch.psi.index.Index` or a record is
             not a :class:`RetroRecord`.
-        errors.RetroMismatch: ``delta`` is a full index, or a record of its signal was made
-            against another base, key epoch, key id or tag width.
+        errors.RetroMismatch: a record of the index's signal was made against another base,
+            key epoch, key id or tag width (a full index other than the records' base).
         errors.IndexTooDense: the delta refuses the lookup (as in a session).
     """
     if not isinstance(delta, Index):
         raise TypeError("delta must be an Index")
     header = delta.header
-    if header.kind is not IndexKind.DELTA:
-        raise errors.RetroMismatch("retro-matching takes a delta index, not a full one")
+    # A delta extends the records' base; a full index may only be that base itself (records
+    # moved onto a rebuilt full version are matched against it once, module docstring).
+    base = header.digest if header.kind is IndexKind.FULL else header.base_digest
     signal = header.banding.signal
-    expected = (signal, header.base_digest, header.key_epoch, header.key_id, header.tag_bytes)
+    expected = (signal, base, header.key_epoch, header.key_id, header.tag_bytes)
     chosen: list[RetroRecord] = []
     for record in records:
         if not isinstance(record, RetroRecord):
