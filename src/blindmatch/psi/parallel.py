@@ -165,7 +165,38 @@ def process_pool(workers: int, *, preload: str) -> ProcessPoolExecutor | None:
         context = forkserver
     else:
         context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_end_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def _end_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the process that made the pool is gone.
+
+    A pool's workers wait for their next task on a pipe whose write end they hold
+    themselves, so a parent killed without shutting the pool down (``kill -9``, a publisher
+    ended by its server) left them, their fork server and its resource tracker running
+    forever. A daemon thread waits on a pidfd of the parent (no polling, no pid reuse) and
+    exits the worker when it closes.
+    """
+    import select
+    import threading
+
+    try:
+        handle = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os._exit(0)  # the parent is already gone
+    except (AttributeError, OSError):
+        return  # no pidfd (not Linux >= 5.3): as before
+
+    def wait() -> None:
+        select.select([handle], [], [])
+        os._exit(0)
+
+    threading.Thread(target=wait, name="blindmatch-parent-watch", daemon=True).start()
 
 
 def _evaluate_chunk(sk: bytes, mode: int, info: bytes, inputs: list[bytes]) -> list[bytes]:
