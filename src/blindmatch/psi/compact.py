@@ -84,7 +84,8 @@ SHARD_INFO = b"blindmatch/v1/compact/shard"
 ROW_INFO = b"blindmatch/v1/compact/row"
 HANDLE_INFO = b"blindmatch/v1/compact/handle"
 SHARD_KEYS = 16384
-"""Keys per shard the builder aims at: ``B = max(1, round(n / SHARD_KEYS))``."""
+"""Keys per shard the builder aims at: ``B = max(1, round(n / SHARD_KEYS))`` (half up), so
+shards of about 11k..25k keys, where 1/128 spare rows build at the first or second seed."""
 DEFAULT_FALSE_POSITIVE_RATE = 1e-12
 """Per queried item: 1e-9 for a query of 1000 items (OpenMined PSI's benchmark setting)."""
 _MAX_SHARD_SEEDS = 256
@@ -180,12 +181,6 @@ def _row_material(outputs: Sequence[bytes], seed: int, shard: int, shard_seed: i
     info = ROW_INFO + seed.to_bytes(4, "big") + shard.to_bytes(4, "big") + bytes([shard_seed])
     blake2b = hashlib.blake2b
     return b"".join([blake2b(info, key=out, digest_size=_ROW_BYTES).digest() for out in outputs])
-
-
-def _shard_count(keys: int) -> int:
-    """``B = max(1, round(n / SHARD_KEYS))`` (half rounds up): shards of about 11k..25k keys,
-    where 1/128 spare rows build at the first or second seed."""
-    return max(1, (keys + SHARD_KEYS // 2) // SHARD_KEYS)
 
 
 def _slot_count(keys: int) -> int:
@@ -447,7 +442,7 @@ class _Keys:
     fingerprints: list[int]
 
 
-def _shard_keys(material: bytes, slots: int, bits: int) -> _Keys:
+def _key_rows(material: bytes, slots: int, bits: int) -> _Keys:
     span = slots - _ribbon.WIDTH + 1
     mask = (1 << bits) - 1
     starts, coefficients, fingerprints = [], [], []
@@ -499,6 +494,7 @@ def build_compact_index(
     false_positive_rate: float = DEFAULT_FALSE_POSITIVE_RATE,
     seed: int = 0,
     base_digest: bytes | None = None,
+    shard_keys: int = SHARD_KEYS,
 ) -> BuiltCompactIndex:
     """Build a compact exact index (docs/index-format.md section 11).
 
@@ -512,6 +508,8 @@ def build_compact_index(
             (:func:`per_item_rate` turns a bound for a query of Q items into it).
         seed: a public 32-bit value mixed into every shard and row derivation.
         base_digest: ``None`` for a full index; for a delta the digest of its base.
+        shard_keys: keys per shard aimed at (``B = max(1, round(n / shard_keys))``); the
+            default suits every size, smaller values make small multi-shard test files.
 
     Returns:
         The file and the private handle -> report id map.
@@ -530,6 +528,8 @@ def build_compact_index(
         raise InvalidParameter("a compact index holds an exact signal (one band, t = 1)")
     if type(seed) is not int or not 0 <= seed < 1 << 32:
         raise InvalidParameter("seed must be a 32-bit unsigned int")
+    if type(shard_keys) is not int or shard_keys < 1:
+        raise InvalidParameter("shard_keys must be a positive int")
     for reference in references:
         if not isinstance(reference, Reference):
             raise TypeError("references must be Reference values")
@@ -551,7 +551,7 @@ def build_compact_index(
     for reference, output in zip(references, outputs, strict=False):
         handles.setdefault(compact_handle(output), reference.report_id)
     keys = sorted(set(outputs))
-    shard_count = _shard_count(len(keys))
+    shard_count = max(1, (len(keys) + shard_keys // 2) // shard_keys)
     widths = result_widths(false_positive_rate, shard_count)
     numbers = _shard_numbers(keys, seed, shard_count)
     members: list[list[bytes]] = [[] for _ in range(shard_count)]
@@ -563,7 +563,7 @@ def build_compact_index(
         slots = _slot_count(len(shard_members))
         for shard_seed in range(_MAX_SHARD_SEEDS):
             material = _row_material(shard_members, seed, number, shard_seed)
-            rows = _shard_keys(material, slots, widths[number])
+            rows = _key_rows(material, slots, widths[number])
             solution = _ribbon.solve(rows.starts, rows.coefficients, rows.fingerprints, slots)
             if solution is not None:
                 break
@@ -599,6 +599,7 @@ def add_compact_references(
     *,
     false_positive_rate: float | None = None,
     seed: int = 0,
+    shard_keys: int = SHARD_KEYS,
 ) -> BuiltCompactIndex:
     """A compact delta: a separate compact file of new references naming ``base``.
 
@@ -608,6 +609,7 @@ def add_compact_references(
         references: the new references.
         false_positive_rate: ``None`` keeps the base's rate.
         seed: as for :func:`build_compact_index`.
+        shard_keys: as for :func:`build_compact_index`.
 
     Raises:
         InvalidParameter: ``base`` is a delta or has another key.
@@ -627,6 +629,7 @@ def add_compact_references(
         false_positive_rate=rate,
         seed=seed,
         base_digest=base.digest,
+        shard_keys=shard_keys,
     )
 
 
