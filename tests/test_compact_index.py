@@ -247,7 +247,7 @@ def test_members_hit_with_their_handle_and_strangers_miss(
 ) -> None:
     built, refs = built_sha
     index = CompactIndex.from_bytes(built.data)
-    assert len(index.header.shards) == 5
+    assert len(index.header.shards) == 5  # 5 or 10 shards: all 40 bits either way
     outputs = _outputs(KEY, SHA, [r.hash for r in refs])
     found = index.match_outputs(outputs)
     assert found == [compact_handle(o) for o in outputs]
@@ -299,20 +299,24 @@ def test_compact_is_about_five_bytes_per_reference() -> None:
     refs = _references(3000)
     built = build_compact_index(KEY, SHA, refs, canaries=[], shard_keys=1000)
     header = built.header
-    rows = sum(s.slots for s in header.shards)
-    assert rows == sum(n + -(-n // 128) + 127 for n in _shard_sizes(built.data, refs))
-    assert len(built.data) == header.rows_offset + -(-rows * 40 // 8)
+    sizes = _shard_sizes(built.data, refs)
+    assert sum(sizes) == 3000
+    for size, shard in zip(sizes, header.shards, strict=True):
+        attempt = shard.seed  # attempt k uses seed k and ceil(n (8 + 2k) / 1024) + 16 spare
+        assert shard.slots == max(128, size + -(-size * (8 + 2 * attempt) // 1024) + 16)
+    bits = sum(s.slots * s.result_bits for s in header.shards)
+    assert len(built.data) == header.rows_offset + -(-bits // 8)
+    assert header.false_positive_rate <= 1e-12
     per_reference = (len(built.data) - header.rows_offset) / len(refs)
-    assert 5.0 < per_reference < 5.0 * (1 + 1 / 128 + 127 / 900 + 0.01)
+    assert 4.98 < per_reference < 5.0 * 1.06
 
 
 def _shard_sizes(data: bytes, refs: list[Reference]) -> list[int]:
     from blindmatch.psi.compact import _shard_numbers
 
     header = decode_compact_header(data)
-    numbers = _shard_numbers(
-        sorted(_outputs(KEY, SHA, [r.hash for r in refs])), 0, len(header.shards)
-    )
+    outputs = sorted(_outputs(KEY, SHA, [r.hash for r in refs]))
+    numbers = _shard_numbers(outputs, 0, len(header.shards))
     return [int(c) for c in np.bincount(numbers, minlength=len(header.shards))]
 
 
@@ -407,7 +411,7 @@ def test_banded_and_compact_readers_refuse_each_other() -> None:
         CompactIndex.from_bytes(banded)
 
 
-@pytest.mark.parametrize("name", ["sha256-compact", "md5-compact-shards"])
+@pytest.mark.parametrize("name", ["sha256-compact", "md5-compact-shards", "md5-compact-r43"])
 def test_flip_any_byte_is_a_typed_error(name: str) -> None:
     golden = _golden(name)
     for position in range(len(golden)):
@@ -474,11 +478,10 @@ def test_shard_table_and_padding_are_checked() -> None:
         with pytest.raises(IndexFormatError):
             CompactIndex.from_bytes(_reseal(data))
         assert what
-    # The unused high bits of the last row byte (142 rows * 40 bits is whole bytes here;
-    # the md5 file's 5 shards end mid-byte).
-    md5 = decode_compact_header(_golden("md5-compact-shards"))
+    # The unused high bits of the last row byte (the r = 43 file's rows end mid-byte).
+    md5 = decode_compact_header(_golden("md5-compact-r43"))
     assert md5.solution_bits % 8
-    data = bytearray(_golden("md5-compact-shards"))
+    data = bytearray(_golden("md5-compact-r43"))
     data[-1] |= 0x80
     with pytest.raises(IndexFormatError):
         CompactIndex.from_bytes(_reseal(data))

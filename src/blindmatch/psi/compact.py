@@ -9,19 +9,20 @@ outputs of the references and canaries, a Ribbon retrieval structure
 (:mod:`blindmatch.psi._ribbon`) whose rows answer, for any ``F``, an ``r``-bit value that
 equals ``F``'s fingerprint when ``F`` is a member. The report handle is derived from ``F``
 (``BLAKE2b(key=F, "blindmatch/v1/compact/handle", 16)``), so it is not stored: the file is
-about ``r * (1 + 1/128 + 127/16384)`` bits per reference, against ``log2(1/eps)`` for any
-structure with false-hit rate ``eps``.
+about ``1.01 * r`` bits per reference, against ``log2(1/eps)`` for any structure with
+false-hit rate ``eps``.
 
-Keys are sharded (``B = round(n / 16384)`` shards, each its own Ribbon) because a standard
+Keys are sharded (``B`` about ``n / 8192`` shards, each its own Ribbon) because a standard
 Ribbon over many keys needs more spare rows (about 3 % at 10^5 keys with w = 128 where
-16,384 keys need under 1 %); each shard has its own seed byte, retried until it builds.
+4k..16k keys need about 1 %); each shard has its own seed byte: a shard that does not build
+is retried with the next seed and 0.2 % more rows.
 The shard's result width ``r_i`` is ``r`` or ``r + 1``: mixing the two lets the mean
 false-hit rate ``mean(2**-r_i)`` meet any ``eps`` without rounding ``log2(1/eps)`` up to a
 whole bit.
 
 The file is a function of the key, the set of reference hashes (the insertion order is the
-outputs sorted), the canaries and the seed: golden files pin it byte for byte
-(``tests/vectors/compact/``). docs/index-format.md, section 11, is normative.
+outputs sorted), the canaries, the rate, the seed and ``shard_keys``: golden files pin it
+byte for byte (``tests/vectors/compact/``). docs/index-format.md, section 11, is normative.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ __all__ = [
     "ShardInfo",
     "Structure",
     "add_compact_references",
+    "assemble_compact",
     "build_compact_index",
     "compact_handle",
     "decode_compact_header",
@@ -83,9 +85,9 @@ COMPACT_VERSION = 3
 SHARD_INFO = b"blindmatch/v1/compact/shard"
 ROW_INFO = b"blindmatch/v1/compact/row"
 HANDLE_INFO = b"blindmatch/v1/compact/handle"
-SHARD_KEYS = 16384
-"""Keys per shard the builder aims at: ``B = max(1, round(n / SHARD_KEYS))`` (half up), so
-shards of about 11k..25k keys, where 1/128 spare rows build at the first or second seed."""
+SHARD_KEYS = 8192
+"""Keys per shard the builder aims at (:func:`_shard_count`): a standard Ribbon of 4k..16k
+keys builds with about 1 % spare rows, one of 10^5 keys needs about 3 %."""
 DEFAULT_FALSE_POSITIVE_RATE = 1e-12
 """Per queried item: 1e-9 for a query of 1000 items (OpenMined PSI's benchmark setting)."""
 _MAX_SHARD_SEEDS = 256
@@ -183,9 +185,22 @@ def _row_material(outputs: Sequence[bytes], seed: int, shard: int, shard_seed: i
     return b"".join([blake2b(info, key=out, digest_size=_ROW_BYTES).digest() for out in outputs])
 
 
-def _slot_count(keys: int) -> int:
-    """Rows of a shard of ``keys`` keys: ``keys + ceil(keys / 128) + w - 1``."""
-    return keys + -(-keys // 128) + _ribbon.WIDTH - 1
+def _shard_count(keys: int, rate: float, shard_keys: int) -> int:
+    """``B``: of ``round(n / shard_keys)`` and ``round(2 n / shard_keys)`` (at least 1, half
+    up), the one whose result widths have the smaller mean (the first on a tie). More
+    shards let the widths mix more finely (section 11.3); a shard of fewer keys needs a
+    little more spare rows, which the tie rule prefers to avoid."""
+    candidates = [max(1, (f * keys + shard_keys // 2) // shard_keys) for f in (1, 2)]
+    means = [sum(result_widths(rate, b)) / b for b in candidates]
+    return candidates[0] if means[0] <= means[1] else candidates[1]
+
+
+def _slot_count(keys: int, attempt: int) -> int:
+    """Rows of a shard of ``keys`` keys at build attempt ``attempt`` (0, 1, ...):
+    ``max(w, keys + ceil(keys * (8 + 2 * attempt) / 1024) + 16)``. About 1 % spare rows
+    build a shard of 4k..16k keys with probability about 1/2; each failed attempt retries
+    with the next shard seed and 0.2 % more rows."""
+    return max(_ribbon.WIDTH, keys + -(-keys * (8 + 2 * attempt) // 1024) + 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +243,7 @@ class CompactHeader:
                 raise IndexFormatError("a shard's result width must be 1..56 bits")
             if not 0 <= shard.seed < _MAX_SHARD_SEEDS:
                 raise IndexFormatError("a shard seed is one byte")
-        if sum(s.slots - _ribbon.WIDTH + 1 for s in self.shards) < self.key_count:
+        if sum(s.slots for s in self.shards) < self.key_count:
             raise IndexFormatError("the shards have fewer rows than the index has keys")
         if len(self.canaries) > _MAX_CANARIES:
             raise IndexFormatError(f"at most {_MAX_CANARIES} canaries")
@@ -544,14 +559,45 @@ def build_compact_index(
     kind = IndexKind.FULL if base_digest is None else IndexKind.DELTA
     if kind is IndexKind.DELTA and chosen:
         raise InvalidParameter("a delta has no canaries")
+    result_widths(false_positive_rate, 1)  # refuse a bad rate before any OPRF work
     hashes = [r.hash for r in references] + chosen
     inputs = [row[0] for row in banding.band_inputs_many(hashes)]
     outputs = oprf.evaluate_batch(secret_key.scalar, inputs, oprf.Mode.VOPRF) if inputs else []
+    return assemble_compact(
+        secret_key,
+        banding,
+        references,
+        chosen,
+        outputs,
+        false_positive_rate=false_positive_rate,
+        seed=seed,
+        base_digest=base_digest,
+        shard_keys=shard_keys,
+    )
+
+
+def assemble_compact(
+    secret_key: SecretKey,
+    banding: Banding,
+    references: Sequence[Reference],
+    canaries: Sequence[bytes],
+    outputs: Sequence[bytes],
+    *,
+    false_positive_rate: float,
+    seed: int,
+    base_digest: bytes | None,
+    shard_keys: int,
+) -> BuiltCompactIndex:
+    """The filter and file of :func:`build_compact_index` from the OPRF outputs of the
+    references then the canaries, already evaluated under ``secret_key`` (arguments
+    checked by the caller; the benchmark times this half on its own)."""
+    kind = IndexKind.FULL if base_digest is None else IndexKind.DELTA
+    chosen = list(canaries)
     handles: dict[ReportHandle, str] = {}
     for reference, output in zip(references, outputs, strict=False):
         handles.setdefault(compact_handle(output), reference.report_id)
     keys = sorted(set(outputs))
-    shard_count = max(1, (len(keys) + shard_keys // 2) // shard_keys)
+    shard_count = _shard_count(len(keys), false_positive_rate, shard_keys)
     widths = result_widths(false_positive_rate, shard_count)
     numbers = _shard_numbers(keys, seed, shard_count)
     members: list[list[bytes]] = [[] for _ in range(shard_count)]
@@ -560,14 +606,14 @@ def build_compact_index(
     shards: list[ShardInfo] = []
     solved: list[tuple[list[int], int]] = []
     for number, shard_members in enumerate(members):
-        slots = _slot_count(len(shard_members))
         for shard_seed in range(_MAX_SHARD_SEEDS):
+            slots = _slot_count(len(shard_members), shard_seed)
             material = _row_material(shard_members, seed, number, shard_seed)
             rows = _key_rows(material, slots, widths[number])
             solution = _ribbon.solve(rows.starts, rows.coefficients, rows.fingerprints, slots)
             if solution is not None:
                 break
-        else:  # pragma: no cover - 256 failures in a row at under 1/4 each
+        else:  # pragma: no cover - by attempt 256 a shard has 51 % spare rows
             raise InvalidParameter("no shard seed builds this shard")
         shards.append(ShardInfo(slots, shard_seed, widths[number]))
         solved.append((solution, widths[number]))

@@ -49,7 +49,7 @@ CASES: list[dict[str, object]] = [
         "epoch": 7,
         "false_positive_rate": 1e-12,
         "seed": 0,
-        "shard_keys": 16384,
+        "shard_keys": 8192,
         "references": [
             {"report_id": "R1", "hash": _sha256("compact golden 1")},
             {"report_id": "R1", "hash": _sha256("compact golden 2")},
@@ -60,7 +60,7 @@ CASES: list[dict[str, object]] = [
         "canaries": [_sha256("compact golden canary 1"), _sha256("compact golden canary 2")],
     },
     {
-        # Five shards of about 8 keys, rate 1e-13: result widths 44, 44, 43, 43, 43.
+        # Ten shards of 4 keys (2 * 40 / 8: five mix the widths more coarsely), rate 1e-13.
         "id": "md5-compact-shards",
         "signal": "md5",
         "hash_bits": 128,
@@ -76,6 +76,22 @@ CASES: list[dict[str, object]] = [
         "canaries": [_md5("compact golden md5 canary")],
     },
     {
+        # One shard of 121 keys at r = 43 (rate 2**-43): 139 rows of 43 bits end mid-byte.
+        "id": "md5-compact-r43",
+        "signal": "md5",
+        "hash_bits": 128,
+        "key_seed": "06" * 32,
+        "key_info": "blindmatch golden",
+        "epoch": 1,
+        "false_positive_rate": 2.0**-43,
+        "seed": 3,
+        "shard_keys": 8192,
+        "references": [
+            {"report_id": f"N{i}", "hash": _md5(f"compact golden md5 r43 {i}")} for i in range(120)
+        ],
+        "canaries": [_md5("compact golden md5 canary")],
+    },
+    {
         # A delta of sha256-compact: two new references, no canaries.
         "id": "sha256-compact-delta",
         "base": "sha256-compact",
@@ -86,7 +102,7 @@ CASES: list[dict[str, object]] = [
         "epoch": 7,
         "false_positive_rate": 1e-12,
         "seed": 1,
-        "shard_keys": 16384,
+        "shard_keys": 8192,
         "references": [
             {"report_id": "R5", "hash": _sha256("compact golden 5")},
             {"report_id": "R6", "hash": _sha256("compact golden 6")},
