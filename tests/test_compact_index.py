@@ -50,7 +50,7 @@ MD5 = exact_banding("md5", 128)
 
 
 def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("compact_vectors", VECTORS / "generate.py")
+    spec = importlib.util.spec_from_file_location("compact_vectors", VECTORS / "generate_compact.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
