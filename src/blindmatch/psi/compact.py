@@ -127,9 +127,10 @@ def per_item_rate(total: float, queries: int) -> float:
 def result_widths(rate: float, shards: int) -> list[int]:
     """The result width of every shard for a mean false-hit rate of at most ``rate``.
 
-    ``r = floor(log2(1/rate))``; the first ``h`` shards get ``r + 1`` bits and the rest
-    ``r``, with the smallest ``h`` such that ``(h 2**-(r+1) + (B - h) 2**-r) / B <= rate``
-    (exact rational arithmetic on the float ``rate``).
+    ``r`` is the smallest integer with ``2**-(r+1) <= rate``; the first ``h`` shards get
+    ``r + 1`` bits and the rest ``r``, with the smallest ``h`` such that ``(h 2**-(r+1) +
+    (B - h) 2**-r) / B <= rate`` (exact rational arithmetic on the float ``rate``;
+    docs/index-format.md section 11.3).
 
     Raises:
         InvalidParameter: ``rate`` outside ``[2**-55, 1)`` or ``shards`` < 1.
@@ -142,9 +143,7 @@ def result_widths(rate: float, shards: int) -> list[int]:
     low = 0
     while Fraction(1, 2 ** (low + 1)) > eps:
         low += 1
-    # Now 2**-(low+1) <= eps < 2**-low (or eps == 2**-low when low is exact).
-    if Fraction(1, 2**low) <= eps:
-        return [low] * shards
+    # Now 2**-(low+1) <= eps < 2**-low.
     need = 2 * shards * (1 - eps * 2**low)  # h >= 2 B (1 - eps 2**r)
     high = min(shards, math.ceil(need))
     return [low + 1] * high + [low] * (shards - high)
