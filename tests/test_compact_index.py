@@ -34,6 +34,7 @@ from blindmatch.psi.compact import (
 )
 from blindmatch.psi.index import (
     CompactIndex,
+    CompactIndexSet,
     Index,
     Reference,
     add_compact_references,
@@ -221,6 +222,30 @@ def test_golden_lookups(case: dict[str, object]) -> None:
         assert handles[bytes(handle).hex()] == first[reference["hash"]]
     canaries = index.match_outputs(_outputs(key, banding, [c.hash for c in index.canaries]))
     assert canaries == [c.handle for c in index.canaries]
+
+
+def test_golden_base_and_delta_side_by_side() -> None:
+    base = CompactIndex.from_bytes(_golden("sha256-compact"))
+    delta = CompactIndex.from_bytes(_golden("sha256-compact-delta"))
+    both = CompactIndexSet(base, [delta])
+    assert both.false_positive_rate == base.false_positive_rate + delta.false_positive_rate
+    assert both.canaries == base.canaries
+    key = SecretKey.derive(bytes([5]) * 32, b"blindmatch golden", mode=oprf.Mode.VOPRF, epoch=7)
+    texts = ["compact golden 1", "compact golden 5", "compact golden 6", "not reported"]
+    outputs = _outputs(key, SHA, [hashlib.sha256(t.encode()).digest() for t in texts])
+    expected = [compact_handle(o) for o in outputs[:3]] + [None]
+    assert both.match_outputs(outputs) == expected
+    assert [r.matched for r in both.lookup_many([[o] for o in outputs])] == [True] * 3 + [False]
+    assert base.match_outputs(outputs[1:3]) == [None, None]
+    with pytest.raises(IndexFormatError):
+        CompactIndexSet(delta)
+    with pytest.raises(IndexFormatError):
+        CompactIndexSet(base, [base])
+    other = build_compact_index(KEY, SHA, _references(3))
+    with pytest.raises(IndexFormatError):
+        CompactIndexSet(CompactIndex.from_bytes(other.data), [delta])
+    with pytest.raises(InvalidParameter):
+        both.lookup_many([[]])
 
 
 def test_golden_delta_names_its_base() -> None:

@@ -64,6 +64,7 @@ __all__ = [
     "COMPACT_VERSION",
     "CompactHeader",
     "CompactIndex",
+    "CompactIndexSet",
     "DEFAULT_FALSE_POSITIVE_RATE",
     "HANDLE_INFO",
     "ROW_INFO",
@@ -814,6 +815,74 @@ class CompactIndex(Lookups):
             InvalidParameter: an upload that does not have exactly one output.
             InvalidEncoding: an output is not 64 bytes.
         """
+        del max_trials
+        if any(len(outputs) != 1 for outputs in outputs_per_upload):
+            raise InvalidParameter("an exact upload has exactly one OPRF output")
+        results = self.match_outputs([outputs[0] for outputs in outputs_per_upload])
+        return [
+            MatchResult((handle,), 1, 1) if handle is not None else MatchResult((), 0, 0)
+            for handle in results
+        ]
+
+
+class CompactIndexSet(Lookups):
+    """A full compact index and its compact deltas, looked up side by side.
+
+    A hit in any file is a hit; the handle is ``handle(F)`` whichever file answers, so the
+    files never disagree on it. The false-hit rate is the sum of the files' rates.
+
+    Raises:
+        IndexFormatError: the base is a delta, or a delta names another base or has
+            another signal or key.
+    """
+
+    __slots__ = ("base", "deltas")
+
+    def __init__(self, base: CompactIndex, deltas: Sequence[CompactIndex] = ()) -> None:
+        head = base.header
+        if head.kind is not IndexKind.FULL:
+            raise IndexFormatError("the base of an index set must be a full index")
+        for delta in deltas:
+            other = delta.header
+            if other.kind is not IndexKind.DELTA or other.base_digest != head.digest:
+                raise IndexFormatError("a delta does not name this base index")
+            same = (
+                other.banding == head.banding
+                and other.key_epoch == head.key_epoch
+                and other.key_id == head.key_id
+            )
+            if not same:
+                raise IndexFormatError("a delta's parameters differ from its base")
+        self.base = base
+        self.deltas = tuple(deltas)
+
+    @property
+    def header(self) -> CompactHeader:
+        """The base's header (signal, key and canaries are shared by the deltas)."""
+        return self.base.header
+
+    @property
+    def canaries(self) -> tuple[Canary, ...]:
+        """The base's canaries (deltas carry none)."""
+        return self.base.canaries
+
+    @property
+    def false_positive_rate(self) -> float:
+        """The sum of the files' false-hit rates (a union bound)."""
+        return self.base.false_positive_rate + sum(d.false_positive_rate for d in self.deltas)
+
+    def match_outputs(self, outputs: Sequence[bytes]) -> list[ReportHandle | None]:
+        """:meth:`CompactIndex.match_outputs` over the base and every delta."""
+        found = self.base.match_outputs(outputs)
+        for delta in self.deltas:
+            more = delta.match_outputs(outputs)
+            found = [a if a is not None else b for a, b in zip(found, more, strict=True)]
+        return found
+
+    def lookup_many(
+        self, outputs_per_upload: Sequence[Sequence[bytes]], *, max_trials: int | None = None
+    ) -> list[MatchResult]:
+        """:meth:`CompactIndex.lookup_many` over the base and every delta."""
         del max_trials
         if any(len(outputs) != 1 for outputs in outputs_per_upload):
             raise InvalidParameter("an exact upload has exactly one OPRF output")

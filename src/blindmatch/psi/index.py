@@ -47,6 +47,7 @@ from blindmatch.psi._index_lookup import (
 from blindmatch.psi.compact import (
     BuiltCompactIndex,
     CompactIndex,
+    CompactIndexSet,
     add_compact_references,
     build_compact_index,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "BuiltIndex",
     "Canary",
     "CompactIndex",
+    "CompactIndexSet",
     "HandleGroup",
     "INDEX_SET_DOMAIN",
     "Index",
