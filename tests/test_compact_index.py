@@ -592,3 +592,37 @@ def test_build_then_lookup_round_trips(
     assert index.match_outputs(outputs) == [compact_handle(o) for o in outputs]
     first = {h: f"h{i}" for i, h in reversed(list(enumerate(hashes)))}
     assert {built.handles[compact_handle(o)] for o in outputs} == set(first.values())
+
+
+@settings(max_examples=40, deadline=None)
+@given(count=st.integers(0, 400), bits=st.integers(1, 56), seed=st.integers(0, 2**32 - 1))
+def test_ribbon_c_and_python_solve_alike(count: int, bits: int, seed: int) -> None:
+    """The C solve and the Python solve give the same rows (or both fail), bit for bit."""
+    if _ribbon.BACKEND != "c":  # pragma: no cover - the C extension was not built
+        pytest.fail("the Ribbon C extension is not built (no C compiler at install?)")
+    draw = np.random.default_rng(seed)
+    slots = count + count // 100 + 130
+    starts = draw.integers(0, slots - _ribbon.WIDTH + 1, size=count, dtype=np.int64)
+    low = draw.integers(0, 2**64, size=count, dtype=np.uint64) | np.uint64(1)
+    high = draw.integers(0, 2**64, size=count, dtype=np.uint64)
+    fingerprints = draw.integers(0, 2**bits, size=count, dtype=np.uint64)
+    in_c = _ribbon.solve_arrays(starts, low, high, fingerprints, slots, backend="c")
+    in_python = _ribbon.solve_arrays(starts, low, high, fingerprints, slots, backend="python")
+    if in_c is None or in_python is None:
+        assert in_c is None
+        assert in_python is None
+        return
+    assert in_c.tolist() == in_python.tolist()
+
+
+def test_ribbon_c_refuses_bad_buffers() -> None:
+    from blindmatch.psi import _ribbon_cext
+
+    one = np.zeros(1, dtype=np.uint64)
+    out = np.zeros(128, dtype=np.uint64)
+    with pytest.raises(ValueError, match="out of range"):
+        _ribbon_cext.solve(np.array([1], dtype=np.int64), one | np.uint64(1), one, one, 128, out)
+    with pytest.raises(ValueError, match="wrong sizes"):
+        _ribbon_cext.solve(np.zeros(1, dtype=np.int64), one, one, one, 127, out[:127])
+    with pytest.raises(ValueError, match="wrong sizes"):
+        _ribbon_cext.solve(np.zeros(2, dtype=np.int64), one, one, one, 128, out)

@@ -18,9 +18,10 @@ unrelated to its (pseudorandom) fingerprint: a false hit with probability ``2**-
 
 The rows are packed bit-exactly, ``r`` bits per row, so a structure costs ``m * r`` bits;
 :func:`query` reads a batch of keys with numpy, ``w`` gathers per key, no Python loop per
-key. Building is a Python loop (integers of ``w`` bits are Python ints); it is linear in
-``n`` and costs a few tens of microseconds per key, beside ~80 us of OPRF evaluation per
-reference that the build needs anyway.
+key. :func:`solve_arrays` runs the solve in C (``_ribbon_cext.c``, well under a
+microsecond per key) where the extension was built, else :func:`solve`, the same algorithm
+in the same order in Python (a few tens of microseconds per key, beside ~80 us of OPRF
+evaluation per reference that a build needs anyway); both give the same rows.
 
 Nothing here knows about OPRF outputs or files: :mod:`blindmatch.psi.compact` derives the
 keys' values and lays out the file.
@@ -33,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAX_RESULT_BITS", "WIDTH", "pack_rows", "query", "solve"]
+__all__ = ["BACKEND", "MAX_RESULT_BITS", "WIDTH", "pack_rows", "query", "solve", "solve_arrays"]
 
 WIDTH = 128
 """Coefficient width ``w`` (bits): the band of the linear system."""
@@ -42,6 +43,53 @@ MAX_RESULT_BITS = 56
 
 U64Array = npt.NDArray[np.uint64]
 I64Array = npt.NDArray[np.int64]
+
+try:
+    from blindmatch.psi import _ribbon_cext
+except ImportError:  # pragma: no cover - built wherever a C compiler was at install
+    _ribbon_cext = None  # type: ignore[assignment]
+
+BACKEND = "python" if _ribbon_cext is None else "c"
+"""Which solve :func:`solve_arrays` uses."""
+
+
+def solve_arrays(
+    starts: I64Array,
+    coefficient_low: U64Array,
+    coefficient_high: U64Array,
+    fingerprints: U64Array,
+    slots: int,
+    *,
+    backend: str = BACKEND,
+) -> U64Array | None:
+    """:func:`solve` over arrays (one entry per key), in C where built.
+
+    Args:
+        starts: per key its first row, ``0 <= s <= slots - WIDTH``.
+        coefficient_low: per key bits 0..63 of its coefficient (bit 0 set).
+        coefficient_high: per key bits 64..127.
+        fingerprints: per key the value its rows must XOR to.
+        slots: the row count.
+        backend: ``"c"`` or ``"python"`` (tests compare them).
+
+    Returns:
+        The rows as ``uint64``, or ``None`` when the system has no solution.
+    """
+    if backend == "c" and _ribbon_cext is not None:
+        out = np.zeros(slots, dtype=np.uint64)
+        solved = _ribbon_cext.solve(
+            np.ascontiguousarray(starts, dtype=np.int64),
+            np.ascontiguousarray(coefficient_low, dtype=np.uint64),
+            np.ascontiguousarray(coefficient_high, dtype=np.uint64),
+            np.ascontiguousarray(fingerprints, dtype=np.uint64),
+            slots,
+            out,
+        )
+        return out if solved else None
+    high = coefficient_high.tolist()
+    coefficients = [(h << 64) | low for low, h in zip(coefficient_low.tolist(), high, strict=True)]
+    rows = solve(starts.tolist(), coefficients, fingerprints.tolist(), slots)
+    return None if rows is None else np.array(rows, dtype=np.uint64)
 
 
 def solve(
@@ -94,7 +142,7 @@ def solve(
     return solution
 
 
-def pack_rows(shards: Sequence[tuple[Sequence[int], int]]) -> bytes:
+def pack_rows(shards: Sequence[tuple[Sequence[int] | U64Array, int]]) -> bytes:
     """The bit stream of shards of rows: shard after shard, row after row, ``r`` bits per
     row, least significant bit first; bit ``t`` of the stream is bit ``t % 8`` of byte
     ``t // 8``. The last byte's unused high bits are zero.

@@ -101,6 +101,8 @@ _MAX_COUNT = 1 << 48
 _MAX_SLOTS = 1 << 32
 _ROW_BYTES = 28
 _LOOKUP_CHUNK = 2048
+U64Array = npt.NDArray[np.uint64]
+I64Array = npt.NDArray[np.int64]
 
 assert _FIXED.size == _FIXED_SIZE
 assert _TABLE.size == 8
@@ -448,24 +450,20 @@ class _Reader:
         return self.take(self.take(1)[0])
 
 
-@dataclass(frozen=True, slots=True)
-class _Keys:
-    """Per key (one shard's): start row, coefficient, fingerprint (Python ints)."""
-
-    starts: list[int]
-    coefficients: list[int]
-    fingerprints: list[int]
-
-
-def _key_rows(material: bytes, slots: int, bits: int) -> _Keys:
-    span = slots - _ribbon.WIDTH + 1
-    mask = (1 << bits) - 1
-    starts, coefficients, fingerprints = [], [], []
-    for at in range(0, len(material), _ROW_BYTES):
-        starts.append((int.from_bytes(material[at : at + 4], "little") * span) >> 32)
-        coefficients.append(int.from_bytes(material[at + 4 : at + 20], "little") | 1)
-        fingerprints.append(int.from_bytes(material[at + 20 : at + 28], "little") & mask)
-    return _Keys(starts, coefficients, fingerprints)
+def _key_rows(
+    material: bytes, slots: int, bits: int
+) -> tuple[I64Array, U64Array, U64Array, U64Array]:
+    """Per key (28 bytes of row material each): start, coefficient low and high 64 bits,
+    fingerprint (section 11.1), as arrays."""
+    table = np.frombuffer(material, dtype=np.uint8).reshape(-1, _ROW_BYTES)
+    words = np.ascontiguousarray(table[:, 0:4]).view("<u4").ravel().astype(np.uint64)
+    span = np.uint64(slots - _ribbon.WIDTH + 1)
+    starts = ((words * span) >> np.uint64(32)).astype(np.int64)
+    low = np.ascontiguousarray(table[:, 4:12]).view("<u8").ravel() | np.uint64(1)
+    high = np.ascontiguousarray(table[:, 12:20]).view("<u8").ravel().copy()
+    mask = np.uint64((1 << bits) - 1)
+    fingerprints = np.ascontiguousarray(table[:, 20:28]).view("<u8").ravel() & mask
+    return starts, low.astype(np.uint64), high.astype(np.uint64), fingerprints.astype(np.uint64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -604,13 +602,13 @@ def assemble_compact(
     for key, number in zip(keys, numbers.tolist(), strict=True):
         members[number].append(key)
     shards: list[ShardInfo] = []
-    solved: list[tuple[list[int], int]] = []
+    solved: list[tuple[U64Array, int]] = []
     for number, shard_members in enumerate(members):
         for shard_seed in range(_MAX_SHARD_SEEDS):
             slots = _slot_count(len(shard_members), shard_seed)
             material = _row_material(shard_members, seed, number, shard_seed)
-            rows = _key_rows(material, slots, widths[number])
-            solution = _ribbon.solve(rows.starts, rows.coefficients, rows.fingerprints, slots)
+            starts, low, high, fingerprints = _key_rows(material, slots, widths[number])
+            solution = _ribbon.solve_arrays(starts, low, high, fingerprints, slots)
             if solution is not None:
                 break
         else:  # pragma: no cover - by attempt 256 a shard has 51 % spare rows
