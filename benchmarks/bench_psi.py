@@ -27,6 +27,17 @@ to back:
   is <= ``fpr`` (a non-member needs a tag hit, then its unmasked share must give a handle
   whose stored prefix is in the set).
 
+- **compact exact index, bytes per item** (issue 13): our compact index
+  (:mod:`blindmatch.psi.compact`, format version 3: a sharded Ribbon filter over the OPRF
+  outputs, the handle derived from the output) built from the same references and the same
+  OPRF outputs, against OpenMined's GCS setup message at the SAME bound, for Q queried items
+  (``--queries``) and for Q = 10^4 (``--queries-large``): per-item rate
+  ``eps = fpr / Q``. The floor of any approximate membership structure is
+  ``log2(1/eps) / 8`` bytes per item (4.98 B at 1e-9 / 10^3, 5.40 B at 1e-9 / 10^4), also
+  reported. Timed: the filter half of the build (CPU us per item, after the OPRF, which is
+  the setup column's) and a lookup of the Q queries (KDF + vectorised query). Both
+  lookups are checked: members hit with their handles, strangers miss.
+
 - **the cap**: OpenMined against our RFC 9497 work alone in the same rounds (setup:
   ``evaluate_batch`` of every reference; client: blind + finalize, no lookup), i.e. the
   best ratio any implementation on this group backend could reach on this machine.
@@ -56,6 +67,13 @@ from typing import Any
 
 from blindmatch.psi import _sodium, oprf
 from blindmatch.psi.bands import exact_banding
+from blindmatch.psi.compact import (
+    SHARD_KEYS,
+    CompactIndex,
+    assemble_compact,
+    compact_handle,
+    per_item_rate,
+)
 from blindmatch.psi.group import Scalar
 from blindmatch.psi.index import Index, Reference, build_index
 from blindmatch.psi.keys import SecretKey
@@ -68,6 +86,7 @@ SETUP_TARGET_ONE = 1.3
 SETUP_TARGET_TWO = 2.5
 CLIENT_TARGET = 1.3
 BANDING = exact_banding("sha256", 256)
+LARGE_QUERIES = 10_000
 
 
 def _psi() -> Any:
@@ -172,6 +191,47 @@ class _Case:
         if [i for i, m in enumerate(matches) if m] != list(range(self.members)):
             raise AssertionError("our threaded lookup did not return exactly the members")
         return (pause - start) + (end - resume)
+
+    def compact(self, queries: int) -> dict[str, Any]:
+        """Our compact index at OpenMined's bound for ``queries`` queried items: file bytes,
+        CPU us per item of the filter half of the build and of a lookup, checked."""
+        mode = oprf.Mode.VOPRF
+        inputs = [row[0] for row in BANDING.band_inputs_many(self.items)]
+        outputs = oprf.evaluate_batch(self.key.scalar, inputs, mode)
+        rate = per_item_rate(self.fpr, queries)
+        seconds, built = _cpu(
+            lambda: assemble_compact(
+                self.key,
+                BANDING,
+                self.references,
+                [],
+                outputs,
+                false_positive_rate=rate,
+                seed=0,
+                base_digest=None,
+                shard_keys=SHARD_KEYS,
+            )
+        )
+        index = CompactIndex.from_bytes(built.data)
+        query_inputs = [row[0] for row in BANDING.band_inputs_many(self.queries)]
+        query_outputs = oprf.evaluate_batch(self.key.scalar, query_inputs, mode)
+        lookup_seconds, found = _cpu(lambda: index.match_outputs(query_outputs))
+        expected = [compact_handle(o) for o in query_outputs[: self.members]]
+        if found[: self.members] != expected or any(found[self.members :]):
+            raise AssertionError("the compact lookup did not return exactly the members")
+        shards = built.header.shards
+        return {
+            "queries": queries,
+            "per_item_rate": rate,
+            "rate_of_file": built.header.false_positive_rate,
+            "floor_bytes_per_item": math.log2(1 / rate) / 8,
+            "bytes_per_item": len(built.data) / self.size,
+            "result_bits": sorted({s.result_bits for s in shards}),
+            "shards": len(shards),
+            "rows_per_key": sum(s.slots for s in shards) / self.size,
+            "filter_build_us_per_item": seconds / self.size * 1e6,
+            "lookup_us_per_query": lookup_seconds / len(query_outputs) * 1e6,
+        }
 
     # -- theirs
     def setup_theirs(self, psi: Any, server: Any) -> Any:
@@ -300,6 +360,17 @@ def _run_size(
             (theirs["client"] + theirs["server"]) / (ours["client"] + ours["server"])
         )
     evaluator.close()
+    compact = []
+    for queried in (queries, LARGE_QUERIES):
+        row = case.compact(queried)
+        if queried == queries:
+            theirs_bytes = setup_bytes
+        else:
+            message = server.CreateSetupMessage(fpr, queried, case.items, psi.DataStructure.GCS)
+            theirs_bytes = len(message.SerializeToString())
+        row["bytes_per_item_theirs"] = theirs_bytes / size
+        row["ratio"] = row["bytes_per_item_theirs"] / row["bytes_per_item"]
+        compact.append(row)
     best = {name: min(values) * 1e6 for name, values in rows.items()}
     median = {name: statistics.median(values) * 1e6 for name, values in rows.items()}
     return {
@@ -313,6 +384,7 @@ def _run_size(
         "us_per_item_median": median,
         "bytes_per_item_ours": index_bytes / size,
         "bytes_per_item_theirs": setup_bytes / size,
+        "compact": compact,
         "ratios_per_round": per_round,
         "ratios": {
             **{name: statistics.median(values) for name, values in per_round.items()},
@@ -405,6 +477,39 @@ def _markdown(report: dict[str, Any]) -> str:
         + ". Both protocols do one multiplication per item at setup and two per queried item "
         "on the client; the per-core ratios cannot exceed what these costs allow.",
         "",
+        "## Compact exact index (format version 3) vs OpenMined, bytes per item, same run",
+        "",
+        "Our compact index (a sharded Ribbon filter over the OPRF outputs, w = 128, the "
+        "handle derived from the output, docs/index-format.md section 11) and OpenMined's GCS "
+        f"setup message at the same bound: fpr {report['fpr']:g} for a query of Q items, so "
+        "per item eps = fpr / Q. Floor = log2(1/eps) / 8, the least any approximate membership "
+        "structure can store per item at that eps. Filter build: CPU us per item of the "
+        "filter half of the build (the OPRF is the setup column above); lookup: CPU us per "
+        "queried OPRF output (KDF + vectorised query). Ratio: OpenMined / ours.",
+        "",
+        "| N | Q | eps per item | floor B/item | compact B/item | OpenMined B/item "
+        "| ratio (> 1 = we win) | result bits | shards | rows per key "
+        "| filter build us/item | lookup us/query |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {row['size']:,} | {c['queries']:,} | {c['per_item_rate']:.0e}"
+            f" | {c['floor_bytes_per_item']:.3f} | {c['bytes_per_item']:.3f}"
+            f" | {c['bytes_per_item_theirs']:.3f} | {c['ratio']:.3f}"
+            f" | {'/'.join(str(b) for b in c['result_bits'])} | {c['shards']}"
+            f" | {c['rows_per_key']:.4f} | {c['filter_build_us_per_item']:.1f}"
+            f" | {c['lookup_us_per_query']:.1f} |"
+            for row in report["sizes"]
+            for c in row["compact"]
+        ),
+        "",
+        "Issue 13 asked for at most 5.0 bytes per reference at a bound of 1e-9 for 10^4 "
+        "queries. That bound is eps = 1e-13 per item, whose floor is log2(1e13) = 43.19 bits "
+        "= 5.40 bytes: no structure can meet 5.0 B there (5.0 B = 40 bits reaches eps = "
+        "2^-40 = 9.1e-13 at best, i.e. 1e-9 for 1,100 queries). What the compact index can "
+        "do is beat OpenMined's bytes at the same bound: in this run it is smaller at "
+        f"{sum(c['ratio'] > 1 for r in report['sizes'] for c in r['compact'])} of "
+        f"{sum(len(r['compact']) for r in report['sizes'])} (N, Q) points.",
+        "",
         "Bytes: our index stores per reference a 4-byte tag, an 8-byte masked share and a "
         "handle prefix (the fuzzy PDQ bands need the shares; an exact-only format could drop "
         "them); OpenMined's GCS stores about log2(Q/fpr) + 2 bits per item.",
@@ -419,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--fpr", type=float, default=1e-9)
+    parser.add_argument(
+        "--output", default="psi", help="results file stem under benchmarks/results/"
+    )
     parser.add_argument(
         "--repeats", type=int, default=3, help="repeats per size (at most 2 for sizes >= 10^6)"
     )
@@ -452,8 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "psi.json").write_text(json.dumps(report, indent=1) + "\n")
-        (RESULTS / "psi.md").write_text(text)
+        (RESULTS / f"{args.output}.json").write_text(json.dumps(report, indent=1) + "\n")
+        (RESULTS / f"{args.output}.md").write_text(text)
     return 0
 
 

@@ -19,6 +19,10 @@ surface (this one):
   the key; :func:`current_digest` names the published files of a signal (a full index, or
   one with its deltas) for the protocol's stale-index check.
 
+A fourth job, for exact signals only: :mod:`blindmatch.psi.compact` builds and reads the
+compact exact index (format version 3, a sharded Ribbon filter over the OPRF outputs with
+the handle derived from the output: about 5 bytes per reference instead of 20..28).
+
 The protocol behind it is in docs/design.md ("The index") and docs/protocol.md.
 """
 
@@ -42,11 +46,21 @@ from blindmatch.psi._index_lookup import (
     default_max_hits,
     lookup_trials,
 )
+from blindmatch.psi.compact import (
+    BuiltCompactIndex,
+    CompactIndex,
+    CompactIndexSet,
+    add_compact_references,
+    build_compact_index,
+)
 
 __all__ = [
+    "BuiltCompactIndex",
     "BuiltIndex",
     "Canary",
     "ChunkEvaluator",
+    "CompactIndex",
+    "CompactIndexSet",
     "EntryChunk",
     "HandleGroup",
     "INDEX_SET_DOMAIN",
@@ -56,7 +70,9 @@ __all__ = [
     "IndexSet",
     "MatchResult",
     "Reference",
+    "add_compact_references",
     "add_references",
+    "build_compact_index",
     "build_index",
     "current_digest",
     "default_canaries",
