@@ -2,6 +2,7 @@
 :mod:`blindmatch.client.reporting`.
 
 - :class:`PlatformClient` / :class:`AsyncPlatformClient`: ``match(uploads)``,
+  ``match_videos(videos, uploads)`` (private vPDQ, :class:`VideoMatchReport`),
   ``feedback(handle, verdict)``, ``refresh()``; the same flows, sync or async.
 - :class:`MatchReport`, :class:`ClientMatch`, :class:`ClientStats`: what ``match`` gives.
 - :class:`ClientOptions`: batching, pipelining, audits, retries.
@@ -20,6 +21,7 @@ from blindmatch.client.manifest import Manifest, parse_publication_key, verify_m
 from blindmatch.client.options import ClientOptions
 from blindmatch.client.platform import AsyncPlatformClient, PlatformClient
 from blindmatch.client.results import ClientMatch, ClientStats, MatchReport
+from blindmatch.client.videos import VideoMatchReport
 
 __all__ = [
     "AsyncPlatformClient",
@@ -30,6 +32,7 @@ __all__ = [
     "Manifest",
     "MatchReport",
     "PlatformClient",
+    "VideoMatchReport",
     "default_cache_dir",
     "parse_publication_key",
     "verify_manifest",
