@@ -34,8 +34,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal as signals
 import shutil
+import signal as signals
 import statistics
 import sys
 import tempfile
