@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from blindmatch.errors import BlindmatchError
 
 __all__ = ["DemoFailed", "DemoServer", "free_port", "log_tail", "start_server"]
@@ -102,6 +100,8 @@ class DemoServer:
         Raises:
             DemoFailed: the server exited or did not answer within ``timeout`` seconds.
         """
+        import httpx  # the client extra, checked by the demo before it starts the server
+
         deadline = time.monotonic() + timeout
         while True:
             code = self.process.poll()
@@ -131,6 +131,8 @@ class DemoServer:
         Raises:
             DemoFailed: not ready within ``timeout`` seconds, or the server exited.
         """
+        import httpx
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -32,6 +32,7 @@ unexpected is a failure). The exit code is 0 only if both runs and the withdrawa
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -537,15 +538,16 @@ def _check_video_support() -> None:
         ) from None
 
 
-def _check_client_support() -> None:
-    try:
-        import httpx  # noqa: F401 - only whether it imports
-        import nacl  # noqa: F401
-    except ImportError:
+def _check_extras() -> None:
+    missing = [
+        name for name in ("httpx", "nacl", "uvicorn") if importlib.util.find_spec(name) is None
+    ]
+    if missing:
         raise InvalidArgument(
-            "the demo runs a clearinghouse and its clients: install the 'service' and "
-            "'client' extras (pip install 'blindmatch[service,client]')"
-        ) from None
+            "the demo runs a clearinghouse and its clients, which need the 'service' and "
+            "'client' extras (pip install 'blindmatch[service,client]'); missing: "
+            + ", ".join(missing)
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -561,7 +563,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgument("nothing to demonstrate: --images and --videos are both 0")
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise InvalidArgument(f"--out {args.out}: exists and is not a folder")
-    _check_client_support()
+    _check_extras()
     if args.videos:
         _check_video_support()
     temporary = args.out is None
