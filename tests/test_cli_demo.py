@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import re
+import signal
 import socket
 import stat
 import subprocess
@@ -254,6 +255,35 @@ def test_a_server_that_cannot_start_is_one_line_and_its_log(tmp_path: Path, busy
     assert "The last lines of the clearinghouse's log" in result.stdout
     assert "address already in use" in result.stdout.lower()
     assert list(tmp_path.iterdir()) == []  # no --out: the temporary folders are gone
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["int", "term"])
+def test_a_stopped_demo_leaves_no_server_behind(tmp_path: Path, signal_number: int) -> None:
+    args = ["demo", "--out", str(tmp_path), "--images", "1", "--videos", "0", "--no-progress"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "blindmatch", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            found = re.search(r"'blindmatch serve' \(pid (\d+)\)", line)
+            if found:
+                break
+        assert found, "".join(seen)
+        proc.send_signal(signal_number)  # Ctrl-C, or `kill`/`timeout`
+        code = proc.wait(timeout=120)
+        rest = proc.stdout.read()
+        error = proc.stderr.read()
+    assert code == 130, error
+    assert error == "blindmatch: interrupted\n"
+    assert "Stopped the clearinghouse" in rest
+    assert _group_alive(int(found[1])) == []
 
 
 def test_demo_draws_the_bar_on_a_terminal(tmp_path: Path, busy_port: int) -> None:

@@ -32,6 +32,7 @@ unexpected is a failure). The exit code is 0 only if both runs and the withdrawa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -40,9 +41,11 @@ import signal as signals
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,6 +317,7 @@ class MatchRun:
     expected: Expectation
     stats: dict[str, int]
     unfinished: int
+    seconds: float = 0.0
 
     @property
     def unexpected(self) -> frozenset[Pair]:
@@ -342,6 +346,7 @@ class _Figures:
     media_bytes: int = 0
     fingerprints: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     versions: set[int] = field(default_factory=set)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _report_of(record: Record) -> Any:
@@ -389,7 +394,9 @@ def _match(
     expected: Expectation,
 ) -> MatchRun:
     uploads, videos = _uploads(records, dihedral)
+    began = time.perf_counter()
     result = client.match_videos(videos, uploads)
+    seconds = time.perf_counter() - began
     found = {(names[int(m.upload.ref)], m.signal) for m in result.report.matches}
     handles = {m.handle.hex() for m in result.report.matches}
     shares: dict[Pair, tuple[float, float]] = {}
@@ -418,6 +425,7 @@ def _match(
             "revoked_dropped": stats.revoked_dropped,
         },
         unfinished=len(result.report.unfinished) + len(result.unfinished_videos),
+        seconds=seconds,
     )
 
 
@@ -570,10 +578,30 @@ def run(args: argparse.Namespace) -> int:
     out = Path(tempfile.mkdtemp(prefix="blindmatch-demo-")) if temporary else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(args, out, temporary)
+        with _stopped_by_signals():
+            return _run(args, out, temporary)
     finally:
         if temporary:
             shutil.rmtree(out, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the demo like Ctrl-C (exit 130), through its ``finally``
+    blocks: the server is stopped, not left behind when the demo is told to stop."""
+
+    def interrupt(number: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; a caller's thread keeps its own
+        return
+    previous = {n: signals.signal(n, interrupt) for n in (signals.SIGTERM, signals.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signals.signal(number, handler)
 
 
 @dataclass
@@ -595,13 +623,14 @@ def _run(args: argparse.Namespace, out: Path, temporary: bool) -> int:
         # Started first: it boots while the samples are made.
         server = start_server(Path(data) / "data", out / "clearinghouse" / "serve.log", args.port)
         try:
-            code = _steps(args, out, server, started)
+            with ThreadPoolExecutor(2, thread_name_prefix="demo-operator") as pool:
+                code = _steps(args, out, server, started, pool)
         except DemoFailed:
             _show_log(server)
             raise
         finally:
             stopped = server.stop()
-        _say(f"Stopped the clearinghouse ({_how(stopped)}); no process of it is left.")
+            _say(f"Stopped the clearinghouse ({_how(stopped)}); no process of it is left.")
     where = "removed (no --out)" if temporary else f"everything is under {out}"
     _say(f"Done in {time.perf_counter() - started:.1f} s; {where}.")
     return code
@@ -623,11 +652,18 @@ def _show_log(server: DemoServer) -> None:
             _say(f"  | {line}")
 
 
-def _steps(args: argparse.Namespace, out: Path, server: DemoServer, started: float) -> int:
+def _steps(
+    args: argparse.Namespace,
+    out: Path,
+    server: DemoServer,
+    started: float,
+    pool: ThreadPoolExecutor,
+) -> int:
     from blindmatch.client import ClientOptions, PlatformClient
     from blindmatch.client.reporting import ReportingClient
 
     # -- 1. the person's device: samples and fingerprints
+    figures = _Figures()
     manifest = generate(out, args.images, args.videos, args.seed)
     generated = time.perf_counter()
     options = HashOptions(
@@ -639,6 +675,8 @@ def _steps(args: argparse.Namespace, out: Path, server: DemoServer, started: flo
     show = not args.no_progress and sys.stderr.isatty()  # no \r redraws in a log file
     records = fingerprint(manifest, out, jobs=args.jobs, progress=show, options=options)
     hashed = time.perf_counter()
+    figures.seconds["generate"] = generated - started
+    figures.seconds["fingerprint"] = hashed - generated
     failed = [r for r in records if "error" in r]
     images = sum(r.get("kind") == "image" for r in records)
     videos = sum(r.get("kind") == "video" for r in records)
@@ -651,11 +689,15 @@ def _steps(args: argparse.Namespace, out: Path, server: DemoServer, started: flo
         _say(f"{len(failed)} files failed: " + ", ".join(r["path"] for r in failed))
     _print_summary(summarise(manifest, records))
 
+    def stamp() -> str:
+        return f"[{time.perf_counter() - started:5.1f} s]"
+
     # -- 2. the clearinghouse is up
     server.wait_healthy(args.startup_timeout)
+    figures.seconds["server healthy at"] = time.perf_counter() - started
     _say()
     _say(
-        f"Clearinghouse: 'blindmatch serve' (pid {server.process.pid}) answers at "
+        f"{stamp()} Clearinghouse: 'blindmatch serve' (pid {server.process.pid}) answers at "
         f"{server.url}; SQLite in a temporary folder; log {server.log_path}."
     )
 
@@ -668,12 +710,15 @@ def _steps(args: argparse.Namespace, out: Path, server: DemoServer, started: flo
         for f in sorted(manifest.originals()[::2], key=lambda f: f.kind != "image")
         if "error" not in by_path[f.path]
     ]
+    if not reported:
+        raise DemoFailed("no reported original could be fingerprinted")
     names = [Path(path_from_json(r)).relative_to(media).as_posix() for r in records]
-    figures = _Figures()
     receipts: dict[str, Any] = {}
     person_dir = out / "person"
     person_dir.mkdir()
     receipts_file = person_dir / "receipts.txt"
+    operator = pool.submit(server.admin, "platform", "create", "demo-platform")
+    pin = pool.submit(server.admin, "keys", "show")
     with ReportingClient(server.url) as person, _private_file(receipts_file) as kept:
         for path in reported:
             report = _report_of(by_path[path])
@@ -687,17 +732,19 @@ def _steps(args: argparse.Namespace, out: Path, server: DemoServer, started: flo
             for item in report.body()["fingerprints"]:
                 figures.fingerprints[item["signal"]] += len(item.get("frames", [None]))
     _say(
-        f"Person: reported {len(reported)} of {len(manifest.originals())} originals over HTTP "
-        f"(fingerprints only, {figures.report_bytes} bytes of JSON for "
+        f"{stamp()} Person: reported {len(reported)} of {len(manifest.originals())} originals "
+        f"over HTTP (fingerprints only, {figures.report_bytes} bytes of JSON for "
         f"{figures.media_bytes} bytes of media); receipts kept in {receipts_file}."
     )
 
-    # -- 4. the operator creates the platform and hands over the key to pin
-    platform = server.admin("platform", "create", "demo-platform")
-    pinned = server.admin("keys", "show")["publication_key"]
+    # -- 4. the operator creates the platform and hands over the key to pin (started
+    # before the reports: each admin command is a process of its own, a few seconds each)
+    platform = operator.result()
+    pinned = pin.result()["publication_key"]
     _say(
-        f"Operator: 'blindmatch admin platform create demo-platform' gave the platform its "
-        f"API key; the publication key to pin is {pinned[:16]}..."
+        f"{stamp()} Operator: 'blindmatch admin platform create demo-platform' gave the "
+        f"platform its API key; 'blindmatch admin keys show' the publication key to pin, "
+        f"{pinned[:16]}..."
     )
 
     # -- 5. wait for the publication of every report
@@ -711,8 +758,9 @@ def _steps(args: argparse.Namespace, out: Path, server: DemoServer, started: flo
         "the index of the reports",
     )
     figures.versions.add(int(published["version"]))
+    figures.seconds["published at"] = time.perf_counter() - started
     _say(
-        f"Clearinghouse: published index version {published['version']} (epoch "
+        f"{stamp()} Clearinghouse: published index version {published['version']} (epoch "
         f"{published['epoch']}) with the {len(reported)} reports."
     )
 
@@ -727,13 +775,16 @@ def _steps(args: argparse.Namespace, out: Path, server: DemoServer, started: flo
         options=ClientOptions(backoff=0.1, max_backoff=2.0),
     ) as client:
         first = _match(client, records, names, args.dihedral, expected)
+        figures.seconds["first match"] = first.seconds
         _say(
-            f"Platform: matched {len(records)} files privately through the SDK: "
-            f"{len(first.found)} matches."
+            f"{stamp()} Platform: matched {len(records)} files privately through the SDK: "
+            f"{len(first.found)} matches ({first.seconds:.1f} s)."
         )
         with ReportingClient(server.url) as person:
             state = person.withdraw(receipts[withdrawn])
-        _say(f"Person: withdrew the report of {withdrawn} with its receipt ({state.status}).")
+        if state.status != "withdrawn":
+            raise DemoFailed(f"the withdrawal was answered with status {state.status!r}")
+        _say(f"{stamp()} Person: withdrew the report of {withdrawn} with its receipt.")
         again = server.wait_manifest(
             lambda m: (
                 _md5_references(m, full_only=True) == len(reported) - 1
@@ -743,8 +794,11 @@ def _steps(args: argparse.Namespace, out: Path, server: DemoServer, started: flo
             "the index without the withdrawn report",
         )
         figures.versions.add(int(again["version"]))
-        _say(f"Clearinghouse: published index version {again['version']} without it.")
+        figures.seconds["published again at"] = time.perf_counter() - started
+        _say(f"{stamp()} Clearinghouse: published index version {again['version']} without it.")
         second = _match(client, records, names, args.dihedral, expected.without(withdrawn))
+        figures.seconds["second match"] = second.seconds
+        _say(f"{stamp()} Platform: matched the {len(records)} files again.")
     lost = first.found - second.found
     gained = second.found - first.found
     lost_expected = set(expected.sources) - set(expected.without(withdrawn).sources)
@@ -955,5 +1009,6 @@ def _write_results(
             "fingerprints": dict(figures.fingerprints),
         },
         "published_versions": sorted(figures.versions),
+        "seconds": {k: round(v, 2) for k, v in figures.seconds.items()},
     }
     (out / "results.json").write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
