@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pytest
@@ -27,12 +27,17 @@ from blindmatch.client import (
     PlatformClient,
     VideoMatchReport,
 )
+from blindmatch.client.flows import Flow
+from blindmatch.client.loops import run_sync
 from blindmatch.client.reporting import Receipt, Report, ReportingClient
+from blindmatch.client.steps import Send
+from blindmatch.client.videos import match_videos
 from blindmatch.fingerprint.types import Md5Digest, Sha256Digest, VideoFingerprint
 from blindmatch.protocols import Upload
 from blindmatch.samples import photo_like, video_codec, write_video
 from service_support import Server, references, start_server, wait_published
 
+T = TypeVar("T")
 FPS = 8
 SIZE = (192, 144)
 FAST = ClientOptions(backoff=0.05, max_backoff=0.2, max_retry_after=5.0)
@@ -208,6 +213,53 @@ def test_match_command_prints_vpdq_records(
     assert all(len(x["handle"]) == 32 for x in lines)
     assert "3 files" in err
     assert "4 matches in 2 files" in err
+
+
+def _interposed(flow: Flow[T], hook: Callable[[], None]) -> Flow[T]:
+    """``flow``, with ``hook()`` run once just before its first session opens."""
+    answer: Any = None
+    hooked = False
+    while True:
+        try:
+            step = flow.send(answer)
+        except StopIteration as stop:
+            return cast(T, stop.value)
+        if not hooked and isinstance(step, Send) and step.requests[0].path == "/v1/match/sessions":
+            hook()
+            hooked = True
+        answer = yield step
+
+
+def test_a_new_vpdq_index_mid_call_is_followed(world: World, tmp_path: Path) -> None:
+    # After the platform took the vpdq index and before its session opens, a new video is
+    # reported and a new full index published: the session is refused as stale, the flow
+    # moves to the new manifest, and the videos are asked again on the new vpdq index, so
+    # every share is counted on one index.
+    data = (world.root / "unrelated.mp4").read_bytes()
+
+    def report_another_video() -> None:
+        with ReportingClient(world.server.url) as person:
+            person.submit(
+                Report.video(
+                    "adult",
+                    Md5Digest(hashlib.md5(data, usedforsecurity=False).digest()),
+                    Sha256Digest(hashlib.sha256(data).digest()),
+                    world.unrelated,
+                )
+            )
+        with world.server.client() as http:
+            wait_published(http, lambda m: m["indexes"]["vpdq"]["references"] > world.frames)
+
+    videos = [("trimmed", world.trimmed), ("unrelated", world.unrelated)]
+    with world.client(tmp_path) as client:
+        flow = _interposed(match_videos(client._flows, videos), report_another_video)
+        found = run_sync(flow, client._http, client._pool)
+    assert sorted((v.upload_ref, v.query_pct) for v in found.videos) == [
+        ("trimmed", 100.0),
+        ("unrelated", 100.0),
+    ]
+    assert found.report.stats.manifest_refreshes >= 1
+    assert found.unfinished_videos == ()
 
 
 def test_a_withdrawn_video_no_longer_matches(world: World, tmp_path: Path) -> None:
