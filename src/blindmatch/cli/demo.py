@@ -45,10 +45,11 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blindmatch.cli._argtypes import int_up_to, non_negative_int, positive_int
 from blindmatch.cli._demo_server import DemoFailed, DemoServer, log_tail, start_server
@@ -66,6 +67,12 @@ from blindmatch.fingerprint.signals import PdqSignal
 from blindmatch.fingerprint.types import PdqHash
 from blindmatch.fingerprint.video import is_match, video_match
 from blindmatch.samples import SampleManifest, make_samples
+
+if TYPE_CHECKING:  # the client extra is imported when the demo runs, not to build the parser
+    from blindmatch.client import PlatformClient
+    from blindmatch.client.reporting import Report
+    from blindmatch.fingerprint.types import VideoFingerprint
+    from blindmatch.protocols import Upload
 
 __all__ = [
     "DEFAULT_IMAGES",
@@ -349,7 +356,7 @@ class _Figures:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _report_of(record: Record) -> Any:
+def _report_of(record: Record) -> Report:
     """The person's report of one file (fingerprints only), as ``blindmatch report``."""
     from blindmatch.client.reporting import Report
     from blindmatch.fingerprint.types import Md5Digest, PdqFingerprint, Sha256Digest
@@ -362,13 +369,15 @@ def _report_of(record: Record) -> Any:
     return Report.video("minor", md5, sha256, video_from_record(record))
 
 
-def _uploads(records: Sequence[Record], dihedral: bool) -> tuple[list[Any], list[Any]]:
+def _uploads(
+    records: Sequence[Record], dihedral: bool
+) -> tuple[list[Upload], list[tuple[str, VideoFingerprint]]]:
     """The platform's uploads (md5, sha256, pdq) and videos (for private vPDQ), ref = the
     record's position."""
     from blindmatch.protocols import Upload
 
     uploads: list[Upload] = []
-    videos = []
+    videos: list[tuple[str, VideoFingerprint]] = []
     for position, record in enumerate(records):
         if "error" in record:
             continue
@@ -387,7 +396,7 @@ def _uploads(records: Sequence[Record], dihedral: bool) -> tuple[list[Any], list
 
 
 def _match(
-    client: Any,
+    client: PlatformClient,
     records: Sequence[Record],
     names: Sequence[str],
     dihedral: bool,
@@ -805,7 +814,7 @@ def _steps(
     withdrawal_ok = not gained and lost == {p for p in lost_expected if p in first.found}
 
     # -- 8. what matched, what each party saw
-    _print_table(manifest, media, names, records, reported, withdrawn, first, second)
+    _print_table(manifest, media, reported, withdrawn, first, second)
     _print_account(figures, first, second, len(records), len(reported), withdrawn, lost)
     ok = first.agrees and second.agrees and withdrawal_ok and not failed
     _say()
@@ -818,7 +827,7 @@ def _steps(
             else "DISAGREEMENT with the plaintext comparison (see the table above)."
         )
     )
-    _write_results(out, names, manifest, media, withdrawn, first, second, ok, figures)
+    _write_results(out, manifest, media, withdrawn, first, second, ok, figures)
     return 0 if ok else 1
 
 
@@ -857,7 +866,7 @@ def _print_summary(summaries: Sequence[EditSummary]) -> None:
             )
 
 
-def _signals(pairs: Iterator[Pair] | set[Pair] | frozenset[Pair], name: str) -> str:
+def _signals(pairs: AbstractSet[Pair], name: str) -> str:
     order = ("md5", "sha256", "pdq", "vpdq")
     found = sorted({s for n, s in pairs if n == name}, key=order.index)
     return " ".join(found) or "-"
@@ -866,8 +875,6 @@ def _signals(pairs: Iterator[Pair] | set[Pair] | frozenset[Pair], name: str) -> 
 def _print_table(
     manifest: SampleManifest,
     media: Path,
-    names: Sequence[str],
-    records: Sequence[Record],
     reported: Sequence[Path],
     withdrawn: str,
     first: MatchRun,
@@ -966,7 +973,6 @@ def _print_account(
 
 def _write_results(
     out: Path,
-    names: Sequence[str],
     manifest: SampleManifest,
     media: Path,
     withdrawn: str,
@@ -982,7 +988,7 @@ def _write_results(
             "unexpected": sorted(run.unexpected),
             "missed": sorted(run.missed),
             "agrees": run.agrees,
-            "vpdq_shares": {f"{n}": list(v) for (n, _), v in sorted(run.shares.items())},
+            "vpdq_shares": {n: list(v) for (n, _), v in sorted(run.shares.items())},
             "stats": run.stats,
         }
 
