@@ -131,7 +131,9 @@ def match_videos(
 
     Raises:
         TypeError, errors.InvalidArgument: see :func:`check_videos`; also no ``vpdq`` index.
-        errors.ClientError, errors.ProtocolError, errors.VerifyError: as ``match``.
+        errors.ClientError, errors.ProtocolError, errors.VerifyError: as ``match``; a
+            ``ClientError``'s ``partial`` is the :class:`MatchReport` of ``uploads`` alone
+            (no video has a result until all of its frames are answered).
     """
     check_videos(videos, uploads)
     if not videos:
@@ -144,7 +146,16 @@ def match_videos(
         matcher = VideoMatcher(index)
         frames = [u for ref, video in videos for u in matcher.frame_uploads(ref, video)]
         asked = [*frames, *(uploads if others is None else ())]
-        report = yield from flows.match(asked)
+        try:
+            report = yield from flows.match(asked)
+        except errors.ClientError as exc:
+            # ``partial`` is then the report of the caller's own uploads: a video's frames
+            # answered so far give no result (the rule needs all of them).
+            if others is not None:
+                exc.partial = others
+            elif isinstance(exc.partial, MatchReport):
+                exc.partial = _without_frames(exc.partial, len(frames))
+            raise
         _add_stats(stats, report.stats)
         frame_matches = [m for m in report.matches if m.signal == VIDEO_SIGNAL]
         if others is None:
