@@ -259,13 +259,16 @@ def test_a_server_that_cannot_start_is_one_line_and_its_log(tmp_path: Path, busy
 
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["int", "term"])
 def test_a_stopped_demo_leaves_no_server_behind(tmp_path: Path, signal_number: int) -> None:
-    args = ["demo", "--out", str(tmp_path), "--images", "1", "--videos", "0", "--no-progress"]
+    args = ["demo", "--out", str(tmp_path / "out"), "--images", "1", "--videos", "0"]
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     with subprocess.Popen(
-        [sys.executable, "-m", "blindmatch", *args],
+        [sys.executable, "-m", "blindmatch", *args, "--no-progress"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "TMPDIR": str(temporary)},
     ) as proc:
         assert proc.stdout is not None
         assert proc.stderr is not None
@@ -284,6 +287,8 @@ def test_a_stopped_demo_leaves_no_server_behind(tmp_path: Path, signal_number: i
     assert error == "blindmatch: interrupted\n"
     assert "Stopped the clearinghouse" in rest
     assert _group_alive(int(found[1])) == []
+    # The clearinghouse's data folder is gone too (multiprocessing may leave its own).
+    assert [p.name for p in temporary.iterdir() if p.name.startswith("blindmatch")] == []
 
 
 def test_demo_draws_the_bar_on_a_terminal(tmp_path: Path, busy_port: int) -> None:

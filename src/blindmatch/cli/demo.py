@@ -46,7 +46,6 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -628,12 +627,15 @@ def _run(args: argparse.Namespace, out: Path, temporary: bool) -> int:
         elif target.exists():
             target.unlink()
     (out / "clearinghouse").mkdir()
-    with tempfile.TemporaryDirectory(prefix="blindmatch-demo-data-") as data:
+    # The server is stopped (its whole process group) before the folder goes; a file it
+    # was writing as it died must not turn a finished demo into a traceback.
+    with tempfile.TemporaryDirectory(
+        prefix="blindmatch-demo-data-", ignore_cleanup_errors=True
+    ) as data:
         # Started first: it boots while the samples are made.
         server = start_server(Path(data) / "data", out / "clearinghouse" / "serve.log", args.port)
         try:
-            with ThreadPoolExecutor(2, thread_name_prefix="demo-operator") as pool:
-                code = _steps(args, out, server, started, pool)
+            code = _steps(args, out, server, started)
         except DemoFailed:
             _show_log(server)
             raise
@@ -661,13 +663,7 @@ def _show_log(server: DemoServer) -> None:
             _say(f"  | {line}")
 
 
-def _steps(
-    args: argparse.Namespace,
-    out: Path,
-    server: DemoServer,
-    started: float,
-    pool: ThreadPoolExecutor,
-) -> int:
+def _steps(args: argparse.Namespace, out: Path, server: DemoServer, started: float) -> int:
     from blindmatch.client import ClientOptions, PlatformClient
     from blindmatch.client.reporting import ReportingClient
 
@@ -726,8 +722,6 @@ def _steps(
     person_dir = out / "person"
     person_dir.mkdir()
     receipts_file = person_dir / "receipts.txt"
-    operator = pool.submit(server.admin, "platform", "create", "demo-platform")
-    pin = pool.submit(server.admin, "keys", "show")
     with ReportingClient(server.url) as person, _private_file(receipts_file) as kept:
         for path in reported:
             report = _report_of(by_path[path])
@@ -746,10 +740,9 @@ def _steps(
         f"{figures.media_bytes} bytes of media); receipts kept in {receipts_file}."
     )
 
-    # -- 4. the operator creates the platform and hands over the key to pin (started
-    # before the reports: each admin command is a process of its own, a few seconds each)
-    platform = operator.result()
-    pinned = pin.result()["publication_key"]
+    # -- 4. the operator creates the platform and hands over the key to pin
+    platform = server.admin("platform", "create", "demo-platform")
+    pinned = server.admin("keys", "show")["publication_key"]
     _say(
         f"{stamp()} Operator: 'blindmatch admin platform create demo-platform' gave the "
         f"platform its API key; 'blindmatch admin keys show' the publication key to pin, "
