@@ -33,7 +33,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "demo",
         "blindmatch.cli.demo",
-        "generate sample media, fingerprint it, match it privately end to end",
+        "the whole flow across real processes: a clearinghouse, a person, a platform",
     ),
     Command(
         "simulate",

@@ -2,10 +2,13 @@
 them privately against a clearinghouse over HTTP, with the platform SDK.
 
 Each file gives up to three uploads: its MD5, its SHA-256 and, for an image of PDQ quality
-50 or more, its PDQ hash (with ``--dihedral``, its 8 dihedral variants). Videos are matched
-by MD5 and SHA-256 here (private vPDQ needs a grouped index the service does not publish
-yet). Matches go to stdout as JSON Lines ``{"path", "signal", "handle"}`` plus
-``"agreeing_bands"`` for PDQ and ``"variant"`` with ``--dihedral``; a summary goes to stderr.
+50 or more, its PDQ hash (with ``--dihedral``, its 8 dihedral variants). A video with vPDQ
+frames (fingerprinted with the ``video`` extra, or read from ``--hashes``) is also matched
+privately by vPDQ (``PlatformClient.match_videos``: its frames are queried like PDQ
+images, the vPDQ rule applied per reported video). Matches go to stdout as JSON Lines
+``{"path", "signal", "handle"}`` plus ``"agreeing_bands"`` for PDQ, ``"variant"`` with
+``--dihedral``, and ``"query_pct"``, ``"compared_pct"`` for ``"vpdq"``; a summary goes to
+stderr.
 
 The API key never goes on the command line (other users see it in ``ps``): a file, or
 the ``BLINDMATCH_API_KEY`` environment variable.
@@ -261,6 +264,8 @@ def _retro_check(client: Any) -> int:
         print(f"blindmatch: error: verification failed: {exc}", file=sys.stderr)
         return 3
     for match in report.matches:
+        if match.signal == "vpdq":
+            continue  # a video's frame: videos are not retro-matched (docs/client.md)
         line = _retro_path(match.upload_ref)
         line["signal"] = match.signal
         line["handle"] = match.handle.hex()
@@ -268,14 +273,45 @@ def _retro_check(client: Any) -> int:
             line["variant"] = match.variant
         sys.stdout.write(json.dumps(line) + "\n")
     sys.stdout.flush()
-    files = {m.upload_ref for m in report.matches}
+    files = {m.upload_ref for m in report.matches if m.signal != "vpdq"}
+    found = sum(m.signal != "vpdq" for m in report.matches)
     print(
-        f"blindmatch: retro: {len(report.matches)} new matches in {len(files)} kept files; "
+        f"blindmatch: retro: {found} new matches in {len(files)} kept files; "
         f"{report.checked} index files checked, {report.records} records kept, "
         f"{report.forgotten} forgotten; epoch {report.epoch} version {report.version}",
         file=sys.stderr,
     )
     return 0
+
+
+def _videos(records: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """``(ref, VideoFingerprint)`` of every video record with frames (for private vPDQ)."""
+    from blindmatch.cli.hash import video_from_record
+
+    videos = []
+    for position, record in enumerate(records):
+        if record.get("kind") != "video" or "error" in record or not record.get("frames"):
+            continue
+        try:
+            videos.append((str(position), video_from_record(record)))
+        except errors.BlindmatchError:
+            raise errors.InvalidArgument(
+                f"record {position + 1} ({record.get('path')!s:.80}) has malformed frames"
+            ) from None
+    return videos
+
+
+def _print_videos(records: list[dict[str, Any]], found: Any) -> None:
+    for video in found.videos:
+        record = records[int(video.upload_ref)]
+        line: dict[str, Any] = {"path": record.get("path")}
+        if "path_hex" in record:
+            line["path_hex"] = record["path_hex"]
+        line["signal"] = video.signal
+        line["handle"] = video.handle.hex()
+        line["query_pct"] = round(video.query_pct, 2)
+        line["compared_pct"] = round(video.compared_pct, 2)
+        sys.stdout.write(json.dumps(line) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -326,8 +362,14 @@ def run(args: argparse.Namespace) -> int:
             uploads = [replace(u, ref=refs[int(u.ref)]) for u in uploads]
         for reason in skipped:
             print(f"blindmatch: skipped {reason}", file=sys.stderr)
+        videos = _videos(records)
+        found = None
         try:
-            report = client.match(uploads)
+            if videos:
+                found = client.match_videos(videos, uploads)
+                report = found.report
+            else:
+                report = client.match(uploads)
         except (errors.AuthenticationFailed, errors.PublicationKeyMismatch) as exc:
             raise errors.InvalidArgument(str(exc)) from None
         except (errors.QuotaExhausted, errors.ServiceUnavailable, errors.CacheLocked) as exc:
@@ -343,7 +385,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"blindmatch: error: verification failed: {exc}", file=sys.stderr)
             return 3
     if report is not None:
+        if found is not None:
+            _print_videos(records, found)
         for match in report.matches:
+            if match.signal == "vpdq":
+                continue  # a video's frame (a partial report): the vPDQ rule was not applied
             ref = match.upload.ref
             record = records[positions[ref] if args.retro else int(ref)]
             line: dict[str, Any] = {"path": record.get("path")}
@@ -357,8 +403,12 @@ def run(args: argparse.Namespace) -> int:
                 line["variant"] = match.variant
             sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
-        files = {m.upload.ref for m in report.matches}
-        unfinished = {u.ref for u in report.unfinished}
+        files = {m.upload.ref for m in report.matches if m.signal != "vpdq"}
+        files |= {v.upload_ref for v in found.videos} if found is not None else set()
+        unfinished = {u.ref for u in report.unfinished if u.signal != "vpdq"}
+        unfinished |= set(found.unfinished_videos) if found is not None else set()
+        matched = len([m for m in report.matches if m.signal != "vpdq"])
+        matched += len(found.videos) if found is not None else 0
         kept = ""
         if args.retro:
             kept = f", {report.stats.retro_records} records kept"
@@ -366,7 +416,7 @@ def run(args: argparse.Namespace) -> int:
                 kept += f" ({report.stats.retro_not_kept} over --retro's bound, not kept)"
         print(
             f"blindmatch: {len(records)} files, {len(uploads)} uploads, "
-            f"{len(report.matches)} matches in {len(files)} files, "
+            f"{matched} matches in {len(files)} files, "
             f"{len(unfinished)} files unfinished, {len(skipped)} skipped{kept}; "
             f"epoch {report.epoch} version {report.version}",
             file=sys.stderr,

@@ -2,6 +2,7 @@
 :mod:`blindmatch.client.reporting`.
 
 - :class:`PlatformClient` / :class:`AsyncPlatformClient`: ``match(uploads)``,
+  ``match_videos(videos, uploads)`` (private vPDQ, :class:`VideoMatchReport`),
   ``feedback(handle, verdict)``, ``refresh()``, ``retro_matches()``; the same flows, sync
   or async.
 - :class:`MatchReport`, :class:`ClientMatch`, :class:`ClientStats`: what ``match`` gives;
@@ -24,6 +25,7 @@ from blindmatch.client.options import ClientOptions
 from blindmatch.client.platform import AsyncPlatformClient, PlatformClient
 from blindmatch.client.results import ClientMatch, ClientStats, MatchReport, RetroReport
 from blindmatch.client.retro_store import RetroStore
+from blindmatch.client.videos import VideoMatchReport
 
 __all__ = [
     "AsyncPlatformClient",
@@ -36,6 +38,7 @@ __all__ = [
     "PlatformClient",
     "RetroReport",
     "RetroStore",
+    "VideoMatchReport",
     "default_cache_dir",
     "parse_publication_key",
     "verify_manifest",

@@ -27,6 +27,8 @@ from blindmatch.client.results import MatchReport, RetroReport
 from blindmatch.client.retro import retro_flow
 from blindmatch.client.retro_store import RetroStore
 from blindmatch.client.steps import Request
+from blindmatch.client.videos import VideoMatchReport, match_videos
+from blindmatch.fingerprint.types import VideoFingerprint
 from blindmatch.protocols import Upload
 from blindmatch.psi.kdf import ReportHandle
 
@@ -191,6 +193,30 @@ class PlatformClient(_Base):
         """
         return run_sync(self._flows.match(list(uploads)), self._http, self._pool)
 
+    def match_videos(
+        self,
+        videos: Iterable[tuple[str, VideoFingerprint]],
+        uploads: Iterable[Upload] = (),
+    ) -> VideoMatchReport:
+        """Match videos privately by vPDQ (and other uploads in the same sessions).
+
+        Args:
+            videos: ``(ref, fingerprint)`` pairs: the caller's ref of each video and its
+                vPDQ fingerprint (``blindmatch.hash_file(path, "vpdq")``).
+            uploads: other :class:`~blindmatch.protocols.Upload` values (md5, sha256, pdq).
+
+        Returns:
+            Per video, the reported videos it matches under the vPDQ rule (handle, query
+            and compared shares); the other uploads' report (:mod:`blindmatch.client.videos`).
+
+        Raises:
+            TypeError: a video is not a ``(str, VideoFingerprint)`` pair.
+            errors.InvalidArgument: the clearinghouse publishes no ``vpdq`` index.
+            errors.ClientError, errors.ProtocolError, errors.VerifyError: as :meth:`match`.
+        """
+        flow = match_videos(self._flows, list(videos), list(uploads))
+        return run_sync(flow, self._http, self._pool)
+
     def feedback(self, handle: ReportHandle | str, verdict: str) -> str:
         """Say what the platform did with a match (``actioned`` or ``not_reported_kind``);
         returns the report's state the service answers.
@@ -268,6 +294,15 @@ class AsyncPlatformClient(_Base):
     async def match(self, uploads: Iterable[Upload]) -> MatchReport:
         """As :meth:`PlatformClient.match`."""
         return await run_async(self._flows.match(list(uploads)), self._http)
+
+    async def match_videos(
+        self,
+        videos: Iterable[tuple[str, VideoFingerprint]],
+        uploads: Iterable[Upload] = (),
+    ) -> VideoMatchReport:
+        """As :meth:`PlatformClient.match_videos`."""
+        flow = match_videos(self._flows, list(videos), list(uploads))
+        return await run_async(flow, self._http)
 
     async def feedback(self, handle: ReportHandle | str, verdict: str) -> str:
         """As :meth:`PlatformClient.feedback`."""
