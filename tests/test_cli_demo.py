@@ -112,11 +112,27 @@ def test_demo_records_are_the_hash_command_records(demo_run: DemoRun) -> None:
 
 def test_demo_summary(demo_run: DemoRun) -> None:
     text = demo_run.stdout
-    assert "Generated 14 files" in text
-    assert "Fingerprinted 10 images and 4 videos" in text
+    images, videos = 2 * (1 + len(EDITS["image"])), 1 + len(EDITS["video"])
+    assert f"Generated {images + videos} files" in text
+    assert f"Fingerprinted {images} images and {videos} videos" in text
     for edit in EDITS["image"]:
         line = next(x for x in text.splitlines() if x.strip().startswith(f"image {edit} "))
-        assert line.endswith("matched 2/2"), line
+        if edit != "cropped":
+            assert line.endswith("matched 2/2"), line
+    # PDQ is not crop-invariant: the line shows how far a slight crop moves the hash, and
+    # counts as matched exactly the copies whose closest dihedral variant is within 31.
+    line = next(x for x in text.splitlines() if x.strip().startswith("image cropped "))
+    found = re.search(
+        r"PDQ distance min/median/max (\d+)/[\d.]+/(\d+) +best dihedral (\d+)/[\d.]+/(\d+) "
+        r"+matched (\d)/2$",
+        line,
+    )
+    assert found, line
+    low, high, best_low, best_high, matched = map(int, found.groups())
+    assert 0 < low <= high
+    assert best_low <= low
+    assert best_high <= high
+    assert matched == (best_low <= 31) + (best_high <= 31)
     for edit in EDITS["video"]:
         line = next(x for x in text.splitlines() if x.strip().startswith(f"video {edit} "))
         assert line.endswith("matched 1/1"), line
@@ -129,9 +145,10 @@ def _row(text: str, name: str) -> str:
 def test_demo_matches_privately_through_the_server(demo_run: DemoRun) -> None:
     before = {tuple(p) for p in demo_run.results["before_withdrawal"]["found"]}
     # Every other original is reported (image-000, video-000). The reported image matches
-    # itself on md5, sha256 and pdq, its edited copies but the mirror (no --dihedral) on
-    # pdq; the reported video itself on md5, sha256 and vpdq, its re-encoded, resized and
-    # trimmed copies privately on vpdq; the unrelated image-001 and its copies nothing.
+    # itself on md5, sha256 and pdq, its edited copies but the mirror (no --dihedral) and
+    # the crop (PDQ distance about 50 with this seed) on pdq; the reported video itself on
+    # md5, sha256 and vpdq, its re-encoded, resized and trimmed copies privately on vpdq;
+    # the unrelated image-001 and its copies nothing.
     assert before == {
         ("image-000.jpg", "md5"),
         ("image-000.jpg", "sha256"),
@@ -158,6 +175,10 @@ def test_demo_matches_privately_through_the_server(demo_run: DemoRun) -> None:
     assert "md5 sha256 pdq / md5 sha256 pdq" in _row(text, "image-000.jpg")
     assert "vpdq / vpdq" in _row(text, "video-000-trimmed.mp4")
     assert "unrelated" in _row(text, "image-001.png")
+    cropped = _row(text, "image-000-cropped.jpg")
+    assert "copy of image-000.jpg" in cropped
+    assert " - / - " in cropped  # not matched, and not expected to be
+    assert "unrelated" in _row(text, "image-001-cropped.png")
 
 
 def test_the_withdrawn_report_stops_matching(demo_run: DemoRun) -> None:

@@ -40,7 +40,7 @@ from blindmatch.fingerprint.frontend import load_rgb
 from blindmatch.fingerprint.pdq import DIHEDRAL_NAMES, pdq_dihedral_from_rgb, pdq_from_rgb
 from blindmatch.fingerprint.types import PdqHash, VideoFingerprint, VideoFrame
 from blindmatch.fingerprint.video import hash_video
-from blindmatch.samples import make_sample_images, photo_like, write_video
+from blindmatch.samples import EDITS, make_sample_images, photo_like, write_video
 
 Record = dict[str, Any]
 
@@ -77,6 +77,10 @@ def _bomb_png(width: int, height: int) -> bytes:
 def _zero_size_gif() -> bytes:
     """A GIF whose logical screen is 0 x 0."""
     return b"GIF89a" + struct.pack("<HH", 0, 0) + b"\x00\x00\x00" + b";"
+
+
+SAMPLE_IMAGES = 2 * (1 + len(EDITS["image"]))
+"""The files in ``media/images``: 2 originals and their edited copies."""
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +157,7 @@ def test_walk_is_recursive_and_sorted(
         "videos/nested/clip.mp4",
     ]
     assert names == expected
-    assert len(names) == len(BAD) + 2 + 10 + 1
+    assert len(names) == len(BAD) + 2 + SAMPLE_IMAGES + 1
 
 
 def test_every_bad_file_gets_its_error_and_the_rest_continue(
@@ -183,7 +187,7 @@ def test_image_fields_equal_library(
     media: Path, folder_run: subprocess.CompletedProcess[str]
 ) -> None:
     images = [r for r in _records(folder_run.stdout) if r.get("kind") == "image"]
-    assert len(images) == 11
+    assert len(images) == SAMPLE_IMAGES + 1  # and disguised/photo.txt
     for record in images:
         path = Path(record["path"])
         data = path.read_bytes()
@@ -396,7 +400,7 @@ def test_ctrl_c_is_one_line_and_exit_130(media: Path, tmp_path: Path) -> None:
 
 def test_good_files_exit_zero(media: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hash", str(media / "images"), "--no-progress"]) == 0
-    assert len(_records(capsys.readouterr().out)) == 10
+    assert len(_records(capsys.readouterr().out)) == SAMPLE_IMAGES
 
 
 def test_no_progress_bar_when_stderr_is_not_a_terminal(media: Path) -> None:
@@ -404,7 +408,7 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(media: Path) -> None:
     result = _run_cli(str(media / "images"))
     assert result.returncode == 0
     assert result.stderr == ""
-    assert len(_records(result.stdout)) == 10  # stdout stays pure JSON Lines
+    assert len(_records(result.stdout)) == SAMPLE_IMAGES  # stdout stays pure JSON Lines
 
 
 def test_no_progress_bar_in_process_on_a_captured_stderr(
@@ -655,10 +659,10 @@ def test_progress_bar_and_records_on_one_terminal_stay_apart(media: Path) -> Non
     code, screen, _ = _run_on_terminal(str(media / "images"), stderr_too=True)
     assert code == 0
     lines = _screen_lines(screen)
-    assert len(lines) == 11, lines
+    assert len(lines) == SAMPLE_IMAGES + 1, lines
     for line in lines[:-1]:
         assert json.loads(line)["kind"] == "image"
-    assert lines[-1] == "[" + "#" * 30 + "] 10/10 files 100%"
+    assert lines[-1] == "[" + "#" * 30 + f"] {SAMPLE_IMAGES}/{SAMPLE_IMAGES} files 100%"
 
 
 def test_progress_bar_when_only_stderr_is_a_terminal(media: Path) -> None:
@@ -687,8 +691,10 @@ def test_progress_bar_when_only_stderr_is_a_terminal(media: Path) -> None:
     assert code == 0
     screen = b"".join(chunks).decode()
     assert "\r[" in screen
-    assert _screen_lines(screen) == ["[" + "#" * 30 + "] 10/10 files 100%"]
-    assert len(_records(out.decode())) == 10
+    assert _screen_lines(screen) == [
+        "[" + "#" * 30 + f"] {SAMPLE_IMAGES}/{SAMPLE_IMAGES} files 100%"
+    ]
+    assert len(_records(out.decode())) == SAMPLE_IMAGES
 
 
 def test_no_progress_bar_for_files_on_a_terminal(media: Path) -> None:

@@ -17,10 +17,12 @@ from PIL import Image, ImageOps
 from blindmatch.errors import InvalidArgument
 from blindmatch.fingerprint.pdq import pdq_from_rgb
 from blindmatch.samples import (
+    CROP,
     EDITS,
     IMAGE_SIZES,
     SampleFile,
     SampleManifest,
+    crop_box,
     make_sample_images,
     make_sample_videos,
     make_samples,
@@ -81,6 +83,11 @@ def test_edits_do_what_they_say(images: SampleManifest) -> None:
         assert resized.size == (original.width * 3 // 5, original.height * 3 // 5)
     with Image.open(edits["brightened"]) as bright:
         assert np.asarray(bright).mean() > np.asarray(original).mean() + 5
+    with Image.open(edits["cropped"]) as cropped:
+        assert cropped.format == "PNG"
+        assert cropped.size == (original.width - 24, original.height - 32)  # 480 x 640
+        pixels = np.asarray(original)[13 : original.height - 19, 14 : original.width - 10]
+        assert np.array_equal(np.asarray(cropped), pixels)
     with Image.open(edits["reencoded"]) as reencoded:
         assert reencoded.format == "JPEG"
         assert reencoded.size == original.size
@@ -95,6 +102,40 @@ def test_images_are_photo_like(images: SampleManifest) -> None:
         with Image.open(_by_edit(images, sample)["reencoded"]) as copy:
             other = pdq_from_rgb(np.asarray(copy.convert("RGB")))
         assert fingerprint.hash.distance(other.hash) <= 31
+
+
+def test_cropped_copies_keep_the_format_and_lose_a_few_percent(images: SampleManifest) -> None:
+    for sample in images.originals():
+        with (
+            Image.open(sample.path) as original,
+            Image.open(_by_edit(images, sample)["cropped"]) as cropped,
+        ):
+            assert cropped.format == original.format
+            width, height = original.size
+            lost_x, lost_y = 1 - cropped.width / width, 1 - cropped.height / height
+            assert 0.04 <= lost_x <= 0.06, sample.path.name
+            assert 0.04 <= lost_y <= 0.06, sample.path.name
+
+
+@pytest.mark.parametrize(
+    ("size", "box"),
+    [
+        ((640, 480), (19, 10, 627, 466)),
+        ((333, 500), (10, 10, 326, 485)),
+        ((1, 1), (0, 0, 1, 1)),  # never empty
+        ((20, 20), (1, 0, 20, 19)),  # 0.6 rounds up, 0.4 down
+    ],
+)
+def test_crop_box(size: tuple[int, int], box: tuple[int, int, int, int]) -> None:
+    assert crop_box(*size) == box
+    left, top, right, bottom = CROP
+    assert left != right or top != bottom  # asymmetric: the centre moves
+
+
+@pytest.mark.parametrize("size", [(0, 10), (10, 0), (-1, 5)])
+def test_crop_box_refuses_an_empty_picture(size: tuple[int, int]) -> None:
+    with pytest.raises(InvalidArgument, match="width and height must be >= 1"):
+        crop_box(*size)
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(
@@ -217,7 +258,8 @@ def test_make_samples_concatenates(tmp_path: Path) -> None:
     assert len(manifest.files) == 1 + len(EDITS["image"])
     assert all(f.kind == "image" for f in manifest.files)
     both = make_samples(tmp_path / "both", 1, 1, seed=1)
-    assert [f.kind for f in both.files] == ["image"] * 5 + ["video"] * 4
+    images, videos = 1 + len(EDITS["image"]), 1 + len(EDITS["video"])
+    assert [f.kind for f in both.files] == ["image"] * images + ["video"] * videos
 
 
 def test_zero_and_negative_counts(tmp_path: Path) -> None:

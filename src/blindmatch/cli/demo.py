@@ -65,7 +65,7 @@ from blindmatch.errors import InvalidArgument
 from blindmatch.fingerprint.signals import PdqSignal
 from blindmatch.fingerprint.types import PdqHash
 from blindmatch.fingerprint.video import is_match, video_match
-from blindmatch.samples import SampleManifest, make_samples
+from blindmatch.samples import EDITS, SampleManifest, make_samples
 
 if TYPE_CHECKING:  # the client extra is imported when the demo runs, not to build the parser
     from blindmatch.client import PlatformClient
@@ -88,10 +88,12 @@ __all__ = [
 ]
 
 DEFAULT_IMAGES = 6
-"""Original images the demo generates (each with 4 edited copies)."""
+"""Original images the demo generates (each with the edited copies of
+:data:`blindmatch.samples.EDITS`)."""
 
 DEFAULT_VIDEOS = 2
-"""Original videos the demo generates (each with 3 edited copies)."""
+"""Original videos the demo generates (each with the edited copies of
+:data:`blindmatch.samples.EDITS`)."""
 
 _MAX_IMAGES = 1000
 _MAX_VIDEOS = 100
@@ -463,12 +465,12 @@ def register(subparsers: Any) -> None:
         description=(
             "Start a clearinghouse ('blindmatch serve' on a free loopback port, SQLite in a "
             "temporary folder), generate sample images and videos with edited copies "
-            "(re-encoded, resized, brightened, mirrored, trimmed), report every other "
-            "original over HTTP as a person would (fingerprints only), create a platform "
-            "with 'blindmatch admin', match every file privately through the platform SDK "
-            "once the index is published, withdraw one report and match again. Prints what "
-            "matched and what each party saw, stops the server, and exits 0 only if the "
-            "private results agree with a plaintext comparison."
+            "(re-encoded, resized, brightened, cropped slightly, mirrored, trimmed), "
+            "report every other original over HTTP as a person would (fingerprints only), "
+            "create a platform with 'blindmatch admin', match every file privately through "
+            "the platform SDK once the index is published, withdraw one report and match "
+            "again. Prints what matched and what each party saw, stops the server, and exits "
+            "0 only if the private results agree with a plaintext comparison."
         ),
     )
     parser.add_argument(
@@ -482,16 +484,16 @@ def register(subparsers: Any) -> None:
         type=int_up_to(_MAX_IMAGES),
         default=DEFAULT_IMAGES,
         metavar="N",
-        help=f"original images, each with 4 edited copies, at most {_MAX_IMAGES} "
-        "(default %(default)s)",
+        help=f"original images, each with {len(EDITS['image'])} edited copies, at most "
+        f"{_MAX_IMAGES} (default %(default)s)",
     )
     parser.add_argument(
         "--videos",
         type=int_up_to(_MAX_VIDEOS),
         default=DEFAULT_VIDEOS,
         metavar="N",
-        help=f"original videos, each with 3 edited copies, at most {_MAX_VIDEOS}; they need "
-        "the 'video' extra, 0 runs without it (default %(default)s)",
+        help=f"original videos, each with {len(EDITS['video'])} edited copies, at most "
+        f"{_MAX_VIDEOS}; they need the 'video' extra, 0 runs without it (default %(default)s)",
     )
     parser.add_argument(
         "--seed",
