@@ -24,8 +24,9 @@ published again, the platform matches again and the report's matches are gone.
 
 The demo holds all three sides, so it can check what no party alone could: the private
 results against a plaintext comparison of the same fingerprints (per file and signal: a
-PDQ miss is tolerated only beyond distance 20, where band recall drops below 1; anything
-unexpected is a failure). The exit code is 0 only if both runs and the withdrawal agree.
+PDQ match is expected within distance 31 or where the public band rule matches, as the
+index decides; a miss is tolerated only beyond distance 20, where band recall drops below
+1; anything unexpected is a failure). The exit code is 0 only if both runs and the withdrawal agree.
 ``DIR/results.json`` holds the table and the figures.
 """
 
@@ -44,7 +45,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,9 +63,10 @@ from blindmatch.cli.hash import (
 )
 from blindmatch.cli.serve import port_number
 from blindmatch.errors import InvalidArgument
-from blindmatch.fingerprint.signals import PdqSignal
+from blindmatch.fingerprint.signals import PdqSignal, default_registry
 from blindmatch.fingerprint.types import PdqHash
 from blindmatch.fingerprint.video import is_match, video_match
+from blindmatch.protocols.signals import signal_banding
 from blindmatch.samples import EDITS, SampleManifest, make_samples
 
 if TYPE_CHECKING:  # the client extra is imported when the demo runs, not to build the parser
@@ -247,8 +249,9 @@ class Expectation:
 
     Attributes:
         sources: per (upload file, signal), the reported files that justify a match:
-            equal MD5/SHA-256, PDQ distance <= 31 with both qualities >= 50 (the closest
-            dihedral variant with ``--dihedral``), or a vPDQ match (the upload as query).
+            equal MD5/SHA-256, PDQ distance <= 31 or the band rule (``threshold`` public
+            bands agreeing, as the index decides) with both qualities >= 50 (any dihedral
+            variant with ``--dihedral``), or a vPDQ match (the upload as query).
         distances: the PDQ distance of each (upload file, reported file) pair.
     """
 
@@ -298,12 +301,35 @@ def expectation(
                 distance = min(PdqHash.from_hex(h).distance(target) for h in variants)
                 distances[(upload_name, ref_name)] = distance
                 good = min(u["quality"], r["quality"]) >= _MIN_QUALITY
-                if good and distance <= _MATCH_DISTANCE:
+                if good and (distance <= _MATCH_DISTANCE or _band_rule(variants, r["pdq"])):
                     sources[(upload_name, "pdq")].add(ref_name)
             both_videos = u.get("kind") == r.get("kind") == "video"
             if both_videos and is_match(video_from_record(u), video_from_record(r)):
                 sources[(upload_name, "vpdq")].add(ref_name)
     return Expectation({k: frozenset(v) for k, v in sources.items()}, distances)
+
+
+_BAND_VALUES: dict[str, list[int]] = {}
+
+
+def _band_rule(variants: Iterable[str], target: str) -> bool:
+    """Whether the index's band rule matches any of ``variants`` with ``target`` (hex PDQ
+    hashes): at least ``threshold`` of the public bands agree in all their bits. The rule
+    the private protocol computes, in plaintext; it matches nearly every pair within 31 and
+    some beyond (a few bits past the threshold can leave two bands whole), which the
+    distance alone would call unexpected."""
+    banding = signal_banding(default_registry().get("pdq"))
+
+    def values(text: str) -> list[int]:
+        if text not in _BAND_VALUES:
+            _BAND_VALUES[text] = banding.band_values(bytes(PdqHash.from_hex(text)))
+        return _BAND_VALUES[text]
+
+    wanted = values(target)
+    return any(
+        sum(a == b for a, b in zip(values(v), wanted, strict=True)) >= banding.threshold
+        for v in variants
+    )
 
 
 @dataclass(frozen=True, slots=True)
