@@ -127,7 +127,9 @@ def create_platform(server: Server, name: str = "acme", daily: int | None = None
 
 def report_files(server: Server, *paths: Path) -> dict[str, str]:
     """``blindmatch report --json`` as a person runs it; the receipt of each file by name."""
-    sent = blindmatch("report", "--server", server.url, "--age", "minor", "--json", *map(str, paths))
+    sent = blindmatch(
+        "report", "--server", server.url, "--age", "minor", "--json", *map(str, paths)
+    )
     assert sent.returncode == 0, sent.stderr
     lines = [json.loads(line) for line in sent.stdout.splitlines()]
     assert all(line["status"] == "pending" for line in lines), sent.stdout
@@ -146,3 +148,109 @@ def deploy(server: Server, media: Path, records: dict[str, dict[str, Any]]) -> D
 
 def environ_without_blindmatch() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("BLINDMATCH_")}
+
+
+def report_hashes(server: Server, fingerprints: list[dict[str, object]]) -> None:
+    """Report fingerprints over HTTP, as ``blindmatch report`` sends them."""
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        made = http.post(
+            "/v1/reports",
+            json={
+                "content_kind": "image",
+                "age_attestation": "minor",
+                "fingerprints": fingerprints,
+            },
+        )
+    assert made.status_code == 201, made.text
+
+
+def pinned_key(server: Server) -> str:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        key: str = http.get("/v1/keys").json()["publication_key"]
+    return key
+
+
+def quota_used(server: Server, platform: str) -> int:
+    """Elements the service counted against ``platform``'s quota (all days), read from its
+    database: what the quota holds is the server's own count, not the clients'."""
+    query = (
+        "SELECT COALESCE(SUM(q.used), 0) FROM quota_usage q "
+        "JOIN platforms p ON p.id = q.platform WHERE p.name = "
+    )
+    row: tuple[Any, ...] | None
+    if server.database_url:
+        import psycopg
+
+        with psycopg.connect(server.database_url) as pg:
+            row = pg.execute(query + "%s", (platform,)).fetchone()
+    else:
+        import sqlite3
+
+        lite = sqlite3.connect(server.data_dir / "blindmatch.sqlite3")
+        try:
+            row = lite.execute(query + "?", (platform,)).fetchone()
+        finally:
+            lite.close()
+    assert row is not None
+    return int(row[0])
+
+
+class TamperingProxy:
+    """A real HTTP proxy on loopback in front of a clearinghouse that changes what it
+    serves: ``tamper(path, body) -> body`` rewrites every answer (a man in the middle, or
+    a compromised mirror). Everything else (status, headers, other paths) passes."""
+
+    _DROP = frozenset(
+        {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
+    )
+
+    def __init__(self, upstream: str, tamper: Any) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        proxy = self
+        self.tamper = tamper
+        self.upstream = httpx.Client(base_url=upstream, timeout=60)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in proxy._DROP and k.lower() != "host"
+                }
+                answer = proxy.upstream.request(
+                    self.command, self.path, content=body, headers=headers
+                )
+                content = proxy.tamper(self.path, answer.content)
+                self.send_response(answer.status_code)
+                for key, value in answer.headers.multi_items():
+                    if key.lower() not in proxy._DROP:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            # http.server dispatches on these names.
+            do_GET = do_POST = do_DELETE = _forward  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.upstream.close()

@@ -71,9 +71,7 @@ def deployment(
         server_: PostgresServer = request.getfixturevalue("postgres")
         url = server_.new_database()
     root = tmp_path_factory.mktemp(f"matrix-{kind}-{workers}")
-    server = start_server(
-        root / "data", url, workers=workers, limits={"intake_per_hour": "1000"}
-    )
+    server = start_server(root / "data", url, workers=workers, limits={"intake_per_hour": "1000"})
     try:
         yield deploy(server, *media)
     finally:
