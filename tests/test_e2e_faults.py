@@ -100,14 +100,13 @@ def live(
 
 def _stream(count: int, hits: dict[int, str], tag: str = "u") -> list[Upload]:
     """``count`` unrelated MD5 uploads with hits at the given positions: ``"md5"`` (the
-    reported MD5), ``"sha256"``, ``"near"`` (PDQ at distance 20) or ``"far"`` (PDQ at 100)."""
+    reported MD5), ``"sha256"`` or ``"near"`` (PDQ at distance 20 of the reported one)."""
     uploads = [Upload(f"{tag}{i}", "md5", secrets.token_bytes(16)) for i in range(count)]
     for position, kind in sorted(hits.items()):
         upload = {
             "md5": Upload(f"hit-{position}", "md5", MD5),
             "sha256": Upload(f"hit-{position}", "sha256", SHA256),
             "near": Upload(f"hit-{position}", "pdq", flip_bits(PDQ, 20), 90),
-            "far": Upload(f"far-{position}", "pdq", flip_bits(PDQ, 100), 90),
         }[kind]
         uploads.insert(position, upload)
     return uploads
@@ -496,7 +495,7 @@ def _manifest(change: Callable[[dict[str, Any]], None]) -> Callable[[str, bytes]
     return tamper
 
 
-def _more_references(answer: dict[str, Any]) -> None:
+def _drop_revocations(answer: dict[str, Any]) -> None:
     manifest = json.loads(answer["manifest"])
     manifest["revoked_handles"] = []
     manifest["version"] += 1
@@ -511,7 +510,7 @@ def _flip_signature(answer: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     "tamper",
-    [_flip_index, _manifest(_more_references), _manifest(_flip_signature)],
+    [_flip_index, _manifest(_drop_revocations), _manifest(_flip_signature)],
     ids=["index-byte", "manifest-content", "manifest-signature"],
 )
 def test_cli_refuses_a_tampered_index_or_manifest_with_exit_3(
@@ -534,6 +533,31 @@ def test_cli_refuses_a_wrong_pinned_key_with_exit_2(served: Served, tmp_path: Pa
     assert done.returncode == 2, done.stderr
     assert "publication key" in one_line(done.stderr)
     assert done.stdout == ""
+
+
+def test_cli_spent_quota_is_exit_4_with_every_file_unfinished(
+    served: Served, tmp_path: Path
+) -> None:
+    # 100 elements a day: less than one request (2 uploads and a canary padded to 128).
+    stingy = create_platform(served.server, "stingy", daily=100)
+    done = blindmatch(
+        "match",
+        "--server",
+        served.server.url,
+        "--publication-key",
+        served.pinned,
+        "--cache-dir",
+        str(tmp_path),
+        "--hashes",
+        str(served.hashes),
+        env={"BLINDMATCH_API_KEY": stingy},
+    )
+    assert done.returncode == 4, done.stderr
+    assert done.stdout == ""
+    error, summary = done.stderr.splitlines()
+    assert "quota" in error
+    assert "2 files unfinished" in summary
+    assert stingy not in done.stderr
 
 
 def test_cli_refuses_an_index_changed_on_the_server_disk_with_exit_3(
