@@ -362,7 +362,7 @@ def test_kill_9_mid_run_nothing_dropped_and_the_platform_resumes(
     assert isinstance(partial, MatchReport)
     _accounted(partial, uploads)
     assert len(partial.unfinished) > 200
-    assert partial.answered >= 100
+    assert partial.answered >= 50  # at least the batch answered before the kill
     assert statuses.count(200) >= 2
 
     # The CLI against the dead server: exit 4, every file counted unfinished.
