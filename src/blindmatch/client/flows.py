@@ -517,7 +517,10 @@ class Flows:
                     wave.append(self._post(path, session.next_request()))
             answers = yield Send(tuple(wave))
             outcome = _DONE
-            for answer in answers:
+            # Answers first, refusals after: a 429 (another client spent the quota) or an
+            # error that ends the session must not discard a batch answered beside it in
+            # the same wave (its elements are charged, its matches are the caller's).
+            for answer in sorted(answers, key=lambda a: a.status != 200):
                 if answer.status == 200:
                     progress.found.extend(
                         (m.upload_ref, m) for m in session.receive(answer.content)
