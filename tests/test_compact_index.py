@@ -626,3 +626,14 @@ def test_ribbon_c_refuses_bad_buffers() -> None:
         _ribbon_cext.solve(np.zeros(1, dtype=np.int64), one, one, one, 127, out[:127])
     with pytest.raises(ValueError, match="wrong sizes"):
         _ribbon_cext.solve(np.zeros(2, dtype=np.int64), one, one, one, 128, out)
+    # A coefficient whose first bit is 0 could toggle against a stored row forever.
+    stored = np.array([1, 1], dtype=np.uint64)
+    with pytest.raises(ValueError, match="does not start with 1"):
+        _ribbon_cext.solve(
+            np.zeros(2, dtype=np.int64),
+            stored ^ np.uint64(1),
+            one.repeat(2),
+            one.repeat(2),
+            128,
+            out,
+        )

@@ -100,9 +100,16 @@ static PyObject *solve(PyObject *self, PyObject *args) {
         goto release;
     }
     const int64_t *start_values = (const int64_t *)starts.buf;
+    const uint64_t *low_values = (const uint64_t *)low.buf;
     for (Py_ssize_t k = 0; k < count; k++) {
         if (start_values[k] < 0 || start_values[k] > slots - WIDTH) {
             PyErr_SetString(PyExc_ValueError, "a ribbon start is out of range");
+            goto release;
+        }
+        /* Every coefficient starts with a 1 (its start row): without it, elimination
+         * against a stored row could toggle forever instead of moving on. */
+        if ((low_values[k] & 1) == 0) {
+            PyErr_SetString(PyExc_ValueError, "a ribbon coefficient does not start with 1");
             goto release;
         }
     }
