@@ -3,7 +3,8 @@
 A person reports a real video (its fingerprints only, through ``ReportingClient``); the
 server publishes the grouped ``vpdq`` index; a platform's ``PlatformClient.match_videos``
 (and the async client's) finds a trimmed, re-encoded copy of it under the vPDQ rule and not
-an unrelated video, in the same call as an exact upload; a withdrawal drops the match.
+an unrelated video, in the same call as an exact upload; a withdrawal drops the match. On
+SQLite with one worker and on PostgreSQL with two.
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ from blindmatch.client.videos import match_videos
 from blindmatch.fingerprint.types import Md5Digest, Sha256Digest, VideoFingerprint
 from blindmatch.protocols import Upload
 from blindmatch.samples import photo_like, video_codec, write_video
-from service_support import Server, references, start_server, wait_published
+from service_support import (  # noqa: F401 - the postgres fixture
+    Server,
+    postgres,
+    references,
+    start_server,
+    wait_published,
+)
 
 T = TypeVar("T")
 FPS = 8
@@ -76,8 +83,18 @@ class World:
         )
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(
+    scope="module",
+    params=[("sqlite", 1), ("postgresql", 2)],
+    ids=["sqlite-1-worker", "postgresql-2-workers"],
+)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    database, workers = request.param
+    database_url = ""
+    if database == "postgresql":
+        database_url = request.getfixturevalue("postgres").new_database()
     root = tmp_path_factory.mktemp("client-video")
     rng = np.random.default_rng(31)
     scenes = [photo_like(rng, *SIZE) for _ in range(5)]
@@ -87,7 +104,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     unrelated = _video(root / "unrelated.mp4", [photo_like(rng, *SIZE) for _ in range(4)], "18")
     data = (root / "reported.mp4").read_bytes()
     md5 = hashlib.md5(data, usedforsecurity=False).digest()
-    server = start_server(root / "data", "", limits={"intake_per_hour": "1000"})
+    server = start_server(
+        root / "data", database_url, workers=workers, limits={"intake_per_hour": "1000"}
+    )
     try:
         with ReportingClient(server.url) as person:
             report = Report.video(
