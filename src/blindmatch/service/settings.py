@@ -36,6 +36,7 @@ __all__ = [
     "ENV_DATA_DIR",
     "ENV_PAGE_DIR",
     "ENV_PAGE_POLICY",
+    "ENV_EXACT_INDEX",
     "ENV_RAY_ADDRESS",
     "Limits",
     "Settings",
@@ -46,6 +47,8 @@ ENV_DATABASE_URL: Final = "BLINDMATCH_DATABASE_URL"
 ENV_PAGE_DIR: Final = "BLINDMATCH_PAGE_DIR"
 ENV_PAGE_POLICY: Final = "BLINDMATCH_PAGE_POLICY"
 ENV_RAY_ADDRESS: Final = "BLINDMATCH_RAY_ADDRESS"
+ENV_EXACT_INDEX: Final = "BLINDMATCH_EXACT_INDEX"
+EXACT_INDEX_KINDS: Final = ("compact", "bands")
 _SQLITE_NAME: Final = "blindmatch.sqlite3"
 _LIMIT_PREFIX: Final = "BLINDMATCH_LIMIT_"
 
@@ -95,6 +98,11 @@ class Settings:
     ``ray_address``: where the publisher builds indexes (``"local"``, ``"auto"``,
     ``HOST:PORT`` or ``ray://HOST:PORT``; :class:`blindmatch.psi.ray_build.RayBuild`, the
     ``ray`` extra), or ``""`` for this machine's process pool (the default).
+
+    ``exact_index``: how the exact signals (``md5``, ``sha256``) are published:
+    ``"compact"`` (the default: compact exact indexes, format version 3, about 5 bytes a
+    reference) or ``"bands"`` (banded indexes, format version 1, about 28 bytes a
+    reference, for platforms running an SDK older than the compact format).
     """
 
     data_dir: Path
@@ -103,8 +111,11 @@ class Settings:
     page_dir: Path | None = None
     page_policy: str = "default-src 'none'; frame-ancestors 'none'"
     ray_address: str = ""
+    exact_index: str = "compact"
 
     def __post_init__(self) -> None:
+        if self.exact_index not in EXACT_INDEX_KINDS:
+            raise ConfigurationError("exact_index must be 'compact' or 'bands'")
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
         if not self.database_url:
             sqlite = self.data_dir / _SQLITE_NAME
@@ -147,6 +158,7 @@ class Settings:
             env[ENV_PAGE_POLICY] = self.page_policy
         if self.ray_address:
             env[ENV_RAY_ADDRESS] = self.ray_address
+        env[ENV_EXACT_INDEX] = self.exact_index
         for item in fields(Limits):
             env[_LIMIT_PREFIX + item.name.upper()] = str(getattr(self.limits, item.name))
         return env
@@ -179,6 +191,7 @@ class Settings:
             env.get(ENV_DATABASE_URL, ""),
             limits,
             ray_address=env.get(ENV_RAY_ADDRESS, "").strip(),
+            exact_index=env.get(ENV_EXACT_INDEX, "compact").strip() or "compact",
         )
         page_dir = env.get(ENV_PAGE_DIR)
         if page_dir:
