@@ -158,7 +158,8 @@ class Settings:
             env[ENV_PAGE_POLICY] = self.page_policy
         if self.ray_address:
             env[ENV_RAY_ADDRESS] = self.ray_address
-        env[ENV_EXACT_INDEX] = self.exact_index
+        if self.exact_index != "compact":
+            env[ENV_EXACT_INDEX] = self.exact_index
         for item in fields(Limits):
             env[_LIMIT_PREFIX + item.name.upper()] = str(getattr(self.limits, item.name))
         return env
