@@ -456,6 +456,7 @@ class Flows:
             t.canaries_matched += s.canaries_matched
             t.audits_verified += s.audits_verified
             t.elements_audited += s.elements_audited
+            t.retro_unsupported += s.retro_unsupported
 
     def _retain(
         self, session: PlatformSession, progress: _Progress, found: list[tuple[str, Any]]

@@ -284,7 +284,7 @@ class PlatformStats:
     audits_sent: int = 0
     audits_verified: int = 0
     elements_audited: int = 0
-    retro_not_kept: int = 0
+    retro_unsupported: int = 0
     """Uploads a retaining session kept no retro record of: those looked up in a compact
     exact index (docs/protocol.md section 7.5: retro-matching reads banded indexes only)."""
 
@@ -1030,9 +1030,9 @@ class PlatformSession:
         header = lookup.header
         if not isinstance(header, IndexHeader):
             # A compact exact index answers from the OPRF output itself; no tags or pads
-            # stand for it, so nothing is kept (counted: PlatformStats.retro_not_kept).
+            # stand for it, so nothing is kept (counted: PlatformStats.retro_unsupported).
             group.outputs.clear()
-            self.stats.retro_not_kept += 1
+            self.stats.retro_unsupported += 1
             return
         queries = []
         for position, outputs in sorted(group.outputs, key=lambda item: item[0]):
