@@ -90,8 +90,29 @@ __all__ = [
     "default_max_hits",
     "lookup_trials",
     "merge_indexes",
+    "index_from_bytes",
     "open_index",
 ]
+
+
+def _format_version(head: bytes) -> int:
+    if len(head) < len(MAGIC) + 2 or head[: len(MAGIC)] != MAGIC:
+        raise IndexFormatError("not a blindmatch index file")
+    version = int.from_bytes(head[len(MAGIC) : len(MAGIC) + 2], "little")
+    if version not in (FORMAT_VERSION, GROUPED_VERSION, COMPACT_VERSION):
+        raise IndexFormatError("an index format version this library does not read")
+    return version
+
+
+def index_from_bytes(data: bytes, *, verify: bool = True) -> Index | CompactIndex:
+    """:func:`open_index` of an index held in memory.
+
+    Raises:
+        IndexFormatError: not an index, or a format version this library does not read.
+    """
+    if _format_version(bytes(data[: len(MAGIC) + 2])) == COMPACT_VERSION:
+        return CompactIndex.from_bytes(data, verify=verify)
+    return Index.from_bytes(data, verify=verify)
 
 
 def open_index(path: str | os.PathLike[str], *, verify: bool = True) -> Index | CompactIndex:
@@ -105,11 +126,6 @@ def open_index(path: str | os.PathLike[str], *, verify: bool = True) -> Index | 
     """
     with open(path, "rb") as file:
         head = file.read(len(MAGIC) + 2)
-    if len(head) < len(MAGIC) + 2 or head[: len(MAGIC)] != MAGIC:
-        raise IndexFormatError("not a blindmatch index file")
-    version = int.from_bytes(head[len(MAGIC) :], "little")
-    if version == COMPACT_VERSION:
+    if _format_version(head) == COMPACT_VERSION:
         return CompactIndex.open(path, verify=verify)
-    if version in (FORMAT_VERSION, GROUPED_VERSION):
-        return Index.open(path, verify=verify)
-    raise IndexFormatError("an index format version this library does not read")
+    return Index.open(path, verify=verify)

@@ -34,10 +34,11 @@ from blindmatch.service.errors import ConfigurationError
 __all__ = [
     "ENV_DATABASE_URL",
     "ENV_DATA_DIR",
+    "ENV_EXACT_INDEX",
     "ENV_PAGE_DIR",
     "ENV_PAGE_POLICY",
-    "ENV_EXACT_INDEX",
     "ENV_RAY_ADDRESS",
+    "EXACT_INDEX_KINDS",
     "Limits",
     "Settings",
 ]
