@@ -88,9 +88,9 @@ __all__ = [
     "current_digest",
     "default_canaries",
     "default_max_hits",
+    "index_from_bytes",
     "lookup_trials",
     "merge_indexes",
-    "index_from_bytes",
     "open_index",
 ]
 
