@@ -18,8 +18,8 @@ Data directory layout (docs/deployment.md)::
       keys/                   0700
         epoch-<n>.key         the VOPRF secret key of epoch n (0600)
         publication.key       the Ed25519 seed that signs manifests (0600)
-      publications/<epoch>/<version>/<signal>.idx   published full index files (0644)
-      publications/<epoch>/<version>/deltas/<signal>-<sequence>.idx   their deltas (0644)
+      publications/<epoch>/<version>/<signal>[.v3].idx   published full index files (0644)
+      publications/<epoch>/<version>/deltas/<signal>-<sequence>[.v3].idx   their deltas (0644)
 """
 
 from __future__ import annotations
