@@ -26,10 +26,12 @@ from blindmatch.client import PlatformClient, RetroStore
 from blindmatch.protocols import Upload
 from blindmatch.protocols.retro import retro_matches
 from blindmatch.psi.index import CompactIndex, IndexKind
-from blindmatch.service import intake
+from blindmatch.service import feedback, intake, platforms
 from blindmatch.service.bootstrap import bootstrap
+from blindmatch.service.errors import NotFound
 from blindmatch.service.models import IntakeRequest
 from blindmatch.service.publication import manifest, publish, publish_delta
+from blindmatch.service.schema import feedback as feedback_table
 from blindmatch.service.schema import handles, reports, shared_handles
 from blindmatch.service.settings import Settings
 from service_support import Server, published_references, start_server, wait_published
@@ -240,6 +242,16 @@ def test_a_delta_repeating_a_base_hash_shares_its_handle(tmp_path: Path) -> None
             assert sorted(main) == [pk[first], pk[second]]  # dup's first report; "other"
             dup = bytes(main[pk[first]])
             assert [(bytes(h), r) for h, r in shared] == [(dup, pk[second])]
+            # Feedback on the shared handle is on every report of the hash.
+            platform, _ = platforms.create(connection, "acme", 1000)
+            assert feedback.record(connection, platform, dup, "actioned", 3) == "active"
+            verdicts = connection.execute(
+                sa.select(feedback_table.c.report).order_by(feedback_table.c.report)
+            ).scalars()
+            assert list(verdicts) == sorted([pk[first], pk[second]])
+            # A handle no report has (a compact false hit) is an unknown handle.
+            with pytest.raises(NotFound):
+                feedback.record(connection, platform, secrets.token_bytes(16), "actioned", 3)
             connection.execute(
                 sa.update(reports).where(reports.c.report_id == first).values(status="withdrawn")
             )
