@@ -33,7 +33,15 @@ advances its version's ``covered_report`` from the value the build saw changes o
 changed). The loser discards its files. Files are built under a temporary name and
 renamed inside the recording transaction.
 
-The manifest (format 2, docs/deployment.md) is made when it is asked for, from the newest
+Exact signals (``md5``, ``sha256``) are published as compact exact indexes (format version
+3, :mod:`blindmatch.psi.compact`; file names ending ``.v3.idx``) unless the deployment's
+``exact_index`` is ``"bands"``; a delta follows its base's format. A compact file is built
+over one key per distinct hash, in this process (one OPRF evaluation per hash, no pool),
+and its handle, derived from the hash's OPRF output, stands for every report of that hash:
+``handles`` names the first, ``shared_handles`` the others (also a report in a delta whose
+hash an earlier file holds), and the handle is revoked only once none of them is live.
+
+The manifest (format 3, docs/deployment.md) is made when it is asked for, from the newest
 version of the epoch, its deltas and the current state of the reports, and signed with the
 deployment's Ed25519 publication key: ``indexes[signal].current_digest`` names the full
 index with the listed deltas (what ``ServerInfo`` carries), and ``revoked_handles`` lists
