@@ -190,8 +190,11 @@ def start_server(
     limits: dict[str, str] | None = None,
     port: int | None = None,
     args: tuple[str, ...] = (),
+    exact_index: str = "compact",
 ) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDMATCH_")}
+    # How md5/sha256 are published, for serve and for the admin commands alike.
+    env["BLINDMATCH_EXACT_INDEX"] = exact_index
     env["BLINDMATCH_LIMIT_PUBLISH_INTERVAL"] = "1"
     # A withdrawal leaves the full index at the next poll (tests that keep deltas set more).
     env["BLINDMATCH_LIMIT_REBUILD_SECONDS"] = "0"

@@ -65,7 +65,9 @@ def _recorded(client: PlatformClient) -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def clearinghouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clearinghouse]:
     root = tmp_path_factory.mktemp("retro")
-    server = start_server(root / "data", "", limits={"intake_per_hour": "1000"})
+    server = start_server(
+        root / "data", "", limits={"intake_per_hour": "1000"}, exact_index=RETRO_EXACT
+    )
     try:
         yield setup_clearinghouse(server)
     finally:
@@ -170,7 +172,9 @@ def test_rebuilt_index_withdrawal_and_new_epoch(tmp_path: Path) -> None:
     """A withdrawal makes the server rebuild its full index (rebuild_seconds 0): the kept
     records move onto the new base, only the new report is named, the withdrawn one never;
     a new key epoch forgets them."""
-    server = start_server(tmp_path / "data", "", limits={"intake_per_hour": "1000"})
+    server = start_server(
+        tmp_path / "data", "", limits={"intake_per_hour": "1000"}, exact_index=RETRO_EXACT
+    )
     try:
         ch = setup_clearinghouse(server)
         p_md5, q_md5 = secrets.token_bytes(16), secrets.token_bytes(16)
@@ -239,6 +243,11 @@ print("locked", flush=True)
 sys.stdin.read()
 cache.unlock()
 """
+
+RETRO_EXACT = "bands"
+"""Retro-matching reads banded indexes only (docs/protocol.md 7.5): these md5 tests run
+with the exact signals published banded; test_service_compact.py checks that a compact
+deployment keeps no records of exact uploads and says so."""
 
 
 def test_a_cache_locked_by_another_process(clearinghouse: Clearinghouse, tmp_path: Path) -> None:
@@ -318,7 +327,10 @@ def test_cli_retro_keeps_then_checks(tmp_path: Path) -> None:
     withdrawn before the check (no rebuild: its delta stays, its handle revoked) is not
     named."""
     server = start_server(
-        tmp_path / "data", "", limits={"intake_per_hour": "1000", "rebuild_seconds": "3600"}
+        tmp_path / "data",
+        "",
+        limits={"intake_per_hour": "1000", "rebuild_seconds": "3600"},
+        exact_index=RETRO_EXACT,
     )
     try:
         ch = setup_clearinghouse(server)

@@ -72,6 +72,7 @@ def server(tmp_path: Path, database_url: str) -> Iterator[Server]:  # noqa: F811
         tmp_path / "data",
         database_url,
         limits={"intake_per_hour": "1000", "rebuild_seconds": "3600"},
+        exact_index="bands",  # banded md5 deltas (compact ones: test_service_compact.py)
     )
     yield running
     running.stop()
@@ -167,7 +168,7 @@ def test_a_report_after_a_full_version_is_in_a_delta_that_platforms_match(
         server.admin("index", "publish")
         wait_published(client, lambda m: m["indexes"]["md5"]["references"] == 1)
         full = _signed(client)
-        assert full["format"] == MANIFEST_FORMAT == 2
+        assert full["format"] == MANIFEST_FORMAT == 3
         assert full["deltas"] == []
         md5 = full["indexes"]["md5"]  # type: ignore[index]
         assert md5["current_digest"] == md5["index_digest"]
@@ -250,7 +251,8 @@ def deployment(
     tmp_path: Path,
     database_url: str,  # noqa: F811
 ) -> Iterator[tuple[Settings, Database, KeyStore]]:
-    settings = Settings(tmp_path / "data", database_url).with_limits(
+    # The banded format of the exact signals (compact ones: tests/test_service_compact.py).
+    settings = Settings(tmp_path / "data", database_url, exact_index="bands").with_limits(
         intake_per_hour=10_000, rebuild_seconds=600.0
     )
     database, keys = bootstrap(settings)

@@ -21,7 +21,13 @@ from nacl.signing import VerifyKey
 from blindmatch.protocols import PlatformSession, Upload
 from blindmatch.protocols.messages import ErrorMessage, EvaluateRequest, decode
 from blindmatch.psi.group import Element
-from blindmatch.psi.index import Index, IndexSet
+from blindmatch.psi.index import (
+    CompactIndex,
+    CompactIndexSet,
+    Index,
+    IndexSet,
+    index_from_bytes,
+)
 from blindmatch.psi.keys import PublicKey
 from blindmatch.psi.oprf import Mode
 from blindmatch.service.schema import audit_log, platforms, quota_usage
@@ -70,18 +76,22 @@ def _platform_key(server: Server, daily: int = 1_000_000, name: str = "acme") ->
     return key
 
 
-def _download_md5(client: httpx.Client, manifest: dict[str, object]) -> IndexSet:
-    def download(entry: dict[str, object]) -> Index:
+def _download_md5(client: httpx.Client, manifest: dict[str, object]) -> IndexSet | CompactIndexSet:
+    def download(entry: dict[str, object]) -> Index | CompactIndex:
         answer = client.get(str(entry["url"]))
         assert answer.status_code == 200
         assert hashlib.sha256(answer.content).hexdigest() == entry["sha256"]
-        return Index.from_bytes(answer.content)
+        return index_from_bytes(answer.content)
 
     indexes = manifest["indexes"]
     deltas = manifest["deltas"]
     assert isinstance(indexes, dict)
     assert isinstance(deltas, list)
-    return IndexSet(download(indexes["md5"]), [download(d) for d in deltas if d["signal"] == "md5"])
+    base = download(indexes["md5"])
+    more = [download(d) for d in deltas if d["signal"] == "md5"]
+    if isinstance(base, CompactIndex):  # md5 is published compact by default
+        return CompactIndexSet(base, [d for d in more if isinstance(d, CompactIndex)])
+    return IndexSet(base, [d for d in more if isinstance(d, Index)])
 
 
 def _public_key(manifest: dict[str, object]) -> PublicKey:

@@ -116,6 +116,7 @@ __all__ = [
     "RequestRejected",
     "RetroMismatch",
     "RetroStoreFull",
+    "RetroUnsupported",
     "ServiceRefused",
     "ServiceUnavailable",
     "StaleIndex",
@@ -389,6 +390,12 @@ class RetroMismatch(LocalProtocolError):
     """Retained upload records (:mod:`blindmatch.protocols.retro`) were used with an index
     they were not made for: a delta of another base index, key epoch or key id. Their tags
     and pads mean nothing there (a lookup would silently find nothing)."""
+
+
+class RetroUnsupported(LocalProtocolError):
+    """Retro-matching was asked of a compact exact index (format version 3): its lookup
+    needs the upload's OPRF output, which no retro record keeps (records hold the tags and
+    pads of banded indexes only; docs/protocol.md section 7.5)."""
 
 
 class RetroStoreFull(BlindmatchError):

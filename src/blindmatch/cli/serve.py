@@ -94,6 +94,14 @@ def register(subparsers: Any) -> None:
         "default: local worker processes. See docs/deployment.md",
     )
     parser.add_argument(
+        "--exact-index",
+        choices=("compact", "bands"),
+        default=os.environ.get("BLINDMATCH_EXACT_INDEX", "compact") or "compact",
+        help="how md5 and sha256 are published: 'compact' exact indexes (format version "
+        "3, about 5 bytes a reference; default) or 'bands' (format version 1, for older "
+        "SDKs). See docs/deployment.md",
+    )
+    parser.add_argument(
         "--no-page",
         action="store_true",
         help="do not serve the reporting page at / (only the API under /v1)",
@@ -130,7 +138,12 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         BlindmatchError: the extra is missing, or the data directory or database is unusable.
     """
-    settings = replace(settings_from(args), page_dir=None, ray_address=args.ray_address.strip())
+    settings = replace(
+        settings_from(args),
+        page_dir=None,
+        ray_address=args.ray_address.strip(),
+        exact_index=getattr(args, "exact_index", "compact"),
+    )
     if settings.ray_address and not args.no_publisher:
         _check_ray()
     if not args.no_page:
@@ -138,11 +151,12 @@ def run(args: argparse.Namespace) -> int:
 
         settings = replace(settings, page_dir=static_dir(), page_policy=CONTENT_SECURITY_POLICY)
     from blindmatch.service.bootstrap import bootstrap
-    from blindmatch.service.settings import ENV_PAGE_DIR, ENV_RAY_ADDRESS
+    from blindmatch.service.settings import ENV_EXACT_INDEX, ENV_PAGE_DIR, ENV_RAY_ADDRESS
 
     # settings.to_env() below says whether there is a page and where builds run.
     os.environ.pop(ENV_PAGE_DIR, None)
     os.environ.pop(ENV_RAY_ADDRESS, None)
+    os.environ.pop(ENV_EXACT_INDEX, None)
 
     database, _ = bootstrap(settings)
     database.dispose()

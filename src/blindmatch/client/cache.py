@@ -47,7 +47,7 @@ from pathlib import Path
 
 from blindmatch.client.manifest import DeltaEntry, IndexEntry, Manifest
 from blindmatch.errors import IndexFormatError, IndexIntegrityError, StaleManifest
-from blindmatch.psi.index import Index
+from blindmatch.psi.index import CompactIndex, Index, open_index
 
 __all__ = ["IndexCache", "default_cache_dir"]
 
@@ -147,18 +147,25 @@ class IndexCache:
             return 0
         return size
 
-    def open(self, entry: Entry) -> Index | None:
+    def open(self, entry: Entry) -> Index | CompactIndex | None:
         """The cached file of ``entry``, memory-mapped and verified; ``None`` when absent.
 
-        A cached file that fails verification is deleted (module docstring) and ``None``
-        returned, so the caller downloads it again.
+        A banded index opens as :class:`~blindmatch.psi.index.Index`, a compact exact index
+        (format version 3) as :class:`~blindmatch.psi.index.CompactIndex`; either is
+        verified the same way (its header digest, and the manifest's digest, size and
+        format version). A cached file that fails verification is deleted (module
+        docstring) and ``None`` returned, so the caller downloads it again.
         """
         path = self.path(entry)
         if not path.is_file():
             return None
         try:
-            index = Index.open(path)
+            index = open_index(path)
         except IndexFormatError:
+            path.unlink(missing_ok=True)
+            return None
+        version = 3 if isinstance(index, CompactIndex) else index.header.version
+        if entry.format_version is not None and version != entry.format_version:
             path.unlink(missing_ok=True)
             return None
         if index.digest != entry.index_digest or path.stat().st_size != entry.size:

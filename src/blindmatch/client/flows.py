@@ -76,7 +76,14 @@ from blindmatch.client.steps import Download, Request, Response, Send, Sleep, St
 from blindmatch.protocols import Match, PlatformSession, Upload
 from blindmatch.protocols.messages import ServerInfo, decode
 from blindmatch.protocols.retro import RetroRecord
-from blindmatch.psi.index import Index, IndexKind, IndexSet, current_digest
+from blindmatch.psi.index import (
+    CompactIndex,
+    CompactIndexSet,
+    Index,
+    IndexKind,
+    IndexSet,
+    current_digest,
+)
 
 __all__ = ["Flow", "Flows", "VERDICTS"]
 
@@ -137,7 +144,7 @@ class Flows:
         self.options = options
         self.manifest: Manifest | None = None
         self.retro = retro
-        self._opened: dict[bytes, Index] = {}
+        self._opened: dict[bytes, Index | CompactIndex] = {}
 
     # ------------------------------------------------------------------ HTTP helpers
 
@@ -234,7 +241,7 @@ class Flows:
             yield Sleep(_LOCK_POLL)
             waited += _LOCK_POLL
 
-    def _file(self, entry: Entry, stats: ClientStats) -> Flow[Index]:
+    def _file(self, entry: Entry, stats: ClientStats) -> Flow[Index | CompactIndex]:
         """One index or delta file: from the cache, else downloaded and verified."""
         opened = self._opened.get(entry.sha256)
         if opened is not None:
@@ -252,7 +259,7 @@ class Flows:
         self._opened[entry.sha256] = index
         return index
 
-    def _download(self, entry: Entry, stats: ClientStats) -> Flow[Index]:
+    def _download(self, entry: Entry, stats: ClientStats) -> Flow[Index | CompactIndex]:
         """Download ``entry`` into the cache (the lock held), resuming; the verified file."""
         part = self.cache.part(entry)
         attempt = 0
@@ -292,7 +299,7 @@ class Flows:
 
     def _source(
         self, manifest: Manifest, signal: str, stats: ClientStats
-    ) -> Flow[Index | IndexSet]:
+    ) -> Flow[Index | IndexSet | CompactIndex | CompactIndexSet]:
         """The full index of ``signal`` with its deltas, checked against the manifest."""
         entry: IndexEntry | None = manifest.indexes.get(signal)
         if entry is None:
@@ -311,8 +318,19 @@ class Flows:
             or any(d.header.kind is not IndexKind.DELTA for d in deltas)
         ):
             raise errors.IndexIntegrityError("an index is not of the manifest's signal or key")
+        source: Index | IndexSet | CompactIndex | CompactIndexSet
         try:
-            source: Index | IndexSet = IndexSet(base, deltas) if deltas else base
+            if isinstance(base, CompactIndex):
+                # A compact exact index (format version 3): its deltas are compact too.
+                compact = [d for d in deltas if isinstance(d, CompactIndex)]
+                if len(compact) != len(deltas):
+                    raise errors.IndexFormatError("a delta's format differs from its base's")
+                source = CompactIndexSet(base, compact) if compact else base
+            else:
+                banded = [d for d in deltas if isinstance(d, Index)]
+                if len(banded) != len(deltas):
+                    raise errors.IndexFormatError("a delta's format differs from its base's")
+                source = IndexSet(base, banded) if banded else base
             _, digest = current_digest(source)
         except (errors.IndexFormatError, errors.InvalidParameter):
             raise errors.IndexIntegrityError("a delta does not extend its full index") from None
@@ -438,6 +456,7 @@ class Flows:
             t.canaries_matched += s.canaries_matched
             t.audits_verified += s.audits_verified
             t.elements_audited += s.elements_audited
+            t.retro_unsupported += s.retro_unsupported
 
     def _retain(
         self, session: PlatformSession, progress: _Progress, found: list[tuple[str, Any]]

@@ -45,7 +45,7 @@ __all__ = [
     "verify_manifest",
 ]
 
-MANIFEST_FORMATS = (1, 2)
+MANIFEST_FORMATS = (1, 2, 3)
 """Manifest formats this client reads."""
 
 _MAX_REVOKED = 10_000_000
@@ -83,6 +83,9 @@ class IndexEntry:
     size: int
     entries: int
     references: int
+    format_version: int | None = None
+    """The file's index format version (manifest format 3): 1 banded, 2 grouped, 3 compact
+    exact; ``None`` from an older manifest (the file's header says)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,8 @@ class DeltaEntry:
     size: int
     entries: int
     references: int
+    format_version: int | None = None
+    """As :attr:`IndexEntry.format_version`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +205,7 @@ def _parse(body: Any) -> Manifest:
             _int(entry["size"], 1),
             _int(entry["entries"]),
             _int(entry["references"]),
+            _int(entry["format_version"], 1, 4) if format_ >= 3 else None,
         )
     deltas: list[DeltaEntry] = []
     for item in list(body["deltas"]):
@@ -212,6 +218,7 @@ def _parse(body: Any) -> Manifest:
             _int(item["size"], 1),
             _int(item["entries"]),
             _int(item["references"]),
+            _int(item["format_version"], 1, 4) if format_ >= 3 else None,
         )
         if delta.signal not in indexes:
             raise ValueError("a delta of no listed index")

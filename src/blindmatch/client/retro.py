@@ -30,6 +30,7 @@ were looked up, or that a retro check happened at all beyond the downloads.
 from __future__ import annotations
 
 from blindmatch.client.flows import Flow, Flows
+from blindmatch.client.manifest import DeltaEntry, IndexEntry
 from blindmatch.client.results import ClientStats, RetroReport
 from blindmatch.client.retro_store import RetroStore
 from blindmatch.protocols import Match
@@ -65,9 +66,19 @@ def retro_flow(flows: Flows, store: RetroStore) -> Flow[RetroReport]:
         if base == current and not store.pending(signal, base, last):
             continue  # nothing published since these uploads were matched
         yield from flows._source(manifest, signal, stats)  # downloads, verifies the set
-        files: list[tuple[int, Index]] = [(0, (yield from flows._file(entry, stats)))]
-        for delta in deltas:
-            files.append((delta.sequence, (yield from flows._file(delta, stats))))
+        files: list[tuple[int, Index]] = []
+        chosen: list[tuple[int, IndexEntry | DeltaEntry]] = [(0, entry)]
+        chosen += [(d.sequence, d) for d in deltas]
+        for sequence, file_entry in chosen:
+            index = yield from flows._file(file_entry, stats)
+            if not isinstance(index, Index):
+                break
+            files.append((sequence, index))
+        if len(files) != 1 + len(deltas):
+            # The signal is now published as a compact exact index: records are tags and
+            # pads of a banded index, useless there (docs/protocol.md 7.5); forgotten.
+            forgotten += store.forget_base(signal, base)
+            continue
         yield from flows.locked()  # one retro check at a time per cache directory
         try:
             if base != current:

@@ -51,7 +51,7 @@ from typing import Final, Self
 from blindmatch import errors
 from blindmatch.protocols.matches import DEFAULT_MAX_LOOKUP_TRIALS, Match
 from blindmatch.protocols.retro import RetroRecord, retro_matches
-from blindmatch.psi.index import Index, IndexHeader, IndexKind
+from blindmatch.psi.index import CompactIndex, Index, IndexHeader, IndexKind
 
 __all__ = ["DEFAULT_MAX_RECORDS", "RetroStore"]
 
@@ -322,6 +322,10 @@ class RetroStore:
             TypeError: ``new_base`` is not an :class:`~blindmatch.psi.index.Index`.
             errors.RetroMismatch: ``new_base`` is not a full index of ``signal``.
         """
+        if isinstance(new_base, CompactIndex):
+            raise errors.RetroUnsupported(
+                "a compact exact index is not retro-matched (docs/protocol.md 7.5)"
+            )
         if not isinstance(new_base, Index):
             raise TypeError("new_base must be an Index")
         header = new_base.header
@@ -380,6 +384,10 @@ class RetroStore:
                 matched against its base (records of another base or key are never used).
             errors.IndexTooDense: the delta refuses a lookup.
         """
+        if isinstance(delta, CompactIndex):
+            raise errors.RetroUnsupported(
+                "a compact exact index is not retro-matched (docs/protocol.md 7.5)"
+            )
         if not isinstance(delta, Index):
             raise TypeError("delta must be an Index")
         header = delta.header
@@ -423,6 +431,10 @@ class RetroStore:
             errors.InvalidArgument: ``sequence`` does not fit the index's kind.
             errors.IndexTooDense: the index refuses a lookup.
         """
+        if isinstance(index, CompactIndex):
+            raise errors.RetroUnsupported(
+                "a compact exact index is not retro-matched (docs/protocol.md 7.5)"
+            )
         if not isinstance(index, Index):
             raise TypeError("index must be an Index")
         header = index.header

@@ -11,13 +11,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from blindmatch.protocols.messages import IndexDigest
-from blindmatch.psi.index import BuiltIndex, Index, IndexSet, current_digest
+from blindmatch.psi.index import (
+    BuiltCompactIndex,
+    BuiltIndex,
+    CompactIndex,
+    CompactIndexSet,
+    Index,
+    IndexSet,
+    current_digest,
+)
 
 __all__ = ["index_digest"]
 
 
 def index_digest(
-    index: Index | BuiltIndex | IndexSet, deltas: Sequence[Index | BuiltIndex] = ()
+    index: Index | BuiltIndex | IndexSet | CompactIndex | BuiltCompactIndex | CompactIndexSet,
+    deltas: Sequence[Index | BuiltIndex | CompactIndex | BuiltCompactIndex] = (),
 ) -> IndexDigest:
     """The digest that names a full index, or a full index with its deltas, on the wire.
 
@@ -28,7 +37,8 @@ def index_digest(
 
     Args:
         index: a full index (opened or freshly built), or an
-            :class:`~blindmatch.psi.index.IndexSet` (its deltas included).
+            :class:`~blindmatch.psi.index.IndexSet` (its deltas included); a compact
+            exact index (format version 3) and its compact deltas likewise.
         deltas: the deltas of a full ``index`` (not with an ``IndexSet``).
 
     Raises:

@@ -114,8 +114,17 @@ from blindmatch.protocols.messages import (
 )
 from blindmatch.protocols.retro import RetroRecord, make_records
 from blindmatch.psi import oprf
+from blindmatch.psi.compact import CompactHeader
 from blindmatch.psi.group import GENERATOR, Element, Scalar
-from blindmatch.psi.index import Index, IndexHeader, IndexKind, IndexSet, MatchResult
+from blindmatch.psi.index import (
+    CompactIndex,
+    CompactIndexSet,
+    Index,
+    IndexHeader,
+    IndexKind,
+    IndexSet,
+    MatchResult,
+)
 from blindmatch.psi.kdf import ReportHandle, derive_entries
 from blindmatch.psi.keys import PublicKey
 from blindmatch.psi.parallel import SERIAL, Evaluator
@@ -275,6 +284,9 @@ class PlatformStats:
     audits_sent: int = 0
     audits_verified: int = 0
     elements_audited: int = 0
+    retro_unsupported: int = 0
+    """Uploads a retaining session kept no retro record of: those looked up in a compact
+    exact index (docs/protocol.md section 7.5: retro-matching reads banded indexes only)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -330,12 +342,13 @@ class _Batch:
 class _Lookup:
     """One signal's index as the session uses it: a full index, or a base with deltas."""
 
-    __slots__ = ("canaries", "canary_handles", "header", "source")
+    __slots__ = ("canaries", "canary_handles", "compact", "header", "source")
 
-    def __init__(self, source: Index | IndexSet) -> None:
+    def __init__(self, source: Index | IndexSet | CompactIndex | CompactIndexSet) -> None:
         self.source = source
-        base = source if isinstance(source, Index) else source.base
-        self.header: IndexHeader = base.header
+        base = source if isinstance(source, Index | CompactIndex) else source.base
+        self.header: IndexHeader | CompactHeader = base.header
+        self.compact = isinstance(base, CompactIndex)
         self.canaries = base.canaries
         # Canary handles stand for no report: an upload that hits one is not a match.
         self.canary_handles = frozenset(c.handle for c in self.canaries)
@@ -344,6 +357,10 @@ class _Lookup:
         self, outputs: Sequence[Sequence[bytes]], *, max_trials: int
     ) -> list[MatchResult]:
         return self.source.lookup_many(outputs, max_trials=max_trials)
+
+
+_Source = Index | IndexSet | CompactIndex | CompactIndexSet
+_SOURCES = (Index, IndexSet, CompactIndex, CompactIndexSet)
 
 
 def _as_upload(item: Upload | tuple[str, str, bytes]) -> Upload:
@@ -360,7 +377,10 @@ class PlatformSession:
     Args:
         indexes: the downloaded index of every signal type to match, one per signal (its
             header names the signal, banding, key epoch, key id and canaries); an
-            :class:`~blindmatch.psi.index.IndexSet` stands for a base index with deltas.
+            :class:`~blindmatch.psi.index.IndexSet` stands for a base index with deltas. An
+            exact signal may come as a compact exact index
+            (:class:`~blindmatch.psi.index.CompactIndex` or ``CompactIndexSet``, format
+            version 3): looked up, audited and canaried the same way.
         public_key: the clearinghouse's published key; every index must be built under it.
         batch_size: elements per evaluation request (fewer if the clearinghouse's
             ``max_batch`` is lower); every request carries exactly this many, except the
@@ -399,7 +419,7 @@ class PlatformSession:
 
     def __init__(
         self,
-        indexes: Index | IndexSet | Sequence[Index | IndexSet],
+        indexes: _Source | Sequence[_Source],
         public_key: PublicKey,
         *,
         batch_size: int = 256,
@@ -411,9 +431,9 @@ class PlatformSession:
         max_lookup_trials: int = DEFAULT_MAX_LOOKUP_TRIALS,
         retain: bool = False,
     ) -> None:
-        chosen = [indexes] if isinstance(indexes, Index | IndexSet) else list(indexes)
-        if not all(isinstance(i, Index | IndexSet) for i in chosen):
-            raise TypeError("indexes must be Index or IndexSet values")
+        chosen = [indexes] if isinstance(indexes, _SOURCES) else list(indexes)
+        if not all(isinstance(i, _SOURCES) for i in chosen):
+            raise TypeError("indexes must be Index or IndexSet values (or compact ones)")
         if not chosen:
             raise errors.LocalProtocolError("give at least one Index or IndexSet")
         if not isinstance(public_key, PublicKey):
@@ -1006,7 +1026,14 @@ class PlatformSession:
 
     def _retain_group(self, group: _Group, names: list[str] | None) -> None:
         """Keep an answered upload's tags and pads (never its outputs) as retro records."""
-        header = self._indexes[group.upload.signal].header
+        lookup = self._indexes[group.upload.signal]
+        header = lookup.header
+        if not isinstance(header, IndexHeader):
+            # A compact exact index answers from the OPRF output itself; no tags or pads
+            # stand for it, so nothing is kept (counted: PlatformStats.retro_unsupported).
+            group.outputs.clear()
+            self.stats.retro_unsupported += 1
+            return
         queries = []
         for position, outputs in sorted(group.outputs, key=lambda item: item[0]):
             tags, pads = derive_entries(outputs, header.tag_bytes)

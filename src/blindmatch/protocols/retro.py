@@ -42,7 +42,7 @@ import numpy as np
 
 from blindmatch import errors
 from blindmatch.protocols.matches import DEFAULT_MAX_LOOKUP_TRIALS, Match
-from blindmatch.psi.index import Index, IndexHeader, IndexKind
+from blindmatch.psi.index import CompactIndex, Index, IndexHeader, IndexKind
 from blindmatch.psi.kdf import ReportHandle
 
 __all__ = ["RetroRecord", "retro_matches"]
@@ -176,6 +176,10 @@ def retro_matches(
             key epoch, key id or tag width (a full index other than the records' base).
         errors.IndexTooDense: the delta refuses the lookup (as in a session).
     """
+    if isinstance(delta, CompactIndex):
+        raise errors.RetroUnsupported(
+            "a compact exact index is not retro-matched (docs/protocol.md 7.5)"
+        )
     if not isinstance(delta, Index):
         raise TypeError("delta must be an Index")
     header = delta.header

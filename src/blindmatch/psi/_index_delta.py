@@ -24,6 +24,12 @@ from blindmatch.errors import IndexFormatError, InvalidParameter
 from blindmatch.psi._index_build import BuiltIndex, _assemble, _handle_set, _sorted_bands
 from blindmatch.psi._index_format import Canary, IndexHeader, IndexKind
 from blindmatch.psi._index_lookup import Index, Lookups, MatchResult
+from blindmatch.psi.compact import (
+    BuiltCompactIndex,
+    CompactHeader,
+    CompactIndex,
+    CompactIndexSet,
+)
 
 __all__ = [
     "INDEX_SET_DOMAIN",
@@ -144,7 +150,8 @@ def merge_indexes(base: Index, deltas: Sequence[Index]) -> bytes:
 
 
 def current_digest(
-    index: Index | BuiltIndex | IndexSet, deltas: Sequence[Index | BuiltIndex] = ()
+    index: Index | BuiltIndex | IndexSet | CompactIndex | BuiltCompactIndex | CompactIndexSet,
+    deltas: Sequence[Index | BuiltIndex | CompactIndex | BuiltCompactIndex] = (),
 ) -> tuple[str, bytes]:
     """The signal and the digest that name a full index, or a full index with its deltas.
 
@@ -164,7 +171,9 @@ def current_digest(
         InvalidParameter: a delta given alone, deltas given with an ``IndexSet``, or a delta
             that does not name ``index`` as its base.
     """
-    if isinstance(index, IndexSet):
+    base: IndexHeader | CompactHeader
+    chosen: Sequence[IndexHeader | CompactHeader]
+    if isinstance(index, IndexSet | CompactIndexSet):
         if deltas:
             raise InvalidParameter("an IndexSet carries its own deltas")
         base, chosen = index.header, [d.header for d in index.deltas]
@@ -173,8 +182,14 @@ def current_digest(
         if not all(isinstance(delta, Index | BuiltIndex) for delta in deltas):
             raise TypeError("deltas must be Index or BuiltIndex values")
         chosen = [delta.header for delta in deltas]
+    elif isinstance(index, CompactIndex | BuiltCompactIndex):
+        # A compact index (format version 3) and its compact deltas are named the same way.
+        base = index.header
+        if not all(isinstance(delta, CompactIndex | BuiltCompactIndex) for delta in deltas):
+            raise TypeError("the deltas of a compact index must be compact")
+        chosen = [delta.header for delta in deltas]
     else:
-        raise TypeError("give an Index, a BuiltIndex or an IndexSet")
+        raise TypeError("give an Index, a BuiltIndex or an IndexSet (or their compact kinds)")
     if base.kind is not IndexKind.FULL:
         raise InvalidParameter("a delta alone is not a current index")
     for header in chosen:

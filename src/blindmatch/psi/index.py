@@ -28,6 +28,9 @@ The protocol behind it is in docs/design.md ("The index") and docs/protocol.md.
 
 from __future__ import annotations
 
+import os
+
+from blindmatch.errors import IndexFormatError
 from blindmatch.psi._index_build import (
     BuiltIndex,
     ChunkEvaluator,
@@ -38,7 +41,14 @@ from blindmatch.psi._index_build import (
     default_canaries,
 )
 from blindmatch.psi._index_delta import INDEX_SET_DOMAIN, IndexSet, current_digest, merge_indexes
-from blindmatch.psi._index_format import Canary, IndexHeader, IndexKind
+from blindmatch.psi._index_format import (
+    FORMAT_VERSION,
+    GROUPED_VERSION,
+    MAGIC,
+    Canary,
+    IndexHeader,
+    IndexKind,
+)
 from blindmatch.psi._index_lookup import (
     HandleGroup,
     Index,
@@ -47,6 +57,7 @@ from blindmatch.psi._index_lookup import (
     lookup_trials,
 )
 from blindmatch.psi.compact import (
+    COMPACT_VERSION,
     BuiltCompactIndex,
     CompactIndex,
     CompactIndexSet,
@@ -77,6 +88,44 @@ __all__ = [
     "current_digest",
     "default_canaries",
     "default_max_hits",
+    "index_from_bytes",
     "lookup_trials",
     "merge_indexes",
+    "open_index",
 ]
+
+
+def _format_version(head: bytes) -> int:
+    if len(head) < len(MAGIC) + 2 or head[: len(MAGIC)] != MAGIC:
+        raise IndexFormatError("not a blindmatch index file")
+    version = int.from_bytes(head[len(MAGIC) : len(MAGIC) + 2], "little")
+    if version not in (FORMAT_VERSION, GROUPED_VERSION, COMPACT_VERSION):
+        raise IndexFormatError("an index format version this library does not read")
+    return version
+
+
+def index_from_bytes(data: bytes, *, verify: bool = True) -> Index | CompactIndex:
+    """:func:`open_index` of an index held in memory.
+
+    Raises:
+        IndexFormatError: not an index, or a format version this library does not read.
+    """
+    if _format_version(bytes(data[: len(MAGIC) + 2])) == COMPACT_VERSION:
+        return CompactIndex.from_bytes(data, verify=verify)
+    return Index.from_bytes(data, verify=verify)
+
+
+def open_index(path: str | os.PathLike[str], *, verify: bool = True) -> Index | CompactIndex:
+    """Memory-map an index file of any published format: a banded index (versions 1 and
+    2) as :class:`Index`, a compact exact index (version 3) as :class:`CompactIndex`, by
+    the format version its header names.
+
+    Raises:
+        IndexFormatError: not an index file, or a format version this library does not read.
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as file:
+        head = file.read(len(MAGIC) + 2)
+    if _format_version(head) == COMPACT_VERSION:
+        return CompactIndex.open(path, verify=verify)
+    return Index.open(path, verify=verify)

@@ -18,6 +18,7 @@ fingerprint counts per signal and feedback counts, never its hashes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -25,7 +26,7 @@ from sqlalchemy.engine import Connection
 from blindmatch.service import audit
 from blindmatch.service.errors import Conflict, NotFound
 from blindmatch.service.platforms import Platform
-from blindmatch.service.schema import feedback, fingerprints, handles, reports
+from blindmatch.service.schema import feedback, fingerprints, handles, reports, shared_handles
 from blindmatch.service.storage import now
 
 __all__ = [
@@ -52,14 +53,33 @@ def record(
     Raises:
         NotFound: the handle belongs to no publication (``unknown_handle``).
     """
+    columns = (reports.c.id, reports.c.report_id, reports.c.status, reports.c.reviewed_at)
     row = connection.execute(
-        sa.select(reports.c.id, reports.c.report_id, reports.c.status, reports.c.reviewed_at)
+        sa.select(*columns)
         .join(handles, handles.c.report == reports.c.id)
         .where(handles.c.handle == handle)
+        .order_by(handles.c.publication.desc())
         .limit(1)
     ).first()
     if row is None:
         raise NotFound("no published report has that handle", code="unknown_handle")
+    # A compact exact index's handle stands for every report of one hash (shared_handles):
+    # the verdict is on each of them.
+    shared = connection.execute(
+        sa.select(*columns)
+        .join(shared_handles, shared_handles.c.report == reports.c.id)
+        .where(shared_handles.c.handle == handle, reports.c.id != row.id)
+        .distinct()
+        .order_by(reports.c.id)
+    ).all()
+    statuses = [_record_one(connection, platform, r, verdict, threshold) for r in [row, *shared]]
+    return "active" if "active" in statuses else statuses[0]
+
+
+def _record_one(
+    connection: Connection, platform: Platform, row: Any, verdict: str, threshold: int
+) -> str:
+    """:func:`record` for one report row."""
     at = now()
     updated = connection.execute(
         sa.update(feedback)

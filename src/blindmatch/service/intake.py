@@ -45,6 +45,7 @@ from blindmatch.service.schema import (
     rate_limits,
     reports,
     service_state,
+    shared_handles,
 )
 from blindmatch.service.settings import Limits
 from blindmatch.service.storage import now
@@ -293,6 +294,11 @@ def status(connection: Connection, report_id: str, receipt: str | None) -> Repor
         published = connection.execute(
             sa.select(handles.c.handle)
             .where(handles.c.report == row.id, handles.c.publication == latest)
+            .union_all(
+                sa.select(shared_handles.c.handle).where(
+                    shared_handles.c.report == row.id, shared_handles.c.publication == latest
+                )
+            )
             .limit(1)
         ).first()
         state = "published" if published is not None else "pending"

@@ -33,7 +33,15 @@ advances its version's ``covered_report`` from the value the build saw changes o
 changed). The loser discards its files. Files are built under a temporary name and
 renamed inside the recording transaction.
 
-The manifest (format 2, docs/deployment.md) is made when it is asked for, from the newest
+Exact signals (``md5``, ``sha256``) are published as compact exact indexes (format version
+3, :mod:`blindmatch.psi.compact`; file names ending ``.v3.idx``) unless the deployment's
+``exact_index`` is ``"bands"``; a delta follows its base's format. A compact file is built
+over one key per distinct hash, in this process (one OPRF evaluation per hash, no pool),
+and its handle, derived from the hash's OPRF output, stands for every report of that hash:
+``handles`` names the first, ``shared_handles`` the others (also a report in a delta whose
+hash an earlier file holds), and the handle is revoked only once none of them is live.
+
+The manifest (format 3, docs/deployment.md) is made when it is asked for, from the newest
 version of the epoch, its deltas and the current state of the reports, and signed with the
 deployment's Ed25519 publication key: ``indexes[signal].current_digest`` names the full
 index with the listed deltas (what ``ServerInfo`` carries), and ``revoked_handles`` lists
@@ -70,14 +78,20 @@ from blindmatch.fingerprint.types import PdqHash, VideoFingerprint, VideoFrame
 from blindmatch.protocols import IndexDigest, signal_banding, video_references
 from blindmatch.protocols.indexes import index_digest
 from blindmatch.psi.bands import Banding
+from blindmatch.psi.compact import COMPACT_VERSION
 from blindmatch.psi.index import (
+    BuiltCompactIndex,
     BuiltIndex,
     ChunkEvaluator,
+    CompactIndex,
     Index,
     Reference,
+    add_compact_references,
     add_references,
+    build_compact_index,
     build_index,
 )
+from blindmatch.psi.keys import SecretKey
 from blindmatch.service import audit
 from blindmatch.service.epochs import KeyStore
 from blindmatch.service.errors import NotFound, Unavailable
@@ -88,11 +102,13 @@ from blindmatch.service.schema import (
     publication_files,
     publications,
     reports,
+    shared_handles,
 )
 from blindmatch.service.settings import Limits, Settings
 from blindmatch.service.storage import Database, now
 
 __all__ = [
+    "COMPACT_SIGNALS",
     "DELTA_FLOOR",
     "DELTA_FRACTION",
     "DELTA_SIGNALS",
@@ -120,8 +136,16 @@ GROUPED_SIGNALS = frozenset({"vpdq"})
 """Signals published as a grouped index (one group per reported video): never deltas."""
 DELTA_SIGNALS = tuple(s for s in INDEX_SIGNALS if s not in GROUPED_SIGNALS)
 """Signals whose new references are published in deltas."""
-MANIFEST_FORMAT = 2
-"""Format 2 added ``current_digest`` and the ``deltas`` list (format 1: always empty)."""
+COMPACT_SIGNALS = frozenset({"md5", "sha256"})
+"""Exact signals published as compact exact indexes (format version 3) unless the
+deployment's ``exact_index`` setting is ``"bands"``."""
+MANIFEST_FORMAT = 3
+"""Format 2 added ``current_digest`` and the ``deltas`` list (format 1: always empty);
+format 3 added ``format_version`` to every index and delta entry (1 banded, 2 grouped,
+3 compact exact)."""
+_COMPACT_SUFFIX = ".v3.idx"
+"""A compact file's name ends so (``md5.v3.idx``, ``md5-2.v3.idx``): the name, which the
+database keeps, says the file's format."""
 MAX_DELTAS = 64
 """Deltas of one signal after which the next publication is a full version."""
 DELTA_FRACTION = 8
@@ -135,6 +159,50 @@ def banding_for(signal: str) -> Banding:
     if signal not in INDEX_SIGNALS:
         raise NotFound("no index for that signal", code="unknown_signal")
     return signal_banding(default_registry().get(signal))
+
+
+def is_compact(settings: Settings, signal: str) -> bool:
+    """Whether ``signal`` is published as a compact exact index in this deployment."""
+    return signal in COMPACT_SIGNALS and settings.exact_index == "compact"
+
+
+def format_version(signal: str, name: str) -> int:
+    """The index format version of a published file, from its signal and file name."""
+    if name.endswith(_COMPACT_SUFFIX):
+        return COMPACT_VERSION
+    return 2 if signal in GROUPED_SIGNALS else 1
+
+
+def _suffix(settings: Settings, signal: str) -> str:
+    return _COMPACT_SUFFIX if is_compact(settings, signal) else ".idx"
+
+
+def _build_compact(
+    secret: SecretKey,
+    signal: str,
+    references: Sequence[Reference],
+    report_pk: dict[str, int],
+    base: CompactIndex | None,
+) -> tuple[BuiltCompactIndex, dict[bytes, list[int]]]:
+    """A compact full index (``base`` None) or delta, and handle -> every report pk.
+
+    A hash reported several times is one key of the filter and one handle: the filter is
+    built over one reference per distinct hash (its "report id" the hash's position), and
+    the handle then stands for every report of that hash."""
+    by_hash: dict[bytes, list[int]] = {}
+    for reference in references:
+        pks = by_hash.setdefault(reference.hash, [])
+        pk = report_pk[reference.report_id]
+        if pk not in pks:
+            pks.append(pk)
+    hashes = list(by_hash)
+    distinct = [Reference(str(i), signal, h) for i, h in enumerate(hashes)]
+    if base is None:
+        built = build_compact_index(secret, banding_for(signal), distinct)
+    else:
+        built = add_compact_references(secret, base.header, distinct)
+    mapping = {bytes(h): by_hash[hashes[int(i)]] for h, i in built.handles.items()}
+    return built, mapping
 
 
 def _latest(connection: Connection, epoch: int) -> sa.Row[tuple[object, ...]] | None:
@@ -271,14 +339,18 @@ def _rows(connection: Connection, above: int, up_to: int) -> list[Any]:
     )
 
 
-def _file_entry(signal: str, name: str, built: BuiltIndex, references: int) -> dict[str, Any]:
+def _file_entry(
+    signal: str, name: str, built: BuiltIndex | BuiltCompactIndex, references: int
+) -> dict[str, Any]:
+    header = built.header
+    entries = header.key_count if isinstance(built, BuiltCompactIndex) else header.entry_count  # type: ignore[union-attr]
     return {
         "signal": signal,
         "name": name,
         "sha256": sha256_bytes(built.data),
         "index_digest": built.digest,
         "size": len(built.data),
-        "entries": built.header.entry_count,
+        "entries": entries,
         "references": references,
     }
 
@@ -317,22 +389,30 @@ def publish(
     epoch_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
     temporary: dict[str, Path] = {}
     files: list[dict[str, Any]] = []
-    handle_rows: dict[bytes, int] = {}
+    handle_rows: dict[bytes, list[int]] = {}
     try:
         for signal in INDEX_SIGNALS:
             references = collected.per_signal[signal]
-            built = build_index(
-                secret,
-                banding_for(signal),
-                references,
-                processes=processes,
-                grouped=signal in GROUPED_SIGNALS,
-                evaluator=evaluator,
-            )
-            temporary[signal] = _write_temporary(epoch_dir, built.data)
-            files.append(_file_entry(signal, f"{signal}.idx", built, len(references)))
-            for handle, report_id in built.handles.items():
-                handle_rows[bytes(handle)] = collected.report_pk[report_id]
+            built: BuiltIndex | BuiltCompactIndex
+            if is_compact(settings, signal):
+                built, mapping = _build_compact(
+                    secret, signal, references, collected.report_pk, None
+                )
+                handle_rows.update(mapping)
+            else:
+                built = build_index(
+                    secret,
+                    banding_for(signal),
+                    references,
+                    processes=processes,
+                    grouped=signal in GROUPED_SIGNALS,
+                    evaluator=evaluator,
+                )
+                for handle, report_id in built.handles.items():
+                    handle_rows[bytes(handle)] = [collected.report_pk[report_id]]
+            name = f"{signal}{_suffix(settings, signal)}"
+            temporary[name] = _write_temporary(epoch_dir, built.data)
+            files.append(_file_entry(signal, name, built, len(references)))
         try:
             with database.begin() as connection:
                 latest = _latest(connection, epoch)
@@ -374,8 +454,8 @@ def publish(
                 )
                 version_dir = epoch_dir / str(version)
                 version_dir.mkdir(mode=0o755, exist_ok=True)
-                for signal, path in temporary.items():
-                    path.replace(version_dir / f"{signal}.idx")
+                for name, path in temporary.items():
+                    path.replace(version_dir / name)
         except sa.exc.IntegrityError:
             return None  # another publisher took this version number first
     finally:
@@ -384,12 +464,47 @@ def publish(
     return version
 
 
-def _insert_handles(connection: Connection, publication: int, rows: dict[bytes, int]) -> None:
-    if rows:
-        connection.execute(
-            sa.insert(handles),
-            [{"publication": publication, "handle": h, "report": r} for h, r in rows.items()],
-        )
+def _insert_handles(connection: Connection, publication: int, rows: dict[bytes, list[int]]) -> None:
+    """Record handle -> reports: the first report in ``handles`` and any further one (a
+    compact handle of a hash reported twice, or reported again in a delta) in
+    ``shared_handles``."""
+    if not rows:
+        return
+    known: dict[bytes, int] = {}
+    chosen = list(rows)
+    for at in range(0, len(chosen), 500):
+        for handle, report in connection.execute(
+            sa.select(handles.c.handle, handles.c.report).where(
+                handles.c.publication == publication, handles.c.handle.in_(chosen[at : at + 500])
+            )
+        ):
+            known[bytes(handle)] = int(report)
+    shared_known: set[tuple[bytes, int]] = set()
+    if known:
+        keys = list(known)
+        for at in range(0, len(keys), 500):
+            for handle, report in connection.execute(
+                sa.select(shared_handles.c.handle, shared_handles.c.report).where(
+                    shared_handles.c.publication == publication,
+                    shared_handles.c.handle.in_(keys[at : at + 500]),
+                )
+            ):
+                shared_known.add((bytes(handle), int(report)))
+    first: list[dict[str, Any]] = []
+    more: list[dict[str, Any]] = []
+    for handle, reports_of in rows.items():
+        main = known.get(handle)
+        for report in reports_of:
+            if main is None:
+                main = report
+                first.append({"publication": publication, "handle": handle, "report": report})
+            elif report != main and (handle, report) not in shared_known:
+                shared_known.add((handle, report))
+                more.append({"publication": publication, "handle": handle, "report": report})
+    if first:
+        connection.execute(sa.insert(handles), first)
+    if more:
+        connection.execute(sa.insert(shared_handles), more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +548,14 @@ def publish_delta(
             .where(publication_deltas.c.publication == latest.id)
             .order_by(publication_deltas.c.signal, publication_deltas.c.sequence)
         ).all()
+        base_names = {
+            str(signal): str(name)
+            for signal, name in connection.execute(
+                sa.select(publication_files.c.signal, publication_files.c.name).where(
+                    publication_files.c.publication == latest.id
+                )
+            )
+        }
     if not rows:
         return None
     collected = _collect(rows, DELTA_SIGNALS)
@@ -446,26 +569,42 @@ def publish_delta(
         earlier.setdefault(signal, []).append(name)
     temporary: dict[str, Path] = {}
     entries: list[dict[str, Any]] = []
-    handle_rows: dict[bytes, int] = {}
+    handle_rows: dict[bytes, list[int]] = {}
     try:
         for signal in DELTA_SIGNALS:
             references = collected.per_signal[signal]
             if not references:
                 continue
-            base = Index.open(version_dir / f"{signal}.idx", verify=False)
-            built = add_references(
-                secret, base.header, references, processes=processes, evaluator=evaluator
-            )
-            before = [Index.open(delta_dir / n, verify=False) for n in earlier.get(signal, [])]
-            sequence = len(before) + 1
-            name = f"{signal}-{sequence}.idx"
+            base_name = base_names[signal]
+            sequence = len(earlier.get(signal, [])) + 1
+            built: BuiltIndex | BuiltCompactIndex
+            if base_name.endswith(_COMPACT_SUFFIX):
+                # The delta's format follows its base's, whatever the setting says now.
+                compact_base = CompactIndex.open(version_dir / base_name, verify=False)
+                built, mapping = _build_compact(
+                    secret, signal, references, collected.report_pk, compact_base
+                )
+                handle_rows.update(mapping)
+                compact_before = [
+                    CompactIndex.open(delta_dir / n, verify=False) for n in earlier.get(signal, [])
+                ]
+                current = index_digest(compact_base, [*compact_before, built]).digest
+                name = f"{signal}-{sequence}{_COMPACT_SUFFIX}"
+            else:
+                base = Index.open(version_dir / base_name, verify=False)
+                built = add_references(
+                    secret, base.header, references, processes=processes, evaluator=evaluator
+                )
+                before = [Index.open(delta_dir / n, verify=False) for n in earlier.get(signal, [])]
+                current = index_digest(base, [*before, built]).digest
+                for handle, report_id in built.handles.items():
+                    handle_rows[bytes(handle)] = [collected.report_pk[report_id]]
+                name = f"{signal}-{sequence}.idx"
             temporary[name] = _write_temporary(delta_dir, built.data)
             entry = _file_entry(signal, name, built, len(references))
             entry["sequence"] = sequence
-            entry["current_digest"] = index_digest(base, [*before, built]).digest
+            entry["current_digest"] = current
             entries.append(entry)
-            for handle, report_id in built.handles.items():
-                handle_rows[bytes(handle)] = collected.report_pk[report_id]
         with database.begin() as connection:
             claimed = connection.execute(
                 sa.update(publications)
@@ -562,11 +701,27 @@ def manifest(connection: Connection, keys: KeyStore, epoch: int | None = None) -
     current = {row.signal: bytes(row.index_digest) for row in file_rows}
     for delta in delta_rows:
         current[delta.signal] = bytes(delta.current_digest)
+    # A handle is revoked when none of its reports is active (a compact handle can stand
+    # for several reports of one hash: shared_handles).
+    still_active = (
+        sa.select(shared_handles.c.handle)
+        .join(reports, reports.c.id == shared_handles.c.report)
+        .where(
+            shared_handles.c.publication == handles.c.publication,
+            shared_handles.c.handle == handles.c.handle,
+            reports.c.status == "active",
+        )
+        .exists()
+    )
     revoked = (
         connection.execute(
             sa.select(handles.c.handle)
             .join(reports, reports.c.id == handles.c.report)
-            .where(handles.c.publication == latest.id, reports.c.status != "active")
+            .where(
+                handles.c.publication == latest.id,
+                reports.c.status != "active",
+                ~still_active,
+            )
             .order_by(handles.c.handle)
         )
         .scalars()
@@ -593,6 +748,7 @@ def manifest(connection: Connection, keys: KeyStore, epoch: int | None = None) -
                 "size": row.size,
                 "entries": row.entries,
                 "references": row.references,
+                "format_version": format_version(row.signal, row.name),
                 "banding": _banding_json(banding_for(row.signal)),
             }
             for row in file_rows
@@ -607,6 +763,7 @@ def manifest(connection: Connection, keys: KeyStore, epoch: int | None = None) -
                 "size": row.size,
                 "entries": row.entries,
                 "references": row.references,
+                "format_version": format_version(row.signal, row.name),
             }
             for row in delta_rows
         ],

@@ -42,6 +42,7 @@ __all__ = [
     "rate_limits",
     "reports",
     "service_state",
+    "shared_handles",
 ]
 
 metadata = MetaData(
@@ -211,6 +212,19 @@ handles = Table(
     Index("ix_handles_report", "report"),
 )
 """Which report each handle of a publication stands for (never published)."""
+
+shared_handles = Table(
+    "shared_handles",
+    metadata,
+    Column("publication", Integer, ForeignKey("publications.id"), primary_key=True),
+    Column("handle", LargeBinary(16), primary_key=True),
+    Column("report", Integer, ForeignKey("reports.id"), primary_key=True),
+    Index("ix_shared_handles_report", "report"),
+)
+"""The further reports a handle of a compact exact index stands for: a hash reported
+twice is one key of the filter and one handle (derived from its OPRF output), so
+``handles`` names its first report and this table every other report of that hash (never
+published). A handle is revoked only when none of its reports is active."""
 
 feedback = Table(
     "feedback",

@@ -18,8 +18,8 @@ Data directory layout (docs/deployment.md)::
       keys/                   0700
         epoch-<n>.key         the VOPRF secret key of epoch n (0600)
         publication.key       the Ed25519 seed that signs manifests (0600)
-      publications/<epoch>/<version>/<signal>.idx   published full index files (0644)
-      publications/<epoch>/<version>/deltas/<signal>-<sequence>.idx   their deltas (0644)
+      publications/<epoch>/<version>/<signal>[.v3].idx   published full index files (0644)
+      publications/<epoch>/<version>/deltas/<signal>-<sequence>[.v3].idx   their deltas (0644)
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ from blindmatch.service.errors import ConfigurationError
 __all__ = [
     "ENV_DATABASE_URL",
     "ENV_DATA_DIR",
+    "ENV_EXACT_INDEX",
     "ENV_PAGE_DIR",
     "ENV_PAGE_POLICY",
     "ENV_RAY_ADDRESS",
+    "EXACT_INDEX_KINDS",
     "Limits",
     "Settings",
 ]
@@ -46,6 +48,8 @@ ENV_DATABASE_URL: Final = "BLINDMATCH_DATABASE_URL"
 ENV_PAGE_DIR: Final = "BLINDMATCH_PAGE_DIR"
 ENV_PAGE_POLICY: Final = "BLINDMATCH_PAGE_POLICY"
 ENV_RAY_ADDRESS: Final = "BLINDMATCH_RAY_ADDRESS"
+ENV_EXACT_INDEX: Final = "BLINDMATCH_EXACT_INDEX"
+EXACT_INDEX_KINDS: Final = ("compact", "bands")
 _SQLITE_NAME: Final = "blindmatch.sqlite3"
 _LIMIT_PREFIX: Final = "BLINDMATCH_LIMIT_"
 
@@ -95,6 +99,11 @@ class Settings:
     ``ray_address``: where the publisher builds indexes (``"local"``, ``"auto"``,
     ``HOST:PORT`` or ``ray://HOST:PORT``; :class:`blindmatch.psi.ray_build.RayBuild`, the
     ``ray`` extra), or ``""`` for this machine's process pool (the default).
+
+    ``exact_index``: how the exact signals (``md5``, ``sha256``) are published:
+    ``"compact"`` (the default: compact exact indexes, format version 3, about 5 bytes a
+    reference) or ``"bands"`` (banded indexes, format version 1, about 28 bytes a
+    reference, for platforms running an SDK older than the compact format).
     """
 
     data_dir: Path
@@ -103,8 +112,11 @@ class Settings:
     page_dir: Path | None = None
     page_policy: str = "default-src 'none'; frame-ancestors 'none'"
     ray_address: str = ""
+    exact_index: str = "compact"
 
     def __post_init__(self) -> None:
+        if self.exact_index not in EXACT_INDEX_KINDS:
+            raise ConfigurationError("exact_index must be 'compact' or 'bands'")
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
         if not self.database_url:
             sqlite = self.data_dir / _SQLITE_NAME
@@ -147,6 +159,8 @@ class Settings:
             env[ENV_PAGE_POLICY] = self.page_policy
         if self.ray_address:
             env[ENV_RAY_ADDRESS] = self.ray_address
+        if self.exact_index != "compact":
+            env[ENV_EXACT_INDEX] = self.exact_index
         for item in fields(Limits):
             env[_LIMIT_PREFIX + item.name.upper()] = str(getattr(self.limits, item.name))
         return env
@@ -179,6 +193,7 @@ class Settings:
             env.get(ENV_DATABASE_URL, ""),
             limits,
             ray_address=env.get(ENV_RAY_ADDRESS, "").strip(),
+            exact_index=env.get(ENV_EXACT_INDEX, "compact").strip() or "compact",
         )
         page_dir = env.get(ENV_PAGE_DIR)
         if page_dir:
