@@ -219,7 +219,9 @@ def test_bytes_per_md5_reference(tmp_path: Path, exact_index: str) -> None:
 
 
 def test_a_delta_repeating_a_base_hash_shares_its_handle(tmp_path: Path) -> None:
-    settings = Settings(tmp_path / "data").with_limits(intake_per_hour=10_000)
+    settings = Settings(tmp_path / "data", exact_index="compact").with_limits(
+        intake_per_hour=10_000
+    )
     database, keys = bootstrap(settings)
     try:
         [first] = _submit_many(settings, database, _md5s(1, "dup"))

@@ -96,10 +96,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--exact-index",
         choices=("compact", "bands"),
-        default=os.environ.get("BLINDMATCH_EXACT_INDEX", "compact") or "compact",
-        help="how md5 and sha256 are published: 'compact' exact indexes (format version "
-        "3, about 5 bytes a reference; default) or 'bands' (format version 1, for older "
-        "SDKs). See docs/deployment.md",
+        default=os.environ.get("BLINDMATCH_EXACT_INDEX", "bands") or "bands",
+        help="how md5 and sha256 are published: 'bands' (format version 1, about 28 bytes "
+        "a reference, retro-matched by platforms; default) or 'compact' exact indexes "
+        "(format version 3, about 5 bytes a reference, not retro-matched yet). See "
+        "docs/deployment.md",
     )
     parser.add_argument(
         "--no-page",
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         settings_from(args),
         page_dir=None,
         ray_address=args.ray_address.strip(),
-        exact_index=getattr(args, "exact_index", "compact"),
+        exact_index=getattr(args, "exact_index", "bands"),
     )
     if settings.ray_address and not args.no_publisher:
         _check_ray()
