@@ -41,20 +41,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("handle", metavar="HANDLE", help="the match's handle (32 hex digits)")
     parser.add_argument("verdict", metavar="VERDICT", choices=("actioned", "not_reported_kind"))
-    parser.add_argument("--server", required=True, metavar="URL", help="the clearinghouse")
-    parser.add_argument(
-        "--api-key-file", metavar="F", help="file holding the API key (else $BLINDMATCH_API_KEY)"
-    )
-    parser.add_argument(
-        "--publication-key", metavar="HEX", help="the pinned manifest signing key (64 hex)"
-    )
-    parser.add_argument("--publication-key-file", metavar="F", help="file holding it")
-    parser.add_argument(
-        "--trust-server-key",
-        action="store_true",
-        help="trust the key GET /v1/keys names (trust on first use; prints a warning)",
-    )
-    parser.add_argument("--cache-dir", metavar="D", help="index cache (~/.cache/blindmatch)")
+    from blindmatch.cli.match import add_platform_options
+
+    add_platform_options(parser)
     parser.set_defaults(func=run)
 
 

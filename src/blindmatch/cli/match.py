@@ -70,20 +70,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="files or folders")
     parser.add_argument("--hashes", metavar="FILE", help="JSON Lines of 'blindmatch hash'")
-    parser.add_argument("--server", required=True, metavar="URL", help="the clearinghouse")
-    parser.add_argument(
-        "--api-key-file", metavar="F", help=f"file holding the API key (else ${_ENV_KEY})"
-    )
-    parser.add_argument(
-        "--publication-key", metavar="HEX", help="the pinned manifest signing key (64 hex)"
-    )
-    parser.add_argument("--publication-key-file", metavar="F", help="file holding it")
-    parser.add_argument(
-        "--trust-server-key",
-        action="store_true",
-        help="trust the key GET /v1/keys names (trust on first use; prints a warning)",
-    )
-    parser.add_argument("--cache-dir", metavar="D", help="index cache (~/.cache/blindmatch)")
+    add_platform_options(parser)
     parser.add_argument(
         "--jobs", type=positive_int, default=1, metavar="N", help="fingerprinting processes"
     )
@@ -312,6 +299,24 @@ def _print_videos(records: list[dict[str, Any]], found: Any) -> None:
         line["query_pct"] = round(video.query_pct, 2)
         line["compared_pct"] = round(video.compared_pct, 2)
         sys.stdout.write(json.dumps(line) + "\n")
+
+
+def add_platform_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a platform's connection: server, API key, pinned key, cache."""
+    parser.add_argument("--server", required=True, metavar="URL", help="the clearinghouse")
+    parser.add_argument(
+        "--api-key-file", metavar="F", help=f"file holding the API key (else ${_ENV_KEY})"
+    )
+    parser.add_argument(
+        "--publication-key", metavar="HEX", help="the pinned manifest signing key (64 hex)"
+    )
+    parser.add_argument("--publication-key-file", metavar="F", help="file holding it")
+    parser.add_argument(
+        "--trust-server-key",
+        action="store_true",
+        help="trust the key GET /v1/keys names (trust on first use; prints a warning)",
+    )
+    parser.add_argument("--cache-dir", metavar="D", help="index cache (~/.cache/blindmatch)")
 
 
 def run(args: argparse.Namespace) -> int:
