@@ -276,3 +276,27 @@ def test_a_delta_repeating_a_base_hash_shares_its_handle(tmp_path: Path) -> None
             store.close()
     finally:
         database.dispose()
+
+
+def test_admin_publish_builds_the_format_the_deployment_names(tmp_path: Path) -> None:
+    """``admin index publish`` reads ``BLINDMATCH_EXACT_INDEX`` as ``serve`` does (the
+    server here was started with it set to ``compact``), and ``--exact-index`` overrides."""
+    server = start_server(tmp_path / "data", "", limits={"rebuild_seconds": "3600"})
+    try:
+        with server.client() as http:
+            wait_published(http)
+
+            def md5_format() -> int:
+                indexes = _signed(http)["indexes"]
+                assert isinstance(indexes, dict)
+                return int(indexes["md5"]["format_version"])
+
+            assert md5_format() == 3
+            for flags, expected in (([], 3), (["--exact-index", "bands"], 1), ([], 3)):
+                done = server.admin("index", "publish", *flags, check=False)
+                if done.returncode == 1:  # the publisher recorded a version meanwhile
+                    done = server.admin("index", "publish", *flags)
+                assert done.returncode == 0, done.stderr
+                assert md5_format() == expected
+    finally:
+        server.stop()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from blindmatch.cli._argtypes import positive_int
-from blindmatch.cli.serve import add_database_arguments, settings_from
+from blindmatch.cli.serve import add_build_arguments, add_database_arguments, settings_from
 from blindmatch.errors import BlindmatchError
 
 __all__ = ["register", "run"]
@@ -74,6 +74,7 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="build processes (default: every core)",
     )
+    add_build_arguments(publish)
 
     bulk = groups.add_parser(
         "import",
@@ -130,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from blindmatch.service import audit, bulk, feedback, platforms
     from blindmatch.service.bootstrap import bootstrap
     from blindmatch.service.publication import publish
+    from blindmatch.service.publisher import evaluator_for
 
     database, keys = bootstrap(settings)
     try:
@@ -234,7 +236,14 @@ def run(args: argparse.Namespace) -> int:
             )
             return 0
         if args.group == "index":
-            version = publish(settings, database, keys, processes=args.processes)
+            evaluator = evaluator_for(settings)
+            try:
+                version = publish(
+                    settings, database, keys, processes=args.processes, evaluator=evaluator
+                )
+            finally:
+                if evaluator is not None:
+                    evaluator.close()
             epoch = keys.current().epoch
             if version is None:
                 print(

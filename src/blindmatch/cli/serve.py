@@ -60,6 +60,29 @@ def add_database_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--ray-address`` and ``--exact-index``: where indexes are built and how the exact
+    signals are published, shared by ``serve`` and ``admin index publish`` (a version
+    built by hand must have the format the publisher would give it)."""
+    parser.add_argument(
+        "--ray-address",
+        default=os.environ.get("BLINDMATCH_RAY_ADDRESS", ""),
+        metavar="ADDR",
+        help="build indexes on Ray (needs the 'ray' extra): 'local' starts Ray on this "
+        "machine, else a cluster's address (HOST:PORT, auto, ray://HOST:10001); "
+        "default: local worker processes. See docs/deployment.md",
+    )
+    parser.add_argument(
+        "--exact-index",
+        choices=("compact", "bands"),
+        default=os.environ.get("BLINDMATCH_EXACT_INDEX", "bands") or "bands",
+        help="how md5 and sha256 are published: 'bands' (format version 1, about 28 bytes "
+        "a reference, retro-matched by platforms; default) or 'compact' exact indexes "
+        "(format version 3, about 5 bytes a reference, not retro-matched yet). See "
+        "docs/deployment.md",
+    )
+
+
 def register(subparsers: Any) -> None:
     """Add the ``serve`` subcommand to the ``blindmatch`` parser."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -85,23 +108,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="do not start the background publisher (another host runs it)",
     )
-    parser.add_argument(
-        "--ray-address",
-        default=os.environ.get("BLINDMATCH_RAY_ADDRESS", ""),
-        metavar="ADDR",
-        help="build indexes on Ray (needs the 'ray' extra): 'local' starts Ray on this "
-        "machine, else a cluster's address (HOST:PORT, auto, ray://HOST:10001); "
-        "default: local worker processes. See docs/deployment.md",
-    )
-    parser.add_argument(
-        "--exact-index",
-        choices=("compact", "bands"),
-        default=os.environ.get("BLINDMATCH_EXACT_INDEX", "bands") or "bands",
-        help="how md5 and sha256 are published: 'bands' (format version 1, about 28 bytes "
-        "a reference, retro-matched by platforms; default) or 'compact' exact indexes "
-        "(format version 3, about 5 bytes a reference, not retro-matched yet). See "
-        "docs/deployment.md",
-    )
+    add_build_arguments(parser)
     parser.add_argument(
         "--no-page",
         action="store_true",
@@ -116,9 +123,17 @@ def settings_from(args: argparse.Namespace) -> Any:
         from blindmatch.service.settings import Settings
     except ImportError:
         raise MissingExtra(_MISSING_EXTRA) from None
-    return Settings.from_env(
-        {**os.environ, **Settings(args.data_dir, args.database_url).to_env(), **_limit_overrides()}
+    from blindmatch.service.settings import ENV_DATA_DIR, ENV_DATABASE_URL
+
+    # The environment's settings (limits, exact index, Ray), then what the arguments name.
+    settings = Settings.from_env(
+        {**os.environ, ENV_DATA_DIR: str(args.data_dir), ENV_DATABASE_URL: args.database_url}
     )
+    if hasattr(args, "exact_index"):
+        settings = replace(
+            settings, exact_index=args.exact_index, ray_address=args.ray_address.strip()
+        )
+    return settings
 
 
 def _check_ray() -> None:
@@ -129,22 +144,13 @@ def _check_ray() -> None:
         raise MissingExtra("--ray-address needs the 'ray' extra: pip install 'blindmatch[ray]'")
 
 
-def _limit_overrides() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith("BLINDMATCH_LIMIT_")}
-
-
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; return the exit code.
 
     Raises:
         BlindmatchError: the extra is missing, or the data directory or database is unusable.
     """
-    settings = replace(
-        settings_from(args),
-        page_dir=None,
-        ray_address=args.ray_address.strip(),
-        exact_index=getattr(args, "exact_index", "bands"),
-    )
+    settings = replace(settings_from(args), page_dir=None)
     if settings.ray_address and not args.no_publisher:
         _check_ray()
     if not args.no_page:
