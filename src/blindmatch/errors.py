@@ -116,7 +116,6 @@ __all__ = [
     "RequestRejected",
     "RetroMismatch",
     "RetroStoreFull",
-    "RetroUnsupported",
     "ServiceRefused",
     "ServiceUnavailable",
     "StaleIndex",
@@ -388,14 +387,9 @@ class IntakeRateLimited(IntakeRefused):
 
 class RetroMismatch(LocalProtocolError):
     """Retained upload records (:mod:`blindmatch.protocols.retro`) were used with an index
-    they were not made for: a delta of another base index, key epoch or key id. Their tags
-    and pads mean nothing there (a lookup would silently find nothing)."""
-
-
-class RetroUnsupported(LocalProtocolError):
-    """Retro-matching was asked of a compact exact index (format version 3): its lookup
-    needs the upload's OPRF output, which no retro record keeps (records hold the tags and
-    pads of banded indexes only; docs/protocol.md section 7.5)."""
+    they were not made for: a delta of another base index, key epoch or key id, or an index
+    of the other format (banded records and a compact index, or the reverse). They mean
+    nothing there (a lookup would silently find nothing)."""
 
 
 class RetroStoreFull(BlindmatchError):

@@ -472,6 +472,22 @@ def _md5_references(manifest: dict[str, Any], full_only: bool = False) -> int:
     return count
 
 
+_FORMATS = {1: "banded", 2: "grouped", 3: "compact exact"}
+
+
+def _files(manifest: dict[str, Any]) -> str:
+    """The full index files of a manifest, e.g. ``md5 compact exact (format 3, 5 refs,
+    1,088 B)``: the exact signals are compact unless the deployment says bands."""
+    parts = []
+    for signal, entry in sorted(manifest["indexes"].items()):
+        version = int(entry.get("format_version", 1))
+        parts.append(
+            f"{signal} {_FORMATS.get(version, 'format')} (format {version}, "
+            f"{int(entry['references'])} refs, {int(entry['size']):,} B)"
+        )
+    return "; ".join(parts)
+
+
 def _say(text: str = "") -> None:
     print(text, flush=True)
 
@@ -791,7 +807,7 @@ def _steps(args: argparse.Namespace, out: Path, server: DemoServer, started: flo
     figures.seconds["published at"] = time.perf_counter() - started
     _say(
         f"{stamp()} Clearinghouse: published index version {published['version']} (epoch "
-        f"{published['epoch']}) with the {len(reported)} reports."
+        f"{published['epoch']}) with the {len(reported)} reports: {_files(published)}."
     )
 
     # -- 6. the platform matches every file; 7. a withdrawal; the platform matches again

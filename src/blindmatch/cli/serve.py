@@ -75,11 +75,11 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--exact-index",
         choices=("compact", "bands"),
-        default=os.environ.get("BLINDMATCH_EXACT_INDEX", "bands") or "bands",
-        help="how md5 and sha256 are published: 'bands' (format version 1, about 28 bytes "
-        "a reference, retro-matched by platforms; default) or 'compact' exact indexes "
-        "(format version 3, about 5 bytes a reference, not retro-matched yet). See "
-        "docs/deployment.md",
+        default=os.environ.get("BLINDMATCH_EXACT_INDEX", "compact") or "compact",
+        help="how md5 and sha256 are published: 'compact' exact indexes (format version "
+        "3, about 5 bytes a reference; default) or 'bands' (format version 1, about 28 "
+        "bytes a reference); platforms retro-match either. Default from "
+        "BLINDMATCH_EXACT_INDEX. See docs/deployment.md",
     )
 
 

@@ -75,7 +75,7 @@ from blindmatch.client.retro_store import RetroStore
 from blindmatch.client.steps import Download, Request, Response, Send, Sleep, Step
 from blindmatch.protocols import Match, PlatformSession, Upload
 from blindmatch.protocols.messages import ServerInfo, decode
-from blindmatch.protocols.retro import RetroRecord
+from blindmatch.protocols.retro import AnyRetroRecord
 from blindmatch.psi.index import (
     CompactIndex,
     CompactIndexSet,
@@ -456,7 +456,6 @@ class Flows:
             t.canaries_matched += s.canaries_matched
             t.audits_verified += s.audits_verified
             t.elements_audited += s.elements_audited
-            t.retro_unsupported += s.retro_unsupported
 
     def _retain(
         self, session: PlatformSession, progress: _Progress, found: list[tuple[str, Any]]
@@ -465,7 +464,7 @@ class Flows:
         matches it found (never reported again by a retro check)."""
         assert self.retro is not None
         originals = progress.originals
-        per_signal: dict[str, list[RetroRecord]] = {}
+        per_signal: dict[str, list[AnyRetroRecord]] = {}
         for record in session.retained:
             ref = originals[int(record.upload_ref)].ref
             per_signal.setdefault(record.signal, []).append(replace(record, upload_ref=ref))

@@ -60,10 +60,6 @@ class ClientStats:
     """Records kept in the retro store (one per query of an answered upload)."""
     retro_not_kept: int = 0
     """Records not kept: one session's records of a signal exceeded ``retro_max_records``."""
-    retro_unsupported: int = 0
-    """Uploads of which a retro store keeps no record: looked up in a compact exact index
-    (md5, sha256 as the clearinghouse publishes them by default), which retro-matching
-    cannot read (docs/protocol.md 7.5)."""
 
 
 @dataclass(frozen=True, slots=True)

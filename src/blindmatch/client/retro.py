@@ -3,13 +3,14 @@
 Theory of operation
 -------------------
 ``match`` with a retro store (``ClientOptions(retro=True)``) keeps, per answered upload,
-its per-band tags and pads bound to the full index it was matched against, with ``covered``,
+its per-band tags and pads (for a compact exact index: each query's OPRF output) bound to
+the full index it was matched against, with ``covered``,
 the last delta of that base the session held (:mod:`blindmatch.client.retro_store`).
 :func:`retro_flow`:
 
 1. Fetches and verifies the manifest (as ``match`` does).
-2. Forgets the records of other key epochs: tags and pads are keyed by the epoch's OPRF
-   key, so they match nothing the clearinghouse publishes under a new one.
+2. Forgets the records of other key epochs: tags, pads and outputs are the epoch's OPRF
+   key's, so they match nothing the clearinghouse publishes under a new one.
 3. For each (signal, base) the store holds in the current epoch: when the manifest still
    names that full index, the deltas above the records' ``covered`` are downloaded (or
    found in the cache) and verified like ``match``'s (the whole set against the manifest's
@@ -19,7 +20,9 @@ the last delta of that base the session held (:mod:`blindmatch.client.retro_stor
    (:meth:`~blindmatch.client.retro_store.RetroStore.rebase`), which is looked up once,
    then its deltas. Handles are drawn afresh for each build, so the rebuilt base names
    only uploads that had no match of that signal before (the store's docstring says what
-   this misses). Records of a signal the manifest no longer publishes are forgotten.
+   this misses). Records of a signal the manifest no longer publishes are forgotten, and
+   so are records of a format the rebuilt index no longer has (banded records when the
+   signal is now published as a compact exact index, or the reverse).
 4. Drops matches whose handle the manifest revokes (a withdrawn or suspended report).
 
 Only the manifest and index files are fetched (``GET`` requests any platform makes to stay
@@ -34,9 +37,12 @@ from blindmatch.client.manifest import DeltaEntry, IndexEntry
 from blindmatch.client.results import ClientStats, RetroReport
 from blindmatch.client.retro_store import RetroStore
 from blindmatch.protocols import Match
-from blindmatch.psi.index import Index
+from blindmatch.psi.index import CompactIndex, Index
 
 __all__ = ["retro_flow"]
+
+_ALL = 1 << 62
+"""A ``covered`` bound above every delta sequence: :meth:`RetroStore.pending` counts all."""
 
 
 def retro_flow(flows: Flows, store: RetroStore) -> Flow[RetroReport]:
@@ -66,23 +72,18 @@ def retro_flow(flows: Flows, store: RetroStore) -> Flow[RetroReport]:
         if base == current and not store.pending(signal, base, last):
             continue  # nothing published since these uploads were matched
         yield from flows._source(manifest, signal, stats)  # downloads, verifies the set
-        files: list[tuple[int, Index]] = []
+        files: list[tuple[int, Index | CompactIndex]] = []
         chosen: list[tuple[int, IndexEntry | DeltaEntry]] = [(0, entry)]
         chosen += [(d.sequence, d) for d in deltas]
         for sequence, file_entry in chosen:
             index = yield from flows._file(file_entry, stats)
-            if not isinstance(index, Index):
-                break
             files.append((sequence, index))
-        if len(files) != 1 + len(deltas):
-            # The signal is now published as a compact exact index: records are tags and
-            # pads of a banded index, useless there (docs/protocol.md 7.5); forgotten.
-            forgotten += store.forget_base(signal, base)
-            continue
         yield from flows.locked()  # one retro check at a time per cache directory
         try:
             if base != current:
-                store.rebase(signal, base, files[0][1])
+                held = store.pending(signal, base, _ALL)
+                # Records of another key, shape or format are dropped, not moved.
+                forgotten += held - store.rebase(signal, base, files[0][1])
             for sequence, index in files:
                 if store.pending(signal, current, sequence):
                     found.extend(store.check(index, sequence))

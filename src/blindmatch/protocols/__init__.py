@@ -7,8 +7,9 @@ out; sockets, files and clocks live in thin adapters around them.
 - :class:`SessionPair`: the two wired together in memory (simulation, tests, examples).
 - :func:`index_digest`, :func:`signal_banding`: what an index is called on the wire, and
   the banding an index of a signal type is built with.
-- :class:`RetroRecord`, :func:`retro_matches`: what a retaining session keeps of past
-  uploads, matched locally against a later delta (:mod:`blindmatch.protocols.retro`).
+- :class:`RetroRecord`, :class:`CompactRetroRecord`, :func:`retro_matches`: what a
+  retaining session keeps of past uploads (banded or compact lookups), matched locally
+  against a later delta (:mod:`blindmatch.protocols.retro`).
 - :class:`VideoMatcher`, :func:`video_references`: private vPDQ matching, the vPDQ rule
   one layer above the platform session (:mod:`blindmatch.protocols.video`).
 """
@@ -30,7 +31,7 @@ from blindmatch.protocols.platform import (
     PlatformStats,
     Upload,
 )
-from blindmatch.protocols.retro import RetroRecord, retro_matches
+from blindmatch.protocols.retro import CompactRetroRecord, RetroRecord, retro_matches
 from blindmatch.protocols.signals import signal_banding
 from blindmatch.protocols.video import VideoMatcher, VideoReportMatch, video_references
 
@@ -38,6 +39,7 @@ __all__ = [
     "ClearinghouseSession",
     "ClearinghouseState",
     "ClearinghouseStats",
+    "CompactRetroRecord",
     "IndexDigest",
     "Match",
     "PlatformSession",

@@ -112,7 +112,7 @@ from blindmatch.protocols.messages import (
     Suite,
     decode,
 )
-from blindmatch.protocols.retro import RetroRecord, make_records
+from blindmatch.protocols.retro import AnyRetroRecord, make_compact_records, make_records
 from blindmatch.psi import oprf
 from blindmatch.psi.compact import CompactHeader
 from blindmatch.psi.group import GENERATOR, Element, Scalar
@@ -284,9 +284,6 @@ class PlatformStats:
     audits_sent: int = 0
     audits_verified: int = 0
     elements_audited: int = 0
-    retro_unsupported: int = 0
-    """Uploads a retaining session kept no retro record of: those looked up in a compact
-    exact index (docs/protocol.md section 7.5: retro-matching reads banded indexes only)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -405,7 +402,8 @@ class PlatformSession:
             trials (:data:`DEFAULT_MAX_LOOKUP_TRIALS`); a reply over it fails the session
             with :class:`~blindmatch.errors.IndexTooDense`, its uploads unfinished.
         retain: keep, for every answered upload, the per-band tags and pads of its lookup
-            (:attr:`retained`), for retro-matching later deltas of the same base
+            (the OPRF output of each query for a compact exact index) as :attr:`retained`
+            records, for retro-matching later deltas of the same base
             (:mod:`blindmatch.protocols.retro`). Off by default: what they reveal if stolen
             is in docs/protocol.md "Retro-matching".
 
@@ -457,7 +455,7 @@ class PlatformSession:
         if not isinstance(retain, bool):
             raise TypeError("retain must be a bool")
         self._retain = retain
-        self._retained: list[RetroRecord] = []
+        self._retained: list[AnyRetroRecord] = []
         self._evaluator = evaluator
         self._random = SessionRandom(random_bytes)
         self._signal_types: dict[str, SignalType[Any]] = {}
@@ -1025,25 +1023,30 @@ class PlatformSession:
         ]
 
     def _retain_group(self, group: _Group, names: list[str] | None) -> None:
-        """Keep an answered upload's tags and pads (never its outputs) as retro records."""
+        """Keep an answered upload's retro records: the tags and pads of a banded lookup
+        (never its outputs), or, for a compact exact index, each query's OPRF output (its
+        lookup needs nothing less: :mod:`blindmatch.protocols.retro`)."""
         lookup = self._indexes[group.upload.signal]
         header = lookup.header
-        if not isinstance(header, IndexHeader):
-            # A compact exact index answers from the OPRF output itself; no tags or pads
-            # stand for it, so nothing is kept (counted: PlatformStats.retro_unsupported).
-            group.outputs.clear()
-            self.stats.retro_unsupported += 1
+        ordered = sorted(group.outputs, key=lambda item: item[0])
+        group.outputs.clear()
+        ref, signal = group.upload.ref, group.upload.signal
+        if isinstance(header, CompactHeader):
+            exact = [
+                (None if names is None else names[position], position, outputs[0])
+                for position, outputs in ordered
+            ]
+            self._retained.extend(make_compact_records(ref, signal, exact, header))
             return
         queries = []
-        for position, outputs in sorted(group.outputs, key=lambda item: item[0]):
+        for position, outputs in ordered:
             tags, pads = derive_entries(outputs, header.tag_bytes)
             name = None if names is None else names[position]
             queries.append((name, position, tags, pads))
-        group.outputs.clear()
-        self._retained.extend(make_records(group.upload.ref, group.upload.signal, queries, header))
+        self._retained.extend(make_records(ref, signal, queries, header))
 
     @property
-    def retained(self) -> tuple[RetroRecord, ...]:
+    def retained(self) -> tuple[AnyRetroRecord, ...]:
         """Retro records of the uploads answered so far (one per query), when the session
         was made with ``retain=True``; empty otherwise."""
         return tuple(self._retained)

@@ -31,6 +31,22 @@ client's store says what it reports of them: :mod:`blindmatch.client.retro_store
 over an :class:`~blindmatch.psi.index.IndexSet` binds its records to the set's base: the
 deltas it already held were matched then, so only later deltas are worth a retro lookup
 (one already held would return the same matches again).
+
+Compact exact indexes
+---------------------
+A compact exact index (format version 3, :mod:`blindmatch.psi.compact`) holds no tags or
+pads: its lookup derives the shard, the filter's row material and the report handle from
+the upload's OPRF output ``F`` itself, each a BLAKE2b keyed by ``F`` with the index's own
+seed, shard number and shard seed in the message (docs/index-format.md section 11). Those
+differ from one build to the next (a delta's shard count follows its size; a shard that
+does not solve is retried under another seed), so no value short of ``F`` serves every
+later delta and rebuilt base of the epoch. For a query looked up in a compact index the
+session therefore keeps a :class:`CompactRetroRecord`: ``F`` (64 bytes), with the same
+binding (signal, base digest, key epoch, key id) and no tag width. :func:`retro_matches`
+queries the filter with it exactly as :meth:`~blindmatch.psi.compact.CompactIndex.
+match_outputs` does for a session, so a record matched against a delta gives what a
+session over the base and that delta would have added. What ``F`` reveals, against tags
+and pads, is in docs/protocol.md section 7.5.
 """
 
 from __future__ import annotations
@@ -42,10 +58,11 @@ import numpy as np
 
 from blindmatch import errors
 from blindmatch.protocols.matches import DEFAULT_MAX_LOOKUP_TRIALS, Match
-from blindmatch.psi.index import CompactIndex, Index, IndexHeader, IndexKind
-from blindmatch.psi.kdf import ReportHandle
+from blindmatch.psi.compact import CompactHeader
+from blindmatch.psi.index import Canary, CompactIndex, Index, IndexHeader, IndexKind
+from blindmatch.psi.kdf import OUTPUT_SIZE, ReportHandle
 
-__all__ = ["RetroRecord", "retro_matches"]
+__all__ = ["AnyRetroRecord", "CompactRetroRecord", "RetroRecord", "retro_matches"]
 
 _ENTRY = np.dtype("<u8")
 
@@ -120,6 +137,88 @@ class RetroRecord:
         )
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class CompactRetroRecord:
+    """What one query of one past upload keeps for retro-matching a compact exact index.
+
+    Attributes:
+        upload_ref: the platform's reference of the upload (never sent).
+        signal: the signal type (an exact one: ``md5``, ``sha256``).
+        variant: the name of the query, ``None`` for an upload without variants.
+        position: the query's position in the upload's order (0: its own hash).
+        base_digest: digest of the full compact index the upload was matched against.
+        key_epoch: the key epoch of that index.
+        key_id: the key id of that index.
+        output: the query's finalized OPRF output ``F`` (64 bytes; module docstring says
+            why nothing shorter serves).
+
+    Raises:
+        TypeError: a field has the wrong type.
+        errors.LocalProtocolError: an output that is not 64 bytes, or a bad digest.
+    """
+
+    upload_ref: str
+    signal: str
+    variant: str | None
+    position: int
+    base_digest: bytes
+    key_epoch: int
+    key_id: bytes
+    output: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.upload_ref, str) or not isinstance(self.signal, str):
+            raise TypeError("a record's upload_ref and signal must be str")
+        if self.variant is not None and not isinstance(self.variant, str):
+            raise TypeError("a record's variant must be str or None")
+        for name in ("base_digest", "key_id", "output"):
+            if not isinstance(getattr(self, name), bytes):
+                raise TypeError(f"a record's {name} must be bytes")
+        for name in ("position", "key_epoch"):
+            if type(getattr(self, name)) is not int:
+                raise TypeError(f"a record's {name} must be an int")
+        if len(self.output) != OUTPUT_SIZE or len(self.base_digest) != 32 or self.position < 0:
+            raise errors.LocalProtocolError("a retro record's fields are malformed")
+
+    def binding(self) -> tuple[str, bytes, int, bytes]:
+        """``(signal, base digest, key epoch, key id)``: what the record is for."""
+        return (self.signal, self.base_digest, self.key_epoch, self.key_id)
+
+    def __repr__(self) -> str:
+        return (
+            f"CompactRetroRecord(upload_ref={self.upload_ref!r}, signal={self.signal!r}, "
+            f"variant={self.variant!r}, output=<redacted>)"
+        )
+
+
+AnyRetroRecord = RetroRecord | CompactRetroRecord
+"""A record of either kind: what :attr:`PlatformSession.retained
+<blindmatch.protocols.platform.PlatformSession.retained>` and a store hold."""
+
+
+def make_compact_records(
+    upload_ref: str,
+    signal: str,
+    variants: Sequence[tuple[str | None, int, bytes]],
+    header: CompactHeader,
+) -> tuple[CompactRetroRecord, ...]:
+    """The records of one upload looked up in a compact index: ``(variant name, position,
+    OPRF output)`` per query, bound to the full compact index ``header`` (the session's)."""
+    return tuple(
+        CompactRetroRecord(
+            upload_ref,
+            signal,
+            name,
+            position,
+            header.digest,
+            header.key_epoch,
+            header.key_id,
+            output,
+        )
+        for name, position, output in variants
+    )
+
+
 def make_records(
     upload_ref: str,
     signal: str,
@@ -146,8 +245,8 @@ def make_records(
 
 
 def retro_matches(
-    records: Iterable[RetroRecord],
-    delta: Index,
+    records: Iterable[AnyRetroRecord],
+    delta: Index | CompactIndex,
     *,
     max_trials: int | None = DEFAULT_MAX_LOOKUP_TRIALS,
 ) -> list[Match]:
@@ -162,7 +261,9 @@ def retro_matches(
             or that base itself (kind ``FULL``, its digest the records' base digest), which
             a caller does only for records it moved onto a rebuilt full version
             (:meth:`blindmatch.client.retro_store.RetroStore.rebase`): the lookup then
-            finds every report of the base, the old ones too.
+            finds every report of the base, the old ones too. A compact exact index
+            (:class:`~blindmatch.psi.compact.CompactIndex`, either kind) takes
+            :class:`CompactRetroRecord` values; a banded one :class:`RetroRecord` values.
         max_trials: bound on the lookup's candidate trials (as the session's).
 
     Returns:
@@ -170,18 +271,16 @@ def retro_matches(
         the order their first record came, each upload's matches sorted by handle.
 
     Raises:
-        TypeError: ``delta`` is not an :class:`~blindmatch.psi.index.Index` or a record is
-            not a :class:`RetroRecord`.
+        TypeError: ``delta`` is not an index or a record is not a retro record.
         errors.RetroMismatch: a record of the index's signal was made against another base,
-            key epoch, key id or tag width (a full index other than the records' base).
+            key epoch, key id or tag width (a full index other than the records' base), or
+            against an index of the other format (banded or compact).
         errors.IndexTooDense: the delta refuses the lookup (as in a session).
     """
     if isinstance(delta, CompactIndex):
-        raise errors.RetroUnsupported(
-            "a compact exact index is not retro-matched (docs/protocol.md 7.5)"
-        )
+        return _compact_matches(records, delta)
     if not isinstance(delta, Index):
-        raise TypeError("delta must be an Index")
+        raise TypeError("delta must be an Index or a CompactIndex")
     header = delta.header
     # A delta extends the records' base; a full index may only be that base itself (records
     # moved onto a rebuilt full version are matched against it once, module docstring).
@@ -190,10 +289,12 @@ def retro_matches(
     expected = (signal, base, header.key_epoch, header.key_id, header.tag_bytes)
     chosen: list[RetroRecord] = []
     for record in records:
-        if not isinstance(record, RetroRecord):
+        if not isinstance(record, AnyRetroRecord):
             raise TypeError("records must be RetroRecord values")
         if record.signal != signal:
             continue
+        if not isinstance(record, RetroRecord):
+            raise errors.RetroMismatch("a record of a compact index given a banded one")
         if record.binding() != expected or record.bands != header.banding.count:
             raise errors.RetroMismatch("a record was made against another index or key")
         chosen.append(record)
@@ -202,13 +303,49 @@ def retro_matches(
     tags = np.frombuffer(b"".join(r.tags for r in chosen), dtype=_ENTRY).reshape(len(chosen), -1)
     pads = np.frombuffer(b"".join(r.pads for r in chosen), dtype=_ENTRY).reshape(len(chosen), -1)
     results = delta.lookup_entries(tags, pads, max_trials=max_trials)
-    canaries = frozenset(c.handle for c in delta.canaries)
+    return _gathered(signal, chosen, [r.handles for r in results], delta.canaries)
+
+
+def _compact_matches(records: Iterable[AnyRetroRecord], index: CompactIndex) -> list[Match]:
+    """:func:`retro_matches` of a compact exact index: one filter query per record, as
+    :meth:`~blindmatch.psi.compact.CompactIndex.match_outputs` answers a session."""
+    header = index.header
+    base = header.digest if header.kind is IndexKind.FULL else header.base_digest
+    signal = header.banding.signal
+    expected = (signal, base, header.key_epoch, header.key_id)
+    chosen: list[CompactRetroRecord] = []
+    for record in records:
+        if not isinstance(record, AnyRetroRecord):
+            raise TypeError("records must be RetroRecord values")
+        if record.signal != signal:
+            continue
+        if not isinstance(record, CompactRetroRecord):
+            raise errors.RetroMismatch("a record of a banded index given a compact one")
+        if record.binding() != expected:
+            raise errors.RetroMismatch("a record was made against another index or key")
+        chosen.append(record)
+    if not chosen:
+        return []
+    answers = index.match_outputs([r.output for r in chosen])
+    handles = [() if a is None else (a,) for a in answers]
+    return _gathered(signal, chosen, handles, index.canaries)
+
+
+def _gathered(
+    signal: str,
+    records: Sequence[AnyRetroRecord],
+    handles_per_record: Sequence[Sequence[ReportHandle]],
+    canaries: Iterable[Canary],
+) -> list[Match]:
+    """Matches of looked-up records: canary handles dropped, one per (upload, report)
+    naming the first query (by position) that matched it, as a session answers."""
+    dropped = frozenset(c.handle for c in canaries)
     # upload ref -> handle -> (position, variant name) of the first query that matched it
     found: dict[str, dict[ReportHandle, tuple[int, str | None]]] = {}
-    for record, result in zip(chosen, results, strict=True):
+    for record, hits in zip(records, handles_per_record, strict=True):
         handles = found.setdefault(record.upload_ref, {})
-        for handle in result.handles:
-            if handle in canaries:
+        for handle in hits:
+            if handle in dropped:
                 continue
             held = handles.get(handle)
             if held is None or record.position < held[0]:

@@ -101,9 +101,9 @@ class Settings:
     ``ray`` extra), or ``""`` for this machine's process pool (the default).
 
     ``exact_index``: how the exact signals (``md5``, ``sha256``) are published:
-    ``"bands"`` (the default: banded indexes, format version 1, about 28 bytes a reference,
-    which platforms can retro-match) or ``"compact"`` (compact exact indexes, format
-    version 3, about 5 bytes a reference; not retro-matched yet: docs/protocol.md 7.5).
+    ``"compact"`` (the default: compact exact indexes, format version 3, about 5 bytes a
+    reference) or ``"bands"`` (banded indexes, format version 1, about 28 bytes a
+    reference). Platforms retro-match either (docs/protocol.md 7.5).
     """
 
     data_dir: Path
@@ -112,7 +112,7 @@ class Settings:
     page_dir: Path | None = None
     page_policy: str = "default-src 'none'; frame-ancestors 'none'"
     ray_address: str = ""
-    exact_index: str = "bands"
+    exact_index: str = "compact"
 
     def __post_init__(self) -> None:
         if self.exact_index not in EXACT_INDEX_KINDS:
@@ -192,7 +192,7 @@ class Settings:
             env.get(ENV_DATABASE_URL, ""),
             limits,
             ray_address=env.get(ENV_RAY_ADDRESS, "").strip(),
-            exact_index=env.get(ENV_EXACT_INDEX, "bands").strip() or "bands",
+            exact_index=env.get(ENV_EXACT_INDEX, "compact").strip() or "compact",
         )
         page_dir = env.get(ENV_PAGE_DIR)
         if page_dir:
