@@ -2,7 +2,9 @@
 
 A platform matches uploads (no match) and keeps them; a person reports one of them; once
 the delta is published, ``retro_matches()`` finds it from the local store, with no
-evaluation request: every request the client sends is recorded and checked.
+evaluation request: every request the client sends is recorded and checked. The server
+runs with its default ``exact_index`` (compact): md5 and sha256 uploads are kept as compact
+records (their OPRF outputs) and found in compact deltas and rebuilt compact bases.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pytest
 from PIL import Image
 
 from blindmatch import errors
-from blindmatch.client import AsyncPlatformClient, IndexCache, PlatformClient
+from blindmatch.client import AsyncPlatformClient, IndexCache, PlatformClient, RetroStore
 from blindmatch.protocols import Upload
 from blindmatch.samples import photo_like
 from service_support import (
@@ -65,9 +67,7 @@ def _recorded(client: PlatformClient) -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def clearinghouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clearinghouse]:
     root = tmp_path_factory.mktemp("retro")
-    server = start_server(
-        root / "data", "", limits={"intake_per_hour": "1000"}, exact_index=RETRO_EXACT
-    )
+    server = start_server(root / "data", "", limits={"intake_per_hour": "1000"})
     try:
         yield setup_clearinghouse(server)
     finally:
@@ -103,12 +103,21 @@ def test_retro_finds_past_uploads_without_an_evaluation(
         assert first.stats.retro_records == 3
         assert client.retro_store is not None
         assert len(client.retro_store) == 3
+        formats = client.retro_store._db.execute(
+            "SELECT upload_ref, format FROM retro_record ORDER BY upload_ref"
+        ).fetchall()
+        assert formats == [("A", 3), ("B", 1), ("C", 3)]  # md5 compact, pdq banded
         assert client.retro_matches().matches == ()  # nothing published since
         with ch.server.client() as http:
             report(http, [{"signal": "md5", "hash": a_md5.hex()}])
             report(http, [{"signal": "pdq", "hash": _near(b_pdq, 10).hex(), "quality": 90}])
         manifest = _wait_refs(ch.server, md5=md5s + 1, pdq=pdqs + 1)
         assert manifest["deltas"], "new reports arrive in deltas"
+        # The exact signals are compact (the default), base and deltas alike.
+        assert manifest["indexes"]["md5"]["format_version"] == 3  # type: ignore[index]
+        md5_deltas = [d for d in manifest["deltas"] if d["signal"] == "md5"]  # type: ignore[attr-defined]
+        assert md5_deltas
+        assert {d["format_version"] for d in md5_deltas} == {3}
         requests = _recorded(client)
         retro = client.retro_matches()
         assert sorted((m.upload_ref, m.signal) for m in retro.matches) == [
@@ -172,9 +181,7 @@ def test_rebuilt_index_withdrawal_and_new_epoch(tmp_path: Path) -> None:
     """A withdrawal makes the server rebuild its full index (rebuild_seconds 0): the kept
     records move onto the new base, only the new report is named, the withdrawn one never;
     a new key epoch forgets them."""
-    server = start_server(
-        tmp_path / "data", "", limits={"intake_per_hour": "1000"}, exact_index=RETRO_EXACT
-    )
+    server = start_server(tmp_path / "data", "", limits={"intake_per_hour": "1000"})
     try:
         ch = setup_clearinghouse(server)
         p_md5, q_md5 = secrets.token_bytes(16), secrets.token_bytes(16)
@@ -198,9 +205,18 @@ def test_rebuilt_index_withdrawal_and_new_epoch(tmp_path: Path) -> None:
                         and int(m["indexes"]["md5"]["references"]) == 2
                     ),
                 )
+                rebuilt = wait_published(http)
+            assert rebuilt["indexes"]["md5"]["format_version"] == 3  # type: ignore[index]
+            requests = _recorded(client)
             retro = client.retro_matches()
             assert [(m.upload_ref, m.signal) for m in retro.matches] == [("P", "md5")]
             assert retro.records == 3  # Q stays kept: only its report went
+            assert all(method == "GET" for method, _ in requests), requests
+            # The records moved onto the rebuilt compact base.
+            assert client.retro_store is not None
+            assert client.retro_store.bases(retro.epoch) == (
+                ("md5", bytes.fromhex(str(rebuilt["indexes"]["md5"]["index_digest"]))),  # type: ignore[index]
+            )
             assert client.retro_matches().matches == ()
             epoch = retro.epoch
             server.admin("keys", "rotate")
@@ -243,11 +259,6 @@ print("locked", flush=True)
 sys.stdin.read()
 cache.unlock()
 """
-
-RETRO_EXACT = "bands"
-"""Retro-matching reads banded indexes only (docs/protocol.md 7.5): these md5 tests run
-with the exact signals published banded; test_service_compact.py checks that a compact
-deployment keeps no records of exact uploads and says so."""
 
 
 def test_a_cache_locked_by_another_process(clearinghouse: Clearinghouse, tmp_path: Path) -> None:
@@ -319,6 +330,89 @@ def test_two_processes_share_one_cache(clearinghouse: Clearinghouse, tmp_path: P
     cached.unlock()
 
 
+_SHARER = """
+import json, sys
+from blindmatch.client import ClientOptions, PlatformClient
+from blindmatch.protocols import Upload
+url, api_key, publication_key, cache, store = sys.argv[1:6]
+uploads = [Upload(ref, "md5", bytes.fromhex(value)) for ref, value in json.loads(sys.argv[6])]
+options = ClientOptions(retro=True, backoff=0.05, max_backoff=0.2, max_retry_after=5.0)
+with PlatformClient(
+    url, api_key=api_key, publication_key=publication_key, cache_dir=cache,
+    options=options, retro_store=store,
+) as client:
+    sys.stdin.readline()
+    matched = client.match(uploads)
+    print(json.dumps(len(matched.matches)), flush=True)
+    sys.stdin.readline()
+    found = client.retro_matches().matches
+    print(json.dumps([[m.upload_ref, bytes(m.handle).hex()] for m in found]), flush=True)
+"""
+
+
+def test_two_clients_share_one_retro_store(clearinghouse: Clearinghouse, tmp_path: Path) -> None:
+    """Two processes, two cache directories, one retro store: they keep their records side
+    by side at once, check at once, and name every retro match once between them."""
+    ch = clearinghouse
+    shared = {f"S{i}": secrets.token_bytes(16) for i in range(2)}
+    own = [{f"X{p}": secrets.token_bytes(16)} for p in range(2)]
+    store = tmp_path / "shared.sqlite"
+    runs = []
+    for p in range(2):
+        uploads = [(ref, value.hex()) for ref, value in {**shared, **own[p]}.items()]
+        runs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _SHARER,
+                    ch.server.url,
+                    ch.api_key,
+                    ch.publication_key,
+                    str(tmp_path / f"cache{p}"),
+                    str(store),
+                    json.dumps(uploads),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+
+    def step() -> list[object]:
+        for run in runs:  # both go at once
+            assert run.stdin is not None
+            run.stdin.write("go\n")
+            run.stdin.flush()
+        lines = []
+        for run in runs:
+            assert run.stdout is not None
+            lines.append(json.loads(run.stdout.readline() or "null"))
+        return lines
+
+    try:
+        before = _refs(ch.server, "md5")
+        assert step() == [0, 0]  # nothing reported yet
+        with ch.server.client() as http:
+            for value in [*shared.values(), *(v for o in own for v in o.values())]:
+                report(http, [{"signal": "md5", "hash": value.hex()}])
+        _wait_refs(ch.server, md5=before + 4)
+        found = step()
+    finally:
+        for run in runs:
+            if run.stdin is not None:
+                run.stdin.close()
+            run.wait(timeout=60)
+            if run.stdout is not None:
+                run.stdout.close()
+    assert [run.returncode for run in runs] == [0, 0]
+    named = [tuple(pair) for lines in found for pair in lines]  # type: ignore[attr-defined]
+    assert sorted(ref for ref, _ in named) == ["S0", "S1", "X0", "X1"]  # each once
+    with RetroStore(store) as kept:
+        assert kept._db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert len(kept) == 4  # S0, S1 (one record each, the later upload's), X0, X1
+
+
 # ---------------------------------------------------------------- the command line
 
 
@@ -330,7 +424,6 @@ def test_cli_retro_keeps_then_checks(tmp_path: Path) -> None:
         tmp_path / "data",
         "",
         limits={"intake_per_hour": "1000", "rebuild_seconds": "3600"},
-        exact_index=RETRO_EXACT,
     )
     try:
         ch = setup_clearinghouse(server)

@@ -4,9 +4,9 @@ Over HTTP against the real ``blindmatch serve`` (SQLite): the manifest (format 3
 file's format version, the md5 and sha256 files are compact (version 3) and ``pdq`` stays
 banded, an SDK client matches exact uploads in the full index and in a compact delta, a
 hash reported twice is one handle that stands for both reports (withdrawing one keeps it,
-withdrawing both revokes it), and a retaining client keeps no retro record of a compact
-upload and says so. In process: bytes per reference of the published md5 file against the
-banded one in the same run, and a delta that repeats a base hash.
+withdrawing both revokes it), and a retaining client keeps a compact retro record (the
+upload's OPRF output) of an exact upload. In process: bytes per reference of the published
+md5 file against the banded one in the same run, and a delta that repeats a base hash.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def test_compact_exact_indexes_published_matched_and_revoked(tmp_path: Path) -> 
             assert after.matches == ()
             assert after.stats.revoked_dropped == 1
 
-        # A retaining client keeps no record of a compact upload, and counts it.
+        # A retaining client keeps a record of a compact upload too: its OPRF output.
         store_path = tmp_path / "retro.sqlite"
         with PlatformClient(
             server.url,
@@ -164,8 +164,14 @@ def test_compact_exact_indexes_published_matched_and_revoked(tmp_path: Path) -> 
             retro_store=store_path,
         ) as retaining:
             kept = retaining.match([Upload("m", "md5", md5), Upload("p", "pdq", bytes(32), 90)])
-            assert kept.stats.retro_unsupported == 1
-            assert kept.stats.retro_records >= 1  # the pdq upload's records
+            assert kept.stats.retro_records == 2
+            assert retaining.retro_store is not None
+            rows = retaining.retro_store._db.execute(
+                "SELECT signal, format, tag_bytes, length(tags), length(pads) FROM retro_record "
+                "ORDER BY signal"
+            ).fetchall()
+            assert rows[0] == ("md5", 3, 0, 64, 0)
+            assert rows[1][:2] == ("pdq", 1)
     finally:
         server.stop()
 
@@ -264,14 +270,15 @@ def test_a_delta_repeating_a_base_hash_shares_its_handle(tmp_path: Path) -> None
             )
             revoked = json.loads(manifest(connection, keys).text)["revoked_handles"]
             assert sorted(revoked) == sorted([dup.hex(), bytes(main[pk[second]]).hex()])
-        # A compact file is not retro-matched: a typed error, never an empty answer.
+        # The published compact delta is retro-matched: a store holding no upload of its
+        # base says so (a typed error, never an empty answer).
         delta_file = next((settings.publications_dir).rglob("md5-1.v3.idx"))
-        with pytest.raises(errors.RetroUnsupported):
-            retro_matches([], CompactIndex.open(delta_file))  # type: ignore[arg-type]
+        assert retro_matches([], CompactIndex.open(delta_file)) == []
         store = RetroStore(tmp_path / "store.sqlite")
         try:
-            with pytest.raises(errors.RetroUnsupported):
-                store.check(CompactIndex.open(delta_file), 1)  # type: ignore[arg-type]
+            with pytest.raises(errors.RetroMismatch):
+                store.matches(CompactIndex.open(delta_file))
+            assert store.check(CompactIndex.open(delta_file), 1) == []
         finally:
             store.close()
     finally:
