@@ -81,6 +81,12 @@ def test_demo_runs_and_agrees(demo_run: DemoRun) -> None:
     assert "\r" not in demo_run.stdout
     assert demo_run.results["ok"] is True
     assert "Result: the private results agree with the plaintext comparison" in demo_run.stdout
+    # The exact signals are published compact by default, the fuzzy ones banded.
+    published = re.search(r"Clearinghouse: published index version .*", demo_run.stdout)
+    assert published, demo_run.stdout
+    assert re.search(r"md5 compact exact \(format 3, \d+ refs", published[0])
+    assert re.search(r"sha256 compact exact \(format 3, ", published[0])
+    assert re.search(r"pdq banded \(format 1, ", published[0])
     assert re.search(r"Stopped the clearinghouse \(.*\); no process of it is left", demo_run.stdout)
 
 
