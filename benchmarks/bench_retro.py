@@ -1,14 +1,16 @@
 """Retro-matching cost: past uploads looked up in a new delta locally vs matched online.
 
-For PDQ (L = 384, with and without the 8 dihedral variants) and MD5, per past upload and
-delta: ``retro_matches`` over a retaining session's records, ``RetroStore.matches`` (the
+For PDQ (L = 384, with and without the 8 dihedral variants), MD5 banded and MD5 in a
+compact exact index (records hold the OPRF output: docs/protocol.md 7.5), per past upload
+and delta: ``retro_matches`` over a retaining session's records, ``RetroStore.matches`` (the
 same from a SQLite file), ``RetroStore.check`` (what the SDK's ``retro_matches()`` does per
 delta: the lookup, the seen filter and the transaction that remembers the delta was
 checked; each round first marks the records unchecked again), and, as the peer in the
 same run, a fresh in-process session (blind, evaluate, finalize, look up against base +
 delta, no network) of the same uploads.
 The online figure is a lower bound of a real match (no HTTP, no queueing, no quota), so the
-ratio understates what retro-matching saves. Writes ``results/retro.json`` and ``.md``.
+ratio understates what retro-matching saves. ``store B/record`` is the checkpointed SQLite
+file's size over its records. Writes ``results/retro.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ from blindmatch.protocols import ClearinghouseSession, PlatformSession, SessionP
 from blindmatch.protocols.retro import retro_matches
 from blindmatch.psi import oprf
 from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
+from blindmatch.psi.compact import (
+    CompactIndex,
+    CompactIndexSet,
+    add_compact_references,
+    build_compact_index,
+)
 from blindmatch.psi.index import Index, IndexSet, Reference, add_references, build_index
 from blindmatch.psi.keys import SecretKey
 
@@ -48,7 +56,9 @@ def _median(run: Callable[[], object], rounds: int) -> float:
     return statistics.median(times)
 
 
-def _online(index: Index | IndexSet, uploads: list[Upload]) -> PlatformSession:
+def _online(
+    index: Index | IndexSet | CompactIndex | CompactIndexSet, uploads: list[Upload]
+) -> PlatformSession:
     session = PlatformSession(index, KEY.public_key, batch_size=1024, retain=False)
     session.add_uploads(uploads)
     clearinghouse = ClearinghouseSession(KEY, element_limit=10**9, max_batch=1024)
@@ -57,14 +67,29 @@ def _online(index: Index | IndexSet, uploads: list[Upload]) -> PlatformSession:
 
 
 def _case(
-    name: str, banding: Banding, references: int, uploads: list[Upload], rounds: int
+    name: str,
+    banding: Banding,
+    references: int,
+    uploads: list[Upload],
+    rounds: int,
+    *,
+    compact: bool = False,
 ) -> dict[str, Any]:
     rng = random.Random(name)
     width = banding.hash_bytes
     refs = [Reference(f"r{i}", banding.signal, rng.randbytes(width)) for i in range(references)]
-    base = Index.from_bytes(build_index(KEY, banding, refs, processes=1).to_bytes())
     added = [Reference(f"d{i}", banding.signal, rng.randbytes(width)) for i in range(10)]
-    delta = Index.from_bytes(add_references(KEY, base.header, added, processes=1).to_bytes())
+    base: Index | CompactIndex
+    delta: Index | CompactIndex
+    both: IndexSet | CompactIndexSet
+    if compact:
+        base = CompactIndex.from_bytes(build_compact_index(KEY, banding, refs).to_bytes())
+        delta = CompactIndex.from_bytes(add_compact_references(KEY, base.header, added).to_bytes())
+        both = CompactIndexSet(base, [delta])
+    else:
+        base = Index.from_bytes(build_index(KEY, banding, refs, processes=1).to_bytes())
+        delta = Index.from_bytes(add_references(KEY, base.header, added, processes=1).to_bytes())
+        both = IndexSet(base, [delta])
     retaining = PlatformSession(base, KEY.public_key, batch_size=1024, retain=True)
     retaining.add_uploads(uploads)
     SessionPair(retaining, ClearinghouseSession(KEY, element_limit=10**9, max_batch=1024)).run()
@@ -82,7 +107,7 @@ def _case(
 
         checked = _median(check, rounds)
         store.close()
-    both = IndexSet(base, [delta])
+        size = (Path(folder) / "retro.sqlite").stat().st_size
     online = _median(lambda: _online(both, uploads), rounds)
     count = len(uploads)
     return {
@@ -91,6 +116,7 @@ def _case(
         "records": len(records),
         "references": references,
         "delta_references": len(added),
+        "store_bytes_per_record": size / len(records),
         "retro_us_per_upload": retro / count * 1e6,
         "store_us_per_upload": stored / count * 1e6,
         "check_us_per_upload": checked / count * 1e6,
@@ -109,15 +135,16 @@ def _markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "session against base + delta (no network: a lower bound).",
         "",
         "| case | uploads | retro us | store us | check us | online us | online / retro "
-        "| online / check |",
-        "|---|---|---|---|---|---|---|---|",
+        "| online / check | store B/record |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['case']} | {r['uploads']} | {r['retro_us_per_upload']:.0f} | "
             f"{r['store_us_per_upload']:.0f} | {r['check_us_per_upload']:.0f} | "
             f"{r['online_us_per_upload']:.0f} | "
-            f"{r['online_over_retro']:.1f}x | {r['online_over_check']:.1f}x |"
+            f"{r['online_over_retro']:.1f}x | {r['online_over_check']:.1f}x | "
+            f"{r['store_bytes_per_record']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -146,6 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         _case("pdq", pdq_banding(384), args.references, pdq, args.rounds),
         _case("pdq dihedral", pdq_banding(384), args.references, dihedral, args.rounds),
         _case("md5", exact_banding("md5", 128), args.references, md5, args.rounds),
+        _case(
+            "md5 compact",
+            exact_banding("md5", 128),
+            args.references,
+            md5,
+            args.rounds,
+            compact=True,
+        ),
     ]
     meta = {
         "machine": f"{platform.machine()} {platform.processor() or ''} "

@@ -136,6 +136,7 @@ def test_pdq_dihedral_names_the_first_variant(pdq_base: Index) -> None:
 def test_records_hold_no_hash_or_outputs(md5_base: Index) -> None:
     _, platform = run(md5_base, [Upload("a", "md5", md5(3))], retain=True)
     (record,) = platform.retained
+    assert isinstance(record, RetroRecord)  # a banded index: tags and pads
     assert record.bands == MD5.count
     assert record.variant is None
     blob = record.tags + record.pads
