@@ -80,6 +80,7 @@ def test_file_is_owner_only(tmp_path: Path, md5_base: Index) -> None:
             if name.exists():
                 assert stat.S_IMODE(name.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(f"{path}.lock").stat().st_mode) == 0o600  # the write lock
 
 
 def test_file_holds_no_hash_or_band_value(
