@@ -43,7 +43,12 @@ import numpy.typing as npt
 
 from blindmatch.errors import IndexFormatError, InvalidEncoding, InvalidParameter
 from blindmatch.psi import _ribbon, oprf
-from blindmatch.psi._index_build import Reference, default_canaries
+from blindmatch.psi._index_build import (
+    ChunkEvaluator,
+    Reference,
+    default_canaries,
+    evaluate_outputs,
+)
 from blindmatch.psi._index_format import (
     DIGEST_OFFSET,
     MAGIC,
@@ -508,8 +513,15 @@ def build_compact_index(
     seed: int = 0,
     base_digest: bytes | None = None,
     shard_keys: int = SHARD_KEYS,
+    processes: int | None = None,
+    evaluator: ChunkEvaluator | None = None,
 ) -> BuiltCompactIndex:
     """Build a compact exact index (docs/index-format.md section 11).
+
+    The OPRF evaluation of the hashes runs as a banded build's does, in chunks on local
+    worker processes or on ``evaluator`` (a Ray cluster); the shard split, the filter solve
+    and the file's assembly run in this process. The file does not depend on where the
+    OPRF ran.
 
     Args:
         secret_key: the clearinghouse's OPRF key (VOPRF mode).
@@ -523,6 +535,10 @@ def build_compact_index(
         base_digest: ``None`` for a full index; for a delta the digest of its base.
         shard_keys: keys per shard aimed at (``B = max(1, round(n / shard_keys))``); the
             default suits every size, smaller values make small multi-shard test files.
+        processes: worker processes for the OPRF; ``None`` uses every core, 1 runs inline
+            (as :func:`~blindmatch.psi.index.build_index`).
+        evaluator: where the OPRF runs instead of local processes (``processes`` is then
+            ignored), e.g. :class:`blindmatch.psi.ray_build.RayBuild`.
 
     Returns:
         The file and the private handle -> report id map.
@@ -530,8 +546,10 @@ def build_compact_index(
     Raises:
         TypeError: a key or reference of the wrong type.
         InvalidParameter: not an exact banding, not a VOPRF key, a reference of another
-            signal, a rate or seed out of range, a shard that no seed builds.
+            signal, a rate, seed or process count out of range, a shard that no seed
+            builds.
         InvalidEncoding: a reference or canary hash of the wrong length.
+        WorkerError: the evaluator failed or answered wrongly.
     """
     if not isinstance(secret_key, SecretKey):
         raise TypeError("secret_key must be a SecretKey")
@@ -559,8 +577,9 @@ def build_compact_index(
         raise InvalidParameter("a delta has no canaries")
     result_widths(false_positive_rate, 1)  # refuse a bad rate before any OPRF work
     hashes = [r.hash for r in references] + chosen
-    inputs = [row[0] for row in banding.band_inputs_many(hashes)]
-    outputs = oprf.evaluate_batch(secret_key.scalar, inputs, oprf.Mode.VOPRF) if inputs else []
+    outputs = evaluate_outputs(
+        secret_key, banding, hashes, processes=processes, evaluator=evaluator
+    )
     return assemble_compact(
         secret_key,
         banding,
@@ -644,6 +663,8 @@ def add_compact_references(
     false_positive_rate: float | None = None,
     seed: int = 0,
     shard_keys: int = SHARD_KEYS,
+    processes: int | None = None,
+    evaluator: ChunkEvaluator | None = None,
 ) -> BuiltCompactIndex:
     """A compact delta: a separate compact file of new references naming ``base``.
 
@@ -654,6 +675,8 @@ def add_compact_references(
         false_positive_rate: ``None`` keeps the base's rate.
         seed: as for :func:`build_compact_index`.
         shard_keys: as for :func:`build_compact_index`.
+        processes: as for :func:`build_compact_index`.
+        evaluator: as for :func:`build_compact_index`.
 
     Raises:
         InvalidParameter: ``base`` is a delta or has another key.
@@ -674,6 +697,8 @@ def add_compact_references(
         seed=seed,
         base_digest=base.digest,
         shard_keys=shard_keys,
+        processes=processes,
+        evaluator=evaluator,
     )
 
 
