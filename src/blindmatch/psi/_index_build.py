@@ -60,6 +60,7 @@ from blindmatch.psi import oprf
 from blindmatch.psi._index_format import (
     NO_GROUP,
     Canary,
+    FileHeader,
     IndexHeader,
     IndexKind,
     compute_digest,
@@ -83,6 +84,7 @@ from blindmatch.psi.shares import (
 )
 
 __all__ = [
+    "BuiltFile",
     "BuiltIndex",
     "ChunkEvaluator",
     "EntryChunk",
@@ -242,14 +244,6 @@ def evaluate_chunk(key: bytes, joined: bytes, width: int, tag_bytes: int) -> tup
     return tags.astype("<u8", copy=False).tobytes(), pads.astype("<u8", copy=False).tobytes()
 
 
-def _entries_worker(key: bytes, joined: bytes, width: int, tag_bytes: int) -> tuple[bytes, bytes]:
-    """Worker: evaluate a chunk of ``width``-byte inputs (joined) and return its tags and
-    pads as raw arrays."""
-    inputs = [joined[i : i + width] for i in range(0, len(joined), width)]
-    tags, pads = _chunk_entries(Scalar.from_bytes(key), inputs, tag_bytes)
-    return tags.tobytes(), pads.tobytes()
-
-
 def _chunk_entries(
     secret_key: Scalar, inputs: Sequence[bytes], tag_bytes: int
 ) -> tuple[U64Array, U64Array]:
@@ -395,7 +389,7 @@ def _evaluate_entries(
     def submit(start: int, inputs: list[bytes]) -> None:
         joined, width = _joined(inputs)
         try:
-            future = pool.submit(_entries_worker, key, joined, width, tag_bytes)
+            future = pool.submit(evaluate_chunk, key, joined, width, tag_bytes)
         except BrokenProcessPool:
             store(start, _chunk_entries(secret_key, inputs, tag_bytes))
             raise
@@ -403,7 +397,7 @@ def _evaluate_entries(
 
     def collect(start: int, future: Future[tuple[bytes, bytes]]) -> None:
         tag_raw, pad_raw = future.result()
-        store(start, (np.frombuffer(tag_raw, np.uint64), np.frombuffer(pad_raw, np.uint64)))
+        store(start, (np.frombuffer(tag_raw, "<u8"), np.frombuffer(pad_raw, "<u8")))
 
     try:
         for start, inputs in itertools.islice(chunks, window):
@@ -600,21 +594,14 @@ def _handle_order(rows: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.int
     return result
 
 
-@dataclass(frozen=True, slots=True)
-class BuiltIndex:
-    """A freshly built index (or delta) and the clearinghouse-private handle map.
+class BuiltFile:
+    """What a freshly built file of any format version offers (:class:`BuiltIndex`, the
+    compact ``BuiltCompactIndex``): its bytes, an atomic write, its digest and canaries."""
 
-    Attributes:
-        header: the decoded header of :attr:`data`.
-        data: the index file's bytes (what platforms download).
-        handles: report handle -> report id (for a grouped index the group handles too).
-            NOT in the file: only the clearinghouse holds it, to tell a platform which
-            report a matched handle stands for.
-    """
+    __slots__ = ()
 
-    header: IndexHeader
+    header: FileHeader
     data: bytes
-    handles: dict[ReportHandle, str]
 
     def to_bytes(self) -> bytes:
         """The index file's bytes."""
@@ -638,7 +625,26 @@ class BuiltIndex:
         return self.header.digest
 
 
-def _check_references(banding: Banding, references: Sequence[Reference]) -> None:
+@dataclass(frozen=True, slots=True)
+class BuiltIndex(BuiltFile):
+    """A freshly built index (or delta) and the clearinghouse-private handle map.
+
+    Attributes:
+        header: the decoded header of :attr:`data`.
+        data: the index file's bytes (what platforms download).
+        handles: report handle -> report id (for a grouped index the group handles too).
+            NOT in the file: only the clearinghouse holds it, to tell a platform which
+            report a matched handle stands for.
+    """
+
+    header: IndexHeader
+    data: bytes
+    handles: dict[ReportHandle, str]
+
+
+def _check_references(
+    banding: Banding, references: Sequence[Reference], canaries: Sequence[bytes] = ()
+) -> None:
     for reference in references:
         if not isinstance(reference, Reference):
             raise TypeError("references must be Reference values")
@@ -646,6 +652,16 @@ def _check_references(banding: Banding, references: Sequence[Reference]) -> None
             raise InvalidParameter("a reference's signal differs from the banding's")
         if len(reference.hash) != banding.hash_bytes:
             raise InvalidEncoding(f"a {banding.signal} hash must be {banding.hash_bytes} bytes")
+    for canary in canaries:
+        if not isinstance(canary, bytes) or len(canary) != banding.hash_bytes:
+            raise InvalidEncoding(f"a {banding.signal} canary must be {banding.hash_bytes} bytes")
+
+
+def _check_workers(processes: int | None, evaluator: ChunkEvaluator | None) -> None:
+    if processes is not None and (type(processes) is not int or processes < 1):
+        raise InvalidParameter("processes must be a positive int")
+    if evaluator is not None and not isinstance(evaluator, ChunkEvaluator):
+        raise TypeError("evaluator must be a ChunkEvaluator")
 
 
 def evaluate_outputs(
@@ -666,10 +682,7 @@ def evaluate_outputs(
         TypeError: ``evaluator`` is not a :class:`ChunkEvaluator`.
         WorkerError: the evaluator failed or answered wrongly.
     """
-    if processes is not None and (type(processes) is not int or processes < 1):
-        raise InvalidParameter("processes must be a positive int")
-    if evaluator is not None and not isinstance(evaluator, ChunkEvaluator):
-        raise TypeError("evaluator must be a ChunkEvaluator")
+    _check_workers(processes, evaluator)
     if not hashes:
         return []
     scalar = secret_key.scalar
@@ -705,18 +718,12 @@ def _build(
         raise TypeError("secret_key must be a SecretKey")
     if secret_key.mode is not oprf.Mode.VOPRF:
         raise InvalidParameter("index keys are VOPRF keys (docs/design.md)")
-    _check_references(banding, references)
-    for canary in canary_hashes:
-        if not isinstance(canary, bytes) or len(canary) != banding.hash_bytes:
-            raise InvalidEncoding(f"a {banding.signal} canary must be {banding.hash_bytes} bytes")
+    _check_references(banding, references, canary_hashes)
     hashes = [r.hash for r in references] + list(canary_hashes)
     count = len(hashes)
     if not isinstance(handle_bytes, int) or not 8 <= handle_bytes <= HANDLE_SIZE:
         raise InvalidParameter("stored handle width must be 8..16 bytes")
-    if processes is not None and (type(processes) is not int or processes < 1):
-        raise InvalidParameter("processes must be a positive int")
-    if evaluator is not None and not isinstance(evaluator, ChunkEvaluator):
-        raise TypeError("evaluator must be a ChunkEvaluator")
+    _check_workers(processes, evaluator)
 
     def draw() -> _Lines:
         return _draw_lines(
