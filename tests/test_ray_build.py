@@ -23,7 +23,6 @@ from blindmatch.fingerprint import default_registry
 from blindmatch.protocols.signals import signal_banding
 from blindmatch.psi import oprf
 from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
-from blindmatch.psi.group import Scalar
 from blindmatch.psi.index import (
     BuiltIndex,
     CompactIndex,
@@ -36,6 +35,7 @@ from blindmatch.psi.index import (
 )
 from blindmatch.psi.keys import SecretKey
 from blindmatch.psi.ray_build import RayBuild
+from index_tools import InProcessChunks
 from service_support import published_references, start_server, wait_published
 
 KEY = SecretKey.derive(bytes(range(32)), b"test_ray_build", mode=oprf.Mode.VOPRF, epoch=2)
@@ -341,34 +341,18 @@ def test_a_chunk_that_keeps_failing_fails_the_build() -> None:
 # --- the build's own checks of an evaluator, without Ray -----------------------------------
 
 
-class _Skipping:
+class _Skipping(InProcessChunks):
     """An evaluator that drops its last chunk, or answers one twice: the build must notice
     rather than publish uninitialised rows."""
 
-    chunk_entries = 8
-
     def __init__(self, mode: str) -> None:
+        super().__init__(chunk_entries=8)
         self.mode = mode
 
-    def evaluate_chunks(
-        self,
-        secret_key: Scalar,
-        chunks: Iterator[EntryChunk],
-        tag_bytes: int,
-        meanwhile: Callable[[], None],
-    ) -> Iterator[tuple[EntryChunk, bytes, bytes]]:
-        from blindmatch.psi._index_build import evaluate_chunk
-
-        meanwhile()
-        answers = []
-        for chunk in chunks:
-            tags, pads = evaluate_chunk(bytes(secret_key), chunk.joined, chunk.width, tag_bytes)
-            answers.append((chunk, tags, pads))
-        if self.mode == "drop":
-            answers.pop()
-        else:
-            answers.append(answers[0])
-        yield from answers
+    def answers(
+        self, answered: list[tuple[EntryChunk, bytes, bytes]]
+    ) -> list[tuple[EntryChunk, bytes, bytes]]:
+        return answered[:-1] if self.mode == "drop" else [*answered, answered[0]]
 
 
 @pytest.mark.parametrize("mode", ["drop", "twice"])

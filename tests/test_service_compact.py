@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -26,9 +25,8 @@ from blindmatch import errors
 from blindmatch.client import PlatformClient, RetroStore
 from blindmatch.protocols import Upload
 from blindmatch.protocols.retro import retro_matches
-from blindmatch.psi._index_build import RAW_OUTPUTS, evaluate_chunk
-from blindmatch.psi.group import Scalar
-from blindmatch.psi.index import CompactIndex, EntryChunk, IndexKind
+from blindmatch.psi._index_build import RAW_OUTPUTS
+from blindmatch.psi.index import CompactIndex, IndexKind
 from blindmatch.service import feedback, intake, platforms
 from blindmatch.service.bootstrap import bootstrap
 from blindmatch.service.errors import NotFound
@@ -37,6 +35,7 @@ from blindmatch.service.publication import manifest, publish, publish_delta
 from blindmatch.service.schema import feedback as feedback_table
 from blindmatch.service.schema import handles, reports, shared_handles
 from blindmatch.service.settings import Settings
+from index_tools import InProcessChunks
 from service_support import Server, published_references, start_server, wait_published
 from test_client import FAST, platform_key, report
 
@@ -196,29 +195,6 @@ def _submit_many(settings: Settings, database: object, hashes: list[str]) -> lis
     return made
 
 
-class _InProcess:
-    """A :class:`~blindmatch.psi.index.ChunkEvaluator` that evaluates each chunk here and
-    notes its kind (``tag_bytes``): where the publisher sends a build's OPRF work."""
-
-    chunk_entries = 512
-
-    def __init__(self) -> None:
-        self.kinds: list[int] = []
-
-    def evaluate_chunks(
-        self,
-        secret_key: Scalar,
-        chunks: Iterator[EntryChunk],
-        tag_bytes: int,
-        meanwhile: Callable[[], None],
-    ) -> Iterator[tuple[EntryChunk, bytes, bytes]]:
-        meanwhile()
-        for chunk in chunks:
-            self.kinds.append(tag_bytes)
-            answer = evaluate_chunk(bytes(secret_key), chunk.joined, chunk.width, tag_bytes)
-            yield chunk, *answer
-
-
 @pytest.mark.parametrize("exact_index", ["compact", "bands"])
 def test_bytes_per_md5_reference(tmp_path: Path, exact_index: str) -> None:
     settings = Settings(tmp_path / "data", exact_index=exact_index).with_limits(
@@ -228,7 +204,7 @@ def test_bytes_per_md5_reference(tmp_path: Path, exact_index: str) -> None:
     try:
         count = 2048
         _submit_many(settings, database, _md5s(count, "size"))
-        evaluator = _InProcess()
+        evaluator = InProcessChunks(chunk_entries=512)
         assert publish(settings, database, keys, evaluator=evaluator) == 1
         # The md5 file's OPRF went to the evaluator in chunks: a compact build's chunks
         # answer outputs (RAW_OUTPUTS), a banded build's tags and pads.
