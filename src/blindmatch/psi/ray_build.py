@@ -13,6 +13,13 @@ is drawn in the building process, from the caller's random source, while the fir
 run. So a Ray build is byte-identical to a local build with the same key and random
 source, whichever worker ran which chunk, in whatever order, however often.
 
+A compact exact build (:func:`~blindmatch.psi.compact.build_compact_index` with
+``evaluator=``) sends the same tasks with ``tag_bytes``
+:data:`~blindmatch.psi._index_build.RAW_OUTPUTS`: they answer the 64-byte OPRF outputs
+(its filter keys and handles derive from them; 256 KiB for 4096 entries, so through the
+object store), and the shard split and Ribbon solve run in the building process. A
+compact build draws nothing random.
+
 Bounded memory: at most ``in_flight`` tasks are submitted at once (by default twice the
 cluster's CPUs); the building process pulls the next chunk from a lazy generator only
 when ``ray.wait`` hands back a finished one, so it holds the chunks in flight plus the
