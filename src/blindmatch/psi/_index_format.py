@@ -79,6 +79,7 @@ __all__ = [
     "check_fixed_fields",
     "compute_digest",
     "decode_header",
+    "file_view",
     "lp8",
 ]
 
@@ -361,6 +362,18 @@ def compute_digest(data: bytes | memoryview) -> bytes:
     return hasher.digest()
 
 
+def file_view(data: bytes | memoryview) -> memoryview:
+    """The file as bytes, at least as long as the fixed header every version has.
+
+    Raises:
+        IndexFormatError: it is shorter.
+    """
+    view = memoryview(data).cast("B")
+    if len(view) < FIXED_SIZE:
+        raise IndexFormatError("index file is shorter than its fixed header")
+    return view
+
+
 def check_fixed_fields(
     view: memoryview,
     fields: tuple[bytes, int, int, int, int],
@@ -463,9 +476,7 @@ def decode_header(
             nonzero reserved or padding bytes, a file length that does not match, a
             banding over the bound, or (``verify_digest``) a digest that does not match.
     """
-    view = memoryview(data).cast("B")
-    if len(view) < FIXED_SIZE:
-        raise IndexFormatError("index file is shorter than its fixed header")
+    view = file_view(data)
     (
         magic,
         version,

@@ -65,6 +65,7 @@ from blindmatch.psi._index_format import (
     check_delta,
     check_fixed_fields,
     compute_digest,
+    file_view,
     lp8,
 )
 from blindmatch.psi._index_lookup import IndexFile, Lookups, MatchResult
@@ -358,9 +359,7 @@ def decode_compact_header(
     Raises:
         IndexFormatError: any malformed, inconsistent or (``verify_digest``) corrupt field.
     """
-    view = memoryview(data).cast("B")
-    if len(view) < FIXED_SIZE:
-        raise IndexFormatError("index file is shorter than its fixed header")
+    view = file_view(data)
     (
         magic,
         version,
