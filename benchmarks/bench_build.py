@@ -1,12 +1,15 @@
 """Benchmark: index build time per (reference, band) on 1 process, 2 processes and a local
-Ray instance with 2 workers, PDQ (L = 384) and exact (MD5, L = 1), in one run.
+Ray instance with 2 workers, PDQ (L = 384), exact (MD5, L = 1) and the compact exact index
+(MD5, format version 3), in one run.
 
 What is measured
 ----------------
 Wall-clock time of :func:`blindmatch.psi.index.build_index` (the whole build: band inputs,
 OPRF evaluations, tags and pads, lines and handles, sorting, the file) divided by
 ``references * bands``, the best of ``--rounds`` rounds, for three ways of running the
-PRF work on the same references, key and random source:
+PRF work on the same references, key and random source; for the compact case
+:func:`blindmatch.psi.index.build_compact_index` (OPRF outputs spread the same ways; the
+shard split, Ribbon solve and file stay in the calling process) per reference:
 
 - ``1 process``: ``processes=1``, everything in the calling process;
 - ``2 processes``: ``processes=2``, the local process pool (one worker plus the caller);
@@ -37,7 +40,13 @@ from typing import Any
 
 from blindmatch.psi import oprf
 from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
-from blindmatch.psi.index import BuiltIndex, Reference, build_index
+from blindmatch.psi.index import (
+    BuiltCompactIndex,
+    BuiltIndex,
+    Reference,
+    build_compact_index,
+    build_index,
+)
 from blindmatch.psi.keys import SecretKey
 from blindmatch.psi.ray_build import RayBuild
 
@@ -56,16 +65,19 @@ def _references(signal: str, count: int) -> list[Reference]:
 
 
 def _build(
-    banding: Banding, references: list[Reference], line: str, evaluator: RayBuild
-) -> tuple[float, BuiltIndex]:
+    banding: Banding, references: list[Reference], line: str, evaluator: RayBuild, compact: bool
+) -> tuple[float, BuiltIndex | BuiltCompactIndex]:
     source = random.Random(1).randbytes
+    where: dict[str, Any] = {
+        "1 process": {"processes": 1},
+        "2 processes": {"processes": 2},
+    }.get(line, {"evaluator": evaluator})
     started = time.perf_counter()
-    if line == "1 process":
-        built = build_index(KEY, banding, references, processes=1, random_bytes=source)
-    elif line == "2 processes":
-        built = build_index(KEY, banding, references, processes=2, random_bytes=source)
+    built: BuiltIndex | BuiltCompactIndex
+    if compact:
+        built = build_compact_index(KEY, banding, references, **where)
     else:
-        built = build_index(KEY, banding, references, random_bytes=source, evaluator=evaluator)
+        built = build_index(KEY, banding, references, random_bytes=source, **where)
     return time.perf_counter() - started, built
 
 
@@ -76,6 +88,8 @@ def _case(
     rounds: int,
     evaluator: RayBuild,
     log: Callable[[str], None],
+    *,
+    compact: bool = False,
 ) -> dict[str, Any]:
     references = _references(banding.signal, count)
     entries = (count + 4) * banding.count  # the 4 default canaries are built in too
@@ -83,7 +97,7 @@ def _case(
     reference_digest = ""
     for round_ in range(rounds):
         for line in LINES:
-            seconds, built = _build(banding, references, line, evaluator)
+            seconds, built = _build(banding, references, line, evaluator, compact)
             digest = hashlib.sha256(built.data).hexdigest()
             if not reference_digest:
                 reference_digest = digest
@@ -94,6 +108,7 @@ def _case(
     floor = best["1 process"]
     return {
         "case": label,
+        "format": "compact (version 3)" if compact else "bands",
         "signal": banding.signal,
         "bands": banding.count,
         "references": count,
@@ -117,8 +132,8 @@ def _markdown(result: dict[str, Any]) -> str:
         "",
         f"Machine: {result['machine']} ({result['cores']} cores available), "
         f"Python {result['python']}, Ray {result['ray']}. Best of {result['rounds']} rounds, "
-        "wall clock, whole `build_index` (benchmarks/bench_build.py). Every build's bytes "
-        "equal the 1-process build's.",
+        "wall clock, whole `build_index` (compact: whole `build_compact_index`; "
+        "benchmarks/bench_build.py). Every build's bytes equal the 1-process build's.",
         "",
         f"Load average (1 min) before and after the run: {result['load_average_1min'][0]} and "
         f"{result['load_average_1min'][1]} on {result['cores']} cores: above the core count "
@@ -146,7 +161,9 @@ def _markdown(result: dict[str, Any]) -> str:
         "4096 band inputs; on one machine it competes with the driver, which also draws the "
         "lines, sorts the bands and assembles the file. On a cluster the PRF work spreads "
         "over every node's CPUs while the driver's share stays as in the 1-process line "
-        "minus its PRF work.",
+        "minus its PRF work. The compact case's driver share is larger: it also splits "
+        "the outputs into shards and solves every shard's Ribbon filter, which no worker "
+        "does.",
         "",
     ]
     return "\n".join(out)
@@ -183,6 +200,15 @@ def main(argv: list[str] | None = None) -> int:
                 args.rounds,
                 evaluator,
                 log,
+            ),
+            _case(
+                "compact exact (md5)",
+                exact_banding("md5", 128),
+                args.exact_references,
+                args.rounds,
+                evaluator,
+                log,
+                compact=True,
             ),
         ]
     finally:

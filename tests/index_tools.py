@@ -2,12 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 
+from blindmatch.psi._index_build import evaluate_chunk
 from blindmatch.psi._index_format import DIGEST_OFFSET, compute_digest
-from blindmatch.psi.index import Index
+from blindmatch.psi.group import Scalar
+from blindmatch.psi.index import EntryChunk, Index
 
-__all__ = ["densify", "reseal"]
+__all__ = ["InProcessChunks", "densify", "reseal"]
+
+
+class InProcessChunks:
+    """A :class:`~blindmatch.psi.index.ChunkEvaluator` that evaluates every chunk in this
+    process, in order, and notes each chunk's kind (``tag_bytes``); :meth:`answers` is the
+    hook a test overrides to drop or repeat answers."""
+
+    def __init__(self, chunk_entries: int) -> None:
+        self.chunk_entries = chunk_entries
+        self.kinds: list[int] = []
+
+    def answers(
+        self, answered: list[tuple[EntryChunk, bytes, bytes]]
+    ) -> list[tuple[EntryChunk, bytes, bytes]]:
+        """What the build is handed: every answer, as evaluated."""
+        return answered
+
+    def evaluate_chunks(
+        self,
+        secret_key: Scalar,
+        chunks: Iterator[EntryChunk],
+        tag_bytes: int,
+        meanwhile: Callable[[], None],
+    ) -> Iterator[tuple[EntryChunk, bytes, bytes]]:
+        """Run ``meanwhile``, then :func:`evaluate_chunk` on each chunk here."""
+        meanwhile()
+        answered = []
+        for chunk in chunks:
+            self.kinds.append(tag_bytes)
+            answer = evaluate_chunk(bytes(secret_key), chunk.joined, chunk.width, tag_bytes)
+            answered.append((chunk, *answer))
+        yield from self.answers(answered)
 
 
 def reseal(data: bytearray) -> bytes:

@@ -374,6 +374,24 @@ def test_delta_is_a_separate_compact_file() -> None:
         add_compact_references(other, base.header, _references(1))
 
 
+def test_a_two_process_build_and_delta_equal_the_inline_ones() -> None:
+    """The OPRF of a compact build runs in chunks on the process pool (over 512 hashes:
+    several chunks, some on the worker, some here); the file is the inline build's."""
+    refs = _references(1500)
+    inline = build_compact_index(KEY, SHA, refs, shard_keys=256, processes=1)
+    spread = build_compact_index(KEY, SHA, refs, shard_keys=256, processes=2)
+    assert len(spread.header.shards) > 1
+    assert spread.data == inline.data
+    assert spread.handles == inline.handles
+    new = _references(700, "new")
+    delta_inline = add_compact_references(KEY, inline.header, new, processes=1)
+    delta_spread = add_compact_references(KEY, spread.header, new, processes=2)
+    assert delta_spread.data == delta_inline.data
+    outputs = _outputs(KEY, SHA, [r.hash for r in new[-3:]])
+    found = CompactIndex.from_bytes(delta_spread.data).match_outputs(outputs)
+    assert found == [compact_handle(o) for o in outputs]
+
+
 def test_the_file_holds_no_piece_of_any_hash(
     built_sha: _Built,
 ) -> None:
@@ -410,6 +428,11 @@ def test_build_refuses_bad_arguments() -> None:
             )
     with pytest.raises(InvalidParameter):
         build_compact_index(KEY, SHA, refs, base_digest=bytes(range(32)))  # canaries in a delta
+    for processes in (0, -1, 1.5, True):
+        with pytest.raises(InvalidParameter):
+            build_compact_index(KEY, SHA, refs, processes=processes)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        build_compact_index(KEY, SHA, refs, evaluator=object())  # type: ignore[arg-type]
 
 
 def test_lookup_refuses_bad_outputs(built_sha: _Built) -> None:

@@ -23,16 +23,19 @@ from blindmatch.fingerprint import default_registry
 from blindmatch.protocols.signals import signal_banding
 from blindmatch.psi import oprf
 from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
-from blindmatch.psi.group import Scalar
 from blindmatch.psi.index import (
     BuiltIndex,
+    CompactIndex,
     EntryChunk,
     Reference,
+    add_compact_references,
     add_references,
+    build_compact_index,
     build_index,
 )
 from blindmatch.psi.keys import SecretKey
 from blindmatch.psi.ray_build import RayBuild
+from index_tools import InProcessChunks
 from service_support import published_references, start_server, wait_published
 
 KEY = SecretKey.derive(bytes(range(32)), b"test_ray_build", mode=oprf.Mode.VOPRF, epoch=2)
@@ -80,7 +83,8 @@ def test_serve_with_ray_address_publishes_an_index_a_platform_matches(tmp_path: 
         tmp_path / "data",
         "",
         limits={"intake_per_hour": "100"},
-        args=("--ray-address", "local", "--no-page"),
+        # md5 compact: its OPRF goes to Ray as outputs chunks, pdq's as tags and pads.
+        args=("--ray-address", "local", "--no-page", "--exact-index", "compact"),
     )
     try:
         with server.client() as http:
@@ -96,7 +100,14 @@ def test_serve_with_ray_address_publishes_an_index_a_platform_matches(tmp_path: 
                 },
             )
             assert made.status_code == 201, made.text
-            wait_published(http, lambda m: published_references(m, "pdq") == 1, timeout=120)
+            published = wait_published(
+                http,
+                lambda m: published_references(m, "pdq") == published_references(m, "md5") == 1,
+                timeout=120,
+            )
+            indexes = published["indexes"]
+            assert isinstance(indexes, dict)
+            assert indexes["md5"]["format_version"] == 3
             publication_key = http.get("/v1/keys").json()["publication_key"]
         out = server.admin("platform", "create", "acme")
         api_key = json.loads(out.stdout)["api_key"]
@@ -190,6 +201,31 @@ def test_a_ray_delta_is_byte_identical_to_the_local_delta() -> None:
         KEY, base.header, new, random_bytes=_source(2), evaluator=RayBuild(chunk_entries=16)
     )
     _same(local, remote)
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_ray_compact_build_and_delta_are_byte_identical_to_the_local_ones(
+    tmp_path: Path,
+) -> None:
+    """The compact exact index's OPRF as Ray tasks (outputs, not tags and pads, come back):
+    the filter solved on the driver is the one-process build's, full file and delta; a
+    task that answers short once is resubmitted."""
+    references, new = _md5_refs(400), _md5_refs(460)[400:]
+    local = build_compact_index(KEY, MD5, references, shard_keys=128, processes=1)
+    remote = build_compact_index(
+        KEY, MD5, references, shard_keys=128, evaluator=RayBuild(chunk_entries=64, in_flight=3)
+    )
+    assert len(remote.header.shards) > 1
+    assert remote.data == local.data
+    assert remote.handles == local.handles
+    marker = tmp_path / "truncated"
+    evaluator = _FaultyBuild(_truncate_first_attempt(marker), chunk_entries=16)
+    local_delta = add_compact_references(KEY, local.header, new, processes=1)
+    remote_delta = add_compact_references(KEY, remote.header, new, evaluator=evaluator)
+    assert marker.exists()
+    assert remote_delta.data == local_delta.data
+    hit = oprf.evaluate(KEY.scalar, MD5.band_inputs(new[0].hash)[0], oprf.Mode.VOPRF)
+    assert CompactIndex.from_bytes(remote_delta.data).match_outputs([hit]) != [None]
 
 
 @pytest.mark.usefixtures("local_ray")
@@ -305,34 +341,18 @@ def test_a_chunk_that_keeps_failing_fails_the_build() -> None:
 # --- the build's own checks of an evaluator, without Ray -----------------------------------
 
 
-class _Skipping:
+class _Skipping(InProcessChunks):
     """An evaluator that drops its last chunk, or answers one twice: the build must notice
     rather than publish uninitialised rows."""
 
-    chunk_entries = 8
-
     def __init__(self, mode: str) -> None:
+        super().__init__(chunk_entries=8)
         self.mode = mode
 
-    def evaluate_chunks(
-        self,
-        secret_key: Scalar,
-        chunks: Iterator[EntryChunk],
-        tag_bytes: int,
-        meanwhile: Callable[[], None],
-    ) -> Iterator[tuple[EntryChunk, bytes, bytes]]:
-        from blindmatch.psi._index_build import evaluate_chunk
-
-        meanwhile()
-        answers = []
-        for chunk in chunks:
-            tags, pads = evaluate_chunk(bytes(secret_key), chunk.joined, chunk.width, tag_bytes)
-            answers.append((chunk, tags, pads))
-        if self.mode == "drop":
-            answers.pop()
-        else:
-            answers.append(answers[0])
-        yield from answers
+    def answers(
+        self, answered: list[tuple[EntryChunk, bytes, bytes]]
+    ) -> list[tuple[EntryChunk, bytes, bytes]]:
+        return answered[:-1] if self.mode == "drop" else [*answered, answered[0]]
 
 
 @pytest.mark.parametrize("mode", ["drop", "twice"])

@@ -25,6 +25,7 @@ from blindmatch import errors
 from blindmatch.client import PlatformClient, RetroStore
 from blindmatch.protocols import Upload
 from blindmatch.protocols.retro import retro_matches
+from blindmatch.psi._index_build import RAW_OUTPUTS
 from blindmatch.psi.index import CompactIndex, IndexKind
 from blindmatch.service import feedback, intake, platforms
 from blindmatch.service.bootstrap import bootstrap
@@ -34,6 +35,7 @@ from blindmatch.service.publication import manifest, publish, publish_delta
 from blindmatch.service.schema import feedback as feedback_table
 from blindmatch.service.schema import handles, reports, shared_handles
 from blindmatch.service.settings import Settings
+from index_tools import InProcessChunks
 from service_support import Server, published_references, start_server, wait_published
 from test_client import FAST, platform_key, report
 
@@ -208,7 +210,12 @@ def test_bytes_per_md5_reference(tmp_path: Path, exact_index: str) -> None:
     try:
         count = 2048
         _submit_many(settings, database, _md5s(count, "size"))
-        assert publish(settings, database, keys, processes=1) == 1
+        evaluator = InProcessChunks(chunk_entries=512)
+        assert publish(settings, database, keys, evaluator=evaluator) == 1
+        # The md5 file's OPRF went to the evaluator in chunks: a compact build's chunks
+        # answer outputs (RAW_OUTPUTS), a banded build's tags and pads.
+        md5_kind = RAW_OUTPUTS if exact_index == "compact" else 4
+        assert evaluator.kinds.count(md5_kind) >= count // evaluator.chunk_entries
         with database.begin() as connection:
             body = json.loads(manifest(connection, keys).text)
         entry = body["indexes"]["md5"]

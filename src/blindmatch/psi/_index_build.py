@@ -50,7 +50,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Final, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +60,7 @@ from blindmatch.psi import oprf
 from blindmatch.psi._index_format import (
     NO_GROUP,
     Canary,
+    FileHeader,
     IndexHeader,
     IndexKind,
     compute_digest,
@@ -69,6 +70,7 @@ from blindmatch.psi.bands import Banding
 from blindmatch.psi.group import Scalar
 from blindmatch.psi.kdf import (
     HANDLE_SIZE,
+    OUTPUT_SIZE,
     ReportHandle,
     derive_entries,
     derive_handles,
@@ -82,14 +84,18 @@ from blindmatch.psi.shares import (
 )
 
 __all__ = [
+    "BuiltFile",
     "BuiltIndex",
     "ChunkEvaluator",
     "EntryChunk",
+    "RAW_OUTPUTS",
     "Reference",
     "add_references",
+    "answer_sizes",
     "build_index",
     "default_canaries",
     "evaluate_chunk",
+    "evaluate_outputs",
 ]
 
 U64Array = npt.NDArray[np.uint64]
@@ -102,6 +108,11 @@ _MAX_CHUNK = 1024
 # queued (``ProcessPoolExecutor`` pre-queues one call), which the building process cannot
 # take over, so at the end it waits for at most about two chunks.
 _CHUNKS_PER_PROCESS = 64
+RAW_OUTPUTS: Final = 0
+"""The ``tag_bytes`` of a chunk whose answer is its raw OPRF outputs, not tags and pads: a
+compact exact build (:mod:`blindmatch.psi.compact`) needs the outputs themselves (its
+filter keys and handles derive from them). The answer is then ``(outputs, b"")``: the
+chunk's 64-byte outputs joined, and no pads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +189,14 @@ class ChunkEvaluator(Protocol):
     The build keeps everything random on its own side (lines, handles, group handles are
     drawn by ``meanwhile``, in this process); an evaluator only runs the deterministic
     :func:`evaluate_chunk`, so where it runs cannot change a byte of the index. The build
-    checks every answer's length, stores it by the chunk's ``start``, and fails with
-    :class:`~blindmatch.errors.WorkerError` unless every row was stored exactly once.
+    checks every answer's length (:func:`answer_sizes`), stores it by the chunk's
+    ``start``, and fails with :class:`~blindmatch.errors.WorkerError` unless every row was
+    stored exactly once.
+
+    Two kinds of chunk reach it, told apart by ``tag_bytes``: a banded build's (4 or 8:
+    the answer is tags and pads) and a compact exact build's (:data:`RAW_OUTPUTS`: the
+    answer is the OPRF outputs, :func:`evaluate_outputs`). An evaluator passes
+    ``tag_bytes`` through to :func:`evaluate_chunk` and need not know which.
     """
 
     @property
@@ -200,9 +217,23 @@ class ChunkEvaluator(Protocol):
         ...
 
 
+def _answer_words(tag_bytes: int) -> tuple[int, int]:
+    """``u64`` words per entry in the two parts of a chunk's answer: a tag and a pad, or
+    (:data:`RAW_OUTPUTS`) the 64-byte output and nothing."""
+    return (OUTPUT_SIZE // 8, 0) if tag_bytes == RAW_OUTPUTS else (1, 1)
+
+
+def answer_sizes(entries: int, tag_bytes: int) -> tuple[int, int]:
+    """The byte lengths of the two parts of the answer to a chunk of ``entries`` band
+    inputs (:func:`evaluate_chunk`): 8 and 8 per entry, or 64 and 0 (:data:`RAW_OUTPUTS`)."""
+    first, second = _answer_words(tag_bytes)
+    return entries * 8 * first, entries * 8 * second
+
+
 def evaluate_chunk(key: bytes, joined: bytes, width: int, tag_bytes: int) -> tuple[bytes, bytes]:
     """Evaluate a chunk of ``width``-byte band inputs (joined) under the secret key scalar
-    ``key`` (32 bytes) and return its tags and pads as raw little-endian ``u64`` arrays.
+    ``key`` (32 bytes) and return its tags and pads as raw little-endian ``u64`` arrays
+    (``tag_bytes`` :data:`RAW_OUTPUTS`: its OPRF outputs joined, and ``b""``).
 
     The work of a worker process or a remote worker: deterministic, no randomness. The
     byte order is fixed (not the worker's native one), so a cluster of mixed machines
@@ -213,18 +244,15 @@ def evaluate_chunk(key: bytes, joined: bytes, width: int, tag_bytes: int) -> tup
     return tags.astype("<u8", copy=False).tobytes(), pads.astype("<u8", copy=False).tobytes()
 
 
-def _entries_worker(key: bytes, joined: bytes, width: int, tag_bytes: int) -> tuple[bytes, bytes]:
-    """Worker: evaluate a chunk of ``width``-byte inputs (joined) and return its tags and
-    pads as raw arrays."""
-    inputs = [joined[i : i + width] for i in range(0, len(joined), width)]
-    tags, pads = _chunk_entries(Scalar.from_bytes(key), inputs, tag_bytes)
-    return tags.tobytes(), pads.tobytes()
-
-
 def _chunk_entries(
     secret_key: Scalar, inputs: Sequence[bytes], tag_bytes: int
 ) -> tuple[U64Array, U64Array]:
     outputs = oprf.evaluate_batch(secret_key, inputs, oprf.Mode.VOPRF)
+    if tag_bytes == RAW_OUTPUTS:
+        # The outputs as 8 words each, read little-endian: written back the same way
+        # (evaluate_chunk, evaluate_outputs) they are the output bytes on any machine.
+        words = np.frombuffer(b"".join(outputs), dtype="<u8").astype(np.uint64)
+        return words, np.zeros(0, dtype=np.uint64)
     return derive_entries(outputs, tag_bytes)
 
 
@@ -259,8 +287,9 @@ def _evaluate_elsewhere(
     build (:class:`~blindmatch.errors.WorkerError`) rather than leave ``np.empty`` garbage
     in an index."""
     count, bands = len(hashes), banding.count
-    tags = np.empty((count, bands), dtype=np.uint64)
-    pads = np.empty((count, bands), dtype=np.uint64)
+    first_words, second_words = _answer_words(tag_bytes)
+    tags = np.empty((count, bands * first_words), dtype=np.uint64)
+    pads = np.empty((count, bands * second_words), dtype=np.uint64)
     stored = np.zeros(count, dtype=bool)
     extra: list[_T] = []
     size = evaluator.chunk_entries
@@ -281,13 +310,12 @@ def _evaluate_elsewhere(
     try:
         for chunk, tag_raw, pad_raw in results:
             start, rows = chunk.start, chunk.rows
-            expected = rows * bands * 8
-            if len(tag_raw) != expected or len(pad_raw) != expected:
+            if (len(tag_raw), len(pad_raw)) != answer_sizes(rows * bands, tag_bytes):
                 raise WorkerError("a chunk's answer has the wrong length")
             if not 0 <= start <= count - rows or stored[start : start + rows].any():
                 raise WorkerError("a chunk's answer does not fit the build")
-            tags[start : start + rows] = np.frombuffer(tag_raw, "<u8").reshape(rows, bands)
-            pads[start : start + rows] = np.frombuffer(pad_raw, "<u8").reshape(rows, bands)
+            tags[start : start + rows] = np.frombuffer(tag_raw, "<u8").reshape(rows, -1)
+            pads[start : start + rows] = np.frombuffer(pad_raw, "<u8").reshape(rows, -1)
             stored[start : start + rows] = True
     finally:
         # A failed build stops the evaluator's work in flight (a generator's cleanup).
@@ -323,13 +351,14 @@ def _evaluate_entries(
     delays nothing.
     """
     count, bands = len(hashes), banding.count
-    tags = np.empty((count, bands), dtype=np.uint64)
-    pads = np.empty((count, bands), dtype=np.uint64)
+    first_words, second_words = _answer_words(tag_bytes)
+    tags = np.empty((count, bands * first_words), dtype=np.uint64)
+    pads = np.empty((count, bands * second_words), dtype=np.uint64)
 
     def store(start: int, part: tuple[U64Array, U64Array]) -> None:
-        rows = part[0].size // bands
-        tags[start : start + rows] = part[0].reshape(rows, bands)
-        pads[start : start + rows] = part[1].reshape(rows, bands)
+        rows = part[0].size // (bands * first_words)
+        tags[start : start + rows] = part[0].reshape(rows, -1)
+        pads[start : start + rows] = part[1].reshape(rows, -1)
 
     def inline(chunks: Iterable[tuple[int, list[bytes]]]) -> None:
         for start, inputs in chunks:
@@ -360,7 +389,7 @@ def _evaluate_entries(
     def submit(start: int, inputs: list[bytes]) -> None:
         joined, width = _joined(inputs)
         try:
-            future = pool.submit(_entries_worker, key, joined, width, tag_bytes)
+            future = pool.submit(evaluate_chunk, key, joined, width, tag_bytes)
         except BrokenProcessPool:
             store(start, _chunk_entries(secret_key, inputs, tag_bytes))
             raise
@@ -368,7 +397,7 @@ def _evaluate_entries(
 
     def collect(start: int, future: Future[tuple[bytes, bytes]]) -> None:
         tag_raw, pad_raw = future.result()
-        store(start, (np.frombuffer(tag_raw, np.uint64), np.frombuffer(pad_raw, np.uint64)))
+        store(start, (np.frombuffer(tag_raw, "<u8"), np.frombuffer(pad_raw, "<u8")))
 
     try:
         for start, inputs in itertools.islice(chunks, window):
@@ -565,21 +594,14 @@ def _handle_order(rows: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.int
     return result
 
 
-@dataclass(frozen=True, slots=True)
-class BuiltIndex:
-    """A freshly built index (or delta) and the clearinghouse-private handle map.
+class BuiltFile:
+    """What a freshly built file of any format version offers (:class:`BuiltIndex`, the
+    compact ``BuiltCompactIndex``): its bytes, an atomic write, its digest and canaries."""
 
-    Attributes:
-        header: the decoded header of :attr:`data`.
-        data: the index file's bytes (what platforms download).
-        handles: report handle -> report id (for a grouped index the group handles too).
-            NOT in the file: only the clearinghouse holds it, to tell a platform which
-            report a matched handle stands for.
-    """
+    __slots__ = ()
 
-    header: IndexHeader
+    header: FileHeader
     data: bytes
-    handles: dict[ReportHandle, str]
 
     def to_bytes(self) -> bytes:
         """The index file's bytes."""
@@ -603,7 +625,26 @@ class BuiltIndex:
         return self.header.digest
 
 
-def _check_references(banding: Banding, references: Sequence[Reference]) -> None:
+@dataclass(frozen=True, slots=True)
+class BuiltIndex(BuiltFile):
+    """A freshly built index (or delta) and the clearinghouse-private handle map.
+
+    Attributes:
+        header: the decoded header of :attr:`data`.
+        data: the index file's bytes (what platforms download).
+        handles: report handle -> report id (for a grouped index the group handles too).
+            NOT in the file: only the clearinghouse holds it, to tell a platform which
+            report a matched handle stands for.
+    """
+
+    header: IndexHeader
+    data: bytes
+    handles: dict[ReportHandle, str]
+
+
+def _check_references(
+    banding: Banding, references: Sequence[Reference], canaries: Sequence[bytes] = ()
+) -> None:
     for reference in references:
         if not isinstance(reference, Reference):
             raise TypeError("references must be Reference values")
@@ -611,6 +652,51 @@ def _check_references(banding: Banding, references: Sequence[Reference]) -> None
             raise InvalidParameter("a reference's signal differs from the banding's")
         if len(reference.hash) != banding.hash_bytes:
             raise InvalidEncoding(f"a {banding.signal} hash must be {banding.hash_bytes} bytes")
+    for canary in canaries:
+        if not isinstance(canary, bytes) or len(canary) != banding.hash_bytes:
+            raise InvalidEncoding(f"a {banding.signal} canary must be {banding.hash_bytes} bytes")
+
+
+def _check_workers(processes: int | None, evaluator: ChunkEvaluator | None) -> None:
+    if processes is not None and (type(processes) is not int or processes < 1):
+        raise InvalidParameter("processes must be a positive int")
+    if evaluator is not None and not isinstance(evaluator, ChunkEvaluator):
+        raise TypeError("evaluator must be a ChunkEvaluator")
+
+
+def evaluate_outputs(
+    secret_key: SecretKey,
+    banding: Banding,
+    hashes: Sequence[bytes],
+    *,
+    processes: int | None,
+    evaluator: ChunkEvaluator | None,
+) -> list[bytes]:
+    """The VOPRF outputs of every band input of ``hashes`` (reference-major), evaluated as a
+    build's PRF work is: on ``evaluator`` when given, else on ``processes`` local processes
+    (``None``: every core; small batches run inline). A compact exact build's half that
+    needs the key (:mod:`blindmatch.psi.compact`); the answer is the same wherever it runs.
+
+    Raises:
+        InvalidParameter: ``processes`` is not a positive int.
+        TypeError: ``evaluator`` is not a :class:`ChunkEvaluator`.
+        WorkerError: the evaluator failed or answered wrongly.
+    """
+    _check_workers(processes, evaluator)
+    if not hashes:
+        return []
+    scalar = secret_key.scalar
+    if evaluator is None:
+        workers = available_cores() if processes is None else processes
+        words, _, _ = _evaluate_entries(scalar, banding, hashes, RAW_OUTPUTS, workers, _nothing)
+    else:
+        words, _, _ = _evaluate_elsewhere(evaluator, scalar, banding, hashes, RAW_OUTPUTS, _nothing)
+    raw = words.astype("<u8", copy=False).tobytes()
+    return [raw[i : i + OUTPUT_SIZE] for i in range(0, len(raw), OUTPUT_SIZE)]
+
+
+def _nothing() -> None:
+    """The ``meanwhile`` of a build that draws nothing random (a compact build)."""
 
 
 def _build(
@@ -632,18 +718,12 @@ def _build(
         raise TypeError("secret_key must be a SecretKey")
     if secret_key.mode is not oprf.Mode.VOPRF:
         raise InvalidParameter("index keys are VOPRF keys (docs/design.md)")
-    _check_references(banding, references)
-    for canary in canary_hashes:
-        if not isinstance(canary, bytes) or len(canary) != banding.hash_bytes:
-            raise InvalidEncoding(f"a {banding.signal} canary must be {banding.hash_bytes} bytes")
+    _check_references(banding, references, canary_hashes)
     hashes = [r.hash for r in references] + list(canary_hashes)
     count = len(hashes)
     if not isinstance(handle_bytes, int) or not 8 <= handle_bytes <= HANDLE_SIZE:
         raise InvalidParameter("stored handle width must be 8..16 bytes")
-    if processes is not None and (type(processes) is not int or processes < 1):
-        raise InvalidParameter("processes must be a positive int")
-    if evaluator is not None and not isinstance(evaluator, ChunkEvaluator):
-        raise TypeError("evaluator must be a ChunkEvaluator")
+    _check_workers(processes, evaluator)
 
     def draw() -> _Lines:
         return _draw_lines(

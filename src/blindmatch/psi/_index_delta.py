@@ -22,7 +22,7 @@ import numpy as np
 
 from blindmatch.errors import IndexFormatError, InvalidParameter
 from blindmatch.psi._index_build import BuiltIndex, _assemble, _handle_set, _sorted_bands
-from blindmatch.psi._index_format import Canary, IndexHeader, IndexKind
+from blindmatch.psi._index_format import Canary, IndexHeader, IndexKind, check_delta
 from blindmatch.psi._index_lookup import Index, Lookups, MatchResult
 from blindmatch.psi.compact import (
     BuiltCompactIndex,
@@ -94,17 +94,8 @@ class IndexSet(Lookups):
 
 
 def _check_delta(base: IndexHeader, delta: IndexHeader) -> None:
-    if delta.kind is not IndexKind.DELTA or delta.base_digest != base.digest:
-        raise IndexFormatError("a delta does not name this base index")
-    same = (
-        delta.banding == base.banding
-        and delta.key_epoch == base.key_epoch
-        and delta.key_id == base.key_id
-        and delta.tag_bytes == base.tag_bytes
-        and delta.handle_bytes == base.handle_bytes
-    )
-    if not same:
-        raise IndexFormatError("a delta's parameters differ from its base")
+    same_widths = delta.tag_bytes == base.tag_bytes and delta.handle_bytes == base.handle_bytes
+    check_delta(base, delta, same_format=same_widths)
 
 
 def merge_indexes(base: Index, deltas: Sequence[Index]) -> bytes:

@@ -51,6 +51,7 @@ import enum
 import hashlib
 import struct
 from dataclasses import dataclass
+from typing import Protocol
 
 from blindmatch.errors import IndexFormatError, InvalidParameter
 from blindmatch.psi.bands import Banding
@@ -59,9 +60,11 @@ from blindmatch.psi.kdf import HANDLE_SIZE, TAG_SIZES, ReportHandle
 __all__ = [
     "Canary",
     "DIGEST_OFFSET",
+    "FileHeader",
     "FIXED_SIZE",
     "FORMAT_VERSION",
     "GROUPED_VERSION",
+    "HeaderReader",
     "NO_GROUP",
     "IndexHeader",
     "IndexKind",
@@ -72,8 +75,12 @@ __all__ = [
     "SUITE_ID",
     "VOPRF_MODE",
     "align",
+    "check_delta",
+    "check_fixed_fields",
     "compute_digest",
     "decode_header",
+    "file_view",
+    "lp8",
 ]
 
 MAGIC = b"\x89BMIDX\r\n"
@@ -124,6 +131,66 @@ class Canary:
 
     hash: bytes
     handle: ReportHandle
+
+
+class FileHeader(Protocol):
+    """What the header of every format version says (:class:`IndexHeader`, the compact
+    index's ``CompactHeader``), as far as opening a file and pairing deltas need."""
+
+    @property
+    def kind(self) -> IndexKind:
+        """Full index or delta."""
+        ...
+
+    @property
+    def banding(self) -> Banding:
+        """The signal's banding."""
+        ...
+
+    @property
+    def key_epoch(self) -> int:
+        """The key epoch."""
+        ...
+
+    @property
+    def key_id(self) -> bytes:
+        """The key id."""
+        ...
+
+    @property
+    def canaries(self) -> tuple[Canary, ...]:
+        """The public canaries."""
+        ...
+
+    @property
+    def base_digest(self) -> bytes:
+        """A delta's base's digest (zero for a full index)."""
+        ...
+
+    @property
+    def digest(self) -> bytes:
+        """The file's digest."""
+        ...
+
+
+def check_delta(base: FileHeader, delta: FileHeader, *, same_format: bool = True) -> None:
+    """That ``delta`` is a delta of ``base``: it names ``base``'s digest and has its
+    signal, banding and key (and ``same_format``: the caller's format-specific widths
+    agree).
+
+    Raises:
+        IndexFormatError: it is not.
+    """
+    if delta.kind is not IndexKind.DELTA or delta.base_digest != base.digest:
+        raise IndexFormatError("a delta does not name this base index")
+    same = (
+        delta.banding == base.banding
+        and delta.key_epoch == base.key_epoch
+        and delta.key_id == base.key_id
+        and same_format
+    )
+    if not same:
+        raise IndexFormatError("a delta's parameters differ from its base")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +276,10 @@ class IndexHeader:
     def variable_part(self) -> bytes:
         """The variable header fields, unpadded."""
         parts = [
-            _lp8(SUITE_ID.encode("ascii")),
-            _lp8(self.banding.signal.encode("ascii")),
-            _lp8(self.banding.seed),
-            _lp8(self.key_id),
+            lp8(SUITE_ID.encode("ascii")),
+            lp8(self.banding.signal.encode("ascii")),
+            lp8(self.banding.seed),
+            lp8(self.key_id),
         ]
         parts.extend(canary.hash + bytes(canary.handle) for canary in self.canaries)
         return b"".join(parts)
@@ -280,7 +347,8 @@ def _layout(
     )
 
 
-def _lp8(data: bytes) -> bytes:
+def lp8(data: bytes) -> bytes:
+    """``data`` with a one-byte length prefix (a variable header field of every version)."""
     if len(data) > 255:
         raise IndexFormatError("a length-prefixed header field is over 255 bytes")
     return bytes([len(data)]) + data
@@ -294,13 +362,64 @@ def compute_digest(data: bytes | memoryview) -> bytes:
     return hasher.digest()
 
 
-class _Reader:
-    def __init__(self, data: memoryview, offset: int, end: int) -> None:
+def file_view(data: bytes | memoryview) -> memoryview:
+    """The file as bytes, at least as long as the fixed header every version has.
+
+    Raises:
+        IndexFormatError: it is shorter.
+    """
+    view = memoryview(data).cast("B")
+    if len(view) < FIXED_SIZE:
+        raise IndexFormatError("index file is shorter than its fixed header")
+    return view
+
+
+def check_fixed_fields(
+    view: memoryview,
+    fields: tuple[bytes, int, int, int, int],
+    versions: tuple[int, ...],
+    wrong_version: str,
+) -> None:
+    """The fixed-header checks every format version shares (banded 1 and 2, compact 3), in
+    this order: the magic, the format version (one of ``versions``, else
+    ``wrong_version`` is the error), the kind, the OPRF mode and a header length ``H`` that
+    is a multiple of 64 within the file.
+
+    Args:
+        view: the whole file.
+        fields: magic, version, kind, mode and ``H`` as the fixed header holds them.
+        versions: the versions the caller reads.
+        wrong_version: the error message of another version.
+
+    Raises:
+        IndexFormatError: any of them is wrong.
+    """
+    magic, version, kind, mode, length = fields
+    if magic != MAGIC:
+        raise IndexFormatError("not a blindmatch index (bad magic)")
+    if version not in versions:
+        raise IndexFormatError(wrong_version)
+    if kind not in (IndexKind.FULL, IndexKind.DELTA):
+        raise IndexFormatError("unknown index kind")
+    if mode != VOPRF_MODE:
+        raise IndexFormatError("index OPRF mode must be VOPRF")
+    if length < FIXED_SIZE or length % _ALIGN or length > len(view):
+        raise IndexFormatError("bad or truncated header length")
+
+
+class HeaderReader:
+    """Reads the variable header of any format version, from offset 128 up to ``H``: the
+    length-prefixed fields (the suite id first), the canaries, and zero padding."""
+
+    __slots__ = ("data", "end", "offset")
+
+    def __init__(self, data: memoryview, end: int) -> None:
         self.data = data
-        self.offset = offset
+        self.offset = FIXED_SIZE
         self.end = end
 
     def take(self, count: int) -> bytes:
+        """The next ``count`` bytes."""
         if self.offset + count > self.end:
             raise IndexFormatError("index header is truncated")
         chunk = bytes(self.data[self.offset : self.offset + count])
@@ -308,14 +427,31 @@ class _Reader:
         return chunk
 
     def lp8(self) -> bytes:
+        """The next length-prefixed field."""
         return self.take(self.take(1)[0])
 
+    def ascii(self, what: str) -> str:
+        """The next length-prefixed field, which must be ASCII."""
+        try:
+            return self.lp8().decode("ascii")
+        except UnicodeDecodeError:
+            raise IndexFormatError(f"index {what} is not ASCII") from None
 
-def _ascii(data: bytes, what: str) -> str:
-    try:
-        return data.decode("ascii")
-    except UnicodeDecodeError:
-        raise IndexFormatError(f"index {what} is not ASCII") from None
+    def suite(self) -> None:
+        """The suite id, which must be :data:`SUITE_ID`."""
+        if self.ascii("suite id") != SUITE_ID:
+            raise IndexFormatError("unsupported OPRF suite")
+
+    def canaries(self, hash_bytes: int, count: int) -> tuple[Canary, ...]:
+        """The ``count`` canaries (hash, full handle) that end the fields, then the check
+        that the padding up to ``H`` is zero."""
+        canaries = []
+        for _ in range(count):
+            canary_hash = self.take(hash_bytes)
+            canaries.append(Canary(canary_hash, ReportHandle(self.take(HANDLE_SIZE))))
+        if any(self.data[self.offset : self.end]):
+            raise IndexFormatError("header padding must be zero")
+        return tuple(canaries)
 
 
 def decode_header(
@@ -340,9 +476,7 @@ def decode_header(
             nonzero reserved or padding bytes, a file length that does not match, a
             banding over the bound, or (``verify_digest``) a digest that does not match.
     """
-    view = memoryview(data).cast("B")
-    if len(view) < FIXED_SIZE:
-        raise IndexFormatError("index file is shorter than its fixed header")
+    view = file_view(data)
     (
         magic,
         version,
@@ -366,22 +500,18 @@ def decode_header(
         digest,
         reserved2,
     ) = _FIXED.unpack_from(view, 0)
-    if magic != MAGIC:
-        raise IndexFormatError("not a blindmatch index (bad magic)")
-    if version not in (FORMAT_VERSION, GROUPED_VERSION):
-        raise IndexFormatError("unsupported index format version")
+    check_fixed_fields(
+        view,
+        (magic, version, kind, mode, header_length),
+        (FORMAT_VERSION, GROUPED_VERSION),
+        "unsupported index format version",
+    )
     if version == FORMAT_VERSION and group_count:
         raise IndexFormatError("reserved header bytes must be zero")
-    if kind not in (IndexKind.FULL, IndexKind.DELTA):
-        raise IndexFormatError("unknown index kind")
-    if mode != VOPRF_MODE:
-        raise IndexFormatError("index OPRF mode must be VOPRF")
     if share_bytes != SHARE_BYTES:
         raise IndexFormatError("unsupported share width")
     if reserved1 != bytes(2) or reserved2 != bytes(8):
         raise IndexFormatError("reserved header bytes must be zero")
-    if header_length < FIXED_SIZE or header_length % _ALIGN or header_length > len(view):
-        raise IndexFormatError("bad or truncated header length")
     if tag_bytes not in TAG_SIZES:
         raise IndexFormatError("tag width must be 4 or 8 bytes")
     if not _MIN_HANDLE_BYTES <= handle_bytes <= HANDLE_SIZE:
@@ -398,11 +528,9 @@ def decode_header(
         raise IndexFormatError("index digest does not match its contents")
     if band_count * k > MAX_BAND_POSITIONS:
         raise IndexFormatError(f"a banding may have at most {MAX_BAND_POSITIONS} positions")
-    reader = _Reader(view, FIXED_SIZE, header_length)
-    suite = _ascii(reader.lp8(), "suite id")
-    if suite != SUITE_ID:
-        raise IndexFormatError("unsupported OPRF suite")
-    signal = _ascii(reader.lp8(), "signal")
+    reader = HeaderReader(view, header_length)
+    reader.suite()
+    signal = reader.ascii("signal")
     seed = reader.lp8()
     key_id = reader.lp8()
     try:
@@ -416,12 +544,7 @@ def decode_header(
         )
     except InvalidParameter:
         raise IndexFormatError("invalid banding parameters") from None
-    canaries: list[Canary] = []
-    for _ in range(canary_count):
-        canary_hash = reader.take(banding.hash_bytes)
-        canaries.append(Canary(canary_hash, ReportHandle(reader.take(HANDLE_SIZE))))
-    if any(view[reader.offset : header_length]):
-        raise IndexFormatError("header padding must be zero")
+    canaries = reader.canaries(banding.hash_bytes, canary_count)
     header = IndexHeader(
         kind=IndexKind(kind),
         banding=banding,
@@ -431,7 +554,7 @@ def decode_header(
         handle_count=handle_count,
         tag_bytes=tag_bytes,
         handle_bytes=handle_bytes,
-        canaries=tuple(canaries),
+        canaries=canaries,
         base_digest=base_digest,
         digest=digest,
         group_count=group_count if version == GROUPED_VERSION else None,

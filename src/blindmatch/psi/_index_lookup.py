@@ -30,6 +30,7 @@ from blindmatch.errors import IndexFormatError, IndexTooDense, InvalidParameter
 from blindmatch.psi._index_format import (
     NO_GROUP,
     Canary,
+    FileHeader,
     IndexHeader,
     Layout,
     decode_header,
@@ -45,6 +46,7 @@ from blindmatch.psi.shares import (
 __all__ = [
     "HandleGroup",
     "Index",
+    "IndexFile",
     "MatchResult",
     "default_max_hits",
     "lookup_trials",
@@ -125,7 +127,45 @@ class Lookups(abc.ABC):
         return [list(r.handles) for r in self.lookup_many(outputs_per_upload)]
 
 
-class Index(Lookups):
+class IndexFile(Lookups):
+    """What every one-file view (:class:`Index`, the compact ``CompactIndex``) shares: its
+    header's digest and canaries, and the two ways to get at its bytes."""
+
+    __slots__ = ()
+
+    header: FileHeader
+
+    @staticmethod
+    def _map(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
+        """The file, memory-mapped read-only.
+
+        Raises:
+            IndexFormatError: the file is empty (numpy cannot map it).
+            OSError: the file cannot be read.
+        """
+        if os.path.getsize(path) == 0:
+            raise IndexFormatError("index file is empty")
+        return np.memmap(path, dtype=np.uint8, mode="r")
+
+    @staticmethod
+    def _own(data: bytes | bytearray | memoryview) -> bytes:
+        """A private copy of in-memory file bytes (a caller's buffer may change later)."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError("index data must be bytes")
+        return bytes(data)
+
+    @property
+    def digest(self) -> bytes:
+        """The file's SHA-256 digest (from its header)."""
+        return self.header.digest
+
+    @property
+    def canaries(self) -> tuple[Canary, ...]:
+        """The public canaries a platform should query and must match."""
+        return self.header.canaries
+
+
+class Index(IndexFile):
     """A read-only index, memory-mapped from a file or viewed over bytes.
 
     Build one with :meth:`open` or :meth:`from_bytes`; both check the header and, unless
@@ -249,11 +289,7 @@ class Index(Lookups):
             IndexFormatError: the file is not a valid index of this version.
             OSError: the file cannot be read.
         """
-        size = os.path.getsize(path)
-        if size == 0:
-            raise IndexFormatError("index file is empty")
-        mapped = np.memmap(path, dtype=np.uint8, mode="r")
-        return cls(mapped, verify=verify, max_hits=max_hits)
+        return cls(cls._map(path), verify=verify, max_hits=max_hits)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, verify: bool = True, max_hits: int | None = None) -> Self:
@@ -263,19 +299,7 @@ class Index(Lookups):
             InvalidParameter: ``max_hits`` is below ``L``.
             IndexFormatError: the bytes are not a valid index of this version.
         """
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError("index data must be bytes")
-        return cls(bytes(data), verify=verify, max_hits=max_hits)
-
-    @property
-    def digest(self) -> bytes:
-        """The file's SHA-256 digest (from its header)."""
-        return self.header.digest
-
-    @property
-    def canaries(self) -> tuple[Canary, ...]:
-        """The public canaries a platform should query and must match."""
-        return self.header.canaries
+        return cls(cls._own(data), verify=verify, max_hits=max_hits)
 
     @property
     def entry_count(self) -> int:

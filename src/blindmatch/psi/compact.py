@@ -27,15 +27,16 @@ byte for byte (``tests/vectors/compact/``). docs/index-format.md, section 11, is
 
 from __future__ import annotations
 
+import abc
 import enum
 import hashlib
+import itertools
 import math
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Self
 
 import numpy as np
@@ -43,20 +44,33 @@ import numpy.typing as npt
 
 from blindmatch.errors import IndexFormatError, InvalidEncoding, InvalidParameter
 from blindmatch.psi import _ribbon, oprf
-from blindmatch.psi._index_build import Reference, default_canaries
+from blindmatch.psi._index_build import (
+    BuiltFile,
+    ChunkEvaluator,
+    Reference,
+    _check_references,
+    default_canaries,
+    evaluate_outputs,
+)
 from blindmatch.psi._index_format import (
     DIGEST_OFFSET,
+    FIXED_SIZE,
     MAGIC,
     SUITE_ID,
     VOPRF_MODE,
     Canary,
+    HeaderReader,
     IndexKind,
     align,
+    check_delta,
+    check_fixed_fields,
     compute_digest,
+    file_view,
+    lp8,
 )
-from blindmatch.psi._index_lookup import Lookups, MatchResult
+from blindmatch.psi._index_lookup import IndexFile, Lookups, MatchResult
 from blindmatch.psi.bands import Banding, exact_banding
-from blindmatch.psi.kdf import HANDLE_SIZE, OUTPUT_SIZE, ReportHandle
+from blindmatch.psi.kdf import OUTPUT_SIZE, ReportHandle
 from blindmatch.psi.keys import SecretKey
 
 __all__ = [
@@ -93,7 +107,6 @@ DEFAULT_FALSE_POSITIVE_RATE = 1e-12
 """Per queried item: 1e-9 for a query of 1000 items (OpenMined PSI's benchmark setting)."""
 _MAX_SHARD_SEEDS = 256
 _FIXED = struct.Struct("<8sHBBIQQIHBBIIH6s32s32s8s")
-_FIXED_SIZE = 128
 _TABLE = struct.Struct("<IBBH")
 _MAX_KEY_ID = 64
 _MAX_CANARIES = 1024
@@ -104,7 +117,7 @@ _LOOKUP_CHUNK = 2048
 U64Array = npt.NDArray[np.uint64]
 I64Array = npt.NDArray[np.int64]
 
-assert _FIXED.size == _FIXED_SIZE
+assert _FIXED.size == FIXED_SIZE
 assert _TABLE.size == 8
 
 
@@ -160,6 +173,11 @@ def compact_handle(output: bytes) -> ReportHandle:
         InvalidEncoding: ``output`` is not a 64-byte OPRF output.
     """
     _check_outputs([output])
+    return _handle(output)
+
+
+def _handle(output: bytes) -> ReportHandle:
+    """:func:`compact_handle` of a checked output."""
     return ReportHandle._trusted(hashlib.blake2b(HANDLE_INFO, key=output, digest_size=16).digest())
 
 
@@ -179,12 +197,22 @@ def _shard_numbers(outputs: Sequence[bytes], seed: int, shards: int) -> npt.NDAr
     return result
 
 
-def _row_material(outputs: Sequence[bytes], seed: int, shard: int, shard_seed: int) -> bytes:
-    """28 bytes per output: ``BLAKE2b(key=F, ROW_INFO || u32be(seed) || u32be(shard) ||
-    u8(shard seed), 28)``, joined."""
-    info = ROW_INFO + seed.to_bytes(4, "big") + shard.to_bytes(4, "big") + bytes([shard_seed])
+def _row_info(seed: int, shard: int, shard_seed: int) -> bytes:
+    """The row derivation's message of one shard: ``ROW_INFO || u32be(seed) ||
+    u32be(shard) || u8(shard seed)``."""
+    return ROW_INFO + seed.to_bytes(4, "big") + shard.to_bytes(4, "big") + bytes([shard_seed])
+
+
+def _row_material(outputs: Sequence[bytes], infos: Iterable[bytes]) -> bytes:
+    """28 bytes per output: ``BLAKE2b(key=F, info, 28)`` with its shard's
+    :func:`_row_info` (``infos``: one per output, or one repeated), joined."""
     blake2b = hashlib.blake2b
-    return b"".join([blake2b(info, key=out, digest_size=_ROW_BYTES).digest() for out in outputs])
+    return b"".join(
+        [
+            blake2b(info, key=out, digest_size=_ROW_BYTES).digest()
+            for out, info in zip(outputs, infos, strict=False)
+        ]
+    )
 
 
 def _shard_count(keys: int, rate: float, shard_keys: int) -> int:
@@ -270,9 +298,9 @@ class CompactHeader:
     def variable_part(self) -> bytes:
         """The variable header fields, unpadded."""
         parts = [
-            _lp8(SUITE_ID.encode("ascii")),
-            _lp8(self.banding.signal.encode("ascii")),
-            _lp8(self.key_id),
+            lp8(SUITE_ID.encode("ascii")),
+            lp8(self.banding.signal.encode("ascii")),
+            lp8(self.key_id),
         ]
         parts.extend(canary.hash + bytes(canary.handle) for canary in self.canaries)
         return b"".join(parts)
@@ -280,7 +308,7 @@ class CompactHeader:
     @property
     def header_length(self) -> int:
         """``H``: the fixed and variable header, padded to 64."""
-        return align(_FIXED_SIZE + len(self.variable_part()))
+        return align(FIXED_SIZE + len(self.variable_part()))
 
     @property
     def rows_offset(self) -> int:
@@ -320,19 +348,6 @@ class CompactHeader:
         return (head + table).ljust(self.rows_offset, b"\x00")
 
 
-def _lp8(data: bytes) -> bytes:
-    if len(data) > 255:
-        raise IndexFormatError("a length-prefixed header field is over 255 bytes")
-    return bytes([len(data)]) + data
-
-
-def _ascii(data: bytes, what: str) -> str:
-    try:
-        return data.decode("ascii")
-    except UnicodeDecodeError:
-        raise IndexFormatError(f"index {what} is not ASCII") from None
-
-
 def decode_compact_header(
     data: bytes | memoryview, *, verify_digest: bool = False
 ) -> CompactHeader:
@@ -344,9 +359,7 @@ def decode_compact_header(
     Raises:
         IndexFormatError: any malformed, inconsistent or (``verify_digest``) corrupt field.
     """
-    view = memoryview(data).cast("B")
-    if len(view) < _FIXED_SIZE:
-        raise IndexFormatError("index file is shorter than its fixed header")
+    view = file_view(data)
     (
         magic,
         version,
@@ -367,20 +380,16 @@ def decode_compact_header(
         digest,
         reserved2,
     ) = _FIXED.unpack_from(view, 0)
-    if magic != MAGIC:
-        raise IndexFormatError("not a blindmatch index (bad magic)")
-    if version != COMPACT_VERSION:
-        raise IndexFormatError("not a compact index (format version 3)")
-    if kind not in (IndexKind.FULL, IndexKind.DELTA):
-        raise IndexFormatError("unknown index kind")
-    if mode != VOPRF_MODE:
-        raise IndexFormatError("index OPRF mode must be VOPRF")
+    check_fixed_fields(
+        view,
+        (magic, version, kind, mode, header_length),
+        (COMPACT_VERSION,),
+        "not a compact index (format version 3)",
+    )
     if structure != Structure.SHARDED_RIBBON or width != _ribbon.WIDTH:
         raise IndexFormatError("unsupported compact structure")
     if reserved1 != bytes(6) or reserved2 != bytes(8):
         raise IndexFormatError("reserved header bytes must be zero")
-    if header_length < _FIXED_SIZE or header_length % 64 or header_length > len(view):
-        raise IndexFormatError("bad or truncated header length")
     if shard_count < 1:
         raise IndexFormatError("a compact index has at least one shard")
     rows_offset = align(header_length + _TABLE.size * shard_count)
@@ -388,21 +397,15 @@ def decode_compact_header(
         raise IndexFormatError("index file length does not match its header (truncated?)")
     if verify_digest and compute_digest(view) != digest:
         raise IndexFormatError("index digest does not match its contents")
-    reader = _Reader(view, _FIXED_SIZE, header_length)
-    if _ascii(reader.lp8(), "suite id") != SUITE_ID:
-        raise IndexFormatError("unsupported OPRF suite")
-    signal = _ascii(reader.lp8(), "signal")
+    reader = HeaderReader(view, header_length)
+    reader.suite()
+    signal = reader.ascii("signal")
     key_id = reader.lp8()
     try:
         banding = exact_banding(signal, hash_bits)
     except InvalidParameter:
         raise IndexFormatError("invalid exact signal parameters") from None
-    canaries = []
-    for _ in range(canary_count):
-        canary_hash = reader.take(banding.hash_bytes)
-        canaries.append(Canary(canary_hash, ReportHandle(reader.take(HANDLE_SIZE))))
-    if any(view[reader.offset : header_length]):
-        raise IndexFormatError("header padding must be zero")
+    canaries = reader.canaries(banding.hash_bytes, canary_count)
     shards = []
     for i in range(shard_count):
         slots, shard_seed, bits, reserved = _TABLE.unpack_from(view, header_length + 8 * i)
@@ -420,7 +423,7 @@ def decode_compact_header(
         key_count=key_count,
         seed=seed,
         shards=tuple(shards),
-        canaries=tuple(canaries),
+        canaries=canaries,
         base_digest=base_digest,
         digest=digest,
     )
@@ -433,41 +436,24 @@ def decode_compact_header(
     return header
 
 
-class _Reader:
-    def __init__(self, data: memoryview, offset: int, end: int) -> None:
-        self.data = data
-        self.offset = offset
-        self.end = end
-
-    def take(self, count: int) -> bytes:
-        if self.offset + count > self.end:
-            raise IndexFormatError("index header is truncated")
-        chunk = bytes(self.data[self.offset : self.offset + count])
-        self.offset += count
-        return chunk
-
-    def lp8(self) -> bytes:
-        return self.take(self.take(1)[0])
-
-
 def _key_rows(
-    material: bytes, slots: int, bits: int
+    material: bytes, spans: U64Array | int, bits: I64Array | int
 ) -> tuple[I64Array, U64Array, U64Array, U64Array]:
     """Per key (28 bytes of row material each): start, coefficient low and high 64 bits,
-    fingerprint (section 11.1), as arrays."""
+    fingerprint (section 11.1), as arrays; ``spans`` (rows - w + 1) and ``bits`` (result
+    width) of the key's shard, one for all keys (a build) or one per key (a lookup)."""
     table = np.frombuffer(material, dtype=np.uint8).reshape(-1, _ROW_BYTES)
     words = np.ascontiguousarray(table[:, 0:4]).view("<u4").ravel().astype(np.uint64)
-    span = np.uint64(slots - _ribbon.WIDTH + 1)
-    starts = ((words * span) >> np.uint64(32)).astype(np.int64)
+    starts = ((words * np.asarray(spans, dtype=np.uint64)) >> np.uint64(32)).astype(np.int64)
     low = np.ascontiguousarray(table[:, 4:12]).view("<u8").ravel() | np.uint64(1)
     high = np.ascontiguousarray(table[:, 12:20]).view("<u8").ravel().copy()
-    mask = np.uint64((1 << bits) - 1)
-    fingerprints = np.ascontiguousarray(table[:, 20:28]).view("<u8").ravel() & mask
+    masks = (np.uint64(1) << np.asarray(bits, dtype=np.uint64)) - np.uint64(1)
+    fingerprints = np.ascontiguousarray(table[:, 20:28]).view("<u8").ravel() & masks
     return starts, low.astype(np.uint64), high.astype(np.uint64), fingerprints.astype(np.uint64)
 
 
 @dataclass(frozen=True, slots=True)
-class BuiltCompactIndex:
+class BuiltCompactIndex(BuiltFile):
     """A freshly built compact index and the clearinghouse-private handle map.
 
     Attributes:
@@ -481,22 +467,6 @@ class BuiltCompactIndex:
     data: bytes
     handles: dict[ReportHandle, str]
 
-    def to_bytes(self) -> bytes:
-        """The file's bytes."""
-        return self.data
-
-    def write(self, path: str | os.PathLike[str]) -> None:
-        """Write the file (to a temporary name, then an atomic rename)."""
-        target = Path(path)
-        temporary = target.with_name(target.name + ".tmp")
-        temporary.write_bytes(self.data)
-        temporary.replace(target)
-
-    @property
-    def digest(self) -> bytes:
-        """SHA-256 digest of the file (as in its header)."""
-        return self.header.digest
-
 
 def build_compact_index(
     secret_key: SecretKey,
@@ -508,8 +478,15 @@ def build_compact_index(
     seed: int = 0,
     base_digest: bytes | None = None,
     shard_keys: int = SHARD_KEYS,
+    processes: int | None = None,
+    evaluator: ChunkEvaluator | None = None,
 ) -> BuiltCompactIndex:
     """Build a compact exact index (docs/index-format.md section 11).
+
+    The OPRF evaluation of the hashes runs as a banded build's does, in chunks on local
+    worker processes or on ``evaluator`` (a Ray cluster); the shard split, the filter solve
+    and the file's assembly run in this process. The file does not depend on where the
+    OPRF ran.
 
     Args:
         secret_key: the clearinghouse's OPRF key (VOPRF mode).
@@ -523,6 +500,10 @@ def build_compact_index(
         base_digest: ``None`` for a full index; for a delta the digest of its base.
         shard_keys: keys per shard aimed at (``B = max(1, round(n / shard_keys))``); the
             default suits every size, smaller values make small multi-shard test files.
+        processes: worker processes for the OPRF; ``None`` uses every core, 1 runs inline
+            (as :func:`~blindmatch.psi.index.build_index`).
+        evaluator: where the OPRF runs instead of local processes (``processes`` is then
+            ignored), e.g. :class:`blindmatch.psi.ray_build.RayBuild`.
 
     Returns:
         The file and the private handle -> report id map.
@@ -530,8 +511,10 @@ def build_compact_index(
     Raises:
         TypeError: a key or reference of the wrong type.
         InvalidParameter: not an exact banding, not a VOPRF key, a reference of another
-            signal, a rate or seed out of range, a shard that no seed builds.
+            signal, a rate, seed or process count out of range, a shard that no seed
+            builds.
         InvalidEncoding: a reference or canary hash of the wrong length.
+        WorkerError: the evaluator failed or answered wrongly.
     """
     if not isinstance(secret_key, SecretKey):
         raise TypeError("secret_key must be a SecretKey")
@@ -543,24 +526,16 @@ def build_compact_index(
         raise InvalidParameter("seed must be a 32-bit unsigned int")
     if type(shard_keys) is not int or shard_keys < 1:
         raise InvalidParameter("shard_keys must be a positive int")
-    for reference in references:
-        if not isinstance(reference, Reference):
-            raise TypeError("references must be Reference values")
-        if reference.signal != banding.signal:
-            raise InvalidParameter("a reference's signal differs from the banding's")
-        if len(reference.hash) != banding.hash_bytes:
-            raise InvalidEncoding(f"a {banding.signal} hash must be {banding.hash_bytes} bytes")
     chosen = default_canaries(banding) if canaries is None else list(canaries)
-    for canary in chosen:
-        if not isinstance(canary, bytes) or len(canary) != banding.hash_bytes:
-            raise InvalidEncoding(f"a {banding.signal} canary must be {banding.hash_bytes} bytes")
+    _check_references(banding, references, chosen)
     kind = IndexKind.FULL if base_digest is None else IndexKind.DELTA
     if kind is IndexKind.DELTA and chosen:
         raise InvalidParameter("a delta has no canaries")
     result_widths(false_positive_rate, 1)  # refuse a bad rate before any OPRF work
     hashes = [r.hash for r in references] + chosen
-    inputs = [row[0] for row in banding.band_inputs_many(hashes)]
-    outputs = oprf.evaluate_batch(secret_key.scalar, inputs, oprf.Mode.VOPRF) if inputs else []
+    outputs = evaluate_outputs(
+        secret_key, banding, hashes, processes=processes, evaluator=evaluator
+    )
     return assemble_compact(
         secret_key,
         banding,
@@ -593,7 +568,7 @@ def assemble_compact(
     chosen = list(canaries)
     handles: dict[ReportHandle, str] = {}
     for reference, output in zip(references, outputs, strict=False):
-        handles.setdefault(compact_handle(output), reference.report_id)
+        handles.setdefault(_handle(output), reference.report_id)
     keys = sorted(set(outputs))
     shard_count = _shard_count(len(keys), false_positive_rate, shard_keys)
     widths = result_widths(false_positive_rate, shard_count)
@@ -606,8 +581,11 @@ def assemble_compact(
     for number, shard_members in enumerate(members):
         for shard_seed in range(_MAX_SHARD_SEEDS):
             slots = _slot_count(len(shard_members), shard_seed)
-            material = _row_material(shard_members, seed, number, shard_seed)
-            starts, low, high, fingerprints = _key_rows(material, slots, widths[number])
+            material = _row_material(
+                shard_members, itertools.repeat(_row_info(seed, number, shard_seed))
+            )
+            span = slots - _ribbon.WIDTH + 1
+            starts, low, high, fingerprints = _key_rows(material, span, widths[number])
             solution = _ribbon.solve_arrays(starts, low, high, fingerprints, slots)
             if solution is not None:
                 break
@@ -624,8 +602,7 @@ def assemble_compact(
         seed=seed,
         shards=tuple(shards),
         canaries=tuple(
-            Canary(h, compact_handle(o))
-            for h, o in zip(chosen, outputs[len(references) :], strict=True)
+            Canary(h, _handle(o)) for h, o in zip(chosen, outputs[len(references) :], strict=True)
         ),
         base_digest=bytes(32) if base_digest is None else base_digest,
         digest=bytes(32),
@@ -644,6 +621,8 @@ def add_compact_references(
     false_positive_rate: float | None = None,
     seed: int = 0,
     shard_keys: int = SHARD_KEYS,
+    processes: int | None = None,
+    evaluator: ChunkEvaluator | None = None,
 ) -> BuiltCompactIndex:
     """A compact delta: a separate compact file of new references naming ``base``.
 
@@ -654,6 +633,8 @@ def add_compact_references(
         false_positive_rate: ``None`` keeps the base's rate.
         seed: as for :func:`build_compact_index`.
         shard_keys: as for :func:`build_compact_index`.
+        processes: as for :func:`build_compact_index`.
+        evaluator: as for :func:`build_compact_index`.
 
     Raises:
         InvalidParameter: ``base`` is a delta or has another key.
@@ -674,10 +655,43 @@ def add_compact_references(
         seed=seed,
         base_digest=base.digest,
         shard_keys=shard_keys,
+        processes=processes,
+        evaluator=evaluator,
     )
 
 
-class CompactIndex(Lookups):
+class _CompactLookups(Lookups):
+    """:meth:`lookup_many` of a compact file or set, from its :meth:`match_outputs`."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def match_outputs(self, outputs: Sequence[bytes]) -> list[ReportHandle | None]:
+        """Per OPRF output its handle if the filter answers a hit, else ``None``."""
+
+    def lookup_many(
+        self, outputs_per_upload: Sequence[Sequence[bytes]], *, max_trials: int | None = None
+    ) -> list[MatchResult]:
+        """:meth:`~blindmatch.psi.index.Index.lookup` of many uploads of one output each.
+
+        ``max_trials`` is accepted for the common interface and unused: a lookup here is
+        one filter query per upload (per file of a set), never pair trials.
+
+        Raises:
+            InvalidParameter: an upload that does not have exactly one output.
+            InvalidEncoding: an output is not 64 bytes.
+        """
+        del max_trials
+        if any(len(outputs) != 1 for outputs in outputs_per_upload):
+            raise InvalidParameter("an exact upload has exactly one OPRF output")
+        results = self.match_outputs([outputs[0] for outputs in outputs_per_upload])
+        return [
+            MatchResult((handle,), 1, 1) if handle is not None else MatchResult((), 0, 0)
+            for handle in results
+        ]
+
+
+class CompactIndex(IndexFile, _CompactLookups):
     """A read-only compact exact index, memory-mapped from a file or viewed over bytes.
 
     A lookup of one OPRF output is a membership query: a member answers its handle, a
@@ -687,7 +701,7 @@ class CompactIndex(Lookups):
     :class:`~blindmatch.psi.index.Index` wherever an exact signal is looked up.
     """
 
-    __slots__ = ("_bases", "_bits", "_rows", "_spans", "header")
+    __slots__ = ("_bases", "_bits", "_infos", "_rows", "_spans", "header")
 
     header: CompactHeader
 
@@ -699,8 +713,11 @@ class CompactIndex(Lookups):
         bits = np.array([s.result_bits for s in header.shards], dtype=np.int64)
         slots = np.array([s.slots for s in header.shards], dtype=np.int64)
         self._bits = bits
-        self._spans = slots - (_ribbon.WIDTH - 1)
+        self._spans = (slots - (_ribbon.WIDTH - 1)).astype(np.uint64)
         self._bases = np.concatenate([[0], np.cumsum(slots * bits)[:-1]]).astype(np.int64)
+        self._infos = [
+            _row_info(header.seed, number, shard.seed) for number, shard in enumerate(header.shards)
+        ]
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, verify: bool = True) -> Self:
@@ -714,9 +731,7 @@ class CompactIndex(Lookups):
             IndexFormatError: the file is not a valid compact index.
             OSError: the file cannot be read.
         """
-        if os.path.getsize(path) == 0:
-            raise IndexFormatError("index file is empty")
-        return cls(np.memmap(path, dtype=np.uint8, mode="r"), verify=verify)
+        return cls(cls._map(path), verify=verify)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, verify: bool = True) -> Self:
@@ -725,19 +740,7 @@ class CompactIndex(Lookups):
         Raises:
             IndexFormatError: the bytes are not a valid compact index.
         """
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError("index data must be bytes")
-        return cls(bytes(data), verify=verify)
-
-    @property
-    def digest(self) -> bytes:
-        """The file's SHA-256 digest (from its header)."""
-        return self.header.digest
-
-    @property
-    def canaries(self) -> tuple[Canary, ...]:
-        """The public canaries a platform should query and must match."""
-        return self.header.canaries
+        return cls(cls._own(data), verify=verify)
 
     @property
     def key_count(self) -> int:
@@ -768,62 +771,22 @@ class CompactIndex(Lookups):
         return found
 
     def _match_chunk(self, outputs: Sequence[bytes]) -> list[ReportHandle | None]:
-        header = self.header
-        numbers = _shard_numbers(outputs, header.seed, len(header.shards))
-        blake2b = hashlib.blake2b
-        prefix = ROW_INFO + header.seed.to_bytes(4, "big")
-        raw = b"".join(
-            [
-                blake2b(
-                    prefix + shard.to_bytes(4, "big") + bytes([header.shards[shard].seed]),
-                    key=out,
-                    digest_size=_ROW_BYTES,
-                ).digest()
-                for out, shard in zip(outputs, numbers.tolist(), strict=True)
-            ]
-        )
-        table = np.frombuffer(raw, dtype=np.uint8).reshape(-1, _ROW_BYTES)
-        start_words = np.ascontiguousarray(table[:, 0:4]).view("<u4").ravel().astype(np.uint64)
-        spans = self._spans[numbers].astype(np.uint64)
-        starts = ((start_words * spans) >> np.uint64(32)).astype(np.int64)
-        low = np.ascontiguousarray(table[:, 4:12]).view("<u8").ravel() | np.uint64(1)
-        high = np.ascontiguousarray(table[:, 12:20]).view("<u8").ravel()
+        """The build's row derivation (:func:`_row_material`, :func:`_key_rows`) with each
+        output's own shard, then one filter query per output."""
+        numbers = _shard_numbers(outputs, self.header.seed, len(self.header.shards))
+        infos = self._infos
+        material = _row_material(outputs, [infos[number] for number in numbers.tolist()])
         bits = self._bits[numbers]
-        masks = (np.uint64(1) << bits.astype(np.uint64)) - np.uint64(1)
-        fingerprints = np.ascontiguousarray(table[:, 20:28]).view("<u8").ravel() & masks
+        starts, low, high, fingerprints = _key_rows(material, self._spans[numbers], bits)
         offsets = self._bases[numbers] + starts * bits
         values = _ribbon.query(self._rows, offsets, bits, low, high)
         hits = values == fingerprints
         return [
-            ReportHandle._trusted(blake2b(HANDLE_INFO, key=out, digest_size=16).digest())
-            if hit
-            else None
-            for out, hit in zip(outputs, hits.tolist(), strict=True)
-        ]
-
-    def lookup_many(
-        self, outputs_per_upload: Sequence[Sequence[bytes]], *, max_trials: int | None = None
-    ) -> list[MatchResult]:
-        """:meth:`~blindmatch.psi.index.Index.lookup` of many uploads of one output each.
-
-        ``max_trials`` is accepted for the common interface and unused: a lookup here is
-        one filter query per upload, never pair trials.
-
-        Raises:
-            InvalidParameter: an upload that does not have exactly one output.
-            InvalidEncoding: an output is not 64 bytes.
-        """
-        del max_trials
-        if any(len(outputs) != 1 for outputs in outputs_per_upload):
-            raise InvalidParameter("an exact upload has exactly one OPRF output")
-        results = self.match_outputs([outputs[0] for outputs in outputs_per_upload])
-        return [
-            MatchResult((handle,), 1, 1) if handle is not None else MatchResult((), 0, 0)
-            for handle in results
+            _handle(out) if hit else None for out, hit in zip(outputs, hits.tolist(), strict=True)
         ]
 
 
-class CompactIndexSet(Lookups):
+class CompactIndexSet(_CompactLookups):
     """A full compact index and its compact deltas, looked up side by side.
 
     A hit in any file is a hit; the handle is ``handle(F)`` whichever file answers, so the
@@ -837,20 +800,10 @@ class CompactIndexSet(Lookups):
     __slots__ = ("base", "deltas")
 
     def __init__(self, base: CompactIndex, deltas: Sequence[CompactIndex] = ()) -> None:
-        head = base.header
-        if head.kind is not IndexKind.FULL:
+        if base.header.kind is not IndexKind.FULL:
             raise IndexFormatError("the base of an index set must be a full index")
         for delta in deltas:
-            other = delta.header
-            if other.kind is not IndexKind.DELTA or other.base_digest != head.digest:
-                raise IndexFormatError("a delta does not name this base index")
-            same = (
-                other.banding == head.banding
-                and other.key_epoch == head.key_epoch
-                and other.key_id == head.key_id
-            )
-            if not same:
-                raise IndexFormatError("a delta's parameters differ from its base")
+            check_delta(base.header, delta.header)
         self.base = base
         self.deltas = tuple(deltas)
 
@@ -876,16 +829,3 @@ class CompactIndexSet(Lookups):
             more = delta.match_outputs(outputs)
             found = [a if a is not None else b for a, b in zip(found, more, strict=True)]
         return found
-
-    def lookup_many(
-        self, outputs_per_upload: Sequence[Sequence[bytes]], *, max_trials: int | None = None
-    ) -> list[MatchResult]:
-        """:meth:`CompactIndex.lookup_many` over the base and every delta."""
-        del max_trials
-        if any(len(outputs) != 1 for outputs in outputs_per_upload):
-            raise InvalidParameter("an exact upload has exactly one OPRF output")
-        results = self.match_outputs([outputs[0] for outputs in outputs_per_upload])
-        return [
-            MatchResult((handle,), 1, 1) if handle is not None else MatchResult((), 0, 0)
-            for handle in results
-        ]

@@ -62,6 +62,7 @@ from blindmatch.psi.oprf import (
 )
 
 __all__ = [
+    "Closing",
     "DEFAULT_CHUNK",
     "Evaluator",
     "OprfPool",
@@ -286,9 +287,31 @@ SERIAL: Final = SerialEvaluator()
 """The default evaluator of both sessions."""
 
 
-class _Workers:
-    """What :class:`OprfPool` and :class:`ThreadedEvaluator` share: an executor they own,
-    :meth:`close`, and the context-manager protocol."""
+class Closing:
+    """The context-manager protocol of a resource with a :meth:`close`: ``with`` closes it
+    on the way out (the pools here, :class:`blindmatch.psi.ray_build.RayBuild`)."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        """Release the resource (idempotent)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _Workers(Closing):
+    """What :class:`OprfPool` and :class:`ThreadedEvaluator` share: an executor they own
+    and :meth:`close`."""
 
     _executor: Executor | None
 
@@ -302,17 +325,6 @@ class _Workers:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @final

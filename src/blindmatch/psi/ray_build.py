@@ -13,6 +13,13 @@ is drawn in the building process, from the caller's random source, while the fir
 run. So a Ray build is byte-identical to a local build with the same key and random
 source, whichever worker ran which chunk, in whatever order, however often.
 
+A compact exact build (:func:`~blindmatch.psi.compact.build_compact_index` with
+``evaluator=``) sends the same tasks with ``tag_bytes``
+:data:`~blindmatch.psi._index_build.RAW_OUTPUTS`: they answer the 64-byte OPRF outputs
+(its filter keys and handles derive from them; 256 KiB for 4096 entries, so through the
+object store), and the shard split and Ribbon solve run in the building process. A
+compact build draws nothing random.
+
 Bounded memory: at most ``in_flight`` tasks are submitted at once (by default twice the
 cluster's CPUs); the building process pulls the next chunk from a lazy generator only
 when ``ray.wait`` hands back a finished one, so it holds the chunks in flight plus the
@@ -45,12 +52,12 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterator
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from blindmatch.errors import BackendUnavailable, InvalidParameter, WorkerError
-from blindmatch.psi._index_build import EntryChunk, evaluate_chunk
+from blindmatch.psi._index_build import EntryChunk, answer_sizes, evaluate_chunk
 from blindmatch.psi.group import Scalar
+from blindmatch.psi.parallel import Closing
 
 __all__ = ["LOCAL", "RayBuild"]
 
@@ -78,7 +85,7 @@ def _import_ray() -> Any:
     return ray
 
 
-class RayBuild:
+class RayBuild(Closing):
     """A :class:`~blindmatch.psi.index.ChunkEvaluator` that runs a build's PRF work as Ray
     tasks. Use as a context manager (or :meth:`close` it) when it may start Ray itself.
 
@@ -215,7 +222,7 @@ class RayBuild:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
                     chunk, attempt = pending.pop(ref)
-                    answer = self._answer(ray, ref, chunk)
+                    answer = self._answer(ray, ref, chunk, tag_bytes)
                     if answer is None:
                         if attempt >= self._attempts:
                             raise WorkerError(
@@ -235,20 +242,24 @@ class RayBuild:
             pending.clear()
 
     @staticmethod
-    def _answer(ray: Any, ref: Any, chunk: EntryChunk) -> tuple[bytes, bytes] | None:
-        """The chunk's tags and pads, or ``None`` when the task failed or answered
-        something that is not two arrays of one ``u64`` per entry."""
+    def _answer(
+        ray: Any, ref: Any, chunk: EntryChunk, tag_bytes: int
+    ) -> tuple[bytes, bytes] | None:
+        """The chunk's tags and pads (or outputs), or ``None`` when the task failed or
+        answered something that is not two byte strings of the lengths
+        :func:`~blindmatch.psi._index_build.answer_sizes` says."""
         try:
             answer = ray.get(ref)
         except ray.exceptions.RayError as exc:
             # The type only: a task's error text may quote its arguments.
             log.warning("a Ray task failed: %s", type(exc).__name__)
             return None
-        expected = chunk.entries * 8
+        expected = answer_sizes(chunk.entries, tag_bytes)
         if (
             not isinstance(answer, tuple)
             or len(answer) != 2
-            or not all(isinstance(part, bytes) and len(part) == expected for part in answer)
+            or not all(isinstance(part, bytes) for part in answer)
+            or (len(answer[0]), len(answer[1])) != expected
         ):
             return None
         return answer[0], answer[1]
@@ -259,14 +270,3 @@ class RayBuild:
             _import_ray().shutdown()
             self._started = False
         self._remote = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -36,8 +36,9 @@ renamed inside the recording transaction.
 Exact signals (``md5``, ``sha256``) are published as compact exact indexes (format version
 3, :mod:`blindmatch.psi.compact`; file names ending ``.v3.idx``) unless the deployment's
 ``exact_index`` is ``"bands"``; a delta follows its base's format. A compact file is built
-over one key per distinct hash, in this process (one OPRF evaluation per hash, no pool),
-and its handle, derived from the hash's OPRF output, stands for every report of that hash:
+over one key per distinct hash (one OPRF evaluation per hash, on the publisher's process
+pool or Ray evaluator as a banded build; the filter is solved in this process), and its
+handle, derived from the hash's OPRF output, stands for every report of that hash:
 ``handles`` names the first, ``shared_handles`` the others (also a report in a delta whose
 hash an earlier file holds), and the handle is revoked only once none of them is live.
 
@@ -183,8 +184,12 @@ def _build_compact(
     references: Sequence[Reference],
     report_pk: dict[str, int],
     base: CompactIndex | None,
+    *,
+    processes: int | None,
+    evaluator: ChunkEvaluator | None,
 ) -> tuple[BuiltCompactIndex, dict[bytes, list[int]]]:
-    """A compact full index (``base`` None) or delta, and handle -> every report pk.
+    """A compact full index (``base`` None) or delta, and handle -> every report pk; its
+    OPRF work on ``evaluator`` or ``processes`` local processes, as a banded build's.
 
     A hash reported several times is one key of the filter and one handle: the filter is
     built over one reference per distinct hash (its "report id" the hash's position), and
@@ -198,9 +203,13 @@ def _build_compact(
     hashes = list(by_hash)
     distinct = [Reference(str(i), signal, h) for i, h in enumerate(hashes)]
     if base is None:
-        built = build_compact_index(secret, banding_for(signal), distinct)
+        built = build_compact_index(
+            secret, banding_for(signal), distinct, processes=processes, evaluator=evaluator
+        )
     else:
-        built = add_compact_references(secret, base.header, distinct)
+        built = add_compact_references(
+            secret, base.header, distinct, processes=processes, evaluator=evaluator
+        )
     mapping = {bytes(h): by_hash[hashes[int(i)]] for h, i in built.handles.items()}
     return built, mapping
 
@@ -396,7 +405,13 @@ def publish(
             built: BuiltIndex | BuiltCompactIndex
             if is_compact(settings, signal):
                 built, mapping = _build_compact(
-                    secret, signal, references, collected.report_pk, None
+                    secret,
+                    signal,
+                    references,
+                    collected.report_pk,
+                    None,
+                    processes=processes,
+                    evaluator=evaluator,
                 )
                 handle_rows.update(mapping)
             else:
@@ -582,7 +597,13 @@ def publish_delta(
                 # The delta's format follows its base's, whatever the setting says now.
                 compact_base = CompactIndex.open(version_dir / base_name, verify=False)
                 built, mapping = _build_compact(
-                    secret, signal, references, collected.report_pk, compact_base
+                    secret,
+                    signal,
+                    references,
+                    collected.report_pk,
+                    compact_base,
+                    processes=processes,
+                    evaluator=evaluator,
                 )
                 handle_rows.update(mapping)
                 compact_before = [
