@@ -62,7 +62,14 @@ from blindmatch.fingerprint.signals import default_registry
 from blindmatch.protocols import ClearinghouseSession, PlatformSession, Upload, signal_banding
 from blindmatch.psi import _index_build
 from blindmatch.psi.bands import Banding
-from blindmatch.psi.index import Index, Reference, add_references, build_index
+from blindmatch.psi.index import (
+    Index,
+    Reference,
+    add_references,
+    add_references_file,
+    build_index,
+    build_index_file,
+)
 from blindmatch.psi.kdf import PAD_MASK
 from blindmatch.psi.keys import SecretKey
 
@@ -172,15 +179,31 @@ def _child_build(args: argparse.Namespace) -> dict[str, Any]:
     start, cpu = time.perf_counter(), time.process_time()
     stand_in = random_tags() if args.random else contextlib.nullcontext()
     with stand_in:
-        if args.base:
-            base = Index.open(args.base, verify=False).header
-            built = add_references(key, base, references, processes=args.processes)
+        if args.stream:
+            # The streaming build (build_index_file): the file is written as it is built.
+            if args.base:
+                base = Index.open(args.base, verify=False).header
+                written = add_references_file(
+                    args.out, key, base, references, processes=args.processes
+                )
+            else:
+                written = build_index_file(
+                    args.out, key, _banding(args.signal), references, processes=args.processes
+                )
+            size = written.size
+            del written
         else:
-            built = build_index(key, _banding(args.signal), references, processes=args.processes)
-    built.write(args.out)
+            if args.base:
+                base = Index.open(args.base, verify=False).header
+                built = add_references(key, base, references, processes=args.processes)
+            else:
+                built = build_index(
+                    key, _banding(args.signal), references, processes=args.processes
+                )
+            built.write(args.out)
+            size = len(built.data)
+            del built
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-    size = len(built.data)
-    del built
     after = _status()
     return {
         "seconds": seconds,
@@ -553,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", default="r")
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--random", action="store_true")
+    parser.add_argument("--stream", action="store_true", help="child: build_index_file")
     parser.add_argument("--path")
     parser.add_argument("--uploads", type=int)
     parser.add_argument("--batches", type=int)
