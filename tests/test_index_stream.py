@@ -115,6 +115,7 @@ def test_the_file_build_writes_the_in_memory_build_byte_for_byte(
     assert written.digest == memory.digest
     assert written.canaries == memory.canaries
     assert sorted(os.listdir(tmp_path)) == ["index.bmidx"]
+    assert path.stat().st_mode & 0o777 == 0o644
     # Another random source, another file: the comparison above can fail.
     other = build_index_file(
         tmp_path / "other", KEY, banding, references, random_bytes=_source(2), **options
@@ -172,6 +173,7 @@ class _FailingMidway:
         self.directory = directory
         self.answers = answers
         self.seen: list[str] = []
+        self.mode = -1
 
     def evaluate_chunks(
         self,
@@ -184,6 +186,7 @@ class _FailingMidway:
         for number, chunk in enumerate(chunks):
             if number == self.answers:
                 self.seen = sorted(os.listdir(self.directory))
+                self.mode = (self.directory / self.seen[0]).stat().st_mode & 0o777
                 raise WorkerError("the cluster went away")
             tags, pads = evaluate_chunk(bytes(secret_key), chunk.joined, chunk.width, tag_bytes)
             yield chunk, tags, pads
@@ -196,8 +199,9 @@ def test_a_build_that_fails_midway_leaves_nothing_and_keeps_the_old_file(tmp_pat
     evaluator = _FailingMidway(tmp_path, answers=6)
     with pytest.raises(WorkerError, match="went away"):
         build_index_file(target, KEY, PDQ, _refs("pdq", 32, 12), evaluator=evaluator)
-    # Mid-build the temporary file was in the output's directory ...
+    # Mid-build the temporary file was in the output's directory, owner-only ...
     assert len(evaluator.seen) == 2
+    assert evaluator.mode == 0o600
     assert evaluator.seen[0].startswith(".pdq.bmidx.")
     assert evaluator.seen[0].endswith(".tmp")
     # ... and now it is gone; the file it would have replaced is untouched.

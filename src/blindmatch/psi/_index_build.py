@@ -1122,12 +1122,16 @@ def _write(path: str | os.PathLike[str], plan: _Plan) -> WrittenIndex:
             drawn.append(plan.draw())
         return drawn[0]
 
-    fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    # Owner-only until complete: before its bands are sorted, an entry's position in the
+    # temporary file is its reference's row, which links one reference's entries across
+    # bands (the finished file's order does not).
+    fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         try:
             writer = _BandWriter(fd, plan, lines)
             plan.evaluate(lines, writer.store)
             header, drawn_lines = writer.finish()
+            os.fchmod(fd, 0o644)  # a published index is public, like BuiltIndex.write's
         finally:
             os.close(fd)
         size = temporary.stat().st_size
