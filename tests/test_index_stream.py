@@ -80,24 +80,25 @@ def small_runs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("small_runs")
-@pytest.mark.parametrize("processes", [1, 2])
 @pytest.mark.parametrize(
-    ("banding", "references", "grouped", "tag_bytes", "handle_bytes"),
+    ("banding", "references", "grouped", "tag_bytes", "handle_bytes", "processes"),
     [
-        pytest.param(MD5, _refs("md5", 16, 1500), False, 4, 16, id="md5"),
-        pytest.param(MD5, _refs("md5", 16, 900), False, 8, 8, id="md5-tag8-handle8"),
-        pytest.param(PDQ, _refs("pdq", 32, 9), False, 4, 16, id="pdq-384"),
-        pytest.param(_vpdq_banding(), _refs("vpdq", 32, 12, 4), True, 4, 16, id="vpdq-grouped"),
+        pytest.param(MD5, _refs("md5", 16, 1500), False, 4, 16, 1, id="md5"),
+        pytest.param(MD5, _refs("md5", 16, 1500), False, 4, 16, 2, id="md5-2-processes"),
+        pytest.param(MD5, _refs("md5", 16, 900), False, 8, 8, 1, id="md5-tag8-handle8"),
+        pytest.param(PDQ, _refs("pdq", 32, 5), False, 4, 16, 1, id="pdq-384"),
+        pytest.param(PDQ, _refs("pdq", 32, 5), False, 4, 16, 2, id="pdq-384-2-processes"),
+        pytest.param(_vpdq_banding(), _refs("vpdq", 32, 6, 3), True, 4, 16, 1, id="vpdq-grouped"),
     ],
 )
 def test_the_file_build_writes_the_in_memory_build_byte_for_byte(
     tmp_path: Path,
-    processes: int,
     banding: Banding,
     references: list[Reference],
     grouped: bool,
     tag_bytes: int,
     handle_bytes: int,
+    processes: int,
 ) -> None:
     options: dict[str, Any] = {
         "processes": processes,
@@ -116,12 +117,13 @@ def test_the_file_build_writes_the_in_memory_build_byte_for_byte(
     assert written.canaries == memory.canaries
     assert sorted(os.listdir(tmp_path)) == ["index.bmidx"]
     assert path.stat().st_mode & 0o777 == 0o644
-    # Another random source, another file: the comparison above can fail.
-    other = build_index_file(
-        tmp_path / "other", KEY, banding, references, random_bytes=_source(2), **options
-    )
-    assert (tmp_path / "other").read_bytes() != memory.data
-    assert other.header.layout() == memory.header.layout()
+    if banding.count == 1:
+        # Another random source, another file: the comparison above can fail.
+        other = build_index_file(
+            tmp_path / "other", KEY, banding, references, random_bytes=_source(2), **options
+        )
+        assert (tmp_path / "other").read_bytes() != memory.data
+        assert other.header.layout() == memory.header.layout()
     Index.open(path)  # verified: digest, sorted bands, handles
 
 
@@ -249,31 +251,24 @@ from pathlib import Path
 from benchmarks.bench_scale import _references, _status, random_tags
 from blindmatch.psi import _index_build
 from blindmatch.psi.bands import pdq_banding
-from blindmatch.psi.index import build_index, build_index_file
+from blindmatch.psi.index import build_index_file
 from blindmatch.psi.keys import SecretKey
 
-mode, count, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+count, out = int(sys.argv[1]), Path(sys.argv[2])
 _index_build._RUN_ENTRIES = 1 << 15
 key, banding, references = SecretKey.generate(), pdq_banding(), _references("pdq", count)
 with random_tags():  # warm up: imports and first-use allocations are not the build's
-    build_index(key, banding, references[:8], processes=1)
     build_index_file(out, key, banding, references[:8], processes=1)
 before = _status()["VmRSS"]
 with random_tags():
-    if mode == "file":
-        size = build_index_file(out, key, banding, references, processes=1).size
-    else:
-        built = build_index(key, banding, references, processes=1)
-        built.write(out)
-        size = len(built.data)
-        del built
+    size = build_index_file(out, key, banding, references, processes=1).size
 json.dump({"growth": _status()["VmHWM"] - before, "size": size}, sys.stdout)
 """
 
 
-def _peak_growth(mode: str, count: int, out: Path) -> dict[str, int]:
+def _peak_growth(count: int, out: Path) -> dict[str, int]:
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_MEMORY_CHILD), mode, str(count), str(out)],
+        [sys.executable, "-c", textwrap.dedent(_MEMORY_CHILD), str(count), str(out)],
         capture_output=True,
         text=True,
         check=False,
@@ -285,16 +280,11 @@ def _peak_growth(mode: str, count: int, out: Path) -> dict[str, int]:
     return result
 
 
-def test_the_file_build_peak_is_a_fraction_of_the_file_and_of_the_in_memory_build(
-    tmp_path: Path,
-) -> None:
+def test_the_file_build_peak_is_a_fraction_of_the_file(tmp_path: Path) -> None:
     # 4,000 PDQ references (random tags: the memory does not depend on the tags' values):
-    # an 18 MB file. The in-memory build's peak grows by about 3.7x the file.
-    streamed = _peak_growth("file", 4000, tmp_path / "streamed")
-    gathered = _peak_growth("memory", 4000, tmp_path / "gathered")
-    assert streamed["size"] == gathered["size"] > 18_000_000
-    assert gathered["growth"] > 2 * gathered["size"]
-    # Measured: the file build grows by about 0.24x the file here (3.6 MB fixed, one run
-    # and one band, plus ~250 bytes per reference: lines and the handle map).
-    assert streamed["growth"] < gathered["size"] // 3
-    assert streamed["growth"] * 10 < gathered["growth"]
+    # an 18.5 MB file. The in-memory build grows by about 5x the file here
+    # (benchmarks/results/build_memory.md); the file build, measured, about 0.24x: 3.6 MB
+    # fixed (one run, one band) plus ~250 bytes per reference (lines, handle map).
+    streamed = _peak_growth(4000, tmp_path / "streamed")
+    assert streamed["size"] > 18_000_000
+    assert streamed["growth"] < streamed["size"] // 3
