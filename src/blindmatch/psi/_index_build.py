@@ -27,6 +27,12 @@ to a local build with the same key and random source. Answers are checked for le
 and stored by their chunk's first row, and a build with a row stored twice or never
 fails rather than publish uninitialised rows.
 
+File builds (:func:`build_index_file`, :func:`add_references_file`): the same evaluation
+and the same draws, but the evaluated chunks go to :class:`_BandWriter`, which writes them
+in runs into each band's region of the output file and sorts each band in place at the
+end, so the building process holds one run and one band instead of the ``N x L`` arrays,
+the sorted copies and the file (about 4x the file in memory); the bytes are the same.
+
 Grouped builds (``grouped=True``, a video index, format version 2): the references of one
 report id are one group (a reported video's frames). Each group gets a handle of 16 random
 bytes (drawn after the lines, groups in order of first appearance, then sorted); the file
@@ -311,23 +317,6 @@ def _evaluate_elsewhere_into(
     return extra[0]
 
 
-def _evaluate_elsewhere(
-    evaluator: ChunkEvaluator,
-    secret_key: Scalar,
-    banding: Banding,
-    hashes: Sequence[bytes],
-    tag_bytes: int,
-    meanwhile: Callable[[], _T],
-) -> tuple[U64Array, U64Array, _T]:
-    """:func:`_evaluate_elsewhere_into`, gathered into ``(N, L)`` tag and pad arrays (the
-    in-memory build)."""
-    tags, pads, store = _gathering_store(len(hashes), banding.count)
-    extra = _evaluate_elsewhere_into(
-        evaluator, secret_key, banding, hashes, tag_bytes, meanwhile, store
-    )
-    return tags, pads, extra
-
-
 def _gathering_store(count: int, bands: int) -> tuple[U64Array, U64Array, _Store]:
     """``(N, L)`` tag and pad arrays and the store that fills them."""
     tags = np.empty((count, bands), dtype=np.uint64)
@@ -339,21 +328,6 @@ def _gathering_store(count: int, bands: int) -> tuple[U64Array, U64Array, _Store
         pads[start : start + rows] = part_pads.reshape(rows, bands)
 
     return tags, pads, store
-
-
-def _evaluate_entries(
-    secret_key: Scalar,
-    banding: Banding,
-    hashes: Sequence[bytes],
-    tag_bytes: int,
-    processes: int,
-    meanwhile: Callable[[], _T],
-) -> tuple[U64Array, U64Array, _T]:
-    """Tags and pads (``(N, L)`` arrays) of every band of every hash, and ``meanwhile()``
-    run while the workers evaluate (:func:`_evaluate_into`, gathered in memory)."""
-    tags, pads, store = _gathering_store(len(hashes), banding.count)
-    extra = _evaluate_into(secret_key, banding, hashes, tag_bytes, processes, meanwhile, store)
-    return tags, pads, extra
 
 
 def _evaluate_into(
@@ -779,20 +753,9 @@ def _plan(
 
 def _build(plan: _Plan) -> BuiltIndex:
     """The in-memory build: ``(N, L)`` tag and pad arrays, sorted bands, one buffer."""
-    if plan.evaluator is None:
-        workers = available_cores() if plan.processes is None else plan.processes
-        evaluated = _evaluate_entries(
-            plan.secret_key.scalar, plan.banding, plan.hashes, plan.tag_bytes, workers, plan.draw
-        )
-    else:
-        evaluated = _evaluate_elsewhere(
-            plan.evaluator,
-            plan.secret_key.scalar,
-            plan.banding,
-            plan.hashes,
-            plan.tag_bytes,
-            plan.draw,
-        )
+    tags, pads, store = _gathering_store(len(plan.hashes), plan.banding.count)
+    evaluated = (tags, pads, plan.evaluate(plan.draw, store))
+    del tags, pads
     tag_raw, share_raw, lines = _masked_sorted_entries(evaluated, plan.tag_bytes)
     header = plan.header(lines)
     groups = None
@@ -1047,7 +1010,7 @@ class _BandWriter:
         self._gathered = 0
         if self._written + len(rows) > count:
             raise WorkerError("the build evaluated more rows than it has")
-        secrets_of, slopes_of = self._lines_at(lines, rows)
+        secrets_of, slopes_of = lines.secrets[rows], lines.slopes[rows]
         tag_bytes = self._plan.tag_bytes
         for j in range(bands):
             masked = evaluate_shares_at(secrets_of, slopes_of, j + 1) ^ pads[:, j]
@@ -1057,10 +1020,6 @@ class _BandWriter:
             shares = np.ascontiguousarray(masked, dtype="<u8")
             _pwrite_all(self._fd, shares, layout.shares_offset + position * 8)
         self._written += len(rows)
-
-    @staticmethod
-    def _lines_at(lines: _Lines, rows: npt.NDArray[np.int64]) -> tuple[U64Array, U64Array]:
-        return lines.secrets[rows], lines.slopes[rows]
 
     def finish(self) -> tuple[IndexHeader, _Lines]:
         """Write the last run, sort every band in place, write the handle and group

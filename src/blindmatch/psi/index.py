@@ -10,6 +10,8 @@ surface (this one):
 - build (:mod:`blindmatch.psi._index_build`): :func:`build_index` evaluates the PRF over
   every band of every reference, on every core, and assembles the file;
   :func:`add_references` builds a delta of new references against a full index;
+  :func:`build_index_file` and :func:`add_references_file` write the same bytes straight
+  to a file, their memory a run and a band rather than a multiple of the file;
 - lookup (:mod:`blindmatch.psi._index_lookup`): :class:`Index` memory-maps a file and
   turns an upload's ``L`` OPRF outputs into matched report handles, with bounded work,
   and (a grouped index, format version 2) maps a matched handle to its group

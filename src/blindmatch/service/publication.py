@@ -5,8 +5,8 @@ Theory of operation
 A *publication* is one full version of the indexes of one key epoch: one file per signal
 type, built by the existing process-pool builder straight into its file
 (:func:`blindmatch.psi.index.build_index_file`, every core, memory bounded by a run and a
-band rather than the file's size) from the live reports (not withdrawn, not suspended). Between full versions,
-reports that arrive are published in *deltas* of that version
+band rather than the file's size) from the live reports (not withdrawn, not suspended).
+Between full versions, reports that arrive are published in *deltas* of that version
 (:func:`blindmatch.psi.index.add_references`, kind ``DELTA``, each extending the full index
 directly: psi refuses a delta of a delta), numbered 1, 2, ... per signal. A platform holding
 version V with deltas 1..n downloads only deltas n+1..m; when the manifest names a new
