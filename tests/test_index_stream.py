@@ -144,6 +144,36 @@ def test_a_file_delta_is_the_in_memory_delta_and_opens_beside_its_base(tmp_path:
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.usefixtures("small_runs")
+def test_a_chunk_redone_after_a_broken_pool_is_taken_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # When a worker dies, the local build redoes in-process every chunk it cannot account
+    # for, some of them already stored: the file build must take each row once.
+    original = _index_build._evaluate_into
+
+    def twice(
+        key: Any,
+        banding: Any,
+        hashes: Any,
+        tag_bytes: int,
+        processes: int,
+        meanwhile: Any,
+        store: Any,
+    ) -> Any:
+        def store_twice(start: int, tags: Any, pads: Any) -> None:
+            store(start, tags, pads)
+            store(start, tags, pads)
+
+        return original(key, banding, hashes, tag_bytes, processes, meanwhile, store_twice)
+
+    references = _refs("md5", 16, 400)
+    memory = build_index(KEY, MD5, references, processes=1, random_bytes=_source(4))
+    monkeypatch.setattr(_index_build, "_evaluate_into", twice)
+    build_index_file(tmp_path / "md5", KEY, MD5, references, processes=1, random_bytes=_source(4))
+    assert (tmp_path / "md5").read_bytes() == memory.data
+
+
 @pytest.mark.parametrize("case", json.loads((VECTORS / "cases.json").read_text())["cases"],
                          ids=lambda case: case["id"])  # fmt: skip
 def test_the_file_build_reproduces_the_golden_vectors(

@@ -976,6 +976,7 @@ class _BandWriter:
         self._parts: list[tuple[int, U64Array, U64Array]] = []
         self._gathered = 0
         self._written = 0
+        self._taken = np.zeros(self._count, dtype=bool)
         self._opened: tuple[IndexHeader, Layout] | None = None
 
     def _open(self) -> tuple[_Lines, IndexHeader, Layout]:
@@ -990,9 +991,24 @@ class _BandWriter:
         return lines, header, layout
 
     def store(self, start: int, tags: U64Array, pads: U64Array) -> None:
-        """Take one evaluated chunk (flat, reference-major); write a run when one is full."""
+        """Take one evaluated chunk (flat, reference-major); write a run when one is full.
+
+        A chunk already taken is ignored: the local pool redoes, in this process, the
+        chunks it cannot account for when a worker dies (``_evaluate_into``), and the work
+        is deterministic, so a second answer is the same bytes. (An evaluator's repeated
+        answer never gets here: :func:`_evaluate_elsewhere_into` refuses it.)
+        """
+        rows = tags.size // self._bands
+        if not 0 <= start <= self._count - rows:
+            raise WorkerError("a chunk's answer does not fit the build")
+        taken = self._taken[start : start + rows]
+        if taken.all():
+            return
+        if taken.any():
+            raise WorkerError("a chunk's answer overlaps another's")
+        taken[:] = True
         self._parts.append((start, tags, pads))
-        self._gathered += tags.size // self._bands
+        self._gathered += rows
         if self._gathered >= self._run_rows:
             self._write_run()
 
