@@ -318,3 +318,44 @@ def test_the_file_build_peak_is_a_fraction_of_the_file(tmp_path: Path) -> None:
     streamed = _peak_growth(4000, tmp_path / "streamed")
     assert streamed["size"] > 18_000_000
     assert streamed["growth"] < streamed["size"] // 3
+
+
+_UNGUARDED_FILE_SCRIPT = """
+import os, random, sys
+from blindmatch.psi.bands import pdq_banding
+from blindmatch.psi.index import Index, Reference, build_index, build_index_file
+from blindmatch.psi.keys import SecretKey
+
+def seeded(seed):
+    return random.Random(seed).randbytes
+
+key = SecretKey.generate()
+rng = random.Random(1)
+references = [Reference(f"r{i}", "pdq", rng.randbytes(32)) for i in range(30)]
+banding = pdq_banding(256)
+path = os.path.join(sys.argv[1], f"index-{os.getpid()}")
+build_index_file(path, key, banding, references, processes=2, random_bytes=seeded(5))
+one = build_index(key, banding, references, processes=1, random_bytes=seeded(5)).to_bytes()
+Index.open(path)
+print("identical", open(path, "rb").read() == one)
+"""
+
+
+def test_a_file_build_whose_workers_die_mid_build_is_whole(tmp_path: Path) -> None:
+    """As tests/test_index_build_paths.py's unguarded script, with the file build: the
+    workers die mid-build, the building process redoes their chunks, and the file is
+    whole and byte-identical to the one-process build."""
+    script = tmp_path / "unguarded_file.py"
+    script.write_text(_UNGUARDED_FILE_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "a worker process died" in done.stderr  # the path under test was taken
+    assert done.stdout == "identical True\n"
