@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "client": "benchmarks.bench_client",
     "retro": "benchmarks.bench_retro",
     "scale": "benchmarks.bench_scale",
+    "build_memory": "benchmarks.bench_build_memory",
 }
 
 

@@ -62,7 +62,14 @@ from blindmatch.fingerprint.signals import default_registry
 from blindmatch.protocols import ClearinghouseSession, PlatformSession, Upload, signal_banding
 from blindmatch.psi import _index_build
 from blindmatch.psi.bands import Banding
-from blindmatch.psi.index import Index, Reference, add_references, build_index
+from blindmatch.psi.index import (
+    Index,
+    Reference,
+    add_references,
+    add_references_file,
+    build_index,
+    build_index_file,
+)
 from blindmatch.psi.kdf import PAD_MASK
 from blindmatch.psi.keys import SecretKey
 
@@ -73,6 +80,8 @@ ROOT = Path(__file__).parent.parent
 SIZES = (1_000, 10_000, 100_000)
 PROJECTED = (1_000_000, 10_000_000)
 MB = 1024 * 1024
+# Entries per chunk of the random-tag stand-in: about the real build's chunks.
+_STAND_IN_CHUNK = 1024
 
 
 # --- the random-tag stand-in -------------------------------------------------------------
@@ -82,13 +91,14 @@ MB = 1024 * 1024
 def random_tags(seed: int = 13) -> Iterator[None]:
     """Within the block, index builds take random tags and pads instead of OPRF outputs.
 
-    Benchmark-only: it replaces the one step of ``build_index`` that evaluates the PRF
-    (``_evaluate_entries``) with draws of the same shapes and ranges (tags of ``tag_bytes``,
-    pads below ``PAD_MASK``), then runs the rest of the real build. The index is
-    structurally valid (it opens, verifies and answers lookups; its public canaries are
-    real, so a platform session accepts it) but matches nothing else.
+    Benchmark-only: it replaces the one step of ``build_index`` and ``build_index_file``
+    that evaluates the PRF (``_evaluate_into``) with draws of the same shapes and ranges
+    (tags of ``tag_bytes``, pads below ``PAD_MASK``), handed over chunk by chunk as the
+    real evaluation does, then runs the rest of the real build. The index is structurally
+    valid (it opens, verifies and answers lookups; its public canaries are real, so a
+    platform session accepts it) but matches nothing else.
     """
-    original = _index_build._evaluate_entries
+    original = _index_build._evaluate_into
     rng = np.random.default_rng(seed)
 
     def stand_in(
@@ -98,26 +108,34 @@ def random_tags(seed: int = 13) -> Iterator[None]:
         tag_bytes: int,
         processes: int,
         meanwhile: Any,
+        store: Any,
     ) -> Any:
-        shape = (len(hashes), banding.count)
-        tags = rng.integers(0, 1 << (8 * tag_bytes), size=shape, dtype=np.uint64)
-        pads = rng.integers(0, int(PAD_MASK), size=shape, dtype=np.uint64, endpoint=True)
+        bands, count = banding.count, len(hashes)
         # The public canaries (the last rows of a full build) are evaluated for real, so the
         # platform's canary check passes and the session pair runs against the index.
         canaries = _index_build.default_canaries(banding)
         tail = len(canaries)
-        if tail and len(hashes) >= tail and list(hashes[-tail:]) == canaries:
+        real_rows = 0
+        if tail and count >= tail and list(hashes[-tail:]) == canaries:
+            real_rows = tail
+        extra = meanwhile()
+        step = max(1, _STAND_IN_CHUNK // bands)
+        for start in range(0, count - real_rows, step):
+            rows = min(step, count - real_rows - start)
+            size = rows * bands
+            tags = rng.integers(0, 1 << (8 * tag_bytes), size=size, dtype=np.uint64)
+            pads = rng.integers(0, int(PAD_MASK), size=size, dtype=np.uint64, endpoint=True)
+            store(start, tags, pads)
+        if real_rows:
             inputs = [item for row in banding.band_inputs_many(canaries) for item in row]
-            real_tags, real_pads = _index_build._chunk_entries(secret_key, inputs, tag_bytes)
-            tags[-tail:] = real_tags.reshape(tail, banding.count)
-            pads[-tail:] = real_pads.reshape(tail, banding.count)
-        return tags, pads, meanwhile()
+            store(count - tail, *_index_build._chunk_entries(secret_key, inputs, tag_bytes))
+        return extra
 
-    _index_build._evaluate_entries = stand_in
+    _index_build._evaluate_into = stand_in
     try:
         yield
     finally:
-        _index_build._evaluate_entries = original
+        _index_build._evaluate_into = original
 
 
 # --- /proc readings -------------------------------------------------------------------------
@@ -161,15 +179,31 @@ def _child_build(args: argparse.Namespace) -> dict[str, Any]:
     start, cpu = time.perf_counter(), time.process_time()
     stand_in = random_tags() if args.random else contextlib.nullcontext()
     with stand_in:
-        if args.base:
-            base = Index.open(args.base, verify=False).header
-            built = add_references(key, base, references, processes=args.processes)
+        if args.stream:
+            # The streaming build (build_index_file): the file is written as it is built.
+            if args.base:
+                base = Index.open(args.base, verify=False).header
+                written = add_references_file(
+                    args.out, key, base, references, processes=args.processes
+                )
+            else:
+                written = build_index_file(
+                    args.out, key, _banding(args.signal), references, processes=args.processes
+                )
+            size = written.size
+            del written
         else:
-            built = build_index(key, _banding(args.signal), references, processes=args.processes)
-    built.write(args.out)
+            if args.base:
+                base = Index.open(args.base, verify=False).header
+                built = add_references(key, base, references, processes=args.processes)
+            else:
+                built = build_index(
+                    key, _banding(args.signal), references, processes=args.processes
+                )
+            built.write(args.out)
+            size = len(built.data)
+            del built
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-    size = len(built.data)
-    del built
     after = _status()
     return {
         "seconds": seconds,
@@ -542,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", default="r")
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--random", action="store_true")
+    parser.add_argument("--stream", action="store_true", help="child: build_index_file")
     parser.add_argument("--path")
     parser.add_argument("--uploads", type=int)
     parser.add_argument("--batches", type=int)

@@ -21,7 +21,7 @@ import pytest
 from blindmatch.errors import WorkerError
 from blindmatch.fingerprint import default_registry
 from blindmatch.protocols.signals import signal_banding
-from blindmatch.psi import oprf
+from blindmatch.psi import _index_build, oprf
 from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
 from blindmatch.psi.index import (
     BuiltIndex,
@@ -32,6 +32,7 @@ from blindmatch.psi.index import (
     add_references,
     build_compact_index,
     build_index,
+    build_index_file,
 )
 from blindmatch.psi.keys import SecretKey
 from blindmatch.psi.ray_build import RayBuild
@@ -190,6 +191,28 @@ def test_a_ray_build_is_byte_identical_to_the_local_build(
         KEY, banding, references, random_bytes=_source(8), grouped=grouped, evaluator=evaluator
     )
     assert other.data != local.data
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_streaming_ray_build_writes_the_local_build_byte_for_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # build_index_file on Ray: answers in any order, written in runs of a few rows.
+    monkeypatch.setattr(_index_build, "_RUN_ENTRIES", 1000)
+    references = _pdq_refs(10, "vpdq", reports=3)
+    local = build_index(KEY, VPDQ, references, processes=1, random_bytes=_source(9), grouped=True)
+    evaluator = RayBuild(chunk_entries=512, in_flight=3)
+    written = build_index_file(
+        tmp_path / "vpdq.idx",
+        KEY,
+        VPDQ,
+        references,
+        random_bytes=_source(9),
+        grouped=True,
+        evaluator=evaluator,
+    )
+    assert (tmp_path / "vpdq.idx").read_bytes() == local.data
+    assert written.handles == local.handles
 
 
 @pytest.mark.usefixtures("local_ray")

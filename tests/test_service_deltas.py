@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from nacl.signing import VerifyKey
 
-from blindmatch.errors import StaleIndex
+from blindmatch.errors import StaleIndex, WorkerError
 from blindmatch.protocols import PlatformSession, Upload
 from blindmatch.protocols.indexes import index_digest
 from blindmatch.protocols.messages import ServerInfo, decode
@@ -42,7 +42,13 @@ from blindmatch.service.publication import (
     publish,
     publish_delta,
 )
-from blindmatch.service.schema import handles, publication_deltas, publications, reports
+from blindmatch.service.schema import (
+    handles,
+    publication_deltas,
+    publication_files,
+    publications,
+    reports,
+)
 from blindmatch.service.settings import Settings
 from blindmatch.service.storage import Database, now
 from service_support import (  # noqa: F401 - fixtures
@@ -371,3 +377,54 @@ def test_concurrent_publishers_never_record_a_delta_or_a_version_twice(
     assert sorted(p.name for p in (settings.publications_dir / "0").iterdir()) == [
         str(v) for v in [1, *recorded]
     ]
+
+
+class _LostCluster:
+    """An evaluator whose cluster goes away after the build's own work: the full build
+    fails midway through its first file."""
+
+    chunk_entries = 64
+
+    def evaluate_chunks(
+        self,
+        secret_key: object,
+        chunks: Iterator[object],
+        tag_bytes: int,
+        meanwhile: Callable[[], None],
+    ) -> Iterator[tuple[object, bytes, bytes]]:
+        meanwhile()
+        next(chunks)
+        raise WorkerError("the cluster went away")
+        yield  # a generator, as evaluators are
+
+
+def test_a_full_build_that_fails_leaves_no_file_and_the_next_one_matches_its_manifest(
+    deployment: tuple[Settings, Database, KeyStore],
+) -> None:
+    settings, database, keys = deployment
+    _submit(database, settings, "streamed")
+    with pytest.raises(WorkerError):
+        publish(settings, database, keys, evaluator=_LostCluster())  # type: ignore[arg-type]
+    # The full files are built straight into temporary files beside the publication: a
+    # failed build removes them and records nothing.
+    assert [p for p in settings.publications_dir.rglob("*") if p.is_file()] == []
+    with database.begin() as connection:
+        assert (
+            connection.execute(sa.select(sa.func.count()).select_from(publications)).scalar() == 0
+        )
+    assert publish(settings, database, keys, processes=1) == 1
+    with database.begin() as connection:
+        recorded = connection.execute(
+            sa.select(
+                publication_files.c.name, publication_files.c.sha256, publication_files.c.size
+            )
+        ).all()
+    version_dir = settings.publications_dir / "0" / "1"
+    assert sorted(p.name for p in version_dir.iterdir() if p.is_file()) == sorted(
+        name for name, _, _ in recorded
+    )
+    for name, sha256, size in recorded:
+        data = (version_dir / name).read_bytes()
+        assert hashlib.sha256(data).digest() == bytes(sha256)
+        assert len(data) == size
+        Index.from_bytes(data)  # verified: digest, sorted bands, handles

@@ -27,6 +27,12 @@ to a local build with the same key and random source. Answers are checked for le
 and stored by their chunk's first row, and a build with a row stored twice or never
 fails rather than publish uninitialised rows.
 
+File builds (:func:`build_index_file`, :func:`add_references_file`): the same evaluation
+and the same draws, but the evaluated chunks go to :class:`_BandWriter`, which writes them
+in runs into each band's region of the output file and sorts each band in place at the
+end, so the building process holds one run and one band instead of the ``N x L`` arrays,
+the sorted copies and the file (about 4x the file in memory); the bytes are the same.
+
 Grouped builds (``grouped=True``, a video index, format version 2): the references of one
 report id are one group (a reported video's frames). Each group gets a handle of 16 random
 bytes (drawn after the lines, groups in order of first appearance, then sorted); the file
@@ -48,7 +54,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, Protocol, TypeVar, runtime_checkable
 
@@ -58,11 +64,14 @@ import numpy.typing as npt
 from blindmatch.errors import InvalidEncoding, InvalidParameter, WorkerError
 from blindmatch.psi import oprf
 from blindmatch.psi._index_format import (
+    DIGEST_OFFSET,
+    DIGEST_SIZE,
     NO_GROUP,
     Canary,
     FileHeader,
     IndexHeader,
     IndexKind,
+    Layout,
     compute_digest,
     decode_header,
 )
@@ -90,9 +99,12 @@ __all__ = [
     "EntryChunk",
     "RAW_OUTPUTS",
     "Reference",
+    "WrittenIndex",
     "add_references",
     "answer_sizes",
+    "add_references_file",
     "build_index",
+    "build_index_file",
     "default_canaries",
     "evaluate_chunk",
     "evaluate_outputs",
@@ -100,6 +112,8 @@ __all__ = [
 
 U64Array = npt.NDArray[np.uint64]
 _T = TypeVar("_T")
+# A build's sink for evaluated chunks: (first row, tags, pads), flat reference-major.
+_Store = Callable[[int, U64Array, U64Array], None]
 _CANARY_DOMAIN = b"blindmatch/v1/canary"
 _MAX_REPORT_ID = 1024
 _MIN_CHUNK = 256  # ~30 ms of group work: the task's pickling and pipe cost vanish against it
@@ -274,22 +288,20 @@ def _joined(inputs: list[bytes]) -> tuple[bytes, int]:
     return b"".join(inputs), width
 
 
-def _evaluate_elsewhere(
+def _evaluate_elsewhere_into(
     evaluator: ChunkEvaluator,
     secret_key: Scalar,
     banding: Banding,
     hashes: Sequence[bytes],
     tag_bytes: int,
     meanwhile: Callable[[], _T],
-) -> tuple[U64Array, U64Array, _T]:
-    """:func:`_evaluate_entries` over a :class:`ChunkEvaluator`: every answer is checked
-    for length and stored by its chunk's first row; a row stored twice or never fails the
-    build (:class:`~blindmatch.errors.WorkerError`) rather than leave ``np.empty`` garbage
-    in an index."""
+    store: _Store,
+) -> _T:
+    """:func:`_evaluate_into` over a :class:`ChunkEvaluator`: every answer is checked
+    for length and handed to ``store`` by its chunk's first row; a row answered twice or
+    never fails the build (:class:`~blindmatch.errors.WorkerError`) rather than leave
+    unevaluated rows in an index (``np.empty`` garbage, or a file's unwritten zeros)."""
     count, bands = len(hashes), banding.count
-    first_words, second_words = _answer_words(tag_bytes)
-    tags = np.empty((count, bands * first_words), dtype=np.uint64)
-    pads = np.empty((count, bands * second_words), dtype=np.uint64)
     stored = np.zeros(count, dtype=bool)
     extra: list[_T] = []
     size = evaluator.chunk_entries
@@ -314,8 +326,11 @@ def _evaluate_elsewhere(
                 raise WorkerError("a chunk's answer has the wrong length")
             if not 0 <= start <= count - rows or stored[start : start + rows].any():
                 raise WorkerError("a chunk's answer does not fit the build")
-            tags[start : start + rows] = np.frombuffer(tag_raw, "<u8").reshape(rows, -1)
-            pads[start : start + rows] = np.frombuffer(pad_raw, "<u8").reshape(rows, -1)
+            store(
+                start,
+                np.frombuffer(tag_raw, "<u8").astype(np.uint64, copy=False),
+                np.frombuffer(pad_raw, "<u8").astype(np.uint64, copy=False),
+            )
             stored[start : start + rows] = True
     finally:
         # A failed build stops the evaluator's work in flight (a generator's cleanup).
@@ -326,22 +341,40 @@ def _evaluate_elsewhere(
         raise WorkerError("the evaluator did not answer every chunk")
     if not extra:
         extra.append(meanwhile())
-    return tags, pads, extra[0]
+    return extra[0]
 
 
-def _evaluate_entries(
+def _gathering_store(count: int, bands: int, tag_bytes: int) -> tuple[U64Array, U64Array, _Store]:
+    """``(N, L)`` tag and pad arrays (:data:`RAW_OUTPUTS`: ``(N, 8 L)`` output words and
+    ``(N, 0)``) and the store that fills them."""
+    first_words, second_words = _answer_words(tag_bytes)
+    tags = np.empty((count, bands * first_words), dtype=np.uint64)
+    pads = np.empty((count, bands * second_words), dtype=np.uint64)
+
+    def store(start: int, part_tags: U64Array, part_pads: U64Array) -> None:
+        rows = part_tags.size // (bands * first_words)
+        tags[start : start + rows] = part_tags.reshape(rows, -1)
+        pads[start : start + rows] = part_pads.reshape(rows, -1)
+
+    return tags, pads, store
+
+
+def _evaluate_into(
     secret_key: Scalar,
     banding: Banding,
     hashes: Sequence[bytes],
     tag_bytes: int,
     processes: int,
     meanwhile: Callable[[], _T],
-) -> tuple[U64Array, U64Array, _T]:
-    """Tags and pads (``(N, L)`` arrays) of every band of every hash, and ``meanwhile()``
-    run while the workers evaluate.
+    store: _Store,
+) -> _T:
+    """Evaluate the tags and pads of every band of every hash, handing each chunk's to
+    ``store(first row, tags, pads)`` (flat, reference-major, ``rows * L`` each), in any
+    order, every row exactly once; return ``meanwhile()``, run while the workers evaluate.
 
     Band inputs are made chunk by chunk as the evaluation goes, so memory holds the chunks
-    in flight plus the result arrays (16 bytes per entry), never the ``N * L`` inputs.
+    in flight, never the ``N * L`` inputs; what ``store`` keeps is its own affair (the
+    in-memory build gathers ``(N, L)`` arrays, the file build a bounded run).
     ``meanwhile`` is the build's work that does not need the PRF (secrets, handles): with
     worker processes it overlaps their evaluation. ``processes - 1`` workers are kept fed
     with a window of chunks; this process evaluates the next chunk itself whenever the
@@ -351,18 +384,10 @@ def _evaluate_entries(
     delays nothing.
     """
     count, bands = len(hashes), banding.count
-    first_words, second_words = _answer_words(tag_bytes)
-    tags = np.empty((count, bands * first_words), dtype=np.uint64)
-    pads = np.empty((count, bands * second_words), dtype=np.uint64)
-
-    def store(start: int, part: tuple[U64Array, U64Array]) -> None:
-        rows = part[0].size // (bands * first_words)
-        tags[start : start + rows] = part[0].reshape(rows, -1)
-        pads[start : start + rows] = part[1].reshape(rows, -1)
 
     def inline(chunks: Iterable[tuple[int, list[bytes]]]) -> None:
         for start, inputs in chunks:
-            store(start, _chunk_entries(secret_key, inputs, tag_bytes))
+            store(start, *_chunk_entries(secret_key, inputs, tag_bytes))
 
     total = count * bands
     pool = None
@@ -372,7 +397,7 @@ def _evaluate_entries(
             warn_one_process("worker processes cannot import the main module", 4)
     if pool is None:
         inline(_input_chunks(banding, hashes, _MAX_CHUNK))
-        return tags, pads, meanwhile()
+        return meanwhile()
     size = min(_MAX_CHUNK, max(_MIN_CHUNK, -(-total // (_CHUNKS_PER_PROCESS * processes))))
     chunks = _input_chunks(banding, hashes, size)
     # The key travels to the workers over the pool's pipes (child processes of this one).
@@ -391,13 +416,13 @@ def _evaluate_entries(
         try:
             future = pool.submit(evaluate_chunk, key, joined, width, tag_bytes)
         except BrokenProcessPool:
-            store(start, _chunk_entries(secret_key, inputs, tag_bytes))
+            store(start, *_chunk_entries(secret_key, inputs, tag_bytes))
             raise
         pending.append((start, inputs, future))
 
     def collect(start: int, future: Future[tuple[bytes, bytes]]) -> None:
         tag_raw, pad_raw = future.result()
-        store(start, (np.frombuffer(tag_raw, "<u8"), np.frombuffer(pad_raw, "<u8")))
+        store(start, np.frombuffer(tag_raw, "<u8"), np.frombuffer(pad_raw, "<u8"))
 
     try:
         for start, inputs in itertools.islice(chunks, window):
@@ -411,11 +436,11 @@ def _evaluate_entries(
             if len(pending) < window:
                 submit(start, inputs)
             else:
-                store(start, _chunk_entries(secret_key, inputs, tag_bytes))
+                store(start, *_chunk_entries(secret_key, inputs, tag_bytes))
             in_hand.clear()
         for first, inputs, future in reversed(pending):
             if future.cancel():
-                store(first, _chunk_entries(secret_key, inputs, tag_bytes))
+                store(first, *_chunk_entries(secret_key, inputs, tag_bytes))
         for first, _, future in pending:
             if not future.cancelled():
                 collect(first, future)
@@ -431,7 +456,7 @@ def _evaluate_entries(
             extra.append(meanwhile())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return tags, pads, extra[0]
+    return extra[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -686,11 +711,12 @@ def evaluate_outputs(
     if not hashes:
         return []
     scalar = secret_key.scalar
+    words, _, store = _gathering_store(len(hashes), banding.count, RAW_OUTPUTS)
     if evaluator is None:
         workers = available_cores() if processes is None else processes
-        words, _, _ = _evaluate_entries(scalar, banding, hashes, RAW_OUTPUTS, workers, _nothing)
+        _evaluate_into(scalar, banding, hashes, RAW_OUTPUTS, workers, _nothing, store)
     else:
-        words, _, _ = _evaluate_elsewhere(evaluator, scalar, banding, hashes, RAW_OUTPUTS, _nothing)
+        _evaluate_elsewhere_into(evaluator, scalar, banding, hashes, RAW_OUTPUTS, _nothing, store)
     raw = words.astype("<u8", copy=False).tobytes()
     return [raw[i : i + OUTPUT_SIZE] for i in range(0, len(raw), OUTPUT_SIZE)]
 
@@ -699,7 +725,73 @@ def _nothing() -> None:
     """The ``meanwhile`` of a build that draws nothing random (a compact build)."""
 
 
-def _build(
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A checked build: every hash to evaluate (references, then canaries) and how to
+    evaluate them and draw the lines; shared by the in-memory and the file build."""
+
+    secret_key: SecretKey
+    banding: Banding
+    references: Sequence[Reference]
+    canary_hashes: Sequence[bytes]
+    hashes: list[bytes]
+    kind: IndexKind
+    base_digest: bytes
+    tag_bytes: int
+    handle_bytes: int
+    processes: int | None
+    random_bytes: RandomBytes
+    grouped: bool
+    evaluator: ChunkEvaluator | None
+
+    def draw(self) -> _Lines:
+        """The lines, handles and groups (every random draw of the build, in order)."""
+        return _draw_lines(
+            self.references,
+            len(self.hashes),
+            self.banding.threshold,
+            self.handle_bytes,
+            self.random_bytes,
+            self.grouped,
+        )
+
+    def evaluate(self, meanwhile: Callable[[], _T], store: _Store) -> _T:
+        """Evaluate every row into ``store`` locally or on the evaluator; ``meanwhile()``."""
+        scalar = self.secret_key.scalar
+        if self.evaluator is None:
+            workers = available_cores() if self.processes is None else self.processes
+            return _evaluate_into(
+                scalar, self.banding, self.hashes, self.tag_bytes, workers, meanwhile, store
+            )
+        return _evaluate_elsewhere_into(
+            self.evaluator, scalar, self.banding, self.hashes, self.tag_bytes, meanwhile, store
+        )
+
+    def header(self, lines: _Lines) -> IndexHeader:
+        """The header (digest zero) of this build with these lines."""
+        raw_handles = lines.raw_handles
+        first = len(self.references)
+        canaries = tuple(
+            Canary(hash_, ReportHandle(raw_handles[first + i]))
+            for i, hash_ in enumerate(self.canary_hashes)
+        )
+        return IndexHeader(
+            kind=self.kind,
+            banding=self.banding,
+            key_epoch=self.secret_key.epoch,
+            key_id=self.secret_key.key_id,
+            entry_count=len(self.hashes),
+            handle_count=len(lines.handle_set) // self.handle_bytes,
+            tag_bytes=self.tag_bytes,
+            handle_bytes=self.handle_bytes,
+            canaries=canaries,
+            base_digest=self.base_digest,
+            digest=bytes(32),
+            group_count=None if lines.group_handles is None else len(lines.group_handles) // 16,
+        )
+
+
+def _plan(
     secret_key: SecretKey,
     banding: Banding,
     references: Sequence[Reference],
@@ -713,55 +805,44 @@ def _build(
     random_bytes: RandomBytes,
     grouped: bool = False,
     evaluator: ChunkEvaluator | None = None,
-) -> BuiltIndex:
+) -> _Plan:
     if not isinstance(secret_key, SecretKey):
         raise TypeError("secret_key must be a SecretKey")
     if secret_key.mode is not oprf.Mode.VOPRF:
         raise InvalidParameter("index keys are VOPRF keys (docs/design.md)")
     _check_references(banding, references, canary_hashes)
     hashes = [r.hash for r in references] + list(canary_hashes)
-    count = len(hashes)
     if not isinstance(handle_bytes, int) or not 8 <= handle_bytes <= HANDLE_SIZE:
         raise InvalidParameter("stored handle width must be 8..16 bytes")
     _check_workers(processes, evaluator)
-
-    def draw() -> _Lines:
-        return _draw_lines(
-            references, count, banding.threshold, handle_bytes, random_bytes, grouped
-        )
-
-    if evaluator is None:
-        workers = available_cores() if processes is None else processes
-        evaluated = _evaluate_entries(secret_key.scalar, banding, hashes, tag_bytes, workers, draw)
-    else:
-        evaluated = _evaluate_elsewhere(
-            evaluator, secret_key.scalar, banding, hashes, tag_bytes, draw
-        )
-    tag_raw, share_raw, lines = _masked_sorted_entries(evaluated, tag_bytes)
-    raw_handles = lines.raw_handles
-    canaries = tuple(
-        Canary(canary_hashes[i], ReportHandle(raw_handles[len(references) + i]))
-        for i in range(len(canary_hashes))
+    return _Plan(
+        secret_key,
+        banding,
+        references,
+        canary_hashes,
+        hashes,
+        kind,
+        base_digest,
+        tag_bytes,
+        handle_bytes,
+        processes,
+        random_bytes,
+        grouped,
+        evaluator,
     )
-    handle_set = lines.handle_set
-    header = IndexHeader(
-        kind=kind,
-        banding=banding,
-        key_epoch=secret_key.epoch,
-        key_id=secret_key.key_id,
-        entry_count=count,
-        handle_count=len(handle_set) // handle_bytes,
-        tag_bytes=tag_bytes,
-        handle_bytes=handle_bytes,
-        canaries=canaries,
-        base_digest=base_digest,
-        digest=bytes(32),
-        group_count=None if lines.group_handles is None else len(lines.group_handles) // 16,
-    )
+
+
+def _build(plan: _Plan) -> BuiltIndex:
+    """The in-memory build: ``(N, L)`` tag and pad arrays, sorted bands, one buffer."""
+    tags, pads, store = _gathering_store(len(plan.hashes), plan.banding.count, plan.tag_bytes)
+    evaluated = (tags, pads, plan.evaluate(plan.draw, store))
+    del tags, pads
+    tag_raw, share_raw, lines = _masked_sorted_entries(evaluated, plan.tag_bytes)
+    header = plan.header(lines)
     groups = None
     if lines.handle_groups is not None and lines.group_handles is not None:
         groups = (lines.handle_groups, lines.group_handles)
-    data = _assemble(header, tag_raw, share_raw, handle_set, groups)
+    data = _assemble(header, tag_raw, share_raw, lines.handle_set, groups)
     final_header, _ = decode_header(data)
     return BuiltIndex(final_header, data, lines.handle_map)
 
@@ -811,17 +892,52 @@ def build_index(
     """
     chosen = default_canaries(banding) if canaries is None else list(canaries)
     return _build(
+        _plan(
+            secret_key,
+            banding,
+            references,
+            chosen,
+            kind=IndexKind.FULL,
+            base_digest=bytes(32),
+            tag_bytes=tag_bytes,
+            handle_bytes=handle_bytes,
+            processes=processes,
+            random_bytes=random_bytes,
+            grouped=grouped,
+            evaluator=evaluator,
+        )
+    )
+
+
+def _delta_plan(
+    secret_key: SecretKey,
+    base: IndexHeader,
+    references: Sequence[Reference],
+    processes: int | None,
+    random_bytes: RandomBytes,
+    evaluator: ChunkEvaluator | None,
+) -> _Plan:
+    if base.kind is not IndexKind.FULL:
+        raise InvalidParameter("a delta extends a full index")
+    if base.group_count is not None:
+        # A delta has no groups sections; a video index is rebuilt instead (its groups
+        # would otherwise be split across files).
+        raise InvalidParameter("a grouped (video) index has no deltas: rebuild it")
+    if not isinstance(secret_key, SecretKey):
+        raise TypeError("secret_key must be a SecretKey")
+    if secret_key.key_id != base.key_id or secret_key.epoch != base.key_epoch:
+        raise InvalidParameter("the delta's key differs from its base's")
+    return _plan(
         secret_key,
-        banding,
+        base.banding,
         references,
-        chosen,
-        kind=IndexKind.FULL,
-        base_digest=bytes(32),
-        tag_bytes=tag_bytes,
-        handle_bytes=handle_bytes,
+        [],
+        kind=IndexKind.DELTA,
+        base_digest=base.digest,
+        tag_bytes=base.tag_bytes,
+        handle_bytes=base.handle_bytes,
         processes=processes,
         random_bytes=random_bytes,
-        grouped=grouped,
         evaluator=evaluator,
     )
 
@@ -853,26 +969,300 @@ def add_references(
         InvalidParameter: ``base`` is not a full index or has another key, is grouped (a
             video index is rebuilt), or references do not fit its banding.
     """
-    if base.kind is not IndexKind.FULL:
-        raise InvalidParameter("a delta extends a full index")
-    if base.group_count is not None:
-        # A delta has no groups sections; a video index is rebuilt instead (its groups
-        # would otherwise be split across files).
-        raise InvalidParameter("a grouped (video) index has no deltas: rebuild it")
-    if not isinstance(secret_key, SecretKey):
-        raise TypeError("secret_key must be a SecretKey")
-    if secret_key.key_id != base.key_id or secret_key.epoch != base.key_epoch:
-        raise InvalidParameter("the delta's key differs from its base's")
-    return _build(
+    return _build(_delta_plan(secret_key, base, references, processes, random_bytes, evaluator))
+
+
+# --- the streaming (file) build --------------------------------------------------------------
+
+# Entries (rows x bands) gathered before they are written out as one run: 16 bytes each
+# while gathered, so a run holds about 8 MiB whatever N is.
+_RUN_ENTRIES = 1 << 19
+_READ_BLOCK = 1 << 22
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenIndex:
+    """An index (or delta) built straight into a file, and the clearinghouse-private
+    handle map: what :func:`build_index_file` returns instead of the bytes.
+
+    Attributes:
+        header: the decoded header of the file.
+        path: where the file is.
+        size: its length in bytes.
+        handles: report handle -> report id, as :attr:`BuiltIndex.handles` (not in the file).
+    """
+
+    header: IndexHeader
+    path: Path
+    size: int
+    handles: dict[ReportHandle, str]
+
+    @property
+    def canaries(self) -> tuple[Canary, ...]:
+        """The public canaries built into this index."""
+        return self.header.canaries
+
+    @property
+    def digest(self) -> bytes:
+        """SHA-256 digest of the file (as in its header)."""
+        return self.header.digest
+
+
+def _pwrite_all(fd: int, data: bytes | npt.NDArray[np.generic], offset: int) -> None:
+    # An array is written from its own buffer (contiguous here), not through a copy.
+    view = (memoryview(data) if isinstance(data, bytes) else data.data).cast("B")
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def _pread_all(fd: int, size: int, offset: int) -> bytearray:
+    out = bytearray(size)
+    view = memoryview(out)
+    while view:
+        read = os.preadv(fd, [view], offset)
+        if read == 0:
+            raise OSError("an index file being built is shorter than written")
+        view, offset = view[read:], offset + read
+    return out
+
+
+class _BandWriter:
+    """The file build's assembly: an external sort per band, in place in the output file.
+
+    Theory of operation: the evaluation hands over chunks of whole references (all ``L``
+    bands of a few rows); the file wants each band sorted, band after band. Chunks are
+    gathered into a *run* of about :data:`_RUN_ENTRIES` entries; a run is masked (the
+    lines' shares at ``j + 1``, XOR the pads: the lines are drawn at the first run if the
+    evaluation has not drawn them yet) and each of its bands is written, unsorted, at the
+    next free rows of that band's region of the file (``rows x (tag_bytes + 8)`` bytes per
+    band and run). When every row is written, each band's region holds exactly that band's
+    ``N`` entries, in run order; it is read back, sorted by (tag, masked share) and
+    written in place. The order of the entries within a region before its sort cannot
+    change the sorted bytes, so the file equals the in-memory build's byte for byte.
+
+    Memory: one run (bounded, independent of ``N``), then one band's entries at a time
+    (``N`` rows, about 1/L of the body), plus the build's ``O(N)`` lines and handle map;
+    never the ``N x L`` arrays. Disk: the output's own length, no other temporary file.
+    """
+
+    def __init__(self, fd: int, plan: _Plan, lines: Callable[[], _Lines]) -> None:
+        self._fd = fd
+        self._plan = plan
+        self._lines = lines
+        self._count = len(plan.hashes)
+        self._bands = plan.banding.count
+        self._run_rows = max(1, _RUN_ENTRIES // self._bands)
+        self._tag_dtype = "<u4" if plan.tag_bytes == 4 else "<u8"
+        self._parts: list[tuple[int, U64Array, U64Array]] = []
+        self._gathered = 0
+        self._written = 0
+        self._taken = np.zeros(self._count, dtype=bool)
+        self._opened: tuple[IndexHeader, Layout] | None = None
+
+    def _open(self) -> tuple[_Lines, IndexHeader, Layout]:
+        """Draw the lines (if not yet), fix the header and size the file (sparse)."""
+        lines = self._lines()
+        if self._opened is None:
+            header = self._plan.header(lines)
+            layout = header.layout()
+            os.ftruncate(self._fd, layout.total_length)
+            self._opened = (header, layout)
+        header, layout = self._opened
+        return lines, header, layout
+
+    def store(self, start: int, tags: U64Array, pads: U64Array) -> None:
+        """Take one evaluated chunk (flat, reference-major); write a run when one is full.
+
+        A chunk already taken is ignored: the local pool redoes, in this process, the
+        chunks it cannot account for when a worker dies (``_evaluate_into``), and the work
+        is deterministic, so a second answer is the same bytes. (An evaluator's repeated
+        answer never gets here: :func:`_evaluate_elsewhere_into` refuses it.)
+        """
+        rows = tags.size // self._bands
+        if not 0 <= start <= self._count - rows:
+            raise WorkerError("a chunk's answer does not fit the build")
+        taken = self._taken[start : start + rows]
+        if taken.all():
+            return
+        if taken.any():
+            raise WorkerError("a chunk's answer overlaps another's")
+        taken[:] = True
+        self._parts.append((start, tags, pads))
+        self._gathered += rows
+        if self._gathered >= self._run_rows:
+            self._write_run()
+
+    def _write_run(self) -> None:
+        if not self._parts:
+            return
+        lines, _, layout = self._open()
+        bands, count = self._bands, self._count
+        rows = np.concatenate(
+            [np.arange(start, start + part.size // bands) for start, part, _ in self._parts]
+        )
+        tags = np.concatenate([part for _, part, _ in self._parts]).reshape(-1, bands)
+        pads = np.concatenate([part for _, _, part in self._parts]).reshape(-1, bands)
+        self._parts.clear()
+        self._gathered = 0
+        if self._written + len(rows) > count:
+            raise WorkerError("the build evaluated more rows than it has")
+        secrets_of, slopes_of = lines.secrets[rows], lines.slopes[rows]
+        tag_bytes = self._plan.tag_bytes
+        for j in range(bands):
+            masked = evaluate_shares_at(secrets_of, slopes_of, j + 1) ^ pads[:, j]
+            position = j * count + self._written
+            column = np.ascontiguousarray(tags[:, j], dtype=self._tag_dtype)
+            _pwrite_all(self._fd, column, layout.tags_offset + position * tag_bytes)
+            shares = np.ascontiguousarray(masked, dtype="<u8")
+            _pwrite_all(self._fd, shares, layout.shares_offset + position * 8)
+        self._written += len(rows)
+
+    def finish(self) -> tuple[IndexHeader, _Lines]:
+        """Write the last run, sort every band in place, write the handle and group
+        sections and the header with its digest; return the final header."""
+        self._write_run()
+        lines, header, layout = self._open()
+        count, fd = self._count, self._fd
+        if self._written != count:
+            raise WorkerError("the build did not evaluate every row")
+        tag_bytes = self._plan.tag_bytes
+        for j in range(self._bands):
+            tag_at = layout.tags_offset + j * count * tag_bytes
+            share_at = layout.shares_offset + j * count * 8
+            tags = np.frombuffer(_pread_all(fd, count * tag_bytes, tag_at), self._tag_dtype)
+            shares = np.frombuffer(_pread_all(fd, count * 8, share_at), "<u8")
+            order = np.lexsort((shares, tags))
+            _pwrite_all(fd, tags[order], tag_at)
+            del tags
+            _pwrite_all(fd, shares[order], share_at)
+            del shares, order
+        _pwrite_all(fd, lines.handle_set, layout.handles_offset)
+        if lines.handle_groups is not None and lines.group_handles is not None:
+            _pwrite_all(fd, lines.handle_groups, layout.handle_groups_offset)
+            _pwrite_all(fd, lines.group_handles, layout.groups_offset)
+        encoded = header.encode(digest=bytes(32))
+        _pwrite_all(fd, encoded, 0)
+        digest = self._digest(layout.total_length)
+        final = replace(header, digest=digest)
+        _pwrite_all(fd, final.encode(digest=digest), 0)
+        return final, lines
+
+    def _digest(self, length: int) -> bytes:
+        """:func:`compute_digest` of the file, read in blocks (never whole)."""
+        hasher = hashlib.sha256()
+        skip = range(DIGEST_OFFSET, DIGEST_OFFSET + DIGEST_SIZE)
+        offset = 0
+        while offset < length:
+            if offset == skip.start:
+                offset = skip.stop
+                continue
+            end = min(length, offset + _READ_BLOCK)
+            if offset < skip.start < end:
+                end = skip.start
+            hasher.update(_pread_all(self._fd, end - offset, offset))
+            offset = end
+        return hasher.digest()
+
+
+def _write(path: str | os.PathLike[str], plan: _Plan) -> WrittenIndex:
+    """The file build: evaluate into a :class:`_BandWriter` over a temporary file beside
+    ``path``, renamed to ``path`` when complete; removed on any failure."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    drawn: list[_Lines] = []
+
+    def lines() -> _Lines:
+        # Once, whoever asks first: the evaluation's ``meanwhile`` or the first run.
+        if not drawn:
+            drawn.append(plan.draw())
+        return drawn[0]
+
+    # Owner-only until complete: before its bands are sorted, an entry's position in the
+    # temporary file is its reference's row, which links one reference's entries across
+    # bands (the finished file's order does not).
+    fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            writer = _BandWriter(fd, plan, lines)
+            plan.evaluate(lines, writer.store)
+            header, drawn_lines = writer.finish()
+            os.fchmod(fd, 0o644)  # a published index is public, like BuiltIndex.write's
+        finally:
+            os.close(fd)
+        size = temporary.stat().st_size
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return WrittenIndex(header, target, size, drawn_lines.handle_map)
+
+
+def build_index_file(
+    path: str | os.PathLike[str],
+    secret_key: SecretKey,
+    banding: Banding,
+    references: Sequence[Reference],
+    *,
+    canaries: Sequence[bytes] | None = None,
+    tag_bytes: int = 4,
+    handle_bytes: int = HANDLE_SIZE,
+    processes: int | None = None,
+    random_bytes: RandomBytes = secrets.token_bytes,
+    grouped: bool = False,
+    evaluator: ChunkEvaluator | None = None,
+) -> WrittenIndex:
+    """:func:`build_index` written straight to ``path``, its memory bounded by one run
+    and one band instead of growing with the file.
+
+    The file is byte-identical to ``build_index(...).data`` with the same arguments (same
+    key and ``random_bytes``). It is assembled in a temporary file in ``path``'s
+    directory (``.NAME.RANDOM.tmp``), renamed to ``path`` when complete and removed if the
+    build fails; the directory needs the file's length free, nothing more.
+
+    Args:
+        path: the index file to write (replaced atomically if it exists).
+        secret_key, banding, references, canaries, tag_bytes, handle_bytes, processes,
+            random_bytes, grouped, evaluator: as for :func:`build_index`.
+
+    Returns:
+        The file's header, path, size and the private handle -> report id map.
+
+    Raises:
+        As :func:`build_index`, and ``OSError`` when the file cannot be written.
+    """
+    chosen = default_canaries(banding) if canaries is None else list(canaries)
+    plan = _plan(
         secret_key,
-        base.banding,
+        banding,
         references,
-        [],
-        kind=IndexKind.DELTA,
-        base_digest=base.digest,
-        tag_bytes=base.tag_bytes,
-        handle_bytes=base.handle_bytes,
+        chosen,
+        kind=IndexKind.FULL,
+        base_digest=bytes(32),
+        tag_bytes=tag_bytes,
+        handle_bytes=handle_bytes,
         processes=processes,
         random_bytes=random_bytes,
+        grouped=grouped,
         evaluator=evaluator,
     )
+    return _write(path, plan)
+
+
+def add_references_file(
+    path: str | os.PathLike[str],
+    secret_key: SecretKey,
+    base: IndexHeader,
+    references: Sequence[Reference],
+    *,
+    processes: int | None = None,
+    random_bytes: RandomBytes = secrets.token_bytes,
+    evaluator: ChunkEvaluator | None = None,
+) -> WrittenIndex:
+    """:func:`add_references` written straight to ``path`` (as :func:`build_index_file`).
+
+    Raises:
+        As :func:`add_references`, and ``OSError`` when the file cannot be written.
+    """
+    plan = _delta_plan(secret_key, base, references, processes, random_bytes, evaluator)
+    return _write(path, plan)

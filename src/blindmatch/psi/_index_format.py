@@ -60,6 +60,7 @@ from blindmatch.psi.kdf import HANDLE_SIZE, TAG_SIZES, ReportHandle
 __all__ = [
     "Canary",
     "DIGEST_OFFSET",
+    "DIGEST_SIZE",
     "FileHeader",
     "FIXED_SIZE",
     "FORMAT_VERSION",
@@ -97,7 +98,7 @@ VOPRF_MODE = 1
 SHARE_BYTES = 8
 FIXED_SIZE = 128
 DIGEST_OFFSET = 88
-_DIGEST_SIZE = 32
+DIGEST_SIZE = 32
 _ALIGN = 64
 _FIXED = struct.Struct("<8sHBBIQQIHHBBBBIHI2s32s32s8s")
 _MIN_HANDLE_BYTES = 8
@@ -248,9 +249,9 @@ class IndexHeader:
         for canary in self.canaries:
             if len(canary.hash) != self.banding.hash_bytes:
                 raise IndexFormatError("canary hash length does not match the signal")
-        if len(self.base_digest) != _DIGEST_SIZE or len(self.digest) != _DIGEST_SIZE:
+        if len(self.base_digest) != DIGEST_SIZE or len(self.digest) != DIGEST_SIZE:
             raise IndexFormatError("digests must be 32 bytes")
-        if (self.kind is IndexKind.FULL) != (self.base_digest == bytes(_DIGEST_SIZE)):
+        if (self.kind is IndexKind.FULL) != (self.base_digest == bytes(DIGEST_SIZE)):
             raise IndexFormatError("a delta names its base digest; a full index names none")
         if self.group_count is not None:
             if type(self.group_count) is not int or not 0 <= self.group_count < _MAX_GROUPS:
@@ -358,7 +359,7 @@ def compute_digest(data: bytes | memoryview) -> bytes:
     """SHA-256 of an index file's bytes without its digest field."""
     view = memoryview(data)
     hasher = hashlib.sha256(view[:DIGEST_OFFSET])
-    hasher.update(view[DIGEST_OFFSET + _DIGEST_SIZE :])
+    hasher.update(view[DIGEST_OFFSET + DIGEST_SIZE :])
     return hasher.digest()
 
 

@@ -10,6 +10,8 @@ surface (this one):
 - build (:mod:`blindmatch.psi._index_build`): :func:`build_index` evaluates the PRF over
   every band of every reference, on every core, and assembles the file;
   :func:`add_references` builds a delta of new references against a full index;
+  :func:`build_index_file` and :func:`add_references_file` write the same bytes straight
+  to a file, their memory a run and a band rather than a multiple of the file;
 - lookup (:mod:`blindmatch.psi._index_lookup`): :class:`Index` memory-maps a file and
   turns an upload's ``L`` OPRF outputs into matched report handles, with bounded work,
   and (a grouped index, format version 2) maps a matched handle to its group
@@ -36,8 +38,11 @@ from blindmatch.psi._index_build import (
     ChunkEvaluator,
     EntryChunk,
     Reference,
+    WrittenIndex,
     add_references,
+    add_references_file,
     build_index,
+    build_index_file,
     default_canaries,
 )
 from blindmatch.psi._index_delta import INDEX_SET_DOMAIN, IndexSet, current_digest, merge_indexes
@@ -81,10 +86,13 @@ __all__ = [
     "IndexSet",
     "MatchResult",
     "Reference",
+    "WrittenIndex",
     "add_compact_references",
     "add_references",
+    "add_references_file",
     "build_compact_index",
     "build_index",
+    "build_index_file",
     "current_digest",
     "default_canaries",
     "default_max_hits",

@@ -3,9 +3,10 @@
 Theory of operation
 -------------------
 A *publication* is one full version of the indexes of one key epoch: one file per signal
-type, built by the existing process-pool builder (:func:`blindmatch.psi.index.build_index`,
-every core) from the live reports (not withdrawn, not suspended). Between full versions,
-reports that arrive are published in *deltas* of that version
+type, built by the existing process-pool builder straight into its file
+(:func:`blindmatch.psi.index.build_index_file`, every core, memory bounded by a run and a
+band rather than the file's size) from the live reports (not withdrawn, not suspended).
+Between full versions, reports that arrive are published in *deltas* of that version
 (:func:`blindmatch.psi.index.add_references`, kind ``DELTA``, each extending the full index
 directly: psi refuses a delta of a delta), numbered 1, 2, ... per signal. A platform holding
 version V with deltas 1..n downloads only deltas n+1..m; when the manifest names a new
@@ -87,10 +88,11 @@ from blindmatch.psi.index import (
     CompactIndex,
     Index,
     Reference,
+    WrittenIndex,
     add_compact_references,
     add_references,
     build_compact_index,
-    build_index,
+    build_index_file,
 )
 from blindmatch.psi.keys import SecretKey
 from blindmatch.service import audit
@@ -364,6 +366,23 @@ def _file_entry(
     }
 
 
+def _written_entry(
+    signal: str, name: str, written: WrittenIndex, references: int
+) -> dict[str, Any]:
+    """:func:`_file_entry` of an index built into a file (its SHA-256 read in blocks)."""
+    with written.path.open("rb") as file:
+        sha256 = hashlib.file_digest(file, "sha256").digest()
+    return {
+        "signal": signal,
+        "name": name,
+        "sha256": sha256,
+        "index_digest": written.digest,
+        "size": written.size,
+        "entries": written.header.entry_count,
+        "references": references,
+    }
+
+
 def _write_temporary(directory: Path, data: bytes) -> Path:
     path = directory / f".build-{secrets.token_hex(8)}.tmp"
     path.write_bytes(data)
@@ -402,7 +421,7 @@ def publish(
     try:
         for signal in INDEX_SIGNALS:
             references = collected.per_signal[signal]
-            built: BuiltIndex | BuiltCompactIndex
+            name = f"{signal}{_suffix(settings, signal)}"
             if is_compact(settings, signal):
                 built, mapping = _build_compact(
                     secret,
@@ -414,20 +433,26 @@ def publish(
                     evaluator=evaluator,
                 )
                 handle_rows.update(mapping)
-            else:
-                built = build_index(
-                    secret,
-                    banding_for(signal),
-                    references,
-                    processes=processes,
-                    grouped=signal in GROUPED_SIGNALS,
-                    evaluator=evaluator,
-                )
-                for handle, report_id in built.handles.items():
-                    handle_rows[bytes(handle)] = [collected.report_pk[report_id]]
-            name = f"{signal}{_suffix(settings, signal)}"
-            temporary[name] = _write_temporary(epoch_dir, built.data)
-            files.append(_file_entry(signal, name, built, len(references)))
+                temporary[name] = _write_temporary(epoch_dir, built.data)
+                files.append(_file_entry(signal, name, built, len(references)))
+                continue
+            # A banded full index is built straight into its file (build_index_file): the
+            # publisher's memory stays a run and a band, not a multiple of the file.
+            path = epoch_dir / f".build-{secrets.token_hex(8)}.tmp"
+            temporary[name] = path
+            written = build_index_file(
+                path,
+                secret,
+                banding_for(signal),
+                references,
+                processes=processes,
+                grouped=signal in GROUPED_SIGNALS,
+                evaluator=evaluator,
+            )
+            path.chmod(0o644)
+            for handle, report_id in written.handles.items():
+                handle_rows[bytes(handle)] = [collected.report_pk[report_id]]
+            files.append(_written_entry(signal, name, written, len(references)))
         try:
             with database.begin() as connection:
                 latest = _latest(connection, epoch)
