@@ -66,8 +66,8 @@ def pair(
         assert len(started) == 2, f"an instance did not start: {futures[0].exception()!r}"
         yield started[0], started[1]
     finally:
-        for server in started:
-            server.stop()
+        with ThreadPoolExecutor(2) as pool:  # both shut down at once, as they started
+            list(pool.map(lambda server: server.stop(), started))
 
 
 def _sql_url(server: Server) -> str:
