@@ -283,9 +283,11 @@ def references(manifest: dict[str, object], signal: str) -> int:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    with postgres_server() as server:
-        yield server
+def postgres(postgres_cluster: PostgresServer) -> PostgresServer:
+    """The session's PostgreSQL server. A session fixture imported into several modules is
+    set up once per module; the cluster itself is ``postgres_cluster`` of conftest.py, so
+    the whole session starts one."""
+    return postgres_cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
