@@ -235,7 +235,7 @@ def start_server(
                 return server
         except httpx.TransportError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.1)
     server.stop(kill=True)
     raise AssertionError("blindmatch serve did not answer within 60 s")
 
@@ -265,7 +265,9 @@ def wait_published(
             manifest: dict[str, object] = json.loads(answer.json()["manifest"])
             if predicate is None or predicate(manifest):  # type: ignore[operator]
                 return manifest
-        time.sleep(0.3)
+        # A manifest is cheap to serve; a short interval keeps tests from idling after
+        # the publisher (it polls every second in these tests) has published.
+        time.sleep(0.1)
     raise AssertionError("nothing was published in time")
 
 
@@ -281,9 +283,11 @@ def references(manifest: dict[str, object], signal: str) -> int:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    with postgres_server() as server:
-        yield server
+def postgres(postgres_cluster: PostgresServer) -> PostgresServer:
+    """The session's PostgreSQL server. A session fixture imported into several modules is
+    set up once per module; the cluster itself is ``postgres_cluster`` of conftest.py, so
+    the whole session starts one."""
+    return postgres_cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -83,29 +83,43 @@ class World:
         )
 
 
-@pytest.fixture(
-    scope="module",
-    params=[("sqlite", 1), ("postgresql", 2)],
-    ids=["sqlite-1-worker", "postgresql-2-workers"],
-)
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    database, workers = request.param
-    database_url = ""
-    if database == "postgresql":
-        database_url = request.getfixturevalue("postgres").new_database()
-    root = tmp_path_factory.mktemp("client-video")
+@pytest.fixture(scope="module")
+def videos(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, VideoFingerprint, VideoFingerprint, VideoFingerprint]:
+    """The three videos (encoded and hashed once for both deployments) and their folder."""
+    root = tmp_path_factory.mktemp("client-video-media")
     rng = np.random.default_rng(31)
     scenes = [photo_like(rng, *SIZE) for _ in range(5)]
     reported = _video(root / "reported.mp4", scenes, "18")
     # The first three seconds, encoded again at another quality: other bytes, same scenes.
     trimmed = _video(root / "trimmed.mp4", scenes[:3], "28")
     unrelated = _video(root / "unrelated.mp4", [photo_like(rng, *SIZE) for _ in range(4)], "18")
+    return root, reported, trimmed, unrelated
+
+
+@pytest.fixture(
+    scope="module",
+    params=[("sqlite", 1), ("postgresql", 2)],
+    ids=["sqlite-1-worker", "postgresql-2-workers"],
+)
+def world(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    videos: tuple[Path, VideoFingerprint, VideoFingerprint, VideoFingerprint],
+) -> Iterator[World]:
+    database, workers = request.param
+    database_url = ""
+    if database == "postgresql":
+        database_url = request.getfixturevalue("postgres").new_database()
+    root, reported, trimmed, unrelated = videos
     data = (root / "reported.mp4").read_bytes()
     md5 = hashlib.md5(data, usedforsecurity=False).digest()
     server = start_server(
-        root / "data", database_url, workers=workers, limits={"intake_per_hour": "1000"}
+        tmp_path_factory.mktemp("client-video") / "data",
+        database_url,
+        workers=workers,
+        limits={"intake_per_hour": "1000"},
     )
     try:
         with ReportingClient(server.url) as person:

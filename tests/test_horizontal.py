@@ -45,21 +45,29 @@ REPORTED = hashlib.md5(b"reported through instance A", usedforsecurity=False).he
 OTHER = hashlib.md5(b"an upload nobody reported", usedforsecurity=False).digest()
 
 
-@pytest.fixture
-def pair(tmp_path: Path, database_url: str) -> Iterator[tuple[Server, Server]]:  # noqa: F811
-    data = tmp_path / "shared" / "data"
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def pair(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, Server]]:
+    # One pair per database serves the module (a start costs seconds); only
+    # test_report_on_a_matched_on_b_withdrawn_on_b_revoked_on_a reports anything, so its
+    # reference counts hold in any order.
+    url = ""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres").new_database()
+    data = tmp_path_factory.mktemp("horizontal") / "shared" / "data"
     limits = {"intake_per_hour": "1000"}
     # Both start at once: migrations, the audit head, the salt, epoch 0 and the
     # publication key are created by whichever instance gets there first.
     with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(start_server, data, database_url, limits=limits) for _ in "ab"]
+        futures = [pool.submit(start_server, data, url, limits=limits) for _ in "ab"]
     started = [f.result() for f in futures if f.exception() is None]
     try:
         assert len(started) == 2, f"an instance did not start: {futures[0].exception()!r}"
         yield started[0], started[1]
     finally:
-        for server in started:
-            server.stop()
+        with ThreadPoolExecutor(2) as pool:  # both shut down at once, as they started
+            list(pool.map(lambda server: server.stop(), started))
 
 
 def _sql_url(server: Server) -> str:

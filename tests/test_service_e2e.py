@@ -3,15 +3,19 @@
 A person reports, the publisher builds, a platform downloads the signed manifest and the
 index, runs the private matching protocol over HTTP and finds the report; the person
 withdraws and the handle is revoked in the next manifest at once.
+
+One server per database serves the whole module (a start costs seconds): every test
+reports hashes of its own and counts references relative to what was published when it
+began, so the tests pass in any order and alone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -33,22 +37,36 @@ from blindmatch.psi.oprf import Mode
 from blindmatch.service.schema import audit_log, platforms, quota_usage
 from service_support import (  # noqa: F401 - fixtures
     Server,
-    database_url,
     postgres,
     references,
     start_server,
     wait_published,
 )
 
-REPORTED = hashlib.md5(b"a reported file", usedforsecurity=False).hexdigest()
 OTHER = hashlib.md5(b"an unrelated upload", usedforsecurity=False).digest()
 
 
-@pytest.fixture
-def server(tmp_path: Path, database_url: str) -> Iterator[Server]:  # noqa: F811
-    running = start_server(tmp_path / "data", database_url, limits={"intake_per_hour": "1000"})
+def _reported() -> str:
+    """An MD5 no other test reports (the server is shared by the module)."""
+    return hashlib.md5(secrets.token_bytes(16), usedforsecurity=False).hexdigest()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    database_url = ""
+    if request.param == "postgresql":
+        database_url = request.getfixturevalue("postgres").new_database()
+    root = tmp_path_factory.mktemp("service-e2e")
+    running = start_server(root / "data", database_url, limits={"intake_per_hour": "1000"})
     yield running
     running.stop()
+
+
+def _published_md5(client: httpx.Client) -> int:
+    """MD5 references published now (every earlier test waited for its own to publish)."""
+    return references(wait_published(client), "md5")
 
 
 def _report(client: httpx.Client, fingerprints: list[dict[str, object]]) -> httpx.Response:
@@ -136,12 +154,14 @@ def _match(
 
 
 def test_report_publish_match_withdraw(server: Server) -> None:
+    reported = _reported()
     with server.client() as client:
-        made = _report(client, [{"signal": "md5", "hash": REPORTED}])
+        before = _published_md5(client)
+        made = _report(client, [{"signal": "md5", "hash": reported}])
         assert made.status_code == 201
         report_id, receipt = made.json()["report_id"], made.json()["receipt"]
         headers = {"Blindmatch-Receipt": receipt}
-        wait_published(client, lambda m: references(m, "md5") == 1)
+        wait_published(client, lambda m: references(m, "md5") == before + 1)
         status = client.get(f"/v1/reports/{report_id}", headers=headers)
         assert status.status_code == 200
         assert status.json()["status"] == "published"
@@ -149,7 +169,7 @@ def test_report_publish_match_withdraw(server: Server) -> None:
         assert manifest["revoked_handles"] == []
 
         api_key = _platform_key(server)
-        uploads = [Upload("hit", "md5", bytes.fromhex(REPORTED)), Upload("miss", "md5", OTHER)]
+        uploads = [Upload("hit", "md5", bytes.fromhex(reported)), Upload("miss", "md5", OTHER)]
         handles = _match(client, api_key, manifest, uploads)
         assert len(handles) == 1
 
@@ -162,7 +182,7 @@ def test_report_publish_match_withdraw(server: Server) -> None:
         assert again.status_code == 409
         assert again.json()["error"]["code"] == "already_withdrawn"
         # The next full index no longer holds the report.
-        rebuilt = wait_published(client, lambda m: references(m, "md5") == 0)
+        rebuilt = wait_published(client, lambda m: references(m, "md5") == before)
         assert rebuilt["revoked_handles"] == []
     verified = server.admin("--json", "audit", "verify")
     kinds = json.loads(verified.stdout)
@@ -248,8 +268,9 @@ def test_refusals_are_typed_4xx(server: Server) -> None:
 
 def test_matching_refusals_quota_and_disabled_keys(server: Server) -> None:
     with server.client() as client:
-        assert _report(client, [{"signal": "md5", "hash": REPORTED}]).status_code == 201
-        manifest = wait_published(client, lambda m: references(m, "md5") == 1)
+        before = _published_md5(client)
+        assert _report(client, [{"signal": "md5", "hash": _reported()}]).status_code == 201
+        manifest = wait_published(client, lambda m: references(m, "md5") == before + 1)
         api_key = _platform_key(server, daily=100, name="small")
         auth = {"Authorization": f"Bearer {api_key}"}
         opened = client.post("/v1/match/sessions", content=b"\x01\x01\x00\x01\x01", headers=auth)
@@ -306,13 +327,15 @@ def test_openapi_document_lists_only_v1_routes(server: Server) -> None:
 
 
 def test_disputes_from_distinct_platforms_suspend_a_report_pending_review(server: Server) -> None:
+    reported = _reported()
     with server.client() as client:
-        made = _report(client, [{"signal": "md5", "hash": REPORTED}])
+        before = _published_md5(client)
+        made = _report(client, [{"signal": "md5", "hash": reported}])
         report_id, receipt = made.json()["report_id"], made.json()["receipt"]
-        manifest = wait_published(client, lambda m: references(m, "md5") == 1)
+        manifest = wait_published(client, lambda m: references(m, "md5") == before + 1)
         keys = [_platform_key(server, name=f"platform-{n}") for n in range(3)]
         handles = _match(
-            client, keys[0], manifest, [Upload("hit", "md5", bytes.fromhex(REPORTED))], audit=False
+            client, keys[0], manifest, [Upload("hit", "md5", bytes.fromhex(reported))], audit=False
         )
         assert len(handles) == 1
 
@@ -343,6 +366,8 @@ def test_disputes_from_distinct_platforms_suspend_a_report_pending_review(server
         server.admin("reports", "reinstate", report_id)
         assert json.loads(server.admin("--json", "reports", "review").stdout) == []
         assert _signed_manifest(client)["revoked_handles"] == []
+        # Published again (the module's next test counts from here).
+        wait_published(client, lambda m: references(m, "md5") == before + 1)
         again = server.admin("reports", "remove", report_id, check=False)
         assert again.returncode == 2
         assert "no suspended report" in again.stderr

@@ -11,6 +11,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -41,41 +42,69 @@ def _intake(client: httpx.Client, number: int) -> httpx.Response:
     )
 
 
-def test_two_workers_share_one_quota(tmp_path: Path, database_url: str) -> None:  # noqa: F811
-    server = start_server(tmp_path / "data", database_url, workers=2)
+@dataclass
+class TwoWorkers:
+    """A server with two workers on one database, shared by the module's tests that need
+    one (a start costs seconds); a test that kills it leaves the next a new one."""
+
+    data: Path
+    database_url: str
+    server: Server | None = None
+
+    def running(self) -> Server:
+        if self.server is None or self.server.process.poll() is not None:
+            self.server = start_server(
+                self.data, self.database_url, workers=2, limits={"intake_per_hour": "100000"}
+            )
+        return self.server
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def two_workers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TwoWorkers]:
+    url = ""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres").new_database()
+    shared = TwoWorkers(tmp_path_factory.mktemp("two-workers") / "data", url)
     try:
-        out = server.admin("platform", "create", "pair", "--daily-elements", "400")
-        auth = {"Authorization": f"Bearer {json.loads(out.stdout)['api_key']}"}
-        with server.client() as client:
-            opened = client.post("/v1/match/sessions", content=Hello().encode(), headers=auth)
-            assert opened.status_code == 201
-            info = decode(opened.content)
-            assert isinstance(info, ServerInfo)
-            assert info.element_limit == 400
-            path = opened.headers["Location"]
-            element = Element(bytes(info.public_key))
-
-            def send(batch_id: int) -> int:
-                request = EvaluateRequest(
-                    info.suite, info.mode, info.key_epoch, info.key_id, batch_id, (element,) * 30
-                )
-                with server.client() as own:
-                    return own.post(path, content=request.encode(), headers=auth).status_code
-
-            with ThreadPoolExecutor(8) as pool:
-                statuses = list(pool.map(send, range(24)))
-        assert statuses.count(200) == 13  # 13 * 30 = 390 <= 400 < 14 * 30
-        assert statuses.count(429) == 11
+        yield shared
     finally:
-        server.stop()
+        if shared.server is not None:
+            shared.server.stop()
+
+
+def test_two_workers_share_one_quota(two_workers: TwoWorkers) -> None:
+    server = two_workers.running()
+    out = server.admin("platform", "create", "pair", "--daily-elements", "400")
+    auth = {"Authorization": f"Bearer {json.loads(out.stdout)['api_key']}"}
+    with server.client() as client:
+        opened = client.post("/v1/match/sessions", content=Hello().encode(), headers=auth)
+        assert opened.status_code == 201
+        info = decode(opened.content)
+        assert isinstance(info, ServerInfo)
+        assert info.element_limit == 400
+        path = opened.headers["Location"]
+        element = Element(bytes(info.public_key))
+
+        def send(batch_id: int) -> int:
+            request = EvaluateRequest(
+                info.suite, info.mode, info.key_epoch, info.key_id, batch_id, (element,) * 30
+            )
+            with server.client() as own:
+                return own.post(path, content=request.encode(), headers=auth).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(send, range(24)))
+    assert statuses.count(200) == 13  # 13 * 30 = 390 <= 400 < 14 * 30
+    assert statuses.count(429) == 11
 
 
 def test_kill_9_in_a_burst_of_intakes_loses_no_acknowledged_report(
-    tmp_path: Path,
-    database_url: str,  # noqa: F811
+    two_workers: TwoWorkers,
 ) -> None:
-    data = tmp_path / "data"
-    server = start_server(data, database_url, workers=2, limits={"intake_per_hour": "100000"})
+    data, url = two_workers.data, two_workers.database_url
+    server = two_workers.running()
     acknowledged: list[tuple[str, str]] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -105,7 +134,7 @@ def test_kill_9_in_a_burst_of_intakes_loses_no_acknowledged_report(
     stop.set()
     for thread in threads:
         thread.join()
-    restarted = start_server(data, database_url)
+    restarted = start_server(data, url)
     try:
         with restarted.client() as client:
             for report_id, receipt in acknowledged:
