@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import random
 import secrets
@@ -67,6 +68,62 @@ def _pdq_refs(count: int) -> list[Reference]:
 def _same(local: BuiltIndex, remote: BuiltIndex) -> None:
     assert remote.data == local.data
     assert remote.handles == local.handles
+
+
+# --- the timeout's settings, without a cluster ------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 0.0, math.nan, math.inf, True, "5"])
+def test_a_bad_task_timeout_is_refused(timeout: Any) -> None:
+    from blindmatch.errors import InvalidParameter
+
+    with pytest.raises(InvalidParameter, match="task_timeout"):
+        RayBuild(task_timeout=timeout)
+
+
+def test_the_task_timeout_setting_reaches_the_publisher(tmp_path: Path) -> None:
+    from blindmatch.service.errors import ConfigurationError
+    from blindmatch.service.publisher import evaluator_for
+    from blindmatch.service.settings import ENV_RAY_TASK_TIMEOUT, Settings
+
+    def built(**env: str) -> RayBuild:
+        base = Settings(tmp_path, ray_address="10.0.0.5:6379").to_env()
+        base.pop(ENV_RAY_TASK_TIMEOUT)
+        evaluator = evaluator_for(Settings.from_env({**base, **env}))
+        assert isinstance(evaluator, RayBuild)
+        return evaluator
+
+    assert built().task_timeout == 600.0  # the default: a hung task cannot hold a build
+    assert built(BLINDMATCH_RAY_TASK_TIMEOUT="30").task_timeout == 30.0
+    assert built(BLINDMATCH_RAY_TASK_TIMEOUT="0").task_timeout is None
+    settings = Settings(tmp_path, ray_address="auto", ray_task_timeout=45)
+    assert Settings.from_env(settings.to_env()).ray_task_timeout == 45.0
+    for bad in ("soon", "-1", "nan", "inf"):
+        with pytest.raises(ConfigurationError, match=r"ray_task_timeout|RAY_TASK_TIMEOUT"):
+            built(BLINDMATCH_RAY_TASK_TIMEOUT=bad)
+
+
+def test_the_task_timeout_option_is_read_by_serve_and_publish(tmp_path: Path) -> None:
+    from blindmatch.cli import build_parser
+    from blindmatch.cli.serve import settings_from
+
+    parser = build_parser()
+    where = ["--data-dir", str(tmp_path)]
+    options = ["--ray-address", "auto", "--ray-task-timeout", "90"]
+    for argv in (["serve", *where, *options], ["admin", *where, "index", "publish", *options]):
+        settings = settings_from(parser.parse_args(argv))
+        assert (settings.ray_address, settings.ray_task_timeout) == ("auto", 90.0)
+
+
+def test_a_bad_task_timeout_option_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from blindmatch.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--data-dir", "x", "--ray-task-timeout", "-5"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--ray-task-timeout: expected a number of seconds >= 0" in err
+    assert "Traceback" not in err
 
 
 # --- the cluster ----------------------------------------------------------------------------
