@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from blindmatch.cli._argtypes import positive_int
+from blindmatch.cli._argtypes import non_negative_seconds, positive_int
 from blindmatch.errors import BlindmatchError
 
 __all__ = ["register", "run"]
@@ -61,9 +61,9 @@ def add_database_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--ray-address`` and ``--exact-index``: where indexes are built and how the exact
-    signals are published, shared by ``serve`` and ``admin index publish`` (a version
-    built by hand must have the format the publisher would give it)."""
+    """``--ray-address``, ``--ray-task-timeout`` and ``--exact-index``: where indexes are
+    built and how the exact signals are published, shared by ``serve`` and ``admin index
+    publish`` (a version built by hand must have the format the publisher would give it)."""
     parser.add_argument(
         "--ray-address",
         default=os.environ.get("BLINDMATCH_RAY_ADDRESS", ""),
@@ -71,6 +71,15 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="build indexes on Ray (needs the 'ray' extra): 'local' starts Ray on this "
         "machine, else a cluster's address (HOST:PORT, auto, ray://HOST:10001); "
         "default: local worker processes. See docs/deployment.md",
+    )
+    parser.add_argument(
+        "--ray-task-timeout",
+        type=non_negative_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="with --ray-address: a build's Ray task unanswered after SECONDS is cancelled "
+        "and resubmitted (3 submissions, then the publication fails and is retried); 0 waits "
+        "for ever (default: BLINDMATCH_RAY_TASK_TIMEOUT, else 600)",
     )
     parser.add_argument(
         "--exact-index",
@@ -133,6 +142,8 @@ def settings_from(args: argparse.Namespace) -> Any:
         settings = replace(
             settings, exact_index=args.exact_index, ray_address=args.ray_address.strip()
         )
+    if getattr(args, "ray_task_timeout", None) is not None:
+        settings = replace(settings, ray_task_timeout=args.ray_task_timeout)
     return settings
 
 

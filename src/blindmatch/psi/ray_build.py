@@ -35,6 +35,16 @@ again that every row was stored exactly once (:class:`~blindmatch.psi.index.Chun
 A chunk that still fails ends the build with :class:`~blindmatch.errors.WorkerError`
 (no partial index).
 
+Hangs: a task that neither answers nor dies (a wedged node, a worker stuck in a system
+call) would hold the build forever, since Ray retries only tasks whose worker died. With
+``task_timeout`` a task still unanswered that many seconds after its submission is
+cancelled with ``force=True`` (Ray kills the worker running it; a cancelled task is not
+retried by Ray) and resubmitted here like a failed one, within the same ``attempts``.
+The clock starts at submission, so it includes the time a task waits for a CPU: at most
+``in_flight`` tasks are submitted, by default twice the cluster's CPUs, so on a cluster
+that runs only this build a task waits for about one other chunk (~0.3 s at the default
+chunk); a timeout is meant to be minutes, not a tight bound on a chunk's run.
+
 Key material: the 32-byte secret key scalar is an argument of every task (inline in the
 task's specification, never in the object store), and each task carries its references'
 band inputs (above Ray's 100 KiB inline limit at the default chunk, so those do pass
@@ -50,7 +60,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
@@ -102,9 +114,13 @@ class RayBuild(Closing):
             own ``max_retries``).
         max_retries: Ray's retries of a task whose worker died.
         num_cpus: CPUs of a local Ray instance this starts (``None``: all).
+        task_timeout: seconds after its submission that a task still unanswered is
+            cancelled (its worker killed) and resubmitted, as one of its ``attempts``;
+            ``None`` waits for ever (Ray still retries a task whose worker dies).
 
     Raises:
-        InvalidParameter: a count that is not a positive int, an empty address.
+        InvalidParameter: a count that is not a positive int, an empty address, a
+            timeout that is not a positive finite number.
     """
 
     def __init__(
@@ -116,6 +132,7 @@ class RayBuild(Closing):
         attempts: int = 3,
         max_retries: int = 3,
         num_cpus: int | None = None,
+        task_timeout: float | None = None,
     ) -> None:
         if not isinstance(address, str) or not address:
             raise InvalidParameter("a Ray address is a non-empty string")
@@ -129,12 +146,19 @@ class RayBuild(Closing):
                 raise InvalidParameter(f"{name} must be a positive int")
         if type(max_retries) is not int or max_retries < 0:
             raise InvalidParameter("max_retries must be a non-negative int")
+        if task_timeout is not None and (
+            type(task_timeout) not in (int, float)
+            or not math.isfinite(task_timeout)
+            or task_timeout <= 0
+        ):
+            raise InvalidParameter("task_timeout must be a positive number of seconds or None")
         self._address = address
         self._chunk_entries = chunk_entries
         self._in_flight = in_flight
         self._attempts = attempts
         self._max_retries = max_retries
         self._num_cpus = num_cpus
+        self._task_timeout = None if task_timeout is None else float(task_timeout)
         self._started = False
         self._remote: Any = None
 
@@ -150,6 +174,11 @@ class RayBuild(Closing):
     def chunk_entries(self) -> int:
         """Band inputs per task."""
         return self._chunk_entries
+
+    @property
+    def task_timeout(self) -> float | None:
+        """Seconds a task may stay unanswered before it is cancelled and resubmitted."""
+        return self._task_timeout
 
     def _task(self) -> ChunkTask:
         """The function each task runs (a test subclass wraps it to inject faults)."""
@@ -193,7 +222,7 @@ class RayBuild(Closing):
 
         Raises:
             BackendUnavailable: the ``ray`` extra is not installed.
-            WorkerError: a chunk failed ``attempts`` times.
+            WorkerError: a chunk failed (or timed out) ``attempts`` times.
         """
         if not isinstance(secret_key, Scalar):
             raise TypeError("secret_key must be a Scalar")
@@ -201,12 +230,22 @@ class RayBuild(Closing):
         remote = self._remote
         window = self._window(ray)
         key = bytes(secret_key)
-        # ObjectRef -> (chunk, submissions so far); chunks are kept until answered.
-        pending: dict[Any, tuple[EntryChunk, int]] = {}
+        timeout = self._task_timeout
+        # ObjectRef -> (chunk, submissions so far, deadline); chunks are kept until answered.
+        pending: dict[Any, tuple[EntryChunk, int, float]] = {}
 
         def submit(chunk: EntryChunk, attempt: int) -> None:
             ref = remote.remote(key, chunk.joined, chunk.width, tag_bytes)
-            pending[ref] = (chunk, attempt)
+            deadline = math.inf if timeout is None else time.monotonic() + timeout
+            pending[ref] = (chunk, attempt, deadline)
+
+        def retry(chunk: EntryChunk, attempt: int, reason: str) -> None:
+            if attempt >= self._attempts:
+                raise WorkerError(
+                    f"a Ray task of the index build failed {attempt} times (the last: {reason})"
+                )
+            log.warning("a Ray task of the index build failed (%s); resubmitting it", reason)
+            submit(chunk, attempt + 1)
 
         def refill() -> None:
             while len(pending) < window:
@@ -219,19 +258,27 @@ class RayBuild(Closing):
             refill()
             meanwhile()
             while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                wait: float | None = None
+                if timeout is not None:
+                    first = min(deadline for _, _, deadline in pending.values())
+                    wait = max(0.0, first - time.monotonic())
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait)
                 for ref in ready:
-                    chunk, attempt = pending.pop(ref)
+                    chunk, attempt, _ = pending.pop(ref)
                     answer = self._answer(ray, ref, chunk, tag_bytes)
                     if answer is None:
-                        if attempt >= self._attempts:
-                            raise WorkerError(
-                                f"a Ray task of the index build failed {attempt} times"
-                            )
-                        log.warning("a Ray task of the index build failed; resubmitting it")
-                        submit(chunk, attempt + 1)
+                        retry(chunk, attempt, "an error or a wrong answer")
                         continue
                     yield chunk, answer[0], answer[1]
+                if timeout is not None:
+                    now = time.monotonic()
+                    for ref in [r for r, (_, _, deadline) in pending.items() if deadline <= now]:
+                        chunk, attempt, _ = pending.pop(ref)
+                        # force: a hung task ignores the KeyboardInterrupt of a plain cancel;
+                        # Ray kills its worker instead, and does not retry it itself.
+                        with contextlib.suppress(Exception):
+                            ray.cancel(ref, force=True)
+                        retry(chunk, attempt, f"no answer within {timeout:g} s")
                 refill()
         finally:
             # A build that stops early (an error here or in the caller) cancels what is in

@@ -86,11 +86,12 @@ def _prune(settings: Settings, database: Database) -> None:
 
 def evaluator_for(settings: Settings) -> RayBuild | None:
     """The builds' evaluator the settings ask for: a :class:`RayBuild` on
-    ``settings.ray_address`` (connected at the first build), or ``None`` for this
-    machine's process pool."""
+    ``settings.ray_address`` (connected at the first build) with
+    ``settings.ray_task_timeout``, or ``None`` for this machine's process pool."""
     if not settings.ray_address:
         return None
-    return RayBuild(settings.ray_address)
+    timeout = settings.ray_task_timeout
+    return RayBuild(settings.ray_address, task_timeout=timeout if timeout > 0 else None)
 
 
 def run(settings: Settings, parent: int | None = None) -> None:

@@ -24,6 +24,7 @@ Data directory layout (docs/deployment.md)::
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "ENV_PAGE_DIR",
     "ENV_PAGE_POLICY",
     "ENV_RAY_ADDRESS",
+    "ENV_RAY_TASK_TIMEOUT",
     "EXACT_INDEX_KINDS",
     "Limits",
     "Settings",
@@ -48,6 +50,8 @@ ENV_DATABASE_URL: Final = "BLINDMATCH_DATABASE_URL"
 ENV_PAGE_DIR: Final = "BLINDMATCH_PAGE_DIR"
 ENV_PAGE_POLICY: Final = "BLINDMATCH_PAGE_POLICY"
 ENV_RAY_ADDRESS: Final = "BLINDMATCH_RAY_ADDRESS"
+ENV_RAY_TASK_TIMEOUT: Final = "BLINDMATCH_RAY_TASK_TIMEOUT"
+DEFAULT_RAY_TASK_TIMEOUT: Final = 600.0
 ENV_EXACT_INDEX: Final = "BLINDMATCH_EXACT_INDEX"
 EXACT_INDEX_KINDS: Final = ("compact", "bands")
 _SQLITE_NAME: Final = "blindmatch.sqlite3"
@@ -100,6 +104,10 @@ class Settings:
     ``HOST:PORT`` or ``ray://HOST:PORT``; :class:`blindmatch.psi.ray_build.RayBuild`, the
     ``ray`` extra), or ``""`` for this machine's process pool (the default).
 
+    ``ray_task_timeout``: seconds after which a Ray task of a build that has not answered
+    is cancelled and resubmitted (``RayBuild(task_timeout=...)``; three submissions, then
+    the publication fails and the next poll tries again); ``0`` waits for ever.
+
     ``exact_index``: how the exact signals (``md5``, ``sha256``) are published:
     ``"compact"`` (the default: compact exact indexes, format version 3, about 5 bytes a
     reference) or ``"bands"`` (banded indexes, format version 1, about 28 bytes a
@@ -113,10 +121,14 @@ class Settings:
     page_policy: str = "default-src 'none'; frame-ancestors 'none'"
     ray_address: str = ""
     exact_index: str = "compact"
+    ray_task_timeout: float = DEFAULT_RAY_TASK_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.exact_index not in EXACT_INDEX_KINDS:
             raise ConfigurationError("exact_index must be 'compact' or 'bands'")
+        timeout = self.ray_task_timeout
+        if type(timeout) not in (int, float) or not 0 <= timeout < math.inf:
+            raise ConfigurationError("ray_task_timeout must be a number of seconds >= 0")
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
         if not self.database_url:
             sqlite = self.data_dir / _SQLITE_NAME
@@ -159,6 +171,7 @@ class Settings:
             env[ENV_PAGE_POLICY] = self.page_policy
         if self.ray_address:
             env[ENV_RAY_ADDRESS] = self.ray_address
+        env[ENV_RAY_TASK_TIMEOUT] = repr(float(self.ray_task_timeout))
         env[ENV_EXACT_INDEX] = self.exact_index
         for item in fields(Limits):
             env[_LIMIT_PREFIX + item.name.upper()] = str(getattr(self.limits, item.name))
@@ -187,12 +200,18 @@ class Settings:
                     f"{_LIMIT_PREFIX}{item.name.upper()} is not a number"
                 ) from None
         limits = replace(Limits(), **changes)  # type: ignore[arg-type]
+        timeout_text = env.get(ENV_RAY_TASK_TIMEOUT, "").strip()
+        try:
+            timeout = float(timeout_text) if timeout_text else DEFAULT_RAY_TASK_TIMEOUT
+        except ValueError:
+            raise ConfigurationError(f"{ENV_RAY_TASK_TIMEOUT} is not a number") from None
         settings = cls(
             Path(data_dir),
             env.get(ENV_DATABASE_URL, ""),
             limits,
             ray_address=env.get(ENV_RAY_ADDRESS, "").strip(),
             exact_index=env.get(ENV_EXACT_INDEX, "compact").strip() or "compact",
+            ray_task_timeout=timeout,
         )
         page_dir = env.get(ENV_PAGE_DIR)
         if page_dir:
