@@ -365,7 +365,38 @@ def _build(
     to start the server of a new client (it reads the command line of a server process
     that has already exited: psutil's ZombieProcess in ray/util/client/server/proxier.py),
     and ``ray.init`` raises ConnectionAbortedError before any task ran. The publisher
-    retries such a build at its next poll; the test connects once more."""
+    retries such a build at its next poll; the test connects once more. A Ray Client
+    connection has also been seen to hang in ``ray.init`` (in a full suite run on a loaded
+    machine): the build then runs in a thread given ``_CLIENT_LIMIT`` seconds, and the test
+    fails instead of holding the suite (the cluster's teardown kills the head, which ends
+    the connection)."""
+    if make().address.startswith("ray://"):
+        done: list[BuiltIndex] = []
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                done.append(_build_with_retry(make, references, banding, seed))
+            except BaseException as exc:  # handed to the test's thread below
+                failed.append(exc)
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(_CLIENT_LIMIT)
+        if failed:
+            raise failed[0]
+        if not done:
+            pytest.fail(f"a Ray Client build did not finish within {_CLIENT_LIMIT} s")
+        return done[0]
+    return _build_with_retry(make, references, banding, seed)
+
+
+_CLIENT_LIMIT = 240
+
+
+def _build_with_retry(
+    make: Callable[[], RayBuild], references: list[Reference], banding: Any, seed: int
+) -> BuiltIndex:
     for attempt in (1, 2):
         try:
             with make() as evaluator:
@@ -439,16 +470,16 @@ def _gone(pid: int, within: float) -> bool:
     return False
 
 
-@pytest.mark.parametrize("through", ["address", "client"])
-def test_a_hung_task_is_cancelled_and_resubmitted(
-    cluster: Cluster, tmp_path: Path, through: str
-) -> None:
+# Over HOST:PORT only: the timeout lives in RayBuild's driver loop, the same code whatever
+# the connection (one Ray Client connection per module keeps the suite's exposure to
+# ray-project/ray#63202 small).
+def test_a_hung_task_is_cancelled_and_resubmitted(cluster: Cluster, tmp_path: Path) -> None:
     references = _md5_refs(300)
     marker = tmp_path / "hung"
     local = build_index(KEY, MD5, references, processes=1, random_bytes=_source(3))
     remote = _build(
         lambda: _Probe(
-            getattr(cluster, through), _hang_first_attempt(marker), chunk_entries=64, task_timeout=6
+            cluster.address, _hang_first_attempt(marker), chunk_entries=64, task_timeout=6
         ),
         references,
         MD5,
