@@ -27,6 +27,8 @@ BENCHMARKS: dict[str, str] = {
     "client": "benchmarks.bench_client",
     "retro": "benchmarks.bench_retro",
     "scale": "benchmarks.bench_scale",
+    "quota": "benchmarks.bench_quota",
+    "rebuild": "benchmarks.bench_rebuild",
 }
 
 
