@@ -5,8 +5,9 @@ What is measured
 The publisher keeps publishing deltas until a bound of ``service.settings.Limits``
 (``rebuild_max_deltas``, ``rebuild_delta_fraction``) makes it rebuild (docs/scaling.md,
 "Rebuild policy"). A platform looks up its full index and every delta side by side
-(``psi.index.IndexSet``): each delta is one more KDF pass over the upload's outputs and
-one more search per band. This benchmark measures, for real PDQ indexes (L = 384, the real
+(``psi.index.IndexSet``): each delta is one more search per band (the tags and pads are
+derived once per call; before that, each delta was one more KDF pass too:
+``results/rebuild_before.md``). This benchmark measures, for real PDQ indexes (L = 384, the real
 RFC 9497 build):
 
 - lookup CPU per upload against the full index alone (the floor, same run), then with
