@@ -10,8 +10,8 @@ batches of one platform serialise on its row whatever the number of service inst
 
 This benchmark runs exactly that transaction, with the service's own functions, from 1, 2
 and 4 concurrent writer processes against a throwaway PostgreSQL cluster (as the tests
-start it, or ``BLINDMATCH_TEST_POSTGRES_URL``), at batch sizes of 128, 1024 and 4096
-elements:
+start it, or ``BLINDMATCH_TEST_POSTGRES_URL``), at batch sizes of 128, 1024, 4096
+(the default ``max_batch``) and 65,536 elements (what ``max_binary_body`` allows):
 
 - **one row**: every writer reserves on the same platform (what one busy platform does);
 - **own rows** (the floor, measured in the same run): each writer on its own platform,
@@ -56,7 +56,7 @@ RESULTS = Path(__file__).parent / "results"
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from service_support import postgres_server  # noqa: E402
 
-BATCHES = (128, 1024, 4096)
+BATCHES = (128, 1024, 4096, 65536)
 WRITERS = (1, 2, 4)
 PDQ_ELEMENTS = 388
 """Elements of one PDQ upload (384 bands, pads, canaries: benchmarks/results/scale.md)."""
