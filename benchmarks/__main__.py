@@ -28,6 +28,8 @@ BENCHMARKS: dict[str, str] = {
     "retro": "benchmarks.bench_retro",
     "scale": "benchmarks.bench_scale",
     "build_memory": "benchmarks.bench_build_memory",
+    "quota": "benchmarks.bench_quota",
+    "rebuild": "benchmarks.bench_rebuild",
 }
 
 

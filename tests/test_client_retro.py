@@ -423,7 +423,11 @@ def test_cli_retro_keeps_then_checks(tmp_path: Path) -> None:
     server = start_server(
         tmp_path / "data",
         "",
-        limits={"intake_per_hour": "1000", "rebuild_seconds": "3600"},
+        limits={
+            "intake_per_hour": "1000",
+            "rebuild_seconds": "3600",
+            "rebuild_revoked_fraction": "1",
+        },
     )
     try:
         ch = setup_clearinghouse(server)

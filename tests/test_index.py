@@ -687,6 +687,29 @@ def test_delta_and_merge(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
     assert base.match_many(outputs)[10:] == [[]] * 20
 
 
+def test_an_index_set_derives_once_and_equals_each_index_looked_up_alone(
+    sha_index: tuple[BuiltIndex, list[Reference]],
+) -> None:
+    built, refs = sha_index
+    base = Index.from_bytes(built.to_bytes())
+    deltas = [
+        Index.from_bytes(add_references(KEY, base.header, _sha_refs(3, f"d{n}"), processes=1).data)
+        for n in range(3)
+    ]
+    queries = [r.hash for r in refs[:4]] + [b"\x01" * 32]
+    outputs = _outputs(KEY, SHA, queries)
+    together = IndexSet(base, deltas).lookup_many(outputs)
+    alone = [index.lookup_many(outputs) for index in (base, *deltas)]
+    for n, result in enumerate(together):
+        parts = [a[n] for a in alone]
+        assert result.handles == tuple(sorted({h for p in parts for h in p.handles}))
+        assert result.tag_hits == sum(p.tag_hits for p in parts)
+        assert result.bands_hit == max(p.bands_hit for p in parts)
+    assert IndexSet(base, deltas).lookup_many([]) == []
+    with pytest.raises(InvalidParameter, match="outputs"):
+        IndexSet(base, deltas).lookup_many([outputs[0] * 2])
+
+
 def test_delta_misuse(sha_index: tuple[BuiltIndex, list[Reference]]) -> None:
     built, _ = sha_index
     base = Index.from_bytes(built.to_bytes())

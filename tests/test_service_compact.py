@@ -59,7 +59,13 @@ def _client(server: Server, api_key: str, publication_key: str, cache: Path) -> 
 
 def test_compact_exact_indexes_published_matched_and_revoked(tmp_path: Path) -> None:
     server = start_server(
-        tmp_path / "data", "", limits={"intake_per_hour": "1000", "rebuild_seconds": "3600"}
+        tmp_path / "data",
+        "",
+        limits={
+            "intake_per_hour": "1000",
+            "rebuild_seconds": "3600",
+            "rebuild_revoked_fraction": "1",
+        },
     )
     try:
         md5, sha = secrets.token_bytes(16), secrets.token_bytes(32)
@@ -295,7 +301,9 @@ def test_a_delta_repeating_a_base_hash_shares_its_handle(tmp_path: Path) -> None
 def test_admin_publish_builds_the_format_the_deployment_names(tmp_path: Path) -> None:
     """``admin index publish`` reads ``BLINDMATCH_EXACT_INDEX`` as ``serve`` does (the
     server here was started with it set to ``compact``), and ``--exact-index`` overrides."""
-    server = start_server(tmp_path / "data", "", limits={"rebuild_seconds": "3600"})
+    server = start_server(
+        tmp_path / "data", "", limits={"rebuild_seconds": "3600", "rebuild_revoked_fraction": "1"}
+    )
     try:
         with server.client() as http:
             wait_published(http)

@@ -36,7 +36,6 @@ from blindmatch.service.bootstrap import bootstrap
 from blindmatch.service.epochs import KeyStore
 from blindmatch.service.models import IntakeRequest
 from blindmatch.service.publication import (
-    DELTA_FLOOR,
     MANIFEST_FORMAT,
     plan,
     publish,
@@ -77,7 +76,11 @@ def server(tmp_path: Path, database_url: str) -> Iterator[Server]:  # noqa: F811
     running = start_server(
         tmp_path / "data",
         database_url,
-        limits={"intake_per_hour": "1000", "rebuild_seconds": "3600"},
+        limits={
+            "intake_per_hour": "1000",
+            "rebuild_seconds": "3600",
+            "rebuild_revoked_fraction": "1",
+        },
         exact_index="bands",  # banded md5 deltas (compact ones: test_service_compact.py)
     )
     yield running
@@ -259,7 +262,7 @@ def deployment(
 ) -> Iterator[tuple[Settings, Database, KeyStore]]:
     # The banded format of the exact signals (compact ones: tests/test_service_compact.py).
     settings = Settings(tmp_path / "data", database_url, exact_index="bands").with_limits(
-        intake_per_hour=10_000, rebuild_seconds=600.0
+        intake_per_hour=10_000, rebuild_seconds=600.0, rebuild_revoked_fraction=1.0
     )
     database, keys = bootstrap(settings)
     yield settings, database, keys
@@ -311,9 +314,11 @@ def test_the_publisher_rules(deployment: tuple[Settings, Database, KeyStore]) ->
     # ... then makes a full version.
     assert _plan(database, keys, settings, at=now() + 600) == "full"
 
-    # Deltas past their bound make the next publication a full version.
+    # Deltas past their bound make the next publication a full version (the policy's
+    # own tests: tests/test_service_rebuild.py).
+    limit = settings.limits.rebuild_delta_floor
     with database.begin() as connection:
-        connection.execute(sa.update(publication_deltas).values(references=DELTA_FLOOR + 1))
+        connection.execute(sa.update(publication_deltas).values(references=limit + 1))
     assert _plan(database, keys, settings) == "full"
 
 

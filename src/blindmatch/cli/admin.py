@@ -238,9 +238,12 @@ def run(args: argparse.Namespace) -> int:
         if args.group == "index":
             evaluator = evaluator_for(settings)
             try:
-                version = publish(
-                    settings, database, keys, processes=args.processes, evaluator=evaluator
-                )
+                # The publishers' lock: a running server's publisher skips its polls
+                # meanwhile, so two builds never run at once.
+                with database.exclusive("publisher"):
+                    version = publish(
+                        settings, database, keys, processes=args.processes, evaluator=evaluator
+                    )
             finally:
                 if evaluator is not None:
                     evaluator.close()

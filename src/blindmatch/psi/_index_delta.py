@@ -30,6 +30,7 @@ from blindmatch.psi.compact import (
     CompactIndex,
     CompactIndexSet,
 )
+from blindmatch.psi.kdf import derive_entries
 
 __all__ = [
     "INDEX_SET_DOMAIN",
@@ -63,10 +64,24 @@ class IndexSet(Lookups):
         self, outputs_per_upload: Sequence[Sequence[bytes]], *, max_trials: int | None = None
     ) -> list[MatchResult]:
         """:meth:`Index.lookup_many` over the base and every delta, results combined
-        (``max_trials`` bounds each of them)."""
-        results = self.base.lookup_many(outputs_per_upload, max_trials=max_trials)
+        (``max_trials`` bounds each of them).
+
+        The uploads' tags and pads are derived once: every delta has its base's key and
+        tag width (checked on construction), so each delta costs only its searches (the
+        KDF per delta made each one cost about as much as the base's lookup:
+        benchmarks/results/rebuild.md)."""
+        bands = self.base.header.banding.count
+        uploads = len(outputs_per_upload)
+        if any(len(outputs) != bands for outputs in outputs_per_upload):
+            raise InvalidParameter(f"each upload needs exactly {bands} outputs (one per band)")
+        if uploads == 0:
+            return []
+        flat = [out for outputs in outputs_per_upload for out in outputs]
+        tags, pads = derive_entries(flat, self.base.header.tag_bytes)
+        tags, pads = tags.reshape(uploads, bands), pads.reshape(uploads, bands)
+        results = self.base.lookup_entries(tags, pads, max_trials=max_trials)
         for delta in self.deltas:
-            more = delta.lookup_many(outputs_per_upload, max_trials=max_trials)
+            more = delta.lookup_entries(tags, pads, max_trials=max_trials)
             results = [
                 MatchResult(
                     handles=tuple(sorted(set(a.handles) | set(b.handles))),

@@ -12,18 +12,26 @@ directly: psi refuses a delta of a delta), numbered 1, 2, ... per signal. A plat
 version V with deltas 1..n downloads only deltas n+1..m; when the manifest names a new
 version it downloads the new full files.
 
-The publisher (:mod:`.publisher`) asks :func:`plan` what to do every ``publish_interval``:
+The publisher (:mod:`.publisher`) asks :func:`plan` what to do every ``publish_interval``.
+A full version costs one OPRF evaluation per (reference, band) and a full download for
+every platform (at 10^7 PDQ references about 87 core-hours and 46 GB: docs/scaling.md), so
+it is made only when a quantity the database already holds passes a bound of
+:class:`~.settings.Limits`, first rule first:
 
 - nothing published for the current epoch (first start, key rotation): a full version;
-- new live reports since what the newest version covers: a delta, unless the deltas
-  already passed the bound (more than :data:`MAX_DELTAS` deltas of a signal, or more
-  references in a signal's deltas than ``max(base / DELTA_FRACTION, DELTA_FLOOR)``): then a
-  full version, so a platform's download and lookup cost stays within about 1/8 of the
-  full index's;
+- more than ``rebuild_revoked_fraction`` of the reports the version holds (full index
+  and deltas: ``covered_active``) withdrawn or suspended since (their handles revoked in
+  every manifest): a full version at once, whatever its age;
 - a change deltas cannot carry (a report withdrawn, suspended or reinstated, or a new
-  reported video for the grouped ``vpdq`` index): a full version once the newest is at
-  least ``rebuild_seconds`` old (default 600 s); until then deltas go on carrying new
-  reports, and withdrawals are already revoked in the manifest.
+  reported video for the grouped ``vpdq`` index) and the newest version at least
+  ``rebuild_seconds`` old: a full version. Until then deltas go on carrying new reports,
+  withdrawals are already revoked in the manifest (platforms drop a revoked handle's
+  matches: :mod:`blindmatch.client.flows`), and a new video's frames are in the ``pdq``
+  deltas; so this rebuild only reclaims space and completes video matching;
+- new live reports since what the newest version covers: a delta, unless one signal's
+  deltas already passed their bound (``rebuild_max_deltas`` deltas, or more than
+  ``rebuild_delta_fraction`` of its full file's bytes and more than
+  ``rebuild_delta_floor`` references): then a full version in its place.
 
 Several publishers (several workers' hosts) never publish the same thing twice: a build
 remembers what it started from and the commit transaction decides. A full version is
@@ -112,14 +120,11 @@ from blindmatch.service.storage import Database, now
 
 __all__ = [
     "COMPACT_SIGNALS",
-    "DELTA_FLOOR",
-    "DELTA_FRACTION",
     "DELTA_SIGNALS",
     "DeltaResult",
     "GROUPED_SIGNALS",
     "INDEX_SIGNALS",
     "MANIFEST_FORMAT",
-    "MAX_DELTAS",
     "Manifest",
     "Plan",
     "PublishedFile",
@@ -149,12 +154,6 @@ format 3 added ``format_version`` to every index and delta entry (1 banded, 2 gr
 _COMPACT_SUFFIX = ".v3.idx"
 """A compact file's name ends so (``md5.v3.idx``, ``md5-2.v3.idx``): the name, which the
 database keeps, says the file's format."""
-MAX_DELTAS = 64
-"""Deltas of one signal after which the next publication is a full version."""
-DELTA_FRACTION = 8
-"""A signal's deltas may hold up to 1/DELTA_FRACTION of its base's references ..."""
-DELTA_FLOOR = 1024
-"""... or this many, whichever is more, before the next publication is a full version."""
 
 
 def banding_for(signal: str) -> Banding:
@@ -246,37 +245,73 @@ class Plan:
     reason: str
 
 
-def _deltas_over_bound(connection: Connection, publication: int) -> bool:
+def _deltas_over_bound(connection: Connection, publication: int, limits: Limits) -> str | None:
+    """Why one signal's deltas of ``publication`` passed their bound, or ``None``."""
     rows = connection.execute(
         sa.select(
             publication_deltas.c.signal,
             sa.func.count(),
             sa.func.sum(publication_deltas.c.references),
+            sa.func.sum(publication_deltas.c.size),
         )
         .where(publication_deltas.c.publication == publication)
         .group_by(publication_deltas.c.signal)
+        .order_by(publication_deltas.c.signal)
     ).all()
-    base = dict(
-        connection.execute(
-            sa.select(publication_files.c.signal, publication_files.c.references).where(
+    base = {
+        str(signal): int(size)
+        for signal, size in connection.execute(
+            sa.select(publication_files.c.signal, publication_files.c.size).where(
                 publication_files.c.publication == publication
             )
-        ).all()
+        )
+    }
+    for signal, count, references, size in rows:
+        if int(count) >= limits.rebuild_max_deltas:
+            return f"{signal} has {int(count)} deltas"
+        full = base.get(str(signal), 0)
+        if (
+            int(size or 0) > limits.rebuild_delta_fraction * full
+            and int(references or 0) > limits.rebuild_delta_floor
+        ):
+            return f"{signal} deltas hold {int(size or 0)} bytes against {full} in its full index"
+    return None
+
+
+def _withdrawn_held(connection: Connection, publication: int) -> int:
+    """Reports no longer active whose handles ``publication`` (full files or deltas)
+    still holds: what the manifest revokes until the next full version."""
+    held = sa.or_(
+        sa.select(handles.c.report)
+        .where(handles.c.publication == publication, handles.c.report == reports.c.id)
+        .exists(),
+        sa.select(shared_handles.c.report)
+        .where(
+            shared_handles.c.publication == publication,
+            shared_handles.c.report == reports.c.id,
+        )
+        .exists(),
     )
-    for signal, count, total in rows:
-        allowed = max(int(base.get(signal, 0)) // DELTA_FRACTION, DELTA_FLOOR)
-        if int(count) >= MAX_DELTAS or int(total or 0) > allowed:
-            return True
-    return False
+    return int(
+        connection.execute(
+            sa.select(sa.func.count()).where(reports.c.status != "active", held)
+        ).scalar_one()
+    )
 
 
 def plan(connection: Connection, epoch: int, limits: Limits, at: int | None = None) -> Plan:
-    """What to publish for ``epoch`` now (module docstring: the rules)."""
+    """What to publish for ``epoch`` now (module docstring: the rules, in order)."""
     latest = _latest(connection, epoch)
     if latest is None:
         return Plan("full", "first publication of the epoch")
-    new = _active_count(connection) - _active_count(connection, int(latest.covered_report))
-    changed = _active_count(connection, int(latest.covered_report)) != latest.covered_active
+    covered = int(latest.covered_report)
+    held = int(latest.covered_active)
+    withdrawn = _withdrawn_held(connection, int(latest.id))
+    if withdrawn and withdrawn > limits.rebuild_revoked_fraction * held:
+        return Plan("full", f"{withdrawn} of the version's {held} reports withdrawn or suspended")
+    covered_now = _active_count(connection, covered)
+    new = _active_count(connection) - covered_now
+    changed = covered_now != held or withdrawn > 0
     videos = connection.execute(
         sa.select(fingerprints.c.id)
         .join(reports, reports.c.id == fingerprints.c.report)
@@ -293,8 +328,9 @@ def plan(connection: Connection, epoch: int, limits: Limits, at: int | None = No
             "full", "withdrawn, suspended or reinstated reports" if changed else "new videos"
         )
     if new > 0:
-        if _deltas_over_bound(connection, int(latest.id)):
-            return Plan("full", "the deltas passed their bound")
+        over = _deltas_over_bound(connection, int(latest.id), limits)
+        if over is not None:
+            return Plan("full", f"the deltas passed their bound ({over})")
         return Plan("delta", "new reports")
     return Plan("none", "nothing new")
 

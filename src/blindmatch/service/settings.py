@@ -82,10 +82,27 @@ class Limits:
     """Seconds between the publisher's checks for new reports: a new report is in a
     published delta within one interval plus one delta build (the issue's bound is 60 s)."""
     rebuild_seconds: float = 600.0
-    """Least seconds between a full version and the next one made for a change deltas
-    cannot carry (a withdrawal, suspension or reinstatement leaving the full index, a new
-    reported video entering the grouped ``vpdq`` index). Withdrawals are revoked in the
-    manifest at once regardless; new frames reach the ``pdq`` deltas at once."""
+    """Most seconds a change deltas cannot carry waits for the next full version: a
+    withdrawal, suspension or reinstatement (a report leaving or re-entering the full
+    index), a new reported video entering the grouped ``vpdq`` index. Withdrawals are
+    revoked in the manifest at once regardless (a platform drops a revoked handle's
+    matches), and new frames reach the ``pdq`` deltas at once, so this rebuild only
+    reclaims space and completes video matching. At scale something has always changed,
+    so this is the largest age of a full version (docs/scaling.md: a week at 10^7)."""
+    rebuild_delta_fraction: float = 0.125
+    """A full version replaces the next delta once one signal's deltas hold more than this
+    fraction of its full index's bytes (and more than ``rebuild_delta_floor``
+    references): a platform's delta downloads and per-delta lookups stay within it."""
+    rebuild_delta_floor: int = 1024
+    """References one signal's deltas may hold whatever the fraction says (a small full
+    index is not rebuilt for every few reports)."""
+    rebuild_max_deltas: int = 64
+    """Deltas of one signal after which the next publication is a full version (a
+    platform looks up every delta file for every upload)."""
+    rebuild_revoked_fraction: float = 0.05
+    """A full version is made at once when more than this fraction of the reports the
+    current version holds (full index and deltas) have been withdrawn or suspended since:
+    every manifest lists their revoked handles, about 35 bytes each."""
     dispute_threshold: int = 3
     """Distinct platforms disputing a report ("not the reported kind") that suspend it."""
     session_seconds: int = 3600
