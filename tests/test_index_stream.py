@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from blindmatch.errors import InvalidParameter, WorkerError
-from blindmatch.psi import _index_build, oprf
+from blindmatch.psi import _index_build, _index_file, oprf
 from blindmatch.psi._index_build import EntryChunk, evaluate_chunk
 from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
 from blindmatch.psi.group import Scalar
@@ -76,7 +76,7 @@ def _vpdq_banding() -> Banding:
 @pytest.fixture
 def small_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs of a few rows: every build below writes many runs, out of row order too."""
-    monkeypatch.setattr(_index_build, "_RUN_ENTRIES", 700)
+    monkeypatch.setattr(_index_file, "_RUN_ENTRIES", 700)
 
 
 @pytest.mark.usefixtures("small_runs")
@@ -279,13 +279,13 @@ _MEMORY_CHILD = """
 import json, sys
 from pathlib import Path
 from benchmarks.bench_scale import _references, _status, random_tags
-from blindmatch.psi import _index_build
+from blindmatch.psi import _index_file
 from blindmatch.psi.bands import pdq_banding
 from blindmatch.psi.index import build_index_file
 from blindmatch.psi.keys import SecretKey
 
 count, out = int(sys.argv[1]), Path(sys.argv[2])
-_index_build._RUN_ENTRIES = 1 << 15
+_index_file._RUN_ENTRIES = 1 << 15
 key, banding, references = SecretKey.generate(), pdq_banding(), _references("pdq", count)
 with random_tags():  # warm up: imports and first-use allocations are not the build's
     build_index_file(out, key, banding, references[:8], processes=1)

@@ -21,7 +21,7 @@ import pytest
 from blindmatch.errors import WorkerError
 from blindmatch.fingerprint import default_registry
 from blindmatch.protocols.signals import signal_banding
-from blindmatch.psi import _index_build, oprf
+from blindmatch.psi import _index_file, oprf
 from blindmatch.psi.bands import Banding, exact_banding, pdq_banding
 from blindmatch.psi.index import (
     BuiltIndex,
@@ -198,7 +198,7 @@ def test_a_streaming_ray_build_writes_the_local_build_byte_for_byte(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # build_index_file on Ray: answers in any order, written in runs of a few rows.
-    monkeypatch.setattr(_index_build, "_RUN_ENTRIES", 1000)
+    monkeypatch.setattr(_index_file, "_RUN_ENTRIES", 1000)
     references = _pdq_refs(10, "vpdq", reports=3)
     local = build_index(KEY, VPDQ, references, processes=1, random_bytes=_source(9), grouped=True)
     evaluator = RayBuild(chunk_entries=512, in_flight=3)

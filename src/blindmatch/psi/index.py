@@ -38,14 +38,12 @@ from blindmatch.psi._index_build import (
     ChunkEvaluator,
     EntryChunk,
     Reference,
-    WrittenIndex,
     add_references,
-    add_references_file,
     build_index,
-    build_index_file,
     default_canaries,
 )
 from blindmatch.psi._index_delta import INDEX_SET_DOMAIN, IndexSet, current_digest, merge_indexes
+from blindmatch.psi._index_file import WrittenIndex, add_references_file, build_index_file
 from blindmatch.psi._index_format import (
     FORMAT_VERSION,
     GROUPED_VERSION,
