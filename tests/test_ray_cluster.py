@@ -148,10 +148,24 @@ class Cluster:
     """The Ray node ids of the head and of the second node."""
 
 
+_TAKEN: set[int] = set()
+
+
+def _port() -> int:
+    """A free port this module has not handed out yet: ``free_port`` releases the port it
+    found, so two calls can return the same one, and Ray refuses two of its components on
+    one port (seen in CI: the GCS and the object manager drew the same)."""
+    while True:
+        port = free_port()
+        if port not in _TAKEN:
+            _TAKEN.add(port)
+            return port
+
+
 def _ports(names: list[str]) -> list[str]:
     # Every port a node opens, chosen free: two nodes on one host (and anybody else's Ray
     # on this machine, e.g. another test run) must not take each other's defaults.
-    return [f"--{name}={free_port()}" for name in names]
+    return [f"--{name}={_port()}" for name in names]
 
 
 _NODE_PORTS = [
@@ -229,7 +243,7 @@ def cluster() -> Iterator[Cluster]:
         "RAY_health_check_timeout_ms": "500",
         "RAY_health_check_failure_threshold": "3",
     }
-    gcs, client = free_port(), free_port()
+    gcs, client = _port(), _port()
     common = [
         "--num-cpus=1",
         "--object-store-memory=100000000",
@@ -266,7 +280,7 @@ def cluster() -> Iterator[Cluster]:
         # The second node can start joining as soon as the GCS listens (in parallel with
         # the rest of the head's start-up).
         _wait_for(lambda: _listening(gcs), head, tmp / "head.log")
-        manager = free_port()
+        manager = _port()
         node = start(
             [
                 f"--address=127.0.0.1:{gcs}",
