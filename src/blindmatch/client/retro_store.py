@@ -47,11 +47,11 @@ folded into a rebuild is therefore not named again (the platform has acted on it
 a second report arriving in a delta is named.
 
 Size. A record takes ``16 * L`` bytes of tags and pads plus its reference and binding: a
-PDQ query (L = 384) about 6.2 KB, an MD5 or SHA-256 upload (L = 1) under 100 bytes, a PDQ
-upload with its 8 dihedral variants about 50 KB; a compact exact record 64 bytes of output
+PDQ query (L = 384) 6 KB of tags and pads, about 10 KB of file with SQLite's overhead, a PDQ
+upload with its 8 dihedral variants about 75 KB; a compact exact record 64 bytes of output
 plus its reference and binding (the file measured 295 bytes per compact MD5 record, 233
 per banded one: benchmarks/results/retro.md). The store holds at most ``max_records``
-records (:data:`DEFAULT_MAX_RECORDS`, about 6 GB of PDQ queries); an :meth:`add` beyond it
+records (:data:`DEFAULT_MAX_RECORDS`, about 10 GB of PDQ queries); an :meth:`add` beyond it
 raises :class:`~blindmatch.errors.RetroStoreFull` and writes nothing, or, with
 ``evict=True`` (what the SDK does), forgets the oldest uploads first. Records are only
 useful within their key epoch: :meth:`~RetroStore.forget_epoch` deletes an epoch's records
